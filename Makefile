@@ -1,0 +1,38 @@
+# The two commands of the README:  `make serve`  then  `make test`.   `make help` lists everything.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+MODEL_NAME ?= predictive_maintenance
+HTTP_PORT ?= 8080
+GRPC_PORT ?= 8081
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help install bootstrap serve test bench lint
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found. Install Python 3.11 (e.g. 'apt-get install python3.11-venv' or pyenv) or pass PYTHON=/path/to/python3.11"; exit 1; }
+	@echo "==> creating $(VENV) and installing the project (first run: ~1-3 min)"
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check uv
+	$(VENV)/bin/uv pip install --python $(PY) -e '.[dev]'
+	@touch $@
+
+install: $(VENV)/.installed ## create .venv and install the project with its test tools
+
+bootstrap: install ## local MLflow registry + demo model + Feast repo (idempotent)
+	$(PY) -m predictor.bootstrap
+
+serve: bootstrap ## set everything up, then serve the demo model on :$(HTTP_PORT) (gRPC :$(GRPC_PORT))
+	$(PY) -m predictor --model_name $(MODEL_NAME) --http_port $(HTTP_PORT) --grpc_port $(GRPC_PORT)
+
+test: install ## run the whole test suite (starts real servers on loopback ports)
+	$(PY) -m pytest $(PYTEST_ARGS); status=$$?; \
+	if [ $$status -eq 5 ]; then echo "error: pytest collected no tests"; exit 1; fi; exit $$status
+
+-include manifests/deploy.mk
+-include tests/bench/bench.mk
