@@ -1,0 +1,273 @@
+"""Online features by entity id, from Feast, behind a small interface the model calls.
+
+One ``fetch`` is one ``get_online_features`` call for all ids of a request, run off the event loop. What
+can go wrong, and what the caller sees:
+
+- an id with no stored row → ``EntityNotFound`` naming every missing id (never a partial answer);
+- a stored feature that is null, or whose reading is older than the feature view's TTL → ``StaleFeatures``
+  with policy ``"reject"``; with ``"fill"`` the caller's ``fill_values`` (the training means) are used and
+  reported per id in ``FetchedFeatures.filled``;
+- the online store cannot be reached (Redis down, SQLite file unreadable, a lookup over its timeout) →
+  ``FeatureStoreUnavailable``.
+
+Feast 0.67's local provider marks a found row ``PRESENT`` even when a value is null or older than the TTL
+(it only sets ``NOT_FOUND``), so nulls are recognised by an unset value and staleness by comparing each
+value's event timestamp with the view's TTL; ``NULL_VALUE``/``OUTSIDE_MAX_AGE`` statuses are honoured too,
+for stores (e.g. the remote one) that set them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import sqlite3
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+import numpy as np
+
+from predictor.errors import EntityNotFound, FeatureStoreUnavailable, StaleFeatures
+from predictor.metrics import Metrics
+
+if TYPE_CHECKING:
+    from feast import FeatureStore
+
+Policy = Literal["reject", "fill"]
+POLICIES: tuple[Policy, ...] = ("reject", "fill")
+DEFAULT_FEATURE_VIEW = "equipment_telemetry"
+PROBE_ID = "__readiness_probe__"
+
+
+class FeatureSource(Protocol):
+    entity_key: str
+
+    async def fetch(self, ids: Sequence[str], feature_names: Sequence[str]) -> FetchedFeatures: ...
+
+    async def check(self) -> None:
+        """Raise ``FeatureStoreUnavailable`` when the online store cannot be reached."""
+        ...
+
+
+@dataclass(frozen=True)
+class FetchedFeatures:
+    #: float64 ``[len(ids), len(feature_names)]``, columns in the order asked
+    values: np.ndarray
+    #: equipment id → names of the features filled by policy (only ids that had any)
+    filled: dict[str, list[str]] = field(default_factory=dict)
+
+
+@dataclass
+class _Problems:
+    """Null and stale features found in one response, per id."""
+
+    null: dict[str, list[str]] = field(default_factory=dict)
+    stale: dict[str, list[str]] = field(default_factory=dict)
+
+    def add(self, reason: str, entity_id: str, feature: str) -> None:
+        names = (self.null if reason == "null" else self.stale).setdefault(entity_id, [])
+        if feature not in names:
+            names.append(feature)
+
+    def __bool__(self) -> bool:
+        return bool(self.null or self.stale)
+
+
+class FeastFeatureSource:
+    """``FeatureSource`` over a Feast repo (whatever online store its ``feature_store.yaml`` names)."""
+
+    def __init__(
+        self,
+        repo_path: Path,
+        metrics: Metrics,
+        policy: Policy = "reject",
+        fill_values: Mapping[str, float] | None = None,
+        feature_view: str = DEFAULT_FEATURE_VIEW,
+        timeout_s: float = 2.0,
+        check_timeout_s: float = 1.0,
+    ) -> None:
+        """Load the repo's config and registry (no connection to the online store yet).
+
+        ``timeout_s`` bounds one lookup and ``check_timeout_s`` one readiness probe; a lookup over its
+        timeout is reported as unavailable (its thread finishes on its own: set the store's own socket
+        timeouts, e.g. ``socket_timeout=`` in a Redis connection string, to bound that too).
+        """
+        if policy not in POLICIES:
+            raise ValueError(f"feature policy must be one of {POLICIES}, not {policy!r}")
+        from feast import FeatureStore
+
+        self._metrics = metrics
+        self._policy = policy
+        self._fill_values = dict(fill_values or {})
+        self._timeout_s = timeout_s
+        self._check_timeout_s = check_timeout_s
+        self._probe: asyncio.Future[Any] | None = None
+        self._errors = _connection_errors()
+        self._store: FeatureStore = FeatureStore(repo_path=str(repo_path))
+        self.store_type = _store_label(self._store.config.online_store)
+        view = self._store.get_feature_view(feature_view)
+        self._view = view.name
+        self.feature_names: tuple[str, ...] = tuple(f.name for f in view.features)
+        self.entity_key: str = view.entity_columns[0].name
+        self._ttl_s = view.ttl.total_seconds() if isinstance(view.ttl, timedelta) else 0.0
+
+    async def fetch(self, ids: Sequence[str], feature_names: Sequence[str]) -> FetchedFeatures:
+        unknown = [name for name in feature_names if name not in self.feature_names]
+        if unknown:
+            raise ValueError(f"feature view {self._view} has no features {unknown}")
+        if not ids:
+            return FetchedFeatures(np.empty((0, len(feature_names))), {})
+        rows = {self.entity_key: list(ids)}
+        refs = [f"{self._view}:{name}" for name in feature_names]
+        started = time.perf_counter()
+        response = await self._call(self._store.get_online_features, self._timeout_s, refs, rows)
+        self._metrics.feature_lookup_latency.labels(store=self.store_type).observe(time.perf_counter() - started)
+        return self._decode(response.proto, list(ids), list(feature_names))
+
+    async def check(self) -> None:
+        """A lookup of a dummy id: reaches the online store through the same path as ``fetch``.
+
+        At most one probe runs at a time, so a hanging store cannot pile up threads.
+        """
+        if self._probe is not None and not self._probe.done():
+            raise FeatureStoreUnavailable(
+                f"feature store unreachable: the previous {self.store_type} probe has not returned — "
+                "check the online store's host and network"
+            )
+        rows = {self.entity_key: [PROBE_ID]}
+        self._probe = asyncio.ensure_future(asyncio.to_thread(
+            self._store.get_online_features, [f"{self._view}:{self.feature_names[0]}"], rows
+        ))
+        await self._call_future(self._probe, self._check_timeout_s)
+
+    async def _call(self, function: Any, timeout_s: float, *args: Any) -> Any:
+        return await self._call_future(asyncio.ensure_future(asyncio.to_thread(function, *args)), timeout_s)
+
+    async def _call_future(self, future: asyncio.Future[Any], timeout_s: float) -> Any:
+        """Await a lookup running in a thread; translate timeouts and connection errors."""
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), timeout_s)
+        except TimeoutError as exc:
+            future.add_done_callback(_consume)  # the thread's late result or error is dropped, unlogged
+            raise FeatureStoreUnavailable(
+                f"feature store unreachable: the {self.store_type} online store did not answer within "
+                f"{timeout_s:g} s — check that it is up and reachable"
+            ) from exc
+        except self._errors as exc:
+            raise FeatureStoreUnavailable(
+                f"feature store unreachable: {type(exc).__name__}: {exc} — check the {self.store_type} online "
+                "store in the repo's feature_store.yaml (is it running, is the address right?)"
+            ) from exc
+
+    def _decode(self, proto: Any, ids: list[str], feature_names: list[str]) -> FetchedFeatures:
+        from feast.protos.feast.serving.ServingService_pb2 import FieldStatus
+
+        position = {name: i for i, name in enumerate(proto.metadata.feature_names.val)}
+        values = np.full((len(ids), len(feature_names)), np.nan)
+        found = np.zeros(len(ids), dtype=bool)
+        expired: list[tuple[int, int]] = []
+        now = time.time()
+        for column, name in enumerate(feature_names):
+            vector = proto.results[position[name]]
+            for row, (value, status, stamp) in enumerate(
+                zip(vector.values, vector.statuses, vector.event_timestamps)
+            ):
+                if status == FieldStatus.NOT_FOUND:
+                    continue
+                found[row] = True
+                if status != FieldStatus.NULL_VALUE:
+                    values[row, column] = _as_float(value)
+                if status == FieldStatus.OUTSIDE_MAX_AGE or self._expired(stamp.seconds, now):
+                    expired.append((row, column))
+        missing = list(dict.fromkeys(entity_id for entity_id, hit in zip(ids, found) if not hit))
+        if missing:
+            raise EntityNotFound(self.entity_key, missing)
+        problems = _Problems()
+        # NaN: null, or not found for an id that has other features (a row written before a schema change).
+        for row, column in zip(*np.nonzero(np.isnan(values))):
+            problems.add("null", ids[row], feature_names[column])
+        for row, column in expired:
+            if not math.isnan(values[row, column]):
+                problems.add("stale", ids[row], feature_names[column])
+        if not problems:
+            return FetchedFeatures(values, {})
+        self._count(problems)
+        return FetchedFeatures(values, self._fill(values, ids, feature_names, problems))
+
+    def _expired(self, event_seconds: int, now: float) -> bool:
+        return bool(self._ttl_s) and event_seconds > 0 and now - event_seconds > self._ttl_s
+
+    def _count(self, problems: _Problems) -> None:
+        for reason, by_id in (("null", problems.null), ("stale", problems.stale)):
+            for names in by_id.values():
+                for name in names:
+                    self._metrics.features_missing.labels(feature=name, reason=reason).inc()
+
+    def _fill(
+        self, values: np.ndarray, ids: list[str], feature_names: list[str], problems: _Problems
+    ) -> dict[str, list[str]]:
+        """Apply the policy in place; return what was filled, or raise ``StaleFeatures``."""
+        bad = {entity_id: problems.null.get(entity_id, []) + problems.stale.get(entity_id, [])
+               for entity_id in dict.fromkeys(ids) if entity_id in problems.null or entity_id in problems.stale}
+        no_default = sorted({name for names in bad.values() for name in names} - self._fill_values.keys())
+        if self._policy == "reject" or no_default:
+            raise StaleFeatures(self._stale_message(problems, no_default if self._policy == "fill" else []))
+        column = {name: i for i, name in enumerate(feature_names)}
+        for row, entity_id in enumerate(ids):
+            for name in bad.get(entity_id, []):
+                values[row, column[name]] = self._fill_values[name]
+        return bad
+
+    def _stale_message(self, problems: _Problems, no_default: list[str]) -> str:
+        parts = [f"{entity_id} ({', '.join(names)}: null)" for entity_id, names in problems.null.items()]
+        ttl = _duration(self._ttl_s)
+        parts += [f"{entity_id} ({', '.join(names)}: older than the {ttl} TTL)"
+                  for entity_id, names in problems.stale.items()]
+        shown = "; ".join(parts[:20]) + (" …" if len(parts) > 20 else "")
+        if no_default:
+            return (f"stored features unusable for {self.entity_key} {shown}, and no fill value for "
+                    f"{', '.join(no_default)}: send these features in the request or re-materialize them")
+        return (f"stored features unusable for {self.entity_key} {shown}: send these features in the request, "
+                "re-materialize fresh telemetry (`feast materialize`), or serve with the 'fill' feature policy")
+
+
+def _consume(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
+def _as_float(value: Any) -> float:
+    """A Feast ``Value`` as float; an unset value (null) as NaN."""
+    kind = value.WhichOneof("val")
+    if kind is None or kind == "null_val":
+        return math.nan
+    return float(getattr(value, kind))
+
+
+def _duration(seconds: float) -> str:
+    for unit, size in (("days", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g} {unit}"
+    return f"{seconds:g} s"
+
+
+def _store_label(config: Any) -> str:
+    """``sqlite``, ``redis``, … for the metric label (a class path is shortened to its store name)."""
+    kind = str(getattr(config, "type", "unknown"))
+    return kind.rsplit(".", 1)[-1].lower().removesuffix("onlinestore") or "unknown"
+
+
+def _connection_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions that mean "the online store cannot be reached" (Redis only if it is installed)."""
+    errors: list[type[BaseException]] = [sqlite3.Error, OSError]
+    try:
+        from redis.exceptions import ConnectionError as RedisConnectionError
+        from redis.exceptions import TimeoutError as RedisTimeoutError
+    except ImportError:
+        pass
+    else:
+        errors += [RedisConnectionError, RedisTimeoutError]
+    return tuple(errors)

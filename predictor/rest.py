@@ -1,0 +1,190 @@
+"""Our HTTP routes, registered ahead of KServe's so they take precedence, and the one error mapping.
+
+KServe's own handlers stay for everything we do not override (/v2 server metadata, /v1/models, the
+repository extension). Ours exist because KServe's answer 422 on bad bodies, refuse tritonclient's JSON
+(no Content-Type), report ready before a model can serve, and cannot echo the resolved registry version.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from predictor.codec import parse_json
+from predictor.errors import (BadRequest, ModelNotFoundError, ModelNotReadyError, PayloadTooLarge, PredictorError,
+                              UnsupportedMediaType)
+from predictor.model import PredictorModel, V1Body, V2Body
+
+JSON_TYPES = ("application/json", "application/cloudevents+json", "application/ld+json")
+BINARY_HEADER = "inference-header-content-length"
+
+
+def json_response(content: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY), status_code=status_code,
+                    headers=headers, media_type="application/json")
+
+
+def error_response(exc: PredictorError) -> Response:
+    return json_response({"error": str(exc)}, status_code=int(exc.status), headers=exc.headers)
+
+
+def add_exception_handlers(app: FastAPI, count: Callable[[PredictorError], None]) -> None:
+    async def predictor_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, PredictorError)
+        count(exc)  # errors raised before the model saw the request (bad JSON, 413, 415, 404)
+        return error_response(exc)
+
+    async def validation_error(_: Request, exc: Exception) -> Response:
+        # The Open Inference Protocol wants 400 {"error": ...}, not FastAPI's 422 {"detail": ...}.
+        assert isinstance(exc, RequestValidationError)
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(part) for part in first.get("loc", ()))
+        return json_response({"error": f"invalid request: {where}: {first.get('msg', 'malformed')}"}, status_code=400)
+
+    async def http_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        return json_response({"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
+
+    app.add_exception_handler(PredictorError, predictor_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+
+
+class Routes:
+    def __init__(self, model: PredictorModel, max_body_bytes: int, readiness: Callable[[], str | None]) -> None:
+        self.model = model
+        self.max_body_bytes = max_body_bytes
+        self.not_ready_reason = readiness  # None when ready, else why not
+
+    def register(self, app: FastAPI) -> None:
+        get, post = ["GET"], ["POST"]
+        for path in ("/health", "/health/live"):
+            app.add_api_route(path, self.live, methods=get, tags=["probes"], summary="Liveness")
+        for path in ("/ready", "/health/ready"):
+            app.add_api_route(path, self.ready, methods=get, tags=["probes"], summary="Readiness")
+        app.add_api_route("/v2/health/live", self.v2_live, methods=get, tags=["probes"])
+        app.add_api_route("/v2/health/ready", self.v2_ready, methods=get, tags=["probes"])
+        app.add_api_route("/metrics", self.metrics, methods=get, tags=["metrics"])
+        app.add_api_route("/v1/models/{model_name}", self.v1_status, methods=get, tags=["v1"])
+        app.add_api_route("/v1/models/{model_name}:predict", self.v1_predict, methods=post, tags=["v1"])
+        for prefix in ("/v2/models/{model_name}", "/v2/models/{model_name}/versions/{model_version}"):
+            app.add_api_route(prefix, self.v2_metadata, methods=get, tags=["v2"])
+            app.add_api_route(prefix + "/ready", self.v2_model_ready, methods=get, tags=["v2"])
+            app.add_api_route(prefix + "/infer", self.v2_infer, methods=post, tags=["v2"])
+
+    # ------------------------------------------------------------------------------ probes
+    async def live(self) -> dict[str, str]:
+        return {"status": "alive"}
+
+    async def ready(self) -> Response:
+        reason = self.not_ready_reason()
+        if reason is not None:
+            return json_response({"status": "not ready", "error": reason}, status_code=503)
+        return json_response({"status": "ready", "model_name": self.model.name, "model_version": self._version()})
+
+    async def v2_live(self) -> dict[str, bool]:
+        return {"live": True}
+
+    async def v2_ready(self) -> Response:
+        reason = self.not_ready_reason()
+        if reason is not None:
+            return json_response({"ready": False, "error": reason}, status_code=503)
+        return json_response({"ready": True})
+
+    async def metrics(self) -> Response:
+        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+    # ------------------------------------------------------------------------------ v1
+    async def v1_status(self, model_name: str) -> Response:
+        self._check_name(model_name)
+        reason = self.not_ready_reason()
+        body: dict[str, Any] = {"name": self.model.name, "version": self._version(), "platform": "mlflow",
+                                "ready": reason is None}
+        if reason is not None:
+            body["error"] = reason
+        return json_response(body, status_code=200 if reason is None else 503)
+
+    async def v1_predict(self, model_name: str, request: Request) -> Response:
+        self._check_name(model_name)
+        content_type = _media_type(request)
+        if content_type is not None and content_type not in JSON_TYPES:
+            raise UnsupportedMediaType(f"Content-Type {content_type} is not supported: send JSON with "
+                                       "-H 'Content-Type: application/json'")
+        payload = parse_json(await self._body(request))
+        response, _ = await self.model(V1Body(payload), dict(request.headers))
+        return json_response(response)
+
+    # ------------------------------------------------------------------------------ v2
+    async def v2_metadata(self, model_name: str, model_version: str | None = None) -> Response:
+        self._check_name(model_name, model_version)
+        serving = self.model.serving
+        if serving is None:
+            raise ModelNotReadyError(f"model {model_name} is still loading; its metadata comes from its signature")
+        return json_response({"name": self.model.name, "versions": [serving.version], "platform": "mlflow",
+                               "inputs": self.model.metadata_inputs(), "outputs": self.model.metadata_outputs()})
+
+    async def v2_model_ready(self, model_name: str, model_version: str | None = None) -> Response:
+        self._check_name(model_name, model_version)
+        reason = self.not_ready_reason()
+        if reason is not None:
+            return json_response({"name": model_name, "ready": False, "error": reason}, status_code=503)
+        return json_response({"name": model_name, "ready": True})
+
+    async def v2_infer(self, model_name: str, request: Request, model_version: str | None = None) -> Response:
+        self._check_name(model_name, model_version)
+        header_length = request.headers.get(BINARY_HEADER)
+        content_type = _media_type(request)
+        if header_length is None and content_type not in (None, *JSON_TYPES):
+            raise UnsupportedMediaType(
+                f"Content-Type {content_type} needs the binary tensor extension's {BINARY_HEADER} header; "
+                "for plain JSON send Content-Type: application/json")
+        body = await self._body(request)
+        response, _ = await self.model(V2Body(body, header_length), dict(request.headers))
+        content, headers = response
+        return Response(content, headers=headers)
+
+    # ------------------------------------------------------------------------------ helpers
+    def _check_name(self, model_name: str, model_version: str | None = None) -> None:
+        if model_name != self.model.name:
+            raise ModelNotFoundError(f"model {model_name!r:.80} is not served here; this server serves "
+                                     f"{self.model.name!r} (GET /v2/models lists them)")
+        if model_version is not None and model_version != self._version():
+            raise ModelNotFoundError(f"version {model_version!r:.40} of {model_name} is not loaded; "
+                                     f"loaded: {self._version() or 'none yet'}")
+
+    def _version(self) -> str | None:
+        serving = self.model.serving
+        return serving.version if serving else None
+
+    async def _body(self, request: Request) -> bytes:
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+            raise self._too_large(int(declared))
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                raise self._too_large(size)
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _too_large(self, size: int) -> PayloadTooLarge:
+        return PayloadTooLarge(f"request body of {size}+ bytes exceeds the limit of {self.max_body_bytes} bytes "
+                               "(split the request, or raise --max_body_bytes)")
+
+
+def _media_type(request: Request) -> str | None:
+    value = request.headers.get("content-type")
+    if not value:
+        return None
+    return value.split(";", 1)[0].strip().lower()
+
+
+__all__ = ["Routes", "add_exception_handlers", "error_response", "BadRequest"]
