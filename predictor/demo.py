@@ -67,7 +67,8 @@ def train(kind: ModelKind = "forest", rows: int = 5000, seed: int = 42):  # -> s
         model = RandomForestClassifier(n_estimators=100, max_depth=12, random_state=seed)
     else:
         model = LogisticRegression(max_iter=1000)
-    model.fit(features, labels)
+    # Fitted on a bare array: the server passes NumPy rows in signature order, never a DataFrame.
+    model.fit(features.to_numpy(), labels)
     return model, features
 
 
@@ -113,7 +114,7 @@ def register_demo_model(
         mlflow.create_experiment(experiment, artifact_location=location)
     mlflow.set_experiment(experiment)
     example = features.head(5)
-    signature = infer_signature(example, estimator.predict(example))
+    signature = infer_signature(example, estimator.predict(example.to_numpy()))
     with mlflow.start_run(run_name=f"demo-{kind}"), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         mlflow.log_params({"kind": kind, "features": len(FEATURE_NAMES)})
@@ -123,6 +124,8 @@ def register_demo_model(
             signature=signature,
             input_example=example,
             registered_model_name=name,
+            # Training means: what the "fill" missing-feature policy substitutes (read back by registry.py).
+            metadata={"feature_defaults": features.mean().round(6).to_dict()},
             # cloudpickle: skops refuses to load a forest without a list of trusted types.
             serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_CLOUDPICKLE,
         )

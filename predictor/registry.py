@@ -7,7 +7,6 @@ have no registry version: they report the run id (``run-<id8>``) or ``local``.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +18,7 @@ from predictor.errors import ModelLoadError
 
 log = logging.getLogger(__name__)
 
-FEATURE_DEFAULTS_FILE = "feature_defaults.json"
+FEATURE_DEFAULTS_KEY = "feature_defaults"
 
 
 @dataclass(frozen=True)
@@ -88,7 +87,7 @@ def load(source: ModelSource, tracking_uri: str) -> LoadedModel:
     except Exception as exc:
         raise ModelLoadError(f"cannot download {source.download_uri}: {_first_line(exc)}") from exc
     feature_names = _feature_names(metadata)
-    defaults = _feature_defaults(local_dir)
+    defaults = _feature_defaults(metadata)
     if "sklearn" in metadata.flavors:
         import mlflow.sklearn
 
@@ -112,11 +111,14 @@ def _feature_names(metadata: Any) -> tuple[str, ...]:
     return tuple(signature.inputs.input_names())
 
 
-def _feature_defaults(local_dir: Path) -> dict[str, float]:
-    path = local_dir / FEATURE_DEFAULTS_FILE
-    if not path.exists():
+def _feature_defaults(metadata: Any) -> dict[str, float]:
+    """Per-feature fill values logged with the model (``metadata={"feature_defaults": {...}}``), if any."""
+    logged = (metadata.metadata or {}).get(FEATURE_DEFAULTS_KEY) or {}
+    try:
+        return {str(name): float(value) for name, value in logged.items()}
+    except (AttributeError, TypeError, ValueError):
+        log.warning("ignoring malformed %s in the model's metadata", FEATURE_DEFAULTS_KEY)
         return {}
-    return {str(k): float(v) for k, v in json.loads(path.read_text()).items()}
 
 
 def _drop_fitted_column_names(estimator: Any, feature_names: tuple[str, ...]) -> None:

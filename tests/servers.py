@@ -1,0 +1,133 @@
+"""Real processes for the tests: the predictor (and other servers) on free loopback ports.
+
+Every process is started in its own session, waited for within a bounded time, and stopped by PID
+(SIGTERM, then SIGKILL) — also when the test fails.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+MODEL_NAME = "predictive_maintenance"
+SEED_ROWS = [[75.3, 24, 0.15, 0.65, 0.8, 2.5, 1, 0, 0, 0], [60.2, 36, 0.25, 0.45, 1.2, 5.0, 0, 1, 1, 1]]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(predicate, timeout_s: float, interval_s: float = 0.1, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval_s)
+    raise TimeoutError(f"{what} not reached within {timeout_s}s")
+
+
+@dataclass
+class Process:
+    """A child process with its log in a file; ``stop()`` is idempotent."""
+
+    args: list[str]
+    log_path: Path
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: Path = PROJECT_ROOT
+    popen: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> "Process":
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = self.log_path.open("wb")
+        self.popen = subprocess.Popen(self.args, stdout=log, stderr=subprocess.STDOUT, cwd=self.cwd,
+                                      env={**os.environ, **self.env}, start_new_session=True)
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.popen is not None
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def log(self, last: int = 4000) -> str:
+        return self.log_path.read_text(errors="replace")[-last:] if self.log_path.exists() else ""
+
+    def signal(self, sig: int) -> None:
+        if self.alive():
+            os.kill(self.pid, sig)
+
+    def stop(self, timeout_s: float = 10) -> int | None:
+        if self.popen is None:
+            return None
+        if self.alive():
+            os.killpg(self.pid, signal.SIGTERM)
+            try:
+                self.popen.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.pid, signal.SIGKILL)
+                self.popen.wait(5)
+        return self.popen.returncode
+
+
+@dataclass
+class PredictorProcess(Process):
+    http_port: int = 0
+    grpc_port: int = 0
+    model_name: str = MODEL_NAME
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def grpc_target(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    def wait_ready(self, timeout_s: float = 90) -> "PredictorProcess":
+        def ready() -> bool:
+            if not self.alive():
+                raise RuntimeError(f"predictor exited with {self.popen.returncode}:\n{self.log()}")  # type: ignore[union-attr]
+            try:
+                return httpx.get(f"{self.http_url}/ready", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        try:
+            wait_until(ready, timeout_s, 0.2, "predictor readiness")
+        except TimeoutError as exc:
+            raise TimeoutError(f"{exc}\n--- server log ---\n{self.log()}") from exc
+        return self
+
+    def wait_live(self, timeout_s: float = 60) -> "PredictorProcess":
+        def live() -> bool:
+            try:
+                return httpx.get(f"{self.http_url}/health", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_until(live, timeout_s, 0.1, "predictor liveness")
+        return self
+
+
+def start_predictor(tracking_uri: str, log_dir: Path, *extra: str, model_name: str = MODEL_NAME,
+                    env: dict[str, str] | None = None) -> PredictorProcess:
+    http_port, grpc_port = free_port(), free_port()
+    args = [sys.executable, "-m", "predictor", "--model_name", model_name, "--tracking_uri", tracking_uri,
+            "--http_port", str(http_port), "--grpc_port", str(grpc_port), *extra]
+    process = PredictorProcess(args, log_dir / f"predictor-{http_port}.log", env=env or {}, http_port=http_port,
+                               grpc_port=grpc_port, model_name=model_name)
+    process.start()
+    return process
