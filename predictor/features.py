@@ -11,9 +11,10 @@ can go wrong, and what the caller sees:
   ``FeatureStoreUnavailable``.
 
 Feast 0.67's local provider marks a found row ``PRESENT`` even when a value is null or older than the TTL
-(it only sets ``NOT_FOUND``), so nulls are recognised by an unset value and staleness by comparing each
-value's event timestamp with the view's TTL; ``NULL_VALUE``/``OUTSIDE_MAX_AGE`` statuses are honoured too,
-for stores (e.g. the remote one) that set them.
+(it only sets ``NOT_FOUND``, and the Redis store not even that: an unknown id comes back ``PRESENT`` with
+unset values and a zero timestamp). So an id is missing when no value of it is set nor timestamped, a null
+is an unset value, and staleness compares each value's event timestamp with the view's TTL;
+``NULL_VALUE``/``OUTSIDE_MAX_AGE`` statuses are honoured too, for stores (e.g. the remote one) that set them.
 """
 
 from __future__ import annotations
@@ -23,8 +24,10 @@ import math
 import sqlite3
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -34,7 +37,7 @@ from predictor.errors import EntityNotFound, FeatureStoreUnavailable, StaleFeatu
 from predictor.metrics import Metrics
 
 if TYPE_CHECKING:
-    from feast import FeatureStore
+    from feast import FeatureStore, FeatureView
 
 Policy = Literal["reject", "fill"]
 POLICIES: tuple[Policy, ...] = ("reject", "fill")
@@ -77,7 +80,13 @@ class _Problems:
 
 
 class FeastFeatureSource:
-    """``FeatureSource`` over a Feast repo (whatever online store its ``feature_store.yaml`` names)."""
+    """``FeatureSource`` over a Feast repo (whatever online store its ``feature_store.yaml`` names).
+
+    Lookups run on the source's own small thread pool, so an online store that hangs (redis-py retries a
+    refused connection for ~7-10 s by default) cannot starve the event loop's default executor. After a
+    failed lookup, ``fetch`` fails fast for ``retry_after_s`` instead of queueing more threads; ``check``
+    always probes and, on success, closes that breaker.
+    """
 
     def __init__(
         self,
@@ -88,31 +97,33 @@ class FeastFeatureSource:
         feature_view: str = DEFAULT_FEATURE_VIEW,
         timeout_s: float = 2.0,
         check_timeout_s: float = 1.0,
+        retry_after_s: float = 1.0,
     ) -> None:
-        """Load the repo's config and registry (no connection to the online store yet).
+        """Load the repo's config and registry; the online store is first contacted by a lookup.
 
-        ``timeout_s`` bounds one lookup and ``check_timeout_s`` one readiness probe; a lookup over its
-        timeout is reported as unavailable (its thread finishes on its own: set the store's own socket
-        timeouts, e.g. ``socket_timeout=`` in a Redis connection string, to bound that too).
+        ``timeout_s`` bounds one lookup and ``check_timeout_s`` one readiness probe, as seen by the caller
+        (the thread finishes on its own: the store's socket timeouts bound it, see feature_store.redis.yaml).
+        Raises ``FeatureStoreUnavailable`` if the repo, its registry or the feature view cannot be read.
         """
         if policy not in POLICIES:
             raise ValueError(f"feature policy must be one of {POLICIES}, not {policy!r}")
-        from feast import FeatureStore
-
         self._metrics = metrics
         self._policy = policy
         self._fill_values = dict(fill_values or {})
         self._timeout_s = timeout_s
         self._check_timeout_s = check_timeout_s
-        self._probe: asyncio.Future[Any] | None = None
+        self._retry_after_s = retry_after_s
         self._errors = _connection_errors()
-        self._store: FeatureStore = FeatureStore(repo_path=str(repo_path))
+        self._store, view = _open_store(repo_path, feature_view)
         self.store_type = _store_label(self._store.config.online_store)
-        view = self._store.get_feature_view(feature_view)
         self._view = view.name
         self.feature_names: tuple[str, ...] = tuple(f.name for f in view.features)
         self.entity_key: str = view.entity_columns[0].name
         self._ttl_s = view.ttl.total_seconds() if isinstance(view.ttl, timedelta) else 0.0
+        self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="feast-lookup")
+        self._probe: asyncio.Future[Any] | None = None
+        self._failed: FeatureStoreUnavailable | None = None
+        self._failed_at = 0.0
 
     async def fetch(self, ids: Sequence[str], feature_names: Sequence[str]) -> FetchedFeatures:
         unknown = [name for name in feature_names if name not in self.feature_names]
@@ -120,47 +131,54 @@ class FeastFeatureSource:
             raise ValueError(f"feature view {self._view} has no features {unknown}")
         if not ids:
             return FetchedFeatures(np.empty((0, len(feature_names))), {})
-        rows = {self.entity_key: list(ids)}
+        if self._failed is not None and time.monotonic() - self._failed_at < self._retry_after_s:
+            raise FeatureStoreUnavailable(f"{self._failed} (retrying in under {self._retry_after_s:g} s)")
         refs = [f"{self._view}:{name}" for name in feature_names]
         started = time.perf_counter()
-        response = await self._call(self._store.get_online_features, self._timeout_s, refs, rows)
+        response = await self._lookup(self._start(refs, list(ids)), self._timeout_s)
         self._metrics.feature_lookup_latency.labels(store=self.store_type).observe(time.perf_counter() - started)
         return self._decode(response.proto, list(ids), list(feature_names))
 
     async def check(self) -> None:
-        """A lookup of a dummy id: reaches the online store through the same path as ``fetch``.
-
-        At most one probe runs at a time, so a hanging store cannot pile up threads.
-        """
+        """Look up a dummy id, through the same path as ``fetch``; at most one probe runs at a time."""
         if self._probe is not None and not self._probe.done():
             raise FeatureStoreUnavailable(
-                f"feature store unreachable: the previous {self.store_type} probe has not returned — "
-                "check the online store's host and network"
+                f"feature store unreachable: the previous {self.store_type} probe has not returned after "
+                f"{self._check_timeout_s:g} s — check that the online store is up and reachable"
             )
-        rows = {self.entity_key: [PROBE_ID]}
-        self._probe = asyncio.ensure_future(asyncio.to_thread(
-            self._store.get_online_features, [f"{self._view}:{self.feature_names[0]}"], rows
-        ))
-        await self._call_future(self._probe, self._check_timeout_s)
+        self._probe = self._start([f"{self._view}:{self.feature_names[0]}"], [PROBE_ID])
+        await self._lookup(self._probe, self._check_timeout_s)
+        self._failed = None
 
-    async def _call(self, function: Any, timeout_s: float, *args: Any) -> Any:
-        return await self._call_future(asyncio.ensure_future(asyncio.to_thread(function, *args)), timeout_s)
+    def close(self) -> None:
+        """Stop the lookup threads (a lookup still waiting on the store is abandoned)."""
+        self._executor.shutdown(wait=False, cancel_futures=True)
 
-    async def _call_future(self, future: asyncio.Future[Any], timeout_s: float) -> Any:
-        """Await a lookup running in a thread; translate timeouts and connection errors."""
+    def _start(self, refs: list[str], ids: list[str]) -> asyncio.Future[Any]:
+        """One ``get_online_features`` call for all ``ids``, on the lookup pool."""
+        call = partial(self._store.get_online_features, features=refs, entity_rows={self.entity_key: ids})
+        return asyncio.get_running_loop().run_in_executor(self._executor, call)
+
+    async def _lookup(self, future: asyncio.Future[Any], timeout_s: float) -> Any:
+        """Await a started lookup; translate timeouts and connection errors (and remember the failure)."""
         try:
             return await asyncio.wait_for(asyncio.shield(future), timeout_s)
         except TimeoutError as exc:
-            future.add_done_callback(_consume)  # the thread's late result or error is dropped, unlogged
-            raise FeatureStoreUnavailable(
-                f"feature store unreachable: the {self.store_type} online store did not answer within "
-                f"{timeout_s:g} s — check that it is up and reachable"
+            future.add_done_callback(_consume)  # the late result or error of the abandoned thread is dropped
+            raise self._unavailable(
+                f"the {self.store_type} online store did not answer within {timeout_s:g} s — check that it is "
+                "up and reachable"
             ) from exc
         except self._errors as exc:
-            raise FeatureStoreUnavailable(
-                f"feature store unreachable: {type(exc).__name__}: {exc} — check the {self.store_type} online "
-                "store in the repo's feature_store.yaml (is it running, is the address right?)"
+            raise self._unavailable(
+                f"{type(exc).__name__}: {exc} — check the {self.store_type} online store named in the repo's "
+                "feature_store.yaml (is it running, is the address right?)"
             ) from exc
+
+    def _unavailable(self, detail: str) -> FeatureStoreUnavailable:
+        self._failed = FeatureStoreUnavailable(f"feature store unreachable: {detail}")
+        self._failed_at = time.monotonic()
+        return self._failed
 
     def _decode(self, proto: Any, ids: list[str], feature_names: list[str]) -> FetchedFeatures:
         from feast.protos.feast.serving.ServingService_pb2 import FieldStatus
@@ -175,11 +193,11 @@ class FeastFeatureSource:
             for row, (value, status, stamp) in enumerate(
                 zip(vector.values, vector.statuses, vector.event_timestamps)
             ):
-                if status == FieldStatus.NOT_FOUND:
-                    continue
+                number = math.nan if status == FieldStatus.NULL_VALUE else _as_float(value)
+                if status == FieldStatus.NOT_FOUND or (math.isnan(number) and not stamp.seconds):
+                    continue  # Redis answers an unknown id with PRESENT, unset values and no timestamp
                 found[row] = True
-                if status != FieldStatus.NULL_VALUE:
-                    values[row, column] = _as_float(value)
+                values[row, column] = number
                 if status == FieldStatus.OUTSIDE_MAX_AGE or self._expired(stamp.seconds, now):
                     expired.append((row, column))
         missing = list(dict.fromkeys(entity_id for entity_id, hit in zip(ids, found) if not hit))
@@ -252,6 +270,27 @@ def _duration(seconds: float) -> str:
         if seconds >= size and seconds % size == 0:
             return f"{seconds / size:g} {unit}"
     return f"{seconds:g} s"
+
+
+def _open_store(repo_path: Path, feature_view: str) -> tuple[FeatureStore, FeatureView]:
+    """The repo's store and its ``feature_view``; unreadable → ``FeatureStoreUnavailable``."""
+    from feast import FeatureStore
+    from feast.errors import FeastError
+    from feast.repo_config import FeastConfigError
+
+    try:
+        store = FeatureStore(repo_path=str(repo_path))
+        registry = store.config.registry
+        if registry.registry_type == "file" and "://" not in registry.path:
+            # Feast would create an empty registry here (writing into, say, the source tree): refuse instead.
+            open(Path(repo_path) / registry.path, "rb").close()
+        view = store.get_feature_view(feature_view)
+    except (FeastError, FeastConfigError, OSError, ValueError) as exc:
+        raise FeatureStoreUnavailable(
+            f"cannot open the Feast repo at {repo_path} ({type(exc).__name__}: {exc}) — prepare it with "
+            "predictor.feast_setup.prepare_feature_store (or `feast apply` there) and check --feature_store"
+        ) from exc
+    return store, view
 
 
 def _store_label(config: Any) -> str:

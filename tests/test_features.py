@@ -1,0 +1,270 @@
+"""Online features by equipment id from a real Feast repo in tmp_path: SQLite, then a real redis-server."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from prometheus_client import CollectorRegistry
+
+from predictor.errors import EntityNotFound, FeatureStoreUnavailable, StaleFeatures
+from predictor.feast_setup import prepare_feature_store
+from predictor.features import FeastFeatureSource, FetchedFeatures, Policy
+from predictor.metrics import Metrics
+from predictor.schema import FEATURE_NAMES
+from tests.feast_helpers import (
+    NULL_FEATURE,
+    NULL_ID,
+    REPO_SOURCE,
+    STALE_ID,
+    RedisProcess,
+    demo_telemetry,
+    redis_server,
+)
+
+MEANS = {name: 1000.0 + i for i, name in enumerate(FEATURE_NAMES)}  # recognisable fill values
+
+
+@pytest.fixture(scope="module")
+def telemetry() -> pd.DataFrame:
+    return demo_telemetry()
+
+
+@pytest.fixture(scope="module")
+def sqlite_repo(tmp_path_factory: pytest.TempPathFactory, telemetry: pd.DataFrame) -> Path:
+    return prepare_feature_store(REPO_SOURCE, tmp_path_factory.mktemp("sqlite") / "repo", telemetry, progress=_quiet)
+
+
+def _quiet(message: str) -> None:
+    pass
+
+
+def _row(telemetry: pd.DataFrame, entity_id: str, names: tuple[str, ...] | list[str] = FEATURE_NAMES) -> np.ndarray:
+    return np.asarray(telemetry.set_index("equipment_id").loc[entity_id, list(names)], dtype=np.float64)
+
+
+class Lookup:
+    """A source on a fresh metrics registry, used synchronously the way a test reads best."""
+
+    def __init__(self, repo: Path, policy: Policy = "reject", fill_values: dict[str, float] | None = None) -> None:
+        self.registry = CollectorRegistry()
+        self.source = FeastFeatureSource(repo, Metrics.create(self.registry), policy, fill_values)
+
+    def fetch(self, *ids: str, names: tuple[str, ...] | list[str] = FEATURE_NAMES) -> FetchedFeatures:
+        return asyncio.run(self.source.fetch(list(ids), list(names)))
+
+    def check(self) -> None:
+        asyncio.run(self.source.check())
+
+    def metric(self, name: str, **labels: str) -> float:
+        return self.registry.get_sample_value(name, labels) or 0.0
+
+    def close(self) -> None:
+        self.source.close()
+
+
+@pytest.fixture
+def lookup(sqlite_repo: Path) -> Iterator[Lookup]:
+    source = Lookup(sqlite_repo)
+    yield source
+    source.close()
+
+
+# --- preparing the repo ---------------------------------------------------------------------------------
+
+
+def test_prepare_builds_the_repo_outside_the_source_tree(sqlite_repo: Path) -> None:
+    assert (sqlite_repo / "feature_store.yaml").read_text() == (REPO_SOURCE / "feature_store.yaml").read_text()
+    assert {p.name for p in (sqlite_repo / "data").iterdir()} >= {"registry.db", "online_store.db", "telemetry.parquet"}
+    assert not (REPO_SOURCE / "data").exists()
+
+
+def test_prepare_again_is_idempotent_and_reports_progress(sqlite_repo: Path, telemetry: pd.DataFrame) -> None:
+    messages: list[str] = []
+    started = time.perf_counter()
+    assert prepare_feature_store(REPO_SOURCE, sqlite_repo, telemetry, progress=messages.append) == sqlite_repo
+    assert time.perf_counter() - started < 5
+    assert [m.split()[1] for m in messages] == ["writing", "wrote", "apply", "materialize", "ready"]
+    assert np.array_equal(Lookup(sqlite_repo).fetch("pump-0000").values[0], _row(telemetry, "pump-0000"))
+
+
+# --- lookups ----------------------------------------------------------------------------------------------
+
+
+def test_fetch_returns_the_stored_rows_in_the_order_asked(lookup: Lookup, telemetry: pd.DataFrame) -> None:
+    names = list(reversed(FEATURE_NAMES[:4]))
+    fetched = lookup.fetch("fan-0003", "pump-0000", "fan-0003", names=names)
+    assert fetched.values.dtype == np.float64 and fetched.values.shape == (3, 4)
+    for row, entity_id in enumerate(["fan-0003", "pump-0000", "fan-0003"]):
+        assert np.array_equal(fetched.values[row], _row(telemetry, entity_id, names))
+    assert fetched.filled == {}
+    assert lookup.source.entity_key == "equipment_id"
+    assert lookup.source.feature_names == FEATURE_NAMES
+
+
+def test_one_get_online_features_call_per_fetch(lookup: Lookup, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = lookup.source._store
+    real = store.get_online_features
+    calls: list[Any] = []
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        calls.append(kwargs["entity_rows"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(store, "get_online_features", spy)
+    ids = [f"pump-{i:04d}" for i in range(0, 20, 4)]
+    assert lookup.fetch(*ids).values.shape == (5, len(FEATURE_NAMES))
+    assert calls == [{"equipment_id": ids}]
+
+
+def test_lookup_latency_is_recorded_by_store(lookup: Lookup) -> None:
+    lookup.fetch("pump-0000", "fan-0003")
+    assert lookup.metric("feature_lookup_latency_seconds_count", store="sqlite") == 1
+
+
+def test_no_ids_need_no_lookup(lookup: Lookup) -> None:
+    assert lookup.fetch().values.shape == (0, len(FEATURE_NAMES))
+
+
+def test_unknown_ids_are_all_named(lookup: Lookup) -> None:
+    with pytest.raises(EntityNotFound) as caught:
+        lookup.fetch("pump-0000", "pump-9999", "nope", "pump-9999")
+    assert caught.value.missing_ids == ["pump-9999", "nope"]
+    assert "pump-9999, nope" in str(caught.value)
+
+
+def test_a_feature_the_view_lacks_is_a_programming_error(lookup: Lookup) -> None:
+    with pytest.raises(ValueError, match="no features"):
+        lookup.fetch("pump-0000", names=["temperature_c", "colour"])
+
+
+# --- stale and null features --------------------------------------------------------------------------------
+
+
+def test_stale_rows_are_rejected_by_default(lookup: Lookup) -> None:
+    with pytest.raises(StaleFeatures) as caught:
+        lookup.fetch("pump-0000", STALE_ID, names=["temperature_c", "age_months"])
+    message = str(caught.value)
+    assert f"{STALE_ID} (temperature_c, age_months: older than the 2 days TTL)" in message
+    assert "pump-0000" not in message
+    assert "re-materialize" in message and "'fill'" in message
+    assert lookup.metric("feature_missing_total", feature="temperature_c", reason="stale") == 1
+
+
+def test_null_features_are_rejected_by_default(lookup: Lookup) -> None:
+    with pytest.raises(StaleFeatures, match=f"{NULL_ID} \\({NULL_FEATURE}: null\\)"):
+        lookup.fetch(NULL_ID)
+    assert lookup.metric("feature_missing_total", feature=NULL_FEATURE, reason="null") == 1
+    assert lookup.metric("feature_missing_total", feature="temperature_c", reason="null") == 0
+
+
+def test_fill_policy_uses_the_fill_values_and_says_which(sqlite_repo: Path, telemetry: pd.DataFrame) -> None:
+    lookup = Lookup(sqlite_repo, "fill", MEANS)
+    fetched = lookup.fetch("pump-0000", STALE_ID, NULL_ID)
+    assert fetched.filled == {STALE_ID: list(FEATURE_NAMES), NULL_ID: [NULL_FEATURE]}
+    assert np.array_equal(fetched.values[0], _row(telemetry, "pump-0000"))
+    assert np.array_equal(fetched.values[1], [MEANS[name] for name in FEATURE_NAMES])
+    column = FEATURE_NAMES.index(NULL_FEATURE)
+    expected = _row(telemetry, NULL_ID)
+    expected[column] = MEANS[NULL_FEATURE]
+    assert np.array_equal(fetched.values[2], expected)
+    assert lookup.metric("feature_missing_total", feature=NULL_FEATURE, reason="stale") == 1
+    assert lookup.metric("feature_missing_total", feature=NULL_FEATURE, reason="null") == 1
+
+
+def test_fill_policy_without_a_fill_value_rejects(sqlite_repo: Path) -> None:
+    lookup = Lookup(sqlite_repo, "fill", {"temperature_c": 60.0})
+    with pytest.raises(StaleFeatures, match=f"no fill value for {NULL_FEATURE}"):
+        lookup.fetch(NULL_ID)
+
+
+def test_unknown_policy_is_refused(sqlite_repo: Path) -> None:
+    with pytest.raises(ValueError, match="policy"):
+        Lookup(sqlite_repo, "guess")  # type: ignore[arg-type]
+
+
+# --- an unreachable or missing store -----------------------------------------------------------------------
+
+
+def test_check_passes_on_a_healthy_store(lookup: Lookup) -> None:
+    lookup.check()
+
+
+def test_an_unprepared_repo_is_unavailable_and_left_untouched() -> None:
+    with pytest.raises(FeatureStoreUnavailable, match="prepare it"):
+        Lookup(REPO_SOURCE)
+    assert not (REPO_SOURCE / "data").exists()
+
+
+def test_an_unreadable_sqlite_store_is_unavailable(sqlite_repo: Path, tmp_path: Path) -> None:
+    broken = shutil.copytree(sqlite_repo, tmp_path / "repo")
+    (broken / "data" / "online_store.db").unlink()
+    (broken / "data" / "online_store.db").mkdir()  # sqlite cannot open a directory
+    lookup = Lookup(broken)
+    with pytest.raises(FeatureStoreUnavailable, match="feature store unreachable: OperationalError") as caught:
+        lookup.fetch("pump-0000")
+    assert caught.value.__cause__ is not None
+    with pytest.raises(FeatureStoreUnavailable):
+        lookup.check()
+
+
+# --- Redis ------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def redis() -> Iterator[RedisProcess]:
+    with redis_server() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def redis_repo(tmp_path_factory: pytest.TempPathFactory, telemetry: pd.DataFrame, redis: RedisProcess) -> Path:
+    store = {"type": "redis", "connection_string": redis.connection_string}
+    target = tmp_path_factory.mktemp("redis") / "repo"
+    return prepare_feature_store(REPO_SOURCE, target, telemetry, online_store=store, progress=_quiet)
+
+
+def test_redis_serves_the_same_rows(redis_repo: Path, telemetry: pd.DataFrame) -> None:
+    lookup = Lookup(redis_repo)
+    fetched = lookup.fetch("pump-0000", "fan-0003")
+    assert np.array_equal(fetched.values, np.stack([_row(telemetry, "pump-0000"), _row(telemetry, "fan-0003")]))
+    assert lookup.metric("feature_lookup_latency_seconds_count", store="redis") == 1
+    with pytest.raises(EntityNotFound):
+        lookup.fetch("pump-9999")
+    with pytest.raises(StaleFeatures, match="older than"):
+        lookup.fetch(STALE_ID)
+    with pytest.raises(StaleFeatures, match=f"{NULL_FEATURE}: null"):
+        lookup.fetch(NULL_ID)
+    lookup.check()
+
+
+def test_redis_chosen_by_the_shipped_yaml_and_an_env_var(
+    redis_repo: Path, redis: RedisProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, telemetry: pd.DataFrame
+) -> None:
+    repo = shutil.copytree(redis_repo, tmp_path / "repo")
+    shutil.copyfile(REPO_SOURCE / "feature_store.redis.yaml", repo / "feature_store.yaml")
+    monkeypatch.setenv("REDIS_CONNECTION_STRING", redis.connection_string)
+    assert np.array_equal(Lookup(repo).fetch("pump-0004").values[0], _row(telemetry, "pump-0004"))
+
+
+def test_a_stopped_redis_is_unavailable(redis_repo: Path, redis: RedisProcess) -> None:
+    # Last of the Redis tests: it stops the module's server.
+    import redis as redis_client
+
+    lookup = Lookup(redis_repo)
+    lookup.fetch("pump-0000")
+    redis.stop()
+    with pytest.raises(FeatureStoreUnavailable, match="feature store unreachable: ConnectionError") as caught:
+        lookup.fetch("pump-0000")
+    assert isinstance(caught.value.__cause__, redis_client.exceptions.ConnectionError)
+    with pytest.raises(FeatureStoreUnavailable, match="retrying"):
+        lookup.fetch("pump-0000")  # fails fast for a moment instead of queueing another lookup
+    with pytest.raises(FeatureStoreUnavailable, match="feature store unreachable"):
+        lookup.check()
