@@ -79,7 +79,7 @@ def _copy_repo(source: Path, target: Path, online_store: Mapping[str, Any] | Non
     """Copy the repo's files (not its ``data/``); rewrite ``feature_store.yaml`` if a store is chosen."""
     target.mkdir(parents=True, exist_ok=True)
     for path in source.iterdir():
-        if path.is_file() and path.suffix in {".py", ".yaml", ".yml"} or path.name == ".feastignore":
+        if path.is_file() and (path.suffix in {".py", ".yaml", ".yml"} or path.name == ".feastignore"):
             shutil.copyfile(path, target / path.name)
     if online_store is not None:
         config = yaml.safe_load((source / CONFIG).read_text())

@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 
 Policy = Literal["reject", "fill"]
 POLICIES: tuple[Policy, ...] = ("reject", "fill")
-DEFAULT_FEATURE_VIEW = "equipment_telemetry"
+DEFAULT_FEATURE_VIEW = "equipment_telemetry"  # feature_repo/definitions.py FEATURE_VIEW (not imported: it loads Feast)
 PROBE_ID = "__readiness_probe__"
 
 
