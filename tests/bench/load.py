@@ -1,0 +1,129 @@
+"""Load generation with ``hey`` and the parsing of its summary; one plain request for a sanity check.
+
+``hey`` is run with ``-z`` (a fixed duration), keep-alive connections and the body from a file. Its summary looks like:
+
+    Summary:
+      Total:        10.0123 secs
+      Requests/sec: 1234.5678
+    Latency distribution:
+      50% in 0.0020 secs
+      99% in 0.0090 secs
+    Status code distribution:
+      [200] 12345 responses
+    Error distribution:
+      [12]  Post "http://...": read: connection reset by peer
+
+Only successful responses enter its latency distribution; ``Requests/sec`` counts every response, so we compute
+throughput from the 2xx count ourselves. Sections are absent when nothing of their kind happened.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+_TOTAL = re.compile(r"^\s*Total:\s+([\d.]+)\s+secs", re.MULTILINE)
+_PERCENTILE = re.compile(r"^\s*(\d+)% in ([\d.]+) secs", re.MULTILINE)
+_COUNTED_LINE = re.compile(r"^\s*\[(\d+)\]\s+(.*)$")
+
+
+class HarnessError(Exception):
+    """The benchmark itself cannot run (as opposed to a server doing badly)."""
+
+
+@dataclass(frozen=True)
+class HeyResult:
+    duration_s: float
+    status_counts: dict[int, int] = field(default_factory=dict)
+    transport_errors: int = 0  # connection resets, timeouts: hey's "Error distribution"
+    percentiles_s: dict[int, float] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> int:
+        return sum(count for status, count in self.status_counts.items() if 200 <= status < 300)
+
+    @property
+    def errors(self) -> int:
+        return sum(self.status_counts.values()) - self.ok + self.transport_errors
+
+    @property
+    def ok_per_s(self) -> float:
+        return self.ok / self.duration_s if self.duration_s > 0 else 0.0
+
+    def percentile_ms(self, percent: int) -> float | None:
+        seconds = self.percentiles_s.get(percent)
+        return None if seconds is None else seconds * 1000
+
+
+def _section(text: str, title: str) -> list[str]:
+    """The lines of one summary section, up to the next blank line."""
+    lines = text.splitlines()
+    for index, line in enumerate(lines):
+        if line.strip() == title:
+            body = []
+            for following in lines[index + 1 :]:
+                if not following.strip():
+                    break
+                body.append(following)
+            return body
+    return []
+
+
+def _counted(lines: list[str]) -> list[tuple[int, str]]:
+    found = []
+    for line in lines:
+        match = _COUNTED_LINE.match(line)
+        if match:
+            found.append((int(match.group(1)), match.group(2)))
+    return found
+
+
+def parse_hey(text: str) -> HeyResult:
+    total = _TOTAL.search(text)
+    if total is None:
+        raise HarnessError("hey printed no summary (no 'Total: … secs' line)")
+    statuses: dict[int, int] = {}
+    for status, rest in _counted(_section(text, "Status code distribution:")):
+        statuses[status] = statuses.get(status, 0) + int(rest.split()[0])
+    transport_errors = sum(count for count, _ in _counted(_section(text, "Error distribution:")))
+    percentiles = {int(p): float(s) for p, s in _PERCENTILE.findall(text)}
+    return HeyResult(float(total.group(1)), statuses, transport_errors, percentiles)
+
+
+def run_hey(
+    hey: str, url: str, body: Path, concurrency: int, duration_s: float, log: Path | None = None
+) -> HeyResult:
+    """POST ``body`` to ``url`` from ``concurrency`` workers for ``duration_s`` seconds."""
+    argv = [hey, "-z", f"{duration_s:g}s", "-c", str(concurrency), "-m", "POST", "-T", "application/json",
+            "-D", str(body), url]  # fmt: skip
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=duration_s + 60, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise HarnessError(f"hey did not finish within {duration_s + 60:g} s") from exc
+    if log is not None:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text(f"$ {' '.join(argv)}\n{done.stdout}\n{done.stderr}")
+    if done.returncode != 0:
+        raise HarnessError(f"hey exited {done.returncode}: {done.stderr.strip()[:300]}")
+    return parse_hey(done.stdout)
+
+
+# Loopback only: never let an HTTP(S)_PROXY from the environment see benchmark traffic.
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def http(url: str, body: bytes | None = None, timeout_s: float = 10.0) -> tuple[int, str]:
+    """One request (POST with a JSON body when given, else GET); (status, text), status 0 when unreachable."""
+    headers = {"Content-Type": "application/json"} if body is not None else {}
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST" if body is not None else "GET")
+    try:
+        with _DIRECT.open(request, timeout=timeout_s) as response:
+            return int(response.status), response.read().decode("utf-8", "replace")
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode("utf-8", "replace")
+    except (urllib.error.URLError, OSError):
+        return 0, ""

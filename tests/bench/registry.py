@@ -1,0 +1,48 @@
+"""A throwaway MLflow registry holding the two demo models every server is measured on."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from predictor.demo import ModelKind, register_demo_model
+
+MODEL_NAMES: dict[ModelKind, str] = {
+    "forest": "predictive_maintenance",
+    "logreg": "predictive_maintenance_logreg",
+}
+ALIAS = "production"
+
+
+@dataclass(frozen=True)
+class BenchRegistry:
+    tracking_uri: str
+    root: Path
+
+    def model_uri(self, kind: ModelKind) -> str:
+        return f"models:/{MODEL_NAMES[kind]}@{ALIAS}"
+
+
+def prepare_registry(root: Path) -> BenchRegistry:
+    """A fresh SQLite registry under ``root`` (anything there before is deleted) with both demo models."""
+    root = root.resolve()
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    tracking_uri = f"sqlite:///{root / 'mlflow.db'}"
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    for kind, name in MODEL_NAMES.items():
+        register_demo_model(tracking_uri, name=name, kind=kind, alias=ALIAS, artifact_root=root / "artifacts")
+    return BenchRegistry(tracking_uri, root)
+
+
+def local_copy(registry: BenchRegistry, kind: ModelKind, destination: Path) -> Path:
+    """The model's files in a local folder (for MLServer, which wants a path, not a registry URI)."""
+    import mlflow
+
+    shutil.rmtree(destination, ignore_errors=True)
+    destination.mkdir(parents=True)
+    mlflow.set_tracking_uri(registry.tracking_uri)
+    mlflow.set_registry_uri(registry.tracking_uri)
+    return Path(mlflow.artifacts.download_artifacts(registry.model_uri(kind), dst_path=str(destination)))

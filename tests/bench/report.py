@@ -1,0 +1,255 @@
+"""From the raw records of a run to the tables: medians over rounds, our ratios to each peer, the targets.
+
+Pure functions of the records (no I/O, no clock), so ``tests/test_bench_harness.py`` can check them quickly.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+from tests.bench.plan import SCENARIO_BY_KEY, SCENARIOS, Measurement, Start
+
+OURS = ("ours", "ours-w2")
+PEERS = ("baseline", "mlflow", "mlserver")
+
+
+def _median(values: Iterable[float | None]) -> float | None:
+    present = [value for value in values if value is not None]
+    return statistics.median(present) if present else None
+
+
+@dataclass(frozen=True)
+class Summary:
+    """One server in one scenario, the median over its successful rounds."""
+
+    server: str
+    scenario: str
+    rounds: int
+    req_per_s: float | None = None  # 2xx responses per second
+    rows_per_s: float | None = None
+    p50_ms: float | None = None
+    p95_ms: float | None = None
+    p99_ms: float | None = None
+    errors: int = 0  # summed over rounds: non-2xx responses and transport errors
+    rss_mb: float | None = None
+    failure: str | None = None  # why no round produced a number
+
+
+def summarize(measurements: Sequence[Measurement]) -> dict[tuple[str, str], Summary]:
+    groups: dict[tuple[str, str], list[Measurement]] = {}
+    for measurement in measurements:
+        groups.setdefault((measurement.server, measurement.scenario), []).append(measurement)
+    return {key: _summary(key, runs) for key, runs in groups.items()}
+
+
+def _summary(key: tuple[str, str], runs: list[Measurement]) -> Summary:
+    server, scenario = key
+    done = [run for run in runs if run.result is not None]
+    if not done:
+        return Summary(server, scenario, 0, failure=next((run.failure for run in runs if run.failure), "no data"))
+    results = [run.result for run in done if run.result is not None]
+    rate = _median(result.ok_per_s for result in results)
+    rows = SCENARIO_BY_KEY[scenario].rows if scenario in SCENARIO_BY_KEY else 1
+    return Summary(
+        server, scenario, len(done),
+        req_per_s=rate,
+        rows_per_s=None if rate is None else rate * rows,
+        p50_ms=_median(result.percentile_ms(50) for result in results),
+        p95_ms=_median(result.percentile_ms(95) for result in results),
+        p99_ms=_median(result.percentile_ms(99) for result in results),
+        errors=sum(result.errors for result in results),
+        rss_mb=_median(run.rss_mb for run in done),
+        failure=next((run.failure for run in runs if run.failure), None),
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class StartSummary:
+    server: str
+    kind: str
+    starts: int  # successful ones
+    cold_start_s: float | None = None
+    after_load_mb: float | None = None  # process tree, median
+    after_run_mb: float | None = None
+    largest_mb: float | None = None  # biggest single process seen
+    processes: int = 0
+    failure: str | None = None
+
+
+def summarize_starts(starts: Sequence[Start]) -> dict[tuple[str, str], StartSummary]:
+    groups: dict[tuple[str, str], list[Start]] = {}
+    for start in starts:
+        groups.setdefault((start.server, start.kind), []).append(start)
+    summaries = {}
+    for (server, kind), group in groups.items():
+        ok = [start for start in group if start.failure is None]
+        memories = [memory for start in ok for memory in (start.after_load, start.after_run) if memory is not None]
+        summaries[(server, kind)] = StartSummary(
+            server, kind, len(ok),
+            cold_start_s=_median(start.cold_start_s for start in ok),
+            after_load_mb=_median(start.after_load.total_mb if start.after_load else None for start in ok),
+            after_run_mb=_median(start.after_run.total_mb if start.after_run else None for start in ok),
+            largest_mb=max((memory.largest_mb for memory in memories), default=None),
+            processes=max((memory.processes for memory in memories), default=0),
+            failure=None if ok else next((start.failure for start in group if start.failure), "no data"),
+        )  # fmt: skip
+    return summaries
+
+
+def ratio(summaries: dict[tuple[str, str], Summary], server: str, peer: str, scenarios: Sequence[str]) -> float | None:
+    """``server``'s throughput in ``scenarios[0]`` over the peer's best throughput in any of ``scenarios``."""
+    ours = summaries.get((server, scenarios[0]))
+    peer_rates = [s.req_per_s for key in scenarios if (s := summaries.get((peer, key))) and s.req_per_s]
+    if ours is None or not ours.req_per_s or not peer_rates:
+        return None
+    return ours.req_per_s / max(peer_rates)
+
+
+# --- targets (issue 5), judged per variant of ours --------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Results:
+    summaries: dict[tuple[str, str], Summary]
+    starts: dict[tuple[str, str], StartSummary]
+    workers: dict[str, int]
+
+
+Check = Callable[[Results, str], str]
+
+
+def _errors_note(summary: Summary | None) -> str:
+    return f", {summary.errors} errors" if summary and summary.errors else ""
+
+
+def at_least(scenario: str, peer: str, minimum: float, also: tuple[str, ...] = ()) -> Check:
+    """Throughput ≥ ``minimum`` × the peer's (its best over ``scenario`` and ``also``); errors fail the target."""
+
+    def check(results: Results, server: str) -> str:
+        value = ratio(results.summaries, server, peer, (scenario, *also))
+        if value is None:
+            return "n/a"
+        ours = results.summaries.get((server, scenario))
+        met = value >= minimum and not (ours and ours.errors)
+        return f"{'met' if met else 'not met'} ({value:.1f}×{_errors_note(ours)})"
+
+    return check
+
+
+def p99_at_most(scenario: str, limit_ms: float) -> Check:
+    def check(results: Results, server: str) -> str:
+        summary = results.summaries.get((server, scenario))
+        if summary is None or summary.p99_ms is None:
+            return "n/a"
+        met = summary.p99_ms <= limit_ms and not summary.errors
+        return f"{'met' if met else 'not met'} ({summary.p99_ms:.1f} ms{_errors_note(summary)})"
+
+    return check
+
+
+def cold_start_at_most(limit_s: float) -> Check:
+    def check(results: Results, server: str) -> str:
+        start = results.starts.get((server, "forest"))
+        if start is None or start.cold_start_s is None:
+            return "n/a"
+        return f"{'met' if start.cold_start_s <= limit_s else 'not met'} ({start.cold_start_s:.1f} s)"
+
+    return check
+
+
+def rss_per_worker_at_most(limit_mb: float) -> Check:
+    """The whole process tree (parent included) divided by the worker count: conservative for several workers."""
+
+    def check(results: Results, server: str) -> str:
+        start = results.starts.get((server, "forest"))
+        sizes = [size for size in (start.after_load_mb, start.after_run_mb) if size is not None] if start else []
+        if not sizes:
+            return "n/a"
+        per_worker = max(sizes) / results.workers.get(server, 1)
+        return f"{'met' if per_worker <= limit_mb else 'not met'} ({per_worker:.0f} MB)"
+
+    return check
+
+
+TARGETS: tuple[tuple[str, Check], ...] = (
+    ("1-row @50: ≥ 15× the obvious KServe predictor", at_least("1row@50", "baseline", 15)),
+    ("1-row @50: ≥ 10× MLServer", at_least("1row@50", "mlserver", 10)),
+    ("1-row @50: ≥ 10× mlflow serve (its best of @50 and @1)", at_least("1row@50", "mlflow", 10, ("1row@1",))),
+    ("1-row @50: p99 ≤ 50 ms", p99_at_most("1row@50", 50)),
+    ("100-row @8: ≥ 5× the obvious predictor's rows/s", at_least("100row@8", "baseline", 5)),
+    ("logreg 1-row @50: ≥ 1.5× the obvious predictor", at_least("logreg-1row@50", "baseline", 1.5)),
+    ("cold start (spawn → ready) ≤ 3 s", cold_start_at_most(3)),
+    ("RSS after load ≤ 400 MB per worker (tree ÷ workers)", rss_per_worker_at_most(400)),
+)
+
+
+def judge(results: Results, variants: Sequence[str]) -> list[tuple[str, list[str]]]:
+    return [(label, [check(results, server) for server in variants]) for label, check in TARGETS]
+
+
+# --- rendering ----------------------------------------------------------------------------------------------------
+
+def _num(value: float | None, digits: int = 1) -> str:
+    if value is None:
+        return "—"
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.{digits}f}"
+
+
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows)]
+
+    def line(cells: Sequence[str]) -> str:
+        return "| " + " | ".join(str(cell).ljust(width) for cell, width in zip(cells, widths)) + " |"
+
+    return "\n".join([line(headers), "|" + "|".join("-" * (width + 2) for width in widths) + "|", *map(line, rows)])
+
+
+def load_table(summaries: dict[tuple[str, str], Summary], labels: dict[str, str], servers: Sequence[str]) -> str:
+    rows = []
+    for scenario in SCENARIOS:
+        for server in servers:
+            summary = summaries.get((server, scenario.key))
+            if summary is None:
+                continue
+            if summary.req_per_s is None:
+                rows.append([labels.get(server, server), scenario.label, summary.failure or "no data", *[""] * 6])
+                continue
+            rows.append([
+                labels.get(server, server), scenario.label, _num(summary.req_per_s), _num(summary.rows_per_s),
+                _num(summary.p50_ms), _num(summary.p95_ms), _num(summary.p99_ms), str(summary.errors),
+                _num(summary.rss_mb, 0),
+            ])  # fmt: skip
+    headers = ["server", "scenario", "req/s", "rows/s", "p50 ms", "p95 ms", "p99 ms", "errors", "RSS MB"]
+    return markdown_table(headers, rows)
+
+
+def start_table(starts: dict[tuple[str, str], StartSummary], labels: dict[str, str]) -> str:
+    rows = []
+    for (server, kind), start in starts.items():
+        if start.failure:
+            rows.append([labels.get(server, server), kind, start.failure, "", "", "", ""])
+            continue
+        rows.append([
+            labels.get(server, server), kind, _num(start.cold_start_s), _num(start.after_load_mb, 0),
+            _num(start.after_run_mb, 0), _num(start.largest_mb, 0), str(start.processes),
+        ])  # fmt: skip
+    headers = ["server", "model", "cold start s", "RSS after load MB", "RSS after run MB", "largest process MB",
+               "processes"]  # fmt: skip
+    return markdown_table(headers, rows)
+
+
+def ratio_table(summaries: dict[tuple[str, str], Summary], labels: dict[str, str]) -> str:
+    rows = []
+    for scenario in SCENARIOS:
+        for server in OURS:
+            cells = [ratio(summaries, server, peer, (scenario.key,)) for peer in PEERS]
+            if (server, scenario.key) in summaries and any(cell is not None for cell in cells):
+                rows.append([scenario.label, labels.get(server, server),
+                             *[f"{cell:.1f}×" if cell is not None else "—" for cell in cells]])  # fmt: skip
+    return markdown_table(["scenario", "ours", *[f"÷ {labels.get(peer, peer)}" for peer in PEERS]], rows)
+
+
+def targets_table(verdicts: list[tuple[str, list[str]]], variants: Sequence[str], labels: dict[str, str]) -> str:
+    return markdown_table(["target", *[labels.get(server, server) for server in variants]],
+                          [[label, *cells] for label, cells in verdicts])  # fmt: skip

@@ -1,0 +1,271 @@
+"""`make bench`: every server in turn on the same registered models, the same load, several interleaved rounds.
+
+    .venv/bin/python -m tests.bench.run [--duration S] [--rounds N] [--servers a,b] [--scenarios a,b]
+
+Each flag may come from the environment instead: BENCH_DURATION (seconds per timed run, default 10),
+BENCH_ROUNDS (default 2; the tables show medians), BENCH_WARMUP (seconds, default 2), BENCH_SERVERS
+(default ours,ours-w2,baseline,mlflow,mlserver), BENCH_SCENARIOS (default all: 1row@50,100row@8,1row@1,
+logreg-1row@50), BENCH_OUT (default bench-results). All traffic goes to 127.0.0.1 on free ports; every
+server is stopped by its process group, also on failure or Ctrl-C. Writes OUT/latest.md and OUT/latest.json.
+
+Exits 0 whenever the tables could be produced, whatever the numbers say; 2 when the harness cannot run
+(``hey`` missing, the registry could not be built, a bad flag), 1 when some measurement was lost to the harness.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import signal
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from predictor.demo import ModelKind
+from tests.bench import payloads, report
+from tests.bench.load import HarnessError, http, run_hey
+from tests.bench.mlserver_env import MLSERVER_VERSION, ensure_mlserver
+from tests.bench.plan import ALL_SERVERS, SCENARIO_BY_KEY, SCENARIOS, Measurement, Scenario, Start
+from tests.bench.procs import settle
+from tests.bench.registry import prepare_registry
+from tests.bench.servers import SERVERS, Context, Protocol, RunningServer, ServerFailed, serve
+
+KINDS: tuple[ModelKind, ...] = ("forest", "logreg")
+
+
+@dataclass(frozen=True)
+class Config:
+    duration_s: float
+    rounds: int
+    warmup_s: float
+    servers: tuple[str, ...]
+    scenarios: tuple[str, ...]
+    out: Path
+    ready_timeout_s: float = 90.0
+
+
+def _names(text: str, known: Sequence[str], what: str) -> tuple[str, ...]:
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    unknown = [name for name in names if name not in known]
+    if unknown or not names:
+        raise SystemExit(f"error: unknown {what} {unknown or text!r}; choose from {', '.join(known)}")
+    return names
+
+
+def load_config(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Config:
+    parser = argparse.ArgumentParser(prog="make bench", description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--duration", type=float, default=float(environ.get("BENCH_DURATION", 10)))
+    parser.add_argument("--rounds", type=int, default=int(environ.get("BENCH_ROUNDS", 2)))
+    parser.add_argument("--warmup", type=float, default=float(environ.get("BENCH_WARMUP", 2)))
+    parser.add_argument("--servers", default=environ.get("BENCH_SERVERS", ",".join(ALL_SERVERS)))
+    parser.add_argument("--scenarios", default=environ.get("BENCH_SCENARIOS", ",".join(SCENARIO_BY_KEY)))
+    parser.add_argument("--out", type=Path, default=Path(environ.get("BENCH_OUT", "bench-results")))
+    args = parser.parse_args(argv)
+    if args.duration <= 0 or args.rounds < 1 or args.warmup < 0:
+        parser.error("--duration must be > 0, --rounds ≥ 1, --warmup ≥ 0")
+    return Config(args.duration, args.rounds, args.warmup, _names(args.servers, ALL_SERVERS, "server"),
+                  _names(args.scenarios, tuple(SCENARIO_BY_KEY), "scenario"), args.out.resolve())  # fmt: skip
+
+
+@dataclass
+class Bench:
+    config: Config
+    hey: str
+    context: Context
+    bodies: dict[tuple[Protocol, int], Path] = field(default_factory=dict)  # (protocol, rows) → body file
+    measurements: list[Measurement] = field(default_factory=list)
+    starts: list[Start] = field(default_factory=list)
+    harness_errors: int = 0
+
+    def body(self, protocol: Protocol, rows: int) -> Path:
+        if (protocol, rows) not in self.bodies:
+            path = self.config.out / "bodies" / f"{protocol.name}-{rows}rows.json"
+            self.bodies[(protocol, rows)] = payloads.write_body(path, protocol.body, payloads.sample_rows(rows))
+        return self.bodies[(protocol, rows)]
+
+    def run(self) -> None:
+        for round_ in range(self.config.rounds):
+            # Alternate the order so that no server always runs first (or always after the noisiest one).
+            order = self.config.servers if round_ % 2 == 0 else tuple(reversed(self.config.servers))
+            for kind in KINDS:
+                for server in order:
+                    scenarios = [s for s in SCENARIOS if s.kind == kind and server in s.servers
+                                 and s.key in self.config.scenarios]  # fmt: skip
+                    if scenarios:
+                        self.run_server(server, kind, scenarios, round_)
+
+    def run_server(self, server: str, kind: ModelKind, scenarios: list[Scenario], round_: int) -> None:
+        spec = SERVERS[server]
+        tag = f"[round {round_ + 1}/{self.config.rounds}] {spec.label} ({kind})"
+        log = self.config.out / "logs" / f"r{round_ + 1}-{server}-{kind}.log"
+        try:
+            with serve(spec, self.context, kind, log) as running:
+                cold_start = running.wait_ready(self.config.ready_timeout_s)
+                after_load = settle(running.process.pid)
+                print(f"{tag}: ready in {cold_start:.1f} s, {after_load.total_mb:.0f} MB", flush=True)
+                for scenario in scenarios:
+                    self.measurements.append(self.measure(running, scenario, round_, tag))
+                self.starts.append(Start(server, kind, round_, cold_start, after_load, running.memory()))
+        except ServerFailed as exc:
+            print(f"{tag}: {exc}; log: {log}", flush=True)
+            self.starts.append(Start(server, kind, round_, failure=str(exc)))
+            self.measurements += [Measurement(server, s.key, round_, failure=str(exc)) for s in scenarios]
+
+    def measure(self, running: RunningServer, scenario: Scenario, round_: int, tag: str) -> Measurement:
+        body = self.body(running.spec.protocol, scenario.rows)
+        failed = self.sanity_check(running, body)
+        if failed:
+            print(f"{tag} {scenario.label}: {failed}", flush=True)
+            return Measurement(running.spec.name, scenario.key, round_, failure=failed)
+        logs = self.config.out / "logs"
+        stem = f"r{round_ + 1}-{running.spec.name}-{scenario.key}"
+        try:
+            if self.config.warmup_s > 0:
+                run_hey(self.hey, running.predict_url, body, scenario.concurrency, self.config.warmup_s)
+            result = run_hey(self.hey, running.predict_url, body, scenario.concurrency, self.config.duration_s,
+                             log=logs / f"{stem}.hey.txt")  # fmt: skip
+        except HarnessError as exc:
+            self.harness_errors += 1
+            print(f"{tag} {scenario.label}: {exc}", flush=True)
+            return Measurement(running.spec.name, scenario.key, round_, failure=f"harness: {exc}")
+        memory = running.memory()
+        crashed = running.process.poll()
+        print(f"{tag} {scenario.label}: {result.ok_per_s:.1f} req/s, p50 {result.percentile_ms(50) or 0:.1f} ms, "
+              f"p99 {result.percentile_ms(99) or 0:.1f} ms, {result.errors} errors", flush=True)  # fmt: skip
+        failure = None if crashed is None else f"exited during the run ({crashed})"
+        return Measurement(running.spec.name, scenario.key, round_, result, memory.total_mb, failure)
+
+    @staticmethod
+    def sanity_check(running: RunningServer, body: Path) -> str | None:
+        """One request before the load: a server that answers wrongly is reported, not timed."""
+        if running.process.poll() is not None:
+            return f"exited ({running.process.returncode})"
+        status, text = http(running.predict_url, body.read_bytes(), timeout_s=30)
+        if status != 200:
+            return f"bad response ({status or 'no answer'}: {' '.join(text.split())[:80]})"
+        try:
+            json.loads(text)
+        except ValueError:
+            return f"bad response (not JSON: {text[:60]!r})"
+        return None
+
+
+# --- the header and the files ----------------------------------------------------------------------------------
+
+def _version(package: str) -> str:
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "not installed"
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def machine(config: Config, mlserver_status: str) -> dict[str, Any]:
+    return {
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "nproc": len(os.sched_getaffinity(0)),
+        "cpu": _cpu_model(),
+        "python": platform.python_version(),
+        "versions": {name: _version(name) for name in ("kserve", "mlflow", "scikit-learn", "numpy", "pandas")},
+        "mlserver": f"{MLSERVER_VERSION} ({mlserver_status})",
+        "duration_s": config.duration_s,
+        "warmup_s": config.warmup_s,
+        "rounds": config.rounds,
+        "servers": list(config.servers),
+        "scenarios": list(config.scenarios),
+    }
+
+
+def render(meta: dict[str, Any], bench: Bench) -> tuple[str, dict[str, Any]]:
+    labels = {name: spec.label for name, spec in SERVERS.items()}
+    summaries = report.summarize(bench.measurements)
+    starts = report.summarize_starts(bench.starts)
+    variants = [server for server in report.OURS if server in bench.config.servers]
+    results = report.Results(summaries, starts, {name: spec.workers for name, spec in SERVERS.items()})
+    verdicts = report.judge(results, variants)
+    versions = ", ".join(f"{name} {value}" for name, value in meta["versions"].items())
+    text = "\n\n".join([
+        f"# make bench: {meta['date']}",
+        f"{meta['nproc']} cores (nproc), {meta['cpu']}; Python {meta['python']}; {versions}; "
+        f"MLServer {meta['mlserver']}. {meta['rounds']} round(s) of {meta['duration_s']:g} s per run after a "
+        f"{meta['warmup_s']:g} s warm-up, servers interleaved; medians shown. Load: hey, keep-alive, 127.0.0.1.",
+        "## Load (RandomForest-100 unless logreg; req/s counts 2xx only; RSS = whole process tree after the run)",
+        report.load_table(summaries, labels, bench.config.servers),
+        "## Start and memory (cold start = spawn → first 200 from the readiness route)",
+        report.start_table(starts, labels),
+        "## Our throughput ÷ each peer's, same scenario",
+        report.ratio_table(summaries, labels),
+        "## Targets (issue 5)",
+        report.targets_table(verdicts, variants, labels) if variants else "(no variant of ours was run)",
+    ])  # fmt: skip
+    data = {
+        "meta": meta,
+        "measurements": [asdict(m) for m in bench.measurements],
+        "starts": [asdict(s) for s in bench.starts],
+        "summaries": [asdict(s) for s in summaries.values()],
+        "start_summaries": [asdict(s) for s in starts.values()],
+        "targets": {label: dict(zip(variants, cells)) for label, cells in verdicts},
+    }
+    return text + "\n", data
+
+
+def _stop_on_signal(signum: int, _frame: FrameType | None) -> None:
+    # Unwind through the `with serve(...)` blocks so every server is stopped by its process group.
+    raise SystemExit(128 + signum)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    config = load_config(argv, os.environ)
+    hey = shutil.which("hey")
+    if hey is None:
+        print("error: `hey` not found on PATH (Debian/Ubuntu: apt-get install hey)", file=sys.stderr)
+        return 2
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _stop_on_signal)
+    started = time.monotonic()
+    shutil.rmtree(config.out / "logs", ignore_errors=True)
+    shutil.rmtree(config.out / "bodies", ignore_errors=True)
+    print(f"==> registering the demo models in a fresh registry under {config.out / 'registry'}", flush=True)
+    try:
+        registry = prepare_registry(config.out / "registry")
+    except Exception as exc:  # noqa: BLE001 - any failure here means the harness cannot run
+        print(f"error: could not build the benchmark registry: {exc!r}", file=sys.stderr)
+        return 2
+    mlserver, mlserver_status = (None, "not requested")
+    if "mlserver" in config.servers:
+        mlserver, mlserver_status = ensure_mlserver(config.out / "venvs" / "mlserver",
+                                                    config.out / "logs" / "mlserver-install.log")  # fmt: skip
+    context = Context(Path(sys.executable), registry, config.out, mlserver, mlserver_status)
+    bench = Bench(config, hey, context)
+    meta = machine(config, mlserver_status)
+    try:
+        bench.run()
+    finally:
+        meta["elapsed_s"] = round(time.monotonic() - started, 1)
+        text, data = render(meta, bench)
+        (config.out / "latest.md").write_text(text)
+        (config.out / "latest.json").write_text(json.dumps(data, indent=2, default=str))
+    print("\n" + text + f"\n(written to {config.out / 'latest.md'} and latest.json; took {meta['elapsed_s']:.0f} s)")
+    return 1 if bench.harness_errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
