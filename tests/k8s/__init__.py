@@ -1,0 +1,1 @@
+"""Offline helpers for the Kubernetes tests: render the kustomizations with kubectl, validate objects strictly."""

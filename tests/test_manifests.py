@@ -1,0 +1,249 @@
+"""manifests/: every kustomization renders with `kubectl kustomize`, every object is valid as the API server
+would check it, and the overlays change only what they mean to change."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import subprocess
+import sys
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from predictor.config import Settings
+from tests.k8s.kube import ISVC_NAME, MANIFESTS, OVERLAYS, container, kubectl, render, run, the
+from tests.k8s.strict import validate
+
+BASE = MANIFESTS / "base"
+COMPONENTS = sorted(p.name for p in (MANIFESTS / "components").iterdir() if p.is_dir())
+TARGETS = {"base": BASE, **{f"overlays/{name}": MANIFESTS / "overlays" / name for name in OVERLAYS}}
+POD_LABEL = "serving.kserve.io/inferenceservice"
+
+
+def with_components(tmp_path: Path, *components: str) -> Path:
+    """A throwaway kustomization in tmp_path: the base plus COMPONENTS (kustomize wants relative paths)."""
+    here = tmp_path / "kustomization"
+    here.mkdir()
+    rel = lambda p: os.path.relpath(p, here)  # noqa: E731
+    (here / "kustomization.yaml").write_text(json.dumps({
+        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization", "resources": [rel(BASE)],
+        "components": [rel(MANIFESTS / "components" / c) for c in components],
+    }))
+    return here
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_every_object_is_valid_for_the_api_server(target: str) -> None:
+    objects = render(TARGETS[target])
+    errors = [error for obj in objects for error in validate(obj)]
+    assert not errors, "\n".join(errors)
+    assert {"InferenceService", "ServiceAccount", "ConfigMap"} <= {o["kind"] for o in objects}
+
+
+@pytest.mark.parametrize("component", COMPONENTS)
+def test_each_component_applies_to_the_base_alone(component: str, tmp_path: Path) -> None:
+    objects = render(with_components(tmp_path, component))
+    errors = [error for obj in objects for error in validate(obj)]
+    assert not errors, "\n".join(errors)
+
+
+def test_the_validator_rejects_what_the_api_server_rejects() -> None:
+    """Guards the check itself: typos, snake_case names, wrong types and missing fields are all reported."""
+    isvc = the(render(MANIFESTS / "overlays" / "prod"), "InferenceService")
+    assert validate(isvc) == []
+
+    def broken(edit: Any) -> list[str]:
+        copied = copy.deepcopy(isvc)
+        edit(copied)
+        return validate(copied)
+
+    spec = lambda o: o["spec"]["predictor"]  # noqa: E731
+    assert broken(lambda o: spec(o).update(canaryTrafficPercnt=10))
+    assert broken(lambda o: spec(o)["containers"][0]["ports"][0].update(container_port=8080))
+    assert broken(lambda o: spec(o)["containers"][0]["readinessProbe"].update(path="/health/ready"))
+    assert broken(lambda o: spec(o).update(minReplicas="1"))
+    assert broken(lambda o: spec(o)["containers"][0]["livenessProbe"]["httpGet"].pop("port"))
+    assert broken(lambda o: o["metadata"].update(annotation={}))
+    assert broken(lambda o: o["spec"].pop("predictor"))
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_overlays_keep_the_container(overlay: str) -> None:
+    """A merge patch on the containers list would silently drop image, args, env, ports or probes."""
+    base = container(the(render(BASE), "InferenceService"))
+    ours = container(the(render(MANIFESTS / "overlays" / overlay), "InferenceService"))
+    assert ours["image"].startswith("ghcr.io/dcmms/predictive-maintenance-predictor:")
+    for key in ("name", "args", "ports", "startupProbe", "readinessProbe", "livenessProbe", "resources",
+                "securityContext"):
+        assert ours[key] == base[key], key
+    assert len(ours["envFrom"]) == len(base["envFrom"]) == 1
+    assert set(ours) == set(base)
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_the_container_runs_the_predictor_as_documented(target: str) -> None:
+    predictor = the(render(TARGETS[target]), "InferenceService")["spec"]["predictor"]
+    box = container(the(render(TARGETS[target]), "InferenceService"))
+    assert box["name"] == "kserve-container"
+    assert box["args"] == ["--model_name", "predictive_maintenance"]
+    assert box["ports"] == [{"name": "http1", "containerPort": 8080, "protocol": "TCP"}]
+    assert box["startupProbe"]["httpGet"] == {"path": "/health/ready", "port": 8080}
+    assert box["readinessProbe"]["httpGet"] == {"path": "/health/ready", "port": 8080}
+    assert box["livenessProbe"]["httpGet"] == {"path": "/health/live", "port": 8080}
+    # Model loading takes seconds; the startup probe must allow well over a minute before restarting.
+    startup = box["startupProbe"]
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 120
+    assert box["securityContext"]["runAsNonRoot"] is True
+    assert box["securityContext"]["allowPrivilegeEscalation"] is False
+    assert box["resources"]["requests"] and box["resources"]["limits"]
+    assert predictor["annotations"] == {
+        "prometheus.io/scrape": "true", "prometheus.io/port": "8080", "prometheus.io/path": "/metrics"}
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_the_generated_config_map_reaches_the_inference_service(target: str) -> None:
+    objects = render(TARGETS[target])
+    isvc = the(objects, "InferenceService")
+    config_maps = {o["metadata"]["name"]: o for o in objects if o["kind"] == "ConfigMap"}
+    (ref,) = [e["configMapRef"]["name"] for e in container(isvc)["envFrom"]]
+    assert ref in config_maps, f"envFrom names {ref!r}, rendered: {sorted(config_maps)}"
+    assert ref.startswith("predictive-maintenance-config-"), "the name carries kustomize's content hash"
+    assert isvc["spec"]["predictor"]["serviceAccountName"] == the(objects, "ServiceAccount")["metadata"]["name"]
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_every_setting_is_one_the_predictor_reads(target: str) -> None:
+    objects = render(TARGETS[target])
+    ref = container(the(objects, "InferenceService"))["envFrom"][0]["configMapRef"]["name"]
+    data = next(o for o in objects if o["metadata"]["name"] == ref)["data"]
+    known = {spec.metadata["env"] for spec in fields(Settings) if spec.metadata["env"]}
+    assert set(data) <= known, f"not read by predictor/config.py: {sorted(set(data) - known)}"
+    assert {"MLFLOW_TRACKING_URI", "PREDICTOR_MODEL_URI", "PREDICTOR_FEATURE_STORE", "PREDICTOR_MAX_BATCH_SIZE",
+            "PREDICTOR_MAX_BATCH_WAIT_MS", "PREDICTOR_LOG_LEVEL"} <= set(data)
+
+
+def test_the_settings_parse_as_the_container_would_start() -> None:
+    """The container's args and the prod ConfigMap, through the predictor's own settings parser."""
+    objects = render(MANIFESTS / "overlays" / "prod")
+    box = container(the(objects, "InferenceService"))
+    data = next(o for o in objects if o["metadata"]["name"] == box["envFrom"][0]["configMapRef"]["name"])["data"]
+    # A subprocess: importing kserve parses sys.argv (see PITFALLS).
+    code = ("import json, sys; from predictor.config import load_settings; "
+            "s = load_settings(sys.argv[1:], json.loads(sys.stdin.read())); "
+            "print(json.dumps([s.model_name, s.tracking_uri, s.resolved_model_uri, str(s.feature_store), "
+            "s.max_batch_size, s.max_batch_wait_ms, s.log_level]))")
+    result = subprocess.run([sys.executable, "-c", code, *box["args"]], input=json.dumps(data),
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == [
+        "predictive_maintenance", "http://mlflow.dcmms-ml.svc:5000", "models:/predictive_maintenance@production",
+        "/app/predictor/feature_repo", 64, 1.0, "INFO"]
+
+
+def test_prod_is_serverless_with_canary_and_rps_autoscaling_in_dcmms_ml() -> None:
+    objects = render(MANIFESTS / "overlays" / "prod")
+    assert {o["metadata"].get("namespace") for o in objects} == {"dcmms-ml"}
+    assert {o["kind"] for o in objects} == {
+        "InferenceService", "ServiceAccount", "ConfigMap", "NetworkPolicy", "PrometheusRule"}
+    isvc = the(objects, "InferenceService")
+    annotations = isvc["metadata"]["annotations"]
+    assert annotations["serving.kserve.io/deploymentMode"] == "Serverless"
+    assert annotations["serving.kserve.io/enable-tag-routing"] == "true"
+    predictor = isvc["spec"]["predictor"]
+    assert (predictor["minReplicas"], predictor["maxReplicas"]) == (1, 5)
+    assert (predictor["scaleMetric"], predictor["scaleTarget"]) == ("rps", 100)
+
+
+@pytest.mark.parametrize("target", [*TARGETS, "autoscaling-cpu"])
+def test_only_fields_that_knative_mode_reads(target: str, tmp_path: Path) -> None:
+    """No setting KServe ignores in Serverless mode, and no traffic split frozen into git."""
+    directory = TARGETS.get(target) or with_components(tmp_path, target)
+    objects = render(directory)
+    isvc = the(objects, "InferenceService")
+    predictor = isvc["spec"]["predictor"]
+    assert isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Serverless"
+    # Standard-mode-only settings: HPA objects, autoScaling metrics, the raw-mode canary list, KEDA.
+    assert "HorizontalPodAutoscaler" not in {o["kind"] for o in objects}
+    assert "autoScaling" not in predictor and "canary" not in isvc["spec"]
+    assert "serving.kserve.io/autoscalerClass" not in isvc["metadata"]["annotations"]
+    # A percentage below 100 re-applied after a promotion would roll back: deploy.mk sets it, git never.
+    assert "canaryTrafficPercent" not in predictor
+    # Knative routes a single port per revision.
+    assert len(container(isvc)["ports"]) == 1
+    # KPA scales on request metrics; CPU needs Knative's HPA class.
+    autoscaler = predictor.get("annotations", {}).get("autoscaling.knative.dev/class", "kpa.autoscaling.knative.dev")
+    allowed = {"kpa.autoscaling.knative.dev": {"rps", "concurrency"}, "hpa.autoscaling.knative.dev": {"cpu", "memory"}}
+    if "scaleMetric" in predictor:
+        assert predictor["scaleMetric"] in allowed[autoscaler]
+        assert 1 <= predictor["minReplicas"] <= predictor["maxReplicas"] == 5
+    if target == "autoscaling-cpu":
+        assert (predictor["scaleMetric"], predictor["scaleTarget"], autoscaler) == (
+            "cpu", 70, "hpa.autoscaling.knative.dev")
+
+
+def test_dev_scales_to_zero_and_has_no_optional_features() -> None:
+    objects = render(MANIFESTS / "overlays" / "dev")
+    assert {o["metadata"].get("namespace") for o in objects} == {"dcmms-ml-dev"}
+    assert {o["kind"] for o in objects} == {"InferenceService", "ServiceAccount", "ConfigMap"}
+    assert the(objects, "InferenceService")["spec"]["predictor"]["minReplicas"] == 0
+
+
+def test_network_policy_admits_the_backend_and_what_knative_needs() -> None:
+    policy = the(render(MANIFESTS / "overlays" / "prod"), "NetworkPolicy")["spec"]
+    assert policy["podSelector"] == {"matchLabels": {POD_LABEL: ISVC_NAME}}
+    assert sorted(policy["policyTypes"]) == ["Egress", "Ingress"]
+
+    def ports_from(namespace: str, rules: list[dict[str, Any]], side: str) -> set[int]:
+        return {port["port"] for rule in rules for peer in rule[side]
+                if peer.get("namespaceSelector", {}).get("matchLabels") == {"kubernetes.io/metadata.name": namespace}
+                for port in rule["ports"]}
+
+    assert ports_from("dcmms-backend", policy["ingress"], "from") == {8080, 8081, 8012}
+    assert ports_from("knative-serving", policy["ingress"], "from") == {8012, 9090}
+    assert ports_from("monitoring", policy["ingress"], "from") >= {8080}
+    # Every ingress rule names its sources: nothing is open to the whole cluster.
+    assert all(rule.get("from") for rule in policy["ingress"])
+    assert ports_from("dcmms-ml", policy["egress"], "to") == {5000, 6379}
+    assert ports_from("kube-system", policy["egress"], "to") == {53}
+    assert all(rule.get("to") for rule in policy["egress"])
+
+
+def test_pods_carry_the_label_the_network_policy_selects() -> None:
+    """KServe labels pods with the InferenceService's name: the policy must use that very name."""
+    objects = render(MANIFESTS / "overlays" / "prod")
+    selector = the(objects, "NetworkPolicy")["spec"]["podSelector"]["matchLabels"]
+    assert selector[POD_LABEL] == the(objects, "InferenceService")["metadata"]["name"]
+
+
+def test_dashboard_has_the_four_panels_of_the_seed() -> None:
+    objects = render(MANIFESTS / "overlays" / "prod")
+    (dashboard_map,) = [o for o in objects if o["kind"] == "ConfigMap" and "dashboard" in o["metadata"]["name"]]
+    assert dashboard_map["metadata"]["labels"]["grafana_dashboard"] == "1"
+    (text,) = dashboard_map["data"].values()
+    panels = json.loads(text)["panels"]
+    titles = [p["title"].lower() for p in panels]
+    assert len(panels) == 4
+    for word, panel in zip(("request rate", "latency", "error rate", "pods"), titles):
+        assert word in panel
+    assert [t["legendFormat"] for t in panels[1]["targets"]] == ["P50", "P95", "P99"]
+
+
+def test_probe_and_metrics_paths_answer_on_the_real_predictor(demo_server: Any) -> None:
+    """The paths the manifests point Kubernetes and Prometheus at exist on the running server."""
+    isvc = the(render(MANIFESTS / "overlays" / "prod"), "InferenceService")
+    box = container(isvc)
+    paths = {box[probe]["httpGet"]["path"] for probe in ("startupProbe", "readinessProbe", "livenessProbe")}
+    paths.add(isvc["spec"]["predictor"]["annotations"]["prometheus.io/path"])
+    for path in sorted(paths):
+        response = httpx.get(f"{demo_server.http_url}{path}", timeout=5)
+        assert response.status_code == 200, (path, response.text)
+
+
+def test_kubectl_is_the_one_ci_uses() -> None:
+    result = run([kubectl(), "version", "--client"])
+    assert result.returncode == 0 and "Kustomize Version" in result.stdout, result.stdout + result.stderr
