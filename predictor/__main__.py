@@ -21,9 +21,15 @@ def main() -> None:
     metrics = Metrics.create()
     features = None
     if settings.feature_store is not None:
+        from predictor.errors import FeatureStoreUnavailable
         from predictor.features import FeastFeatureSource
 
-        features = FeastFeatureSource(settings.feature_store, metrics, policy=settings.missing_feature_policy)
+        try:
+            features = FeastFeatureSource(settings.feature_store, metrics,
+                                          policy=settings.missing_feature_policy)  # type: ignore[arg-type]
+        except FeatureStoreUnavailable as exc:
+            sys.exit(f"error: --feature_store {settings.feature_store}: {exc}\n"
+                     "hint: `python -m predictor.bootstrap` prepares the demo repo in .data/feature_repo")
     model = PredictorModel(settings, metrics, features)
     PredictorServer(settings, model).start()
 

@@ -48,7 +48,8 @@ PROBE_ID = "__readiness_probe__"
 class FeatureSource(Protocol):
     entity_key: str
 
-    async def fetch(self, ids: Sequence[str], feature_names: Sequence[str]) -> FetchedFeatures: ...
+    async def fetch(self, ids: Sequence[str], feature_names: Sequence[str],
+                    fill_values: Mapping[str, float] | None = None) -> FetchedFeatures: ...
 
     async def check(self) -> None:
         """Raise ``FeatureStoreUnavailable`` when the online store cannot be reached."""
@@ -125,7 +126,9 @@ class FeastFeatureSource:
         self._failed: FeatureStoreUnavailable | None = None
         self._failed_at = 0.0
 
-    async def fetch(self, ids: Sequence[str], feature_names: Sequence[str]) -> FetchedFeatures:
+    async def fetch(self, ids: Sequence[str], feature_names: Sequence[str],
+                    fill_values: Mapping[str, float] | None = None) -> FetchedFeatures:
+        """``fill_values`` (the serving model's training defaults) override the constructor's for this call."""
         unknown = [name for name in feature_names if name not in self.feature_names]
         if unknown:
             raise ValueError(f"feature view {self._view} has no features {unknown}")
@@ -137,7 +140,8 @@ class FeastFeatureSource:
         started = time.perf_counter()
         response = await self._lookup(self._start(refs, list(ids)), self._timeout_s)
         self._metrics.feature_lookup_latency.labels(store=self.store_type).observe(time.perf_counter() - started)
-        return self._decode(response.proto, list(ids), list(feature_names))
+        defaults = self._fill_values if fill_values is None else {**self._fill_values, **fill_values}
+        return self._decode(response.proto, list(ids), list(feature_names), defaults)
 
     async def check(self) -> None:
         """Look up a dummy id, through the same path as ``fetch``; at most one probe runs at a time."""
@@ -180,7 +184,8 @@ class FeastFeatureSource:
         self._failed_at = time.monotonic()
         return self._failed
 
-    def _decode(self, proto: Any, ids: list[str], feature_names: list[str]) -> FetchedFeatures:
+    def _decode(self, proto: Any, ids: list[str], feature_names: list[str],
+                fill_values: Mapping[str, float]) -> FetchedFeatures:
         from feast.protos.feast.serving.ServingService_pb2 import FieldStatus
 
         position = {name: i for i, name in enumerate(proto.metadata.feature_names.val)}
@@ -213,7 +218,7 @@ class FeastFeatureSource:
         if not problems:
             return FetchedFeatures(values, {})
         self._count(problems)
-        return FetchedFeatures(values, self._fill(values, ids, feature_names, problems))
+        return FetchedFeatures(values, self._fill(values, ids, feature_names, problems, fill_values))
 
     def _expired(self, event_seconds: int, now: float) -> bool:
         return bool(self._ttl_s) and event_seconds > 0 and now - event_seconds > self._ttl_s
@@ -225,18 +230,19 @@ class FeastFeatureSource:
                     self._metrics.features_missing.labels(feature=name, reason=reason).inc()
 
     def _fill(
-        self, values: np.ndarray, ids: list[str], feature_names: list[str], problems: _Problems
+        self, values: np.ndarray, ids: list[str], feature_names: list[str], problems: _Problems,
+        fill_values: Mapping[str, float],
     ) -> dict[str, list[str]]:
         """Apply the policy in place; return what was filled, or raise ``StaleFeatures``."""
         bad = {entity_id: problems.null.get(entity_id, []) + problems.stale.get(entity_id, [])
                for entity_id in dict.fromkeys(ids) if entity_id in problems.null or entity_id in problems.stale}
-        no_default = sorted({name for names in bad.values() for name in names} - self._fill_values.keys())
+        no_default = sorted({name for names in bad.values() for name in names} - fill_values.keys())
         if self._policy == "reject" or no_default:
             raise StaleFeatures(self._stale_message(problems, no_default if self._policy == "fill" else []))
         column = {name: i for i, name in enumerate(feature_names)}
         for row, entity_id in enumerate(ids):
             for name in bad.get(entity_id, []):
-                values[row, column[name]] = self._fill_values[name]
+                values[row, column[name]] = fill_values[name]
         return bad
 
     def _stale_message(self, problems: _Problems, no_default: list[str]) -> str:

@@ -161,14 +161,20 @@ class PredictorModel(Model):
                              "--feature_store PATH to look them up by id")
         assert rows.entity_ids is not None
         positions = [i for i, entity in enumerate(rows.entity_ids) if entity is not None]
-        if any(np.isnan(rows.values[i]).any() for i, e in enumerate(rows.entity_ids) if e is None):
+        if len(positions) != rows.count and np.isnan(np.delete(rows.values, positions, axis=0)).any():
             raise BadRequest("a row without an entity id is missing features")
         ids = [rows.entity_ids[i] for i in positions]
-        fetched = await self.features.fetch(ids, serving.model.feature_names)  # type: ignore[arg-type]
         subset = rows.values[positions]
-        # Features the caller sent override the stored ones.
-        rows.values[positions] = np.where(np.isnan(subset), fetched.values, subset)
-        return {positions[k]: names for k, entity in enumerate(ids) if (names := fetched.filled.get(entity))}
+        # Ask only for what some caller left out: features the caller sent override the stored ones.
+        needed = [j for j in range(subset.shape[1]) if np.isnan(subset[:, j]).any()]
+        if not needed:
+            return {}
+        names = [serving.model.feature_names[j] for j in needed]
+        fetched = await self.features.fetch(ids, names, serving.model.feature_defaults)  # type: ignore[arg-type]
+        block = subset[:, needed]
+        subset[:, needed] = np.where(np.isnan(block), fetched.values, block)
+        rows.values[positions] = subset
+        return {positions[k]: found for k, entity in enumerate(ids) if (found := fetched.filled.get(entity))}
 
     async def predict(self, call: _Call, headers: dict[str, str] | None = None) -> _Call:  # type: ignore[override]
         assert call.rows is not None

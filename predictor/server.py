@@ -23,6 +23,7 @@ from predictor.rest import Routes, add_exception_handlers
 log = logging.getLogger(__name__)
 
 BACKOFF_S = (1, 2, 4, 8, 15, 30)
+FEATURE_CHECK_INTERVAL_S = 2.0
 
 
 class _RESTServer(RESTServer):
@@ -54,16 +55,19 @@ class PredictorServer(ModelServer):
         self.settings = settings
         self.model = model
         self.load_error: str | None = "model is loading"
-        self._stop_loading = threading.Event()
+        self.feature_store_error: str | None = None
+        self._stopping = threading.Event()
 
     def not_ready_reason(self) -> str | None:
         if not self.model.ready:
             return self.load_error or "model is loading"
-        return None
+        return self.feature_store_error
 
     def start(self, models: list[Any] | None = None) -> None:
         self.register_model(self.model)  # even while loading: it answers 503, not 404
         threading.Thread(target=self._load_with_retries, name="model-loader", daemon=True).start()
+        if self.model.features is not None:
+            threading.Thread(target=self._watch_feature_store, name="feature-store-check", daemon=True).start()
         rest = _RESTServer(
             "kserve.model_server:app", self.dataplane, self.model_repository_extension, self.http_port,
             workers=1, grace_period=self.grace_period, event_loop=self.event_loop,
@@ -97,7 +101,7 @@ class PredictorServer(ModelServer):
 
     def _load_with_retries(self) -> None:
         attempt = 0
-        while not self._stop_loading.is_set():
+        while not self._stopping.is_set():
             try:
                 self.model.load()
                 self.load_error = None
@@ -108,4 +112,23 @@ class PredictorServer(ModelServer):
                 log.error("%s — retrying in %ss (check --model_uri and --tracking_uri / MLFLOW_TRACKING_URI)",
                           self.load_error, delay)
                 attempt += 1
-                self._stop_loading.wait(delay)
+                self._stopping.wait(delay)
+
+    def _watch_feature_store(self) -> None:
+        """Readiness follows the online store: an outage takes the pod out of rotation, not down."""
+        import asyncio
+
+        features = self.model.features
+        assert features is not None
+        loop = asyncio.new_event_loop()
+        while not self._stopping.is_set():
+            try:
+                loop.run_until_complete(features.check())
+                if self.feature_store_error is not None:
+                    log.info("feature store reachable again")
+                self.feature_store_error = None
+            except Exception as exc:
+                if self.feature_store_error is None:
+                    log.error("feature store check failed: %s", exc)
+                self.feature_store_error = str(exc) if isinstance(exc, PredictorError) else f"feature store: {exc}"
+            self._stopping.wait(FEATURE_CHECK_INTERVAL_S)

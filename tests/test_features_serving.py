@@ -1,0 +1,152 @@
+"""Predict by equipment id: the real server looks features up in a real Feast repo (SQLite, then Redis)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from predictor.feast_setup import prepare_feature_store
+from predictor.schema import FEATURE_NAMES
+from tests.feast_helpers import NULL_FEATURE, NULL_ID, REDIS_SERVER, REPO_SOURCE, STALE_ID, RedisProcess, demo_telemetry
+from tests.servers import MODEL_NAME, PredictorProcess, free_port, start_predictor, wait_until
+
+V1 = f"/v1/models/{MODEL_NAME}:predict"
+V2 = f"/v2/models/{MODEL_NAME}/infer"
+IDS = ["pump-0004", "compressor-0005"]
+
+
+@pytest.fixture(scope="module")
+def telemetry():
+    return demo_telemetry(20)
+
+
+def raw_rows(telemetry, ids: list[str]) -> list[list[float]]:
+    by_id = telemetry.set_index("equipment_id")
+    return by_id.loc[ids, list(FEATURE_NAMES)].to_numpy(dtype=float).tolist()
+
+
+@pytest.fixture(scope="module")
+def sqlite_repo(tmp_path_factory: pytest.TempPathFactory, telemetry) -> Path:
+    return prepare_feature_store(REPO_SOURCE, tmp_path_factory.mktemp("feast"), telemetry=telemetry,
+                                 progress=lambda line: None)
+
+
+@pytest.fixture(scope="module")
+def server(tracking_uri: str, sqlite_repo: Path, tmp_path_factory: pytest.TempPathFactory):
+    process = start_predictor(tracking_uri, tmp_path_factory.mktemp("logs"), "--feature_store", str(sqlite_repo))
+    try:
+        yield process.wait_ready()
+    finally:
+        process.stop()
+
+
+def test_predict_by_id_equals_predict_on_the_stored_features(server: PredictorProcess, telemetry) -> None:
+    by_id = httpx.post(server.http_url + V1, json={"instances": [{"equipment_id": i} for i in IDS]}).json()
+    raw = httpx.post(server.http_url + V1, json={"instances": raw_rows(telemetry, IDS)}).json()
+    assert by_id == raw
+
+
+def test_v2_ids_as_a_bytes_tensor(server: PredictorProcess, telemetry) -> None:
+    request = {"inputs": [{"name": "equipment_id", "shape": [2], "datatype": "BYTES", "data": IDS}]}
+    body = httpx.post(server.http_url + V2, json=request).json()
+    raw = httpx.post(server.http_url + V1, json={"instances": raw_rows(telemetry, IDS)}).json()
+    outputs = {o["name"]: o["data"] for o in body["outputs"]}
+    assert outputs["predictions"] == raw["predictions"]
+    np.testing.assert_allclose(np.reshape(outputs["probabilities"], (2, 2)), raw["probabilities"])
+
+
+def test_caller_features_override_stored_ones(server: PredictorProcess, telemetry) -> None:
+    rows = raw_rows(telemetry, IDS[:1])
+    rows[0][0] = 99.0  # temperature_c
+    mixed = httpx.post(server.http_url + V1, json={"instances": [{"equipment_id": IDS[0], "temperature_c": 99.0}]})
+    raw = httpx.post(server.http_url + V1, json={"instances": rows})
+    assert mixed.json() == raw.json()
+    # an overridden feature that is null in the store is fine: it is never fetched
+    override_null = {"equipment_id": NULL_ID, NULL_FEATURE: 0.3}
+    assert httpx.post(server.http_url + V1, json={"instances": [override_null]}).status_code == 200
+
+
+def test_unknown_ids_are_404_naming_each(server: PredictorProcess) -> None:
+    response = httpx.post(server.http_url + V1, json={"instances": [{"equipment_id": "pump-9998"},
+                                                                    {"equipment_id": IDS[0]},
+                                                                    {"equipment_id": "fan-9999"}]})
+    assert response.status_code == 404
+    assert "pump-9998" in response.json()["error"] and "fan-9999" in response.json()["error"]
+
+
+def test_stale_and_null_features_are_rejected_by_default(server: PredictorProcess) -> None:
+    stale = httpx.post(server.http_url + V1, json={"instances": [{"equipment_id": STALE_ID}]})
+    assert stale.status_code == 400 and STALE_ID in stale.json()["error"]
+    null = httpx.post(server.http_url + V1, json={"instances": [{"equipment_id": NULL_ID}]})
+    assert null.status_code == 400 and NULL_FEATURE in null.json()["error"]
+    metrics = httpx.get(server.http_url + "/metrics").text
+    assert f'feature_missing_total{{feature="{NULL_FEATURE}",reason="null"}}' in metrics
+    assert 'feature_lookup_latency_seconds_count{store="sqlite"}' in metrics
+
+
+def test_fill_policy_fills_from_training_defaults_and_says_so(tracking_uri: str, sqlite_repo: Path,
+                                                              tmp_path: Path) -> None:
+    process = start_predictor(tracking_uri, tmp_path, "--feature_store", str(sqlite_repo),
+                              "--missing_feature_policy", "fill")
+    try:
+        process.wait_ready()
+        response = httpx.post(process.http_url + V1, json={"instances": [{"equipment_id": IDS[0]},
+                                                                        {"equipment_id": NULL_ID}]})
+        assert response.status_code == 200, response.text
+        assert response.json()["filled_features"] == {"1": [NULL_FEATURE]}
+    finally:
+        process.stop()
+
+
+def start_redis(port: int) -> RedisProcess:
+    process = subprocess.Popen([REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                                "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    redis = RedisProcess(process, port)
+
+    def answers() -> bool:
+        import redis as client
+
+        try:
+            return bool(client.Redis(host="127.0.0.1", port=port, socket_connect_timeout=0.2).ping())
+        except client.exceptions.ConnectionError:
+            return False
+
+    wait_until(answers, 10, 0.05, "redis PING")
+    return redis
+
+
+def test_redis_online_store_outage_turns_readiness_off_not_the_process(
+        tracking_uri: str, tmp_path: Path, telemetry) -> None:
+    port = free_port()
+    redis = start_redis(port)
+    process = None
+    try:
+        online = {"type": "redis", "connection_string": redis.connection_string}
+        repo = prepare_feature_store(REPO_SOURCE, tmp_path / "repo", telemetry=telemetry, online_store=online,
+                                     progress=lambda line: None)
+        process = start_predictor(tracking_uri, tmp_path, "--feature_store", str(repo)).wait_ready()
+        by_id = {"instances": [{"equipment_id": i} for i in IDS]}
+        expected = httpx.post(process.http_url + V1, json={"instances": raw_rows(telemetry, IDS)}).json()
+        assert httpx.post(process.http_url + V1, json=by_id).json() == expected
+
+        redis.stop()
+        outage = httpx.post(process.http_url + V1, json=by_id, timeout=10)
+        assert outage.status_code == 503 and "unreachable" in outage.json()["error"]
+        wait_until(lambda: httpx.get(process.http_url + "/ready").status_code == 503, 15, 0.2, "readiness off")
+        assert httpx.get(process.http_url + "/health").status_code == 200 and process.alive()
+        # requests that carry their features do not need the store
+        assert httpx.post(process.http_url + V1, json={"instances": raw_rows(telemetry, IDS)}).json() == expected
+
+        redis = start_redis(port)  # back, but empty (no persistence): materialize again
+        prepare_feature_store(REPO_SOURCE, tmp_path / "repo", telemetry=telemetry, online_store=online,
+                              progress=lambda line: None)
+        wait_until(lambda: httpx.get(process.http_url + "/ready").status_code == 200, 20, 0.2, "readiness back")
+        assert httpx.post(process.http_url + V1, json=by_id).json() == expected
+    finally:
+        if process is not None:
+            process.stop()
+        redis.stop()
