@@ -173,7 +173,7 @@ class RunningServer:
                 raise ServerFailed(f"failed to start (exit {code})")
             if http(ready_url, timeout_s=1.0)[0] == 200:
                 return time.monotonic() - self.spawned_at
-            time.sleep(0.05)
+            time.sleep(0.1)
         raise ServerFailed(f"not ready after {timeout_s:g} s")
 
     def memory(self) -> Memory:
