@@ -6,6 +6,7 @@ PY := $(VENV)/bin/python
 MODEL_NAME ?= predictive_maintenance
 HTTP_PORT ?= 8080
 GRPC_PORT ?= 8081
+DATA_DIR ?= .data
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
@@ -24,11 +25,13 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed ## create .venv and install the project with its test tools
 
-bootstrap: install ## local MLflow registry + demo model + Feast repo (idempotent)
-	$(PY) -m predictor.bootstrap
+bootstrap: install ## local MLflow registry (SQLite) + demo model + Feast repo in $(DATA_DIR)/ (idempotent)
+	$(PY) -m predictor.bootstrap --data_dir $(DATA_DIR) --model_name $(MODEL_NAME)
 
 serve: bootstrap ## set everything up, then serve the demo model on :$(HTTP_PORT) (gRPC :$(GRPC_PORT))
-	$(PY) -m predictor --model_name $(MODEL_NAME) --http_port $(HTTP_PORT) --grpc_port $(GRPC_PORT)
+	@echo "==> serving $(MODEL_NAME) on http://localhost:$(HTTP_PORT) (gRPC :$(GRPC_PORT)); Ctrl-C stops"
+	$(PY) -m predictor --model_name $(MODEL_NAME) --tracking_uri sqlite:///$(DATA_DIR)/mlflow.db \
+		--feature_store $(DATA_DIR)/feature_repo --http_port $(HTTP_PORT) --grpc_port $(GRPC_PORT)
 
 test: install ## run the whole test suite (starts real servers on loopback ports)
 	$(PY) -m pytest $(PYTEST_ARGS); status=$$?; \

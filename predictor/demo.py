@@ -47,8 +47,9 @@ def generate_telemetry(rows: int = 5000, seed: int = 42) -> tuple[pd.DataFrame, 
 
 
 def equipment_ids(count: int) -> list[str]:
-    """Ids like ``pump-0017``: the type cycles, the number is the row's position."""
-    return [f"{EQUIPMENT_TYPES[i % len(EQUIPMENT_TYPES)]}-{i:04d}" for i in range(count)]
+    """Ids like ``pump-0017``, numbered per type: pump-0000, compressor-0000, …, pump-0001, …"""
+    per_type = -(-count // len(EQUIPMENT_TYPES))
+    return [f"{kind}-{n:04d}" for n in range(per_type) for kind in EQUIPMENT_TYPES][:count]
 
 
 def telemetry_with_ids(count: int = 200, seed: int = 7) -> pd.DataFrame:

@@ -119,7 +119,7 @@ def test_one_get_online_features_call_per_fetch(lookup: Lookup, monkeypatch: pyt
         return real(*args, **kwargs)
 
     monkeypatch.setattr(store, "get_online_features", spy)
-    ids = [f"pump-{i:04d}" for i in range(0, 20, 4)]
+    ids = [f"pump-{i:04d}" for i in range(5)]
     assert lookup.fetch(*ids).values.shape == (5, len(FEATURE_NAMES))
     assert calls == [{"equipment_id": ids}]
 

@@ -16,7 +16,7 @@ from tests.servers import MODEL_NAME, PredictorProcess, free_port, start_predict
 
 V1 = f"/v1/models/{MODEL_NAME}:predict"
 V2 = f"/v2/models/{MODEL_NAME}/infer"
-IDS = ["pump-0004", "compressor-0005"]
+IDS = ["pump-0004", "compressor-0003"]
 
 
 @pytest.fixture(scope="module")
