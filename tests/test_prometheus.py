@@ -1,0 +1,280 @@
+"""The monitoring component against real Prometheus tools: `promtool check rules` and `promtool test rules`
+on the alert rules, and a real Prometheus on loopback scraping the real predictor, where the seed's queries,
+the dashboard's queries and the alert expressions must all evaluate."""
+
+from __future__ import annotations
+
+import math
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from tests.k8s.kube import MANIFESTS, render, run, the
+from tests.servers import SEED_ROWS, Process, free_port, wait_until
+
+JOB = "predictive-maintenance"
+MODEL = 'model_name="predictive_maintenance"'
+
+# The seed document's queries, verbatim (plus the aggregated forms of the quantiles), and a pod count that
+# works on our metric names.
+SEED_QUERIES = [
+    "rate(model_predictions_total[5m])",
+    *[f"histogram_quantile({q}, rate(model_prediction_latency_seconds_bucket[5m]))" for q in ("0.50", "0.95", "0.99")],
+    *[f"histogram_quantile({q}, sum by (le) (rate(model_prediction_latency_seconds_bucket[5m])))"
+      for q in ("0.50", "0.95", "0.99")],
+    "rate(model_prediction_errors_total[5m])",
+    f'count(up{{job=~".*{JOB}.*"}})',
+    "count(model_loaded == 1)",
+]
+
+
+def binary(name: str) -> str:
+    found = shutil.which(name)
+    if found is None:
+        pytest.fail(f"{name} not found: install Debian's `prometheus` package (apt-get install prometheus), "
+                    "which provides /usr/bin/prometheus and /usr/bin/promtool", pytrace=False)
+    return found
+
+
+def prometheus_rule() -> dict[str, Any]:
+    return the(render(MANIFESTS / "overlays" / "prod"), "PrometheusRule")
+
+
+def alert_rules() -> list[dict[str, Any]]:
+    return [rule for group in prometheus_rule()["spec"]["groups"] for rule in group["rules"]]
+
+
+def dashboard_queries() -> list[str]:
+    import json
+
+    objects = render(MANIFESTS / "overlays" / "prod")
+    (text,) = next(o for o in objects if o["kind"] == "ConfigMap" and "dashboard" in o["metadata"]["name"])[
+        "data"].values()
+    return [target["expr"] for panel in json.loads(text)["panels"] for target in panel["targets"]]
+
+
+def write_rule_file(directory: Path) -> Path:
+    """The PrometheusRule's spec is a Prometheus rule file: `groups:` and nothing else."""
+    path = directory / "rules.yaml"
+    path.write_text(yaml.safe_dump(prometheus_rule()["spec"], sort_keys=False))
+    return path
+
+
+def test_promtool_accepts_the_alert_rules(tmp_path: Path) -> None:
+    result = run([binary("promtool"), "check", "rules", str(write_rule_file(tmp_path))])
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS: 4 rules found" in result.stdout + result.stderr
+
+
+def test_the_seeds_three_alerts_are_there() -> None:
+    rules = {rule["alert"]: rule for rule in alert_rules()}
+    assert "model_prediction_errors_total" in rules["PredictiveMaintenanceErrorRatioHigh"]["expr"]
+    assert "0.95" in rules["PredictiveMaintenanceLatencyP95High"]["expr"]
+    assert rules["PredictiveMaintenanceLatencyP95High"]["expr"].rstrip().endswith("> 0.5")
+    assert "model_loaded" in rules["PredictiveMaintenanceModelNotLoaded"]["expr"]
+    assert "model_loaded" in rules["PredictiveMaintenanceNoModelServing"]["expr"]
+    for rule in rules.values():
+        assert rule["labels"]["severity"] in {"warning", "critical"}
+        assert rule["annotations"]["summary"] and rule["annotations"]["description"]
+
+
+def _series(metric: str, values: str, **labels: str) -> dict[str, str]:
+    labels = {"model_name": "predictive_maintenance", "instance": "pod-a", "job": JOB, **labels}
+    return {"series": metric + "{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}",
+            "values": values}
+
+
+def _firing(alert: str, at: str, *label_sets: dict[str, str]) -> dict[str, Any]:
+    return {"eval_time": at, "alertname": alert, "exp_alerts": [{"exp_labels": labels} for labels in label_sets]}
+
+
+def test_the_alerts_fire_when_they_should_and_only_then(tmp_path: Path) -> None:
+    """`promtool test rules` on synthetic series (one sample a minute): each alert fires after its `for`,
+    on the right model version or pod, and stays silent for the healthy ones."""
+    latency = "model_prediction_latency_seconds_bucket"
+    tests = [
+        {   # a canary (v2) failing half its requests next to a healthy v1; v3 fails every request
+            "interval": "1m",
+            "input_series": [
+                _series("model_predictions_total", "0+600x30", model_version="1"),
+                _series("model_prediction_errors_total", "0+3x30", model_version="1", error_type="bad_request"),
+                _series("model_predictions_total", "0+30x30", model_version="2"),
+                _series("model_prediction_errors_total", "0+30x30", model_version="2", error_type="internal"),
+                _series("model_prediction_errors_total", "0+5x30", model_version="3", error_type="not_ready"),
+            ],
+            "alert_rule_test": [
+                _firing("PredictiveMaintenanceErrorRatioHigh", "4m"),  # pending: `for: 5m`
+                _firing("PredictiveMaintenanceErrorRatioHigh", "12m",
+                        {"severity": "critical", "model_version": "2"},
+                        {"severity": "critical", "model_version": "3"}),
+            ],
+        },
+        {   # v1 answers in 0.5-1 s, v2 in under 100 ms
+            "interval": "1m",
+            "input_series": [
+                *[_series(latency, "0+100x30", model_version="2", le=le) for le in ("0.1", "0.5", "1", "+Inf")],
+                _series(latency, "0+0x30", model_version="1", le="0.1"),
+                _series(latency, "0+2x30", model_version="1", le="0.5"),
+                *[_series(latency, "0+100x30", model_version="1", le=le) for le in ("1", "+Inf")],
+            ],
+            "alert_rule_test": [
+                _firing("PredictiveMaintenanceLatencyP95High", "8m"),  # pending: `for: 10m`
+                _firing("PredictiveMaintenanceLatencyP95High", "15m", {"severity": "warning", "model_version": "1"}),
+            ],
+        },
+        {   # pod-a never loads its model, pod-b serves
+            "interval": "1m",
+            "input_series": [
+                _series("model_loaded", "0x20", model_version="1", instance="pod-a"),
+                _series("model_loaded", "1x20", model_version="1", instance="pod-b"),
+            ],
+            "alert_rule_test": [
+                _firing("PredictiveMaintenanceModelNotLoaded", "10m", {
+                    "severity": "warning", "instance": "pod-a", "job": JOB, "model_name": "predictive_maintenance"}),
+                _firing("PredictiveMaintenanceNoModelServing", "10m"),
+            ],
+        },
+        {   # nothing serves at all
+            "interval": "1m",
+            "input_series": [_series("model_loaded", "0x20", model_version="1")],
+            "alert_rule_test": [
+                _firing("PredictiveMaintenanceNoModelServing", "3m"),
+                _firing("PredictiveMaintenanceNoModelServing", "10m", {"severity": "critical"}),
+            ],
+        },
+        {   # healthy: traffic, fast answers, a model loaded everywhere
+            "interval": "1m",
+            "input_series": [
+                _series("model_predictions_total", "0+600x30", model_version="1"),
+                _series("model_loaded", "1x30", model_version="1"),
+                *[_series(latency, "0+600x30", model_version="1", le=le) for le in ("0.1", "0.5", "+Inf")],
+            ],
+            "alert_rule_test": [_firing(rule["alert"], "20m") for rule in alert_rules()],
+        },
+    ]
+    # exp_annotations must match exactly; the unit test is about when alerts fire and with which labels, so
+    # it runs on the rules without annotations (`promtool check rules` above parses their templates).
+    spec = prometheus_rule()["spec"]
+    for group in spec["groups"]:
+        for rule in group["rules"]:
+            rule.pop("annotations", None)
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    (tmp_path / "rules_test.yaml").write_text(yaml.safe_dump(
+        {"rule_files": ["rules.yaml"], "evaluation_interval": "1m", "tests": tests}))
+    result = run([binary("promtool"), "test", "rules", "rules_test.yaml"], cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --- a real Prometheus scraping the real predictor ------------------------------------------------------
+
+
+class Prometheus:
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        response = httpx.get(f"{self.url}/api/v1/query", params={"query": expr}, timeout=10)
+        body = response.json()
+        assert response.status_code == 200 and body["status"] == "success", (expr, body)
+        assert body["data"]["resultType"] == "vector", (expr, body)
+        return list(body["data"]["result"])
+
+    def values(self, expr: str) -> list[float]:
+        return [float(sample["value"][1]) for sample in self.query(expr)]
+
+
+@pytest.fixture(scope="module")
+def prometheus(demo_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
+    """Prometheus on a free loopback port, scraping the demo predictor every second, with our rules loaded."""
+    directory = tmp_path_factory.mktemp("prometheus")
+    isvc = the(render(MANIFESTS / "overlays" / "prod"), "InferenceService")
+    metrics_path = isvc["spec"]["predictor"]["annotations"]["prometheus.io/path"]
+    rules = write_rule_file(directory)
+    config = directory / "prometheus.yml"
+    config.write_text(yaml.safe_dump({
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "rule_files": [str(rules)],
+        "scrape_configs": [{"job_name": JOB, "metrics_path": metrics_path,
+                            "static_configs": [{"targets": [f"127.0.0.1:{demo_server.http_port}"]}]}],
+    }))
+    port = free_port()
+    process = Process([binary("prometheus"), f"--config.file={config}", f"--storage.tsdb.path={directory / 'data'}",
+                       f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
+                      directory / "prometheus.log", cwd=directory).start()
+    try:
+        url = f"http://127.0.0.1:{port}"
+
+        def ready() -> bool:
+            if not process.alive():
+                raise RuntimeError(f"prometheus exited:\n{process.log()}")
+            try:
+                return httpx.get(f"{url}/-/ready", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_until(ready, 30, 0.1, "prometheus ready")
+        yield Prometheus(url)
+    finally:
+        process.stop()
+
+
+@pytest.fixture(scope="module")
+def traffic(prometheus: Prometheus, demo_server: Any) -> Prometheus:
+    """Predictions (and a few bad requests) spread over several scrapes, until every rate is non-zero."""
+    predict = f"{demo_server.http_url}/v1/models/{demo_server.model_name}:predict"
+    wanted = ["rate(model_predictions_total[5m]) > 0", "rate(model_prediction_errors_total[5m]) > 0",
+              "rate(model_prediction_latency_seconds_count[5m]) > 0", f'up{{job="{JOB}"}} == 1']
+    deadline = time.monotonic() + 30
+    with httpx.Client(timeout=10) as client:
+        while True:
+            for _ in range(3):
+                assert client.post(predict, json={"instances": [SEED_ROWS[0]]}).status_code == 200
+            assert client.post(predict, json={"instances": [[1.0, 2.0]]}).status_code == 400
+            if all(prometheus.query(expr) for expr in wanted):
+                return prometheus
+            assert time.monotonic() < deadline, {expr: prometheus.query(expr) for expr in wanted}
+            time.sleep(0.5)
+
+
+@pytest.mark.parametrize("expr", SEED_QUERIES)
+def test_the_seeds_queries_return_data(expr: str, traffic: Prometheus) -> None:
+    values = traffic.values(expr)
+    assert values, f"{expr} returned no series"
+    assert all(math.isfinite(v) and v > 0 for v in values), values
+    if expr.startswith("histogram_quantile"):
+        assert all(v <= 2.5 for v in values), values  # below the largest finite bucket
+    if expr.startswith("count("):
+        assert values == [1.0]
+
+
+@pytest.mark.parametrize("expr", dashboard_queries())
+def test_every_dashboard_panel_shows_data(expr: str, traffic: Prometheus) -> None:
+    values = traffic.values(expr)
+    assert values and all(math.isfinite(v) for v in values), (expr, values)
+
+
+@pytest.mark.parametrize("rule", alert_rules(), ids=lambda rule: rule["alert"])
+def test_every_alert_expression_evaluates(rule: dict[str, Any], traffic: Prometheus) -> None:
+    result = traffic.query(rule["expr"])
+    if rule["alert"] in ("PredictiveMaintenanceModelNotLoaded", "PredictiveMaintenanceNoModelServing",
+                         "PredictiveMaintenanceLatencyP95High"):
+        assert result == [], f"{rule['alert']} would fire on a healthy predictor: {result}"
+
+
+def test_prometheus_loaded_and_evaluates_our_rules(traffic: Prometheus) -> None:
+    def evaluated() -> bool:
+        groups = httpx.get(f"{traffic.url}/api/v1/rules", timeout=5).json()["data"]["groups"]
+        rules = [rule for group in groups for rule in group["rules"]]
+        return len(rules) == len(alert_rules()) and all(
+            rule["health"] == "ok" and not rule["lastEvaluation"].startswith("0001") for rule in rules)
+
+    wait_until(evaluated, 10, 0.2, "all rules evaluated with health ok")
+    groups = httpx.get(f"{traffic.url}/api/v1/rules", timeout=5).json()["data"]["groups"]
+    assert sorted(rule["name"] for group in groups for rule in group["rules"]) == sorted(
+        rule["alert"] for rule in alert_rules())
