@@ -22,7 +22,8 @@ PERCENT ?=
 DEPLOY_MK_DIR := $(patsubst %/,%,$(dir $(lastword $(MAKEFILE_LIST))))
 OVERLAY_DIR = $(DEPLOY_MK_DIR)/overlays/$(OVERLAY)
 # The image the overlay deploys (so `make image` builds exactly that); override with IMAGE=repo/name:tag.
-IMAGE ?= $(shell $(KUBECTL) kustomize $(OVERLAY_DIR) 2>/dev/null | sed -n 's/^ *image: *//p' | head -n 1)
+# (Read on first use only, and once: the `$(eval ...)` memoises it.)
+IMAGE ?= $(eval IMAGE := $(shell $(KUBECTL) kustomize $(OVERLAY_DIR) 2>/dev/null | sed -n 's/^ *image: *//p' | head -n 1))$(IMAGE)
 
 # The only traffic setting KServe reads in Serverless mode: the share of the latest revision; the rest
 # goes to the last revision that had 100%. One JSON6902 patch, used by render (canary/deploy) and by
@@ -73,7 +74,7 @@ image: ## build the container image the overlay deploys (IMAGE=repo/name:tag to 
 # InferenceService in the same object, so that a new revision is born at its share instead of at 100%.
 # Needs only kubectl (its built-in kustomize), no cluster. Without PERCENT: the overlay as is.
 render: export PATCH = $(call traffic_patch,$(PERCENT))
-render:
+render: ## [PERCENT=N] print the manifests deploy/canary would apply (offline: kubectl's kustomize only)
 	@$(need_overlay); $(need_kubectl); \
 	if [ -z "$(PERCENT)" ]; then exec $(KUBECTL) kustomize $(OVERLAY_DIR); fi; \
 	$(check_percent); \
