@@ -30,8 +30,24 @@ def main() -> None:
         except FeatureStoreUnavailable as exc:
             sys.exit(f"error: --feature_store {settings.feature_store}: {exc}\n"
                      "hint: `python -m predictor.bootstrap` prepares the demo repo in .data/feature_repo")
-    model = PredictorModel(settings, metrics, features)
-    PredictorServer(settings, model).start()
+    from predictor.access import AccessControl
+
+    try:
+        access = AccessControl.from_settings(settings, metrics.rate_limited.inc)
+    except ValueError as exc:
+        sys.exit(f"error: {exc}")
+    on_shutdown = []
+    prediction_log = None
+    if settings.prediction_log:
+        from predictor.prediction_log import PredictionLog
+
+        prediction_log = PredictionLog(settings.prediction_log, settings.prediction_log_sample_rate,
+                                       on_drop=metrics.predictions_dropped_from_log.inc)
+        on_shutdown.append(prediction_log.close)
+    if features is not None:
+        on_shutdown.append(features.close)
+    model = PredictorModel(settings, metrics, features, prediction_log)
+    PredictorServer(settings, model, access, on_shutdown).start()
 
 
 if __name__ == "__main__":

@@ -16,11 +16,12 @@ from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-DEFAULT_DATA_DIR = Path(".data")
 
 
-def _opt(default: Any, help: str, env: str | None = None, choices: Sequence[str] | None = None) -> Any:
-    return field(default=default, metadata={"help": help, "env": env, "choices": choices})
+def _opt(default: Any, help: str, env: str | None = None, choices: Sequence[str] | None = None,
+         flag: bool = True) -> Any:
+    """``flag=False``: environment only (secrets: a flag would show in ``ps`` and in the pod spec)."""
+    return field(default=default, metadata={"help": help, "env": env, "choices": choices, "flag": flag})
 
 
 def _bool(text: str) -> bool:
@@ -43,7 +44,7 @@ class Settings:
         env="PREDICTOR_MODEL_URI",
     )
     tracking_uri: str = _opt(
-        f"sqlite:///{DEFAULT_DATA_DIR}/mlflow.db",
+        "sqlite:///.data/mlflow.db",
         "MLflow tracking/registry URI (http://mlflow:5000 in a cluster). The default is the local registry "
         "that `make serve` creates.",
         env="MLFLOW_TRACKING_URI",
@@ -81,8 +82,46 @@ class Settings:
         env="PREDICTOR_MISSING_FEATURE_POLICY",
         choices=("reject", "fill"),
     )
+    # --- model updates and shutdown ---------------------------------------------------------------
+    poll_interval_s: float = _opt(
+        30.0, "How often to ask the registry whether the alias/stage now names another version (hot swap). "
+        "0 turns polling off (POST /admin/reload still checks).", env="PREDICTOR_POLL_INTERVAL_S",
+    )
+    drain_delay_s: float = _opt(
+        3.0, "On SIGTERM: seconds to keep serving with readiness off, so load balancers stop sending first.",
+        env="PREDICTOR_DRAIN_DELAY_S",
+    )
+    grace_period_s: float = _opt(
+        20.0, "On shutdown: longest wait for requests in flight to finish.", env="PREDICTOR_GRACE_PERIOD_S"
+    )
+    # --- security ---------------------------------------------------------------------------------
+    auth_token_file: Path | None = _opt(
+        None, "File of accepted bearer tokens, one per line; re-read when it changes (rotation without restart). "
+        "Protects inference and /admin routes; probes stay open.", env="PREDICTOR_AUTH_TOKEN_FILE",
+    )
+    auth_tokens: str | None = _opt(
+        None, "Comma-separated accepted bearer tokens (environment only, never a flag).",
+        env="PREDICTOR_AUTH_TOKENS", flag=False,
+    )
+    protect_metrics: bool = _opt(False, "Require a bearer token on /metrics too.", env="PREDICTOR_PROTECT_METRICS")
+    rate_limit_rps: float = _opt(
+        0.0, "Requests per second allowed per client (token, else address); 0 turns rate limiting off.",
+        env="PREDICTOR_RATE_LIMIT_RPS",
+    )
+    rate_limit_burst: int = _opt(100, "Requests a client may send at once above the rate.", env="PREDICTOR_RATE_LIMIT_BURST")
+    trust_forwarded_for: bool = _opt(
+        False, "Identify clients by the first X-Forwarded-For hop (only behind a proxy that sets it).",
+        env="PREDICTOR_TRUST_FORWARDED_FOR",
+    )
+    # --- prediction log ---------------------------------------------------------------------------
+    prediction_log: str | None = _opt(
+        None, "Write every prediction as JSON Lines to this file, or - for stdout (drift monitoring).",
+        env="PREDICTOR_PREDICTION_LOG",
+    )
+    prediction_log_sample_rate: float = _opt(
+        1.0, "Share of requests written to the prediction log (0..1).", env="PREDICTOR_PREDICTION_LOG_SAMPLE_RATE"
+    )
     # --- operations -------------------------------------------------------------------------------
-    data_dir: Path = _opt(DEFAULT_DATA_DIR, "Where local state lives (registry, demo data).", env="PREDICTOR_DATA_DIR")
     log_level: str = _opt("INFO", "Log level.", env="PREDICTOR_LOG_LEVEL", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
 
     @property
@@ -119,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ours = parser.add_argument_group("predictor options")
     for spec in fields(Settings):
-        if spec.name in _KSERVE_OWNED:
+        if spec.name in _KSERVE_OWNED or not spec.metadata["flag"]:
             continue
         env = spec.metadata["env"]
         help_text = spec.metadata["help"] + (f" [env {env}]" if env else "") + f" (default: {spec.default})"
@@ -137,13 +176,13 @@ def load_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str] 
     values: dict[str, Any] = {}
     for spec in fields(Settings):
         given = getattr(namespace, spec.name, None)
+        if spec.name in _KSERVE_OWNED and given == _kserve_default(spec.name):
+            given = None  # KServe's parser fills its defaults in; ours may differ (model_name)
         env = spec.metadata["env"]
-        if given is not None and not (spec.name in _KSERVE_OWNED and given == _kserve_default(spec.name)):
+        if given is not None:
             values[spec.name] = given
         elif env and environ.get(env):
             values[spec.name] = _flag_type(spec.type)(environ[env])
-        elif spec.name in _KSERVE_OWNED and given is not None:
-            values[spec.name] = given
     return Settings(**values)
 
 
@@ -161,7 +200,8 @@ def markdown_table() -> str:
         env = spec.metadata["env"] or ""
         choices = spec.metadata["choices"]
         help_text = spec.metadata["help"] + (f" One of: {', '.join(choices)}." if choices else "")
-        rows.append(f"| `--{spec.name}` | {f'`{env}`' if env else ''} | `{default}` | {help_text} |")
+        name = f"`--{spec.name}`" if spec.metadata["flag"] else "(environment only)"
+        rows.append(f"| {name} | {f'`{env}`' if env else ''} | `{default}` | {help_text} |")
     return "\n".join(rows)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -19,11 +20,12 @@ from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 from predictor import codec, registry
 from predictor.batching import DirectPredictor, MicroBatcher
 from predictor.config import Settings
-from predictor.errors import BadRequest, ModelNotReadyError, PredictorError
+from predictor.errors import BadRequest, ModelNotFoundError, ModelNotReadyError, PredictorError
 from predictor.metrics import Metrics
 
 if TYPE_CHECKING:
     from predictor.features import FeatureSource
+    from predictor.prediction_log import PredictionLog
 
 log = logging.getLogger(__name__)
 
@@ -62,12 +64,15 @@ class _Call:
 
 
 class PredictorModel(Model):
-    def __init__(self, settings: Settings, metrics: Metrics, features: "FeatureSource | None" = None) -> None:
+    def __init__(self, settings: Settings, metrics: Metrics, features: "FeatureSource | None" = None,
+                 prediction_log: "PredictionLog | None" = None) -> None:
         super().__init__(settings.model_name)
         self.settings = settings
         self.metrics = metrics
         self.features = features
+        self.prediction_log = prediction_log
         self.serving: Serving | None = None
+        self.previous: Serving | None = None  # kept loaded: rollback is a pointer flip
         self.ready = False
 
     # ---------------------------------------------------------------------------------- load
@@ -75,18 +80,43 @@ class PredictorModel(Model):
         """Resolve, load and warm up; blocking (the server calls it from a background thread)."""
         source = registry.resolve(self.settings.resolved_model_uri, self.settings.tracking_uri)
         log.info("loading %s (version %s)", source.uri, source.version)
-        serving = self._serving_for(registry.load(source, self.settings.tracking_uri))
-        self._warm_up(serving)
-        self.activate(serving)
+        self.activate(self.prepare(registry.load(source, self.settings.tracking_uri)))
         return True
 
     def activate(self, serving: Serving) -> None:
-        previous, self.serving = self.serving, serving
-        if previous is not None and previous.version != serving.version:
-            self.metrics.loaded.labels(self.name, previous.version).set(0)
+        """Make ``serving`` current; the version it replaces stays loaded as ``previous``."""
+        replaced, self.serving = self.serving, serving
+        if replaced is not None and replaced.version != serving.version:
+            self.previous = replaced
+            self.metrics.loaded.labels(self.name, replaced.version).set(0)
         self.metrics.loaded.labels(self.name, serving.version).set(1)
         self.ready = True
-        log.info("model %s version %s is ready", self.name, serving.version)
+        log.info("model %s version %s is serving", self.name, serving.version)
+
+    def rollback(self) -> Serving:
+        """Swap back to the previously served version (which becomes the one to roll forward to)."""
+        if self.previous is None:
+            raise BadRequest("no previous version is loaded to roll back to")
+        self.activate(self.previous)
+        return self.serving  # type: ignore[return-value]
+
+    def held(self, version: str | None) -> Serving | None:
+        """The loaded ``Serving`` for ``version`` (None: the current one)."""
+        for serving in (self.serving, self.previous):
+            if serving is not None and (version is None or serving.version == version):
+                return serving
+        return None
+
+    def prepare(self, loaded: registry.LoadedModel) -> Serving:
+        """Build and warm up a ``Serving`` for a newly loaded version, refusing an incompatible signature."""
+        current = self.serving
+        if current is not None and loaded.feature_names != current.model.feature_names:
+            raise PredictorError(
+                f"version {loaded.version} expects features {list(loaded.feature_names)}, but clients send "
+                f"{list(current.model.feature_names)}: not swapping (deploy it under a new model name instead)")
+        serving = self._serving_for(loaded)
+        self._warm_up(serving)
+        return serving
 
     def _serving_for(self, loaded: registry.LoadedModel) -> Serving:
         record = self.metrics.batch_rows.labels(self.name).observe
@@ -112,9 +142,16 @@ class PredictorModel(Model):
                             self.settings.max_instances)
 
     # ------------------------------------------------------------------------------ lifecycle
-    async def __call__(self, body: Any, headers: dict[str, str] | None = None, verb: Any = None) -> Any:
-        serving = self.serving
-        if serving is None or not self.ready:
+    async def __call__(self, body: Any, headers: dict[str, str] | None = None, verb: Any = None,
+                       version: str | None = None) -> Any:
+        # Captured once: a swap during this request does not change the version that answers it.
+        serving = self.held(version) if self.ready else None
+        if version is not None and serving is None and self.ready:
+            error = ModelNotFoundError(f"version {version!r:.40} of {self.name} is not loaded; loaded: "
+                                       f"{', '.join(self.versions())}")
+            self.count_error(error, "none")
+            raise error
+        if serving is None:
             error = ModelNotReadyError(f"model {self.name} is still loading or its registry is unreachable; "
                                        "retry shortly (GET /ready turns 200 when it can serve)")
             self.count_error(error, "none")
@@ -132,6 +169,9 @@ class PredictorModel(Model):
         self.metrics.latency.labels(*labels).observe(time.perf_counter() - started)
         self.metrics.predictions.labels(*labels).inc()
         return response, response_headers
+
+    def versions(self) -> list[str]:
+        return [s.version for s in (self.serving, self.previous) if s is not None]
 
     def count_error(self, exc: PredictorError, version: str) -> None:
         if not getattr(exc, "counted", False):
@@ -186,6 +226,8 @@ class PredictorModel(Model):
         model = call.serving.model
         assert call.outputs is not None
         predictions, probabilities = _split(call.outputs, model)
+        if self.prediction_log is not None:
+            self._log(call, predictions, probabilities, headers)
         if isinstance(call.payload, V1Body):
             return codec.encode_v1(predictions, probabilities, self.name, model.version, call.filled)
         outputs = {"predictions": predictions}
@@ -198,6 +240,21 @@ class PredictorModel(Model):
             response_id=call.v2.id, model_name=self.name, model_version=model.version,
             infer_outputs=[InferOutput(name, list(a.shape), codec.datatype_of(a), data=a) for name, a in outputs.items()],
         )
+
+    def _log(self, call: _Call, predictions: np.ndarray, probabilities: np.ndarray | None,
+             headers: dict[str, str] | None) -> None:
+        from predictor.prediction_log import PredictionRecord
+
+        assert call.rows is not None and self.prediction_log is not None
+        if call.v2 is not None:
+            request_id, protocol = call.v2.id, "grpc" if isinstance(call.payload, InferRequest) else "v2"
+        else:
+            request_id, protocol = (headers or {}).get("x-request-id") or uuid.uuid4().hex, "v1"
+        self.prediction_log.record(PredictionRecord(
+            request_id=request_id, timestamp=time.time(), model_name=self.name,
+            model_version=call.serving.version, protocol=protocol, feature_names=call.serving.model.feature_names,
+            features=call.rows.values, predictions=predictions, probabilities=probabilities,
+            entity_ids=call.rows.entity_ids, filled=call.filled))
 
     # ------------------------------------------------------------------------------ metadata
     def metadata_inputs(self) -> list[dict[str, Any]]:
@@ -249,6 +306,4 @@ def _from_grpc(request: InferRequest, schema: codec.Schema) -> codec.V2Request:
         tensors.append(codec.Tensor(tensor.name, tensor.datatype, list(tensor.shape), array.reshape(-1)))
     if not tensors:
         raise BadRequest("the request has no inputs")
-    import uuid
-
     return codec.V2Request(codec.rows_from_tensors(tensors, schema), request.id or str(uuid.uuid4()))

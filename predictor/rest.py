@@ -7,8 +7,9 @@ repository extension). Ours exist because KServe's answer 422 on bad bodies, ref
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -17,10 +18,17 @@ from fastapi.exceptions import RequestValidationError
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from predictor.access import AccessControl
 from predictor.codec import parse_json
-from predictor.errors import (BadRequest, ModelNotFoundError, ModelNotReadyError, PayloadTooLarge, PredictorError,
+from predictor.errors import (ModelNotFoundError, ModelNotReadyError, PayloadTooLarge, PredictorError,
                               UnsupportedMediaType)
 from predictor.model import PredictorModel, V1Body, V2Body
+
+class Admin(Protocol):
+    def status(self) -> dict[str, Any]: ...
+
+    def reload(self) -> None: ...
+
 
 JSON_TYPES = ("application/json", "application/cloudevents+json", "application/ld+json")
 BINARY_HEADER = "inference-header-content-length"
@@ -58,10 +66,14 @@ def add_exception_handlers(app: FastAPI, count: Callable[[PredictorError], None]
 
 
 class Routes:
-    def __init__(self, model: PredictorModel, max_body_bytes: int, readiness: Callable[[], str | None]) -> None:
+    def __init__(self, model: PredictorModel, max_body_bytes: int, readiness: Callable[[], str | None],
+                 access: AccessControl, admin: Admin, draining: Callable[[], bool]) -> None:
         self.model = model
         self.max_body_bytes = max_body_bytes
         self.not_ready_reason = readiness  # None when ready, else why not
+        self.access = access
+        self.admin = admin
+        self.draining = draining
 
     def register(self, app: FastAPI) -> None:
         get, post = ["GET"], ["POST"]
@@ -78,6 +90,9 @@ class Routes:
             app.add_api_route(prefix, self.v2_metadata, methods=get, tags=["v2"])
             app.add_api_route(prefix + "/ready", self.v2_model_ready, methods=get, tags=["v2"])
             app.add_api_route(prefix + "/infer", self.v2_infer, methods=post, tags=["v2"])
+        app.add_api_route("/admin/versions", self.admin_versions, methods=get, tags=["admin"])
+        app.add_api_route("/admin/rollback", self.admin_rollback, methods=post, tags=["admin"])
+        app.add_api_route("/admin/reload", self.admin_reload, methods=post, tags=["admin"])
 
     # ------------------------------------------------------------------------------ probes
     async def live(self) -> dict[str, str]:
@@ -98,7 +113,8 @@ class Routes:
             return json_response({"ready": False, "error": reason}, status_code=503)
         return json_response({"ready": True})
 
-    async def metrics(self) -> Response:
+    async def metrics(self, request: Request) -> Response:
+        self.access.check(request, "metrics")
         return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
     # ------------------------------------------------------------------------------ v1
@@ -113,22 +129,22 @@ class Routes:
 
     async def v1_predict(self, model_name: str, request: Request) -> Response:
         self._check_name(model_name)
+        self.access.check(request, "inference")
         content_type = _media_type(request)
         if content_type is not None and content_type not in JSON_TYPES:
             raise UnsupportedMediaType(f"Content-Type {content_type} is not supported: send JSON with "
                                        "-H 'Content-Type: application/json'")
         payload = parse_json(await self._body(request))
         response, _ = await self.model(V1Body(payload), dict(request.headers))
-        return json_response(response)
+        return json_response(response, headers=self._closing())
 
     # ------------------------------------------------------------------------------ v2
     async def v2_metadata(self, model_name: str, model_version: str | None = None) -> Response:
         self._check_name(model_name, model_version)
-        serving = self.model.serving
-        if serving is None:
+        if self.model.serving is None:
             raise ModelNotReadyError(f"model {model_name} is still loading; its metadata comes from its signature")
-        return json_response({"name": self.model.name, "versions": [serving.version], "platform": "mlflow",
-                               "inputs": self.model.metadata_inputs(), "outputs": self.model.metadata_outputs()})
+        return json_response({"name": self.model.name, "versions": self.model.versions(), "platform": "mlflow",
+                              "inputs": self.model.metadata_inputs(), "outputs": self.model.metadata_outputs()})
 
     async def v2_model_ready(self, model_name: str, model_version: str | None = None) -> Response:
         self._check_name(model_name, model_version)
@@ -139,6 +155,7 @@ class Routes:
 
     async def v2_infer(self, model_name: str, request: Request, model_version: str | None = None) -> Response:
         self._check_name(model_name, model_version)
+        self.access.check(request, "inference")
         header_length = request.headers.get(BINARY_HEADER)
         content_type = _media_type(request)
         if header_length is None and content_type not in (None, *JSON_TYPES):
@@ -146,18 +163,38 @@ class Routes:
                 f"Content-Type {content_type} needs the binary tensor extension's {BINARY_HEADER} header; "
                 "for plain JSON send Content-Type: application/json")
         body = await self._body(request)
-        response, _ = await self.model(V2Body(body, header_length), dict(request.headers))
+        response, _ = await self.model(V2Body(body, header_length), dict(request.headers), version=model_version)
         content, headers = response
-        return Response(content, headers=headers)
+        return Response(content, headers={**headers, **self._closing()})
+
+    # ------------------------------------------------------------------------------ admin
+    async def admin_versions(self, request: Request) -> Response:
+        self.access.check(request, "admin")
+        return json_response(self.admin.status())
+
+    async def admin_rollback(self, request: Request) -> Response:
+        self.access.check(request, "admin")
+        self.model.rollback()
+        return json_response(self.admin.status())
+
+    async def admin_reload(self, request: Request) -> Response:
+        """Ask the registry now (e.g. from a CI job right after moving the alias) instead of at the next poll."""
+        self.access.check(request, "admin")
+        await asyncio.to_thread(self.admin.reload)
+        return json_response(self.admin.status())
 
     # ------------------------------------------------------------------------------ helpers
     def _check_name(self, model_name: str, model_version: str | None = None) -> None:
         if model_name != self.model.name:
             raise ModelNotFoundError(f"model {model_name!r:.80} is not served here; this server serves "
                                      f"{self.model.name!r} (GET /v2/models lists them)")
-        if model_version is not None and model_version != self._version():
+        if model_version is not None and self.model.held(model_version) is None:
             raise ModelNotFoundError(f"version {model_version!r:.40} of {model_name} is not loaded; "
-                                     f"loaded: {self._version() or 'none yet'}")
+                                     f"loaded: {', '.join(self.model.versions()) or 'none yet'}")
+
+    def _closing(self) -> dict[str, str]:
+        # While draining, ask keep-alive clients to reconnect (elsewhere) before the listener closes.
+        return {"connection": "close"} if self.draining() else {}
 
     def _version(self) -> str | None:
         serving = self.model.serving
@@ -187,4 +224,3 @@ def _media_type(request: Request) -> str | None:
     return value.split(";", 1)[0].strip().lower()
 
 
-__all__ = ["Routes", "add_exception_handlers", "error_response", "BadRequest"]

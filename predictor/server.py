@@ -1,42 +1,62 @@
-"""kserve.ModelServer, adjusted so the port opens first and the model loads in the background.
+"""kserve.ModelServer, adjusted so the port opens first, the model loads in the background, it follows
+the registry, and SIGTERM drains instead of dropping requests.
 
 KServe registers only models that are already ready and answers 404 until then; we register ours at
 once (it reports 503 while loading), install our routes ahead of KServe's, and keep retrying a failed
 load with backoff so a registry outage at start-up heals by itself.
+
+Shutdown (SIGTERM): readiness turns 503 at once; we keep serving for --drain_delay_s so load balancers
+stop sending; then the listeners close, requests in flight finish (at most --grace_period_s), the
+prediction log is flushed, and the process exits. SIGINT (Ctrl-C) skips the drain delay.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import signal
 import threading
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 from fastapi import FastAPI
 from kserve import ModelServer
-from kserve.protocol.rest.server import RESTServer
+from kserve.protocol.rest.server import RESTServer, _RefreshingServer
 
+from predictor.access import AccessControl
 from predictor.config import Settings
 from predictor.errors import PredictorError
 from predictor.model import PredictorModel
 from predictor.rest import Routes, add_exception_handlers
+from predictor.watcher import RegistryWatcher
 
 log = logging.getLogger(__name__)
 
-BACKOFF_S = (1, 2, 4, 8, 15, 30)
+BACKOFF_S = (1, 2, 4, 8, 10)
 FEATURE_CHECK_INTERVAL_S = 2.0
+
+
+class _Uvicorn(_RefreshingServer):
+    @contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield  # PredictorServer owns SIGTERM/SIGINT: readiness must turn off before the listener closes
 
 
 class _RESTServer(RESTServer):
     routes: Routes
     count_error: Any
 
-    def _register_endpoints(self, app: FastAPI) -> None:
-        self.routes.register(app)  # first: Starlette matches routes in registration order
-        super()._register_endpoints(app)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._server = _Uvicorn(self.config)
 
     def _add_middlewares(self, app: FastAPI) -> None:
         # KServe's TimingMiddleware logs two lines per request; model_prediction_latency_seconds covers it.
         pass
+
+    def _register_endpoints(self, app: FastAPI) -> None:
+        self.routes.register(app)  # first: Starlette matches routes in registration order
+        super()._register_endpoints(app)
 
     def _add_exception_handlers(self, app: FastAPI) -> None:
         super()._add_exception_handlers(app)
@@ -44,36 +64,58 @@ class _RESTServer(RESTServer):
 
 
 class PredictorServer(ModelServer):
-    def __init__(self, settings: Settings, model: PredictorModel) -> None:
+    def __init__(self, settings: Settings, model: PredictorModel, access: AccessControl,
+                 on_shutdown: list[Any] | None = None) -> None:
         super().__init__(
             http_port=settings.http_port,
             grpc_port=settings.grpc_port,
             workers=settings.workers,
             enable_grpc=settings.enable_grpc,
             enable_latency_logging=False,  # a log line per request costs more than the prediction
+            grace_period=int(settings.grace_period_s),
         )
         self.settings = settings
         self.model = model
+        self.access = access
+        self.on_shutdown = on_shutdown or []  # callables run after the listeners close (flush logs…)
         self.load_error: str | None = "model is loading"
         self.feature_store_error: str | None = None
+        self.draining = False
         self._stopping = threading.Event()
+        self.watcher = RegistryWatcher(model, settings.poll_interval_s, self._stopping)
+        self._shutdown_task: asyncio.Task[None] | None = None
 
+    # ------------------------------------------------------------------------------ state
     def not_ready_reason(self) -> str | None:
+        if self.draining:
+            return "shutting down"
         if not self.model.ready:
             return self.load_error or "model is loading"
         return self.feature_store_error
 
+    def status(self) -> dict[str, Any]:
+        current = self.model.serving
+        return {"model_name": self.model.name, "model_uri": self.settings.resolved_model_uri,
+                "serving": current.version if current else None,
+                "previous": self.model.previous.version if self.model.previous else None,
+                "versions": self.model.versions(), "last_registry_error": self.watcher.last_error}
+
+    def reload(self) -> None:
+        self.watcher.check()
+
+    # ------------------------------------------------------------------------------ start
     def start(self, models: list[Any] | None = None) -> None:
         self.register_model(self.model)  # even while loading: it answers 503, not 404
-        threading.Thread(target=self._load_with_retries, name="model-loader", daemon=True).start()
+        self._thread(self._load_with_retries, "model-loader")
         if self.model.features is not None:
-            threading.Thread(target=self._watch_feature_store, name="feature-store-check", daemon=True).start()
+            self._thread(self._watch_feature_store, "feature-store-check")
         rest = _RESTServer(
             "kserve.model_server:app", self.dataplane, self.model_repository_extension, self.http_port,
             workers=1, grace_period=self.grace_period, event_loop=self.event_loop,
             timeout_keep_alive=self.timeout_keep_alive,
         )
-        rest.routes = Routes(self.model, self.settings.max_body_bytes, self.not_ready_reason)
+        rest.routes = Routes(self.model, self.settings.max_body_bytes, self.not_ready_reason, self.access, self,
+                             lambda: self.draining)
         rest.count_error = self._count_error
         self._rest_server = rest
         self.servers.append(rest.start())
@@ -86,15 +128,45 @@ class PredictorServer(ModelServer):
             self._grpc_server = GRPCServer(self.grpc_port, self.dataplane, self.model_repository_extension,
                                            kwargs=limits, grace_period=self.grace_period)
             self.servers.append(self._grpc_server.start(self.max_threads))
-        self._run()
+        asyncio.run(self._main())
 
-    def _run(self) -> None:
-        import asyncio
-
+    async def _main(self) -> None:
         self.setup_event_loop()
-        self.register_signal_handler()
-        asyncio.run(self._serve())
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self._on_signal, signal.SIGTERM)
+        loop.add_signal_handler(signal.SIGINT, self._on_signal, signal.SIGINT)
+        await asyncio.gather(*self.servers)
+        if self._shutdown_task is not None:
+            await self._shutdown_task
+        log.info("stopped")
 
+    def _thread(self, target: Any, name: str) -> None:
+        threading.Thread(target=target, name=name, daemon=True).start()
+
+    # ------------------------------------------------------------------------------ stop
+    def _on_signal(self, sig: int) -> None:
+        if self._shutdown_task is not None:  # a second signal: stop waiting
+            log.warning("second %s: exiting without waiting for requests in flight", signal.Signals(sig).name)
+            self._rest_server._server.force_exit = True  # type: ignore[union-attr]
+            return
+        self._shutdown_task = asyncio.get_running_loop().create_task(self._shutdown(sig))
+
+    async def _shutdown(self, sig: int) -> None:
+        self.draining = True
+        self._stopping.set()
+        delay = self.settings.drain_delay_s if sig == signal.SIGTERM else 0.0
+        log.info("%s: readiness off; draining for %.1fs, then finishing requests in flight",
+                 signal.Signals(sig).name, delay)
+        await asyncio.sleep(delay)
+        self._rest_server._server.should_exit = True  # type: ignore[union-attr]
+        if self._grpc_server is not None:
+            await self._grpc_server.stop(sig)
+        while self._rest_server._server.started and not self._rest_server._server.should_exit:  # type: ignore[union-attr]
+            await asyncio.sleep(0.05)
+        for action in self.on_shutdown:
+            await asyncio.to_thread(action)
+
+    # ------------------------------------------------------------------------------ background
     def _count_error(self, exc: PredictorError) -> None:
         serving = self.model.serving
         self.model.count_error(exc, serving.version if serving else "none")
@@ -105,7 +177,7 @@ class PredictorServer(ModelServer):
             try:
                 self.model.load()
                 self.load_error = None
-                return
+                break
             except Exception as exc:  # keep the process alive: readiness stays off while we retry
                 delay = BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)]
                 self.load_error = f"model load failed: {exc}"
@@ -113,11 +185,11 @@ class PredictorServer(ModelServer):
                           self.load_error, delay)
                 attempt += 1
                 self._stopping.wait(delay)
+        if self.settings.poll_interval_s > 0 and self.watcher.follows_a_moving_reference:
+            self.watcher.run()
 
     def _watch_feature_store(self) -> None:
         """Readiness follows the online store: an outage takes the pod out of rotation, not down."""
-        import asyncio
-
         features = self.model.features
         assert features is not None
         loop = asyncio.new_event_loop()

@@ -1,0 +1,337 @@
+"""The OpenAPI 3.1 document at ``GET /openapi.json``: our routes, with the bodies FastAPI cannot see.
+
+Our handlers read raw bodies (the codec parses them), so FastAPI's generated document has no request
+schemas and promises 422s we never send. This module replaces ``app.openapi`` with a builder that walks
+the routes ``rest.Routes`` registered (the one list of paths) and describes each handler: request and
+response schemas (the Open Inference Protocol's, written from its specification and narrowed to what this
+server accepts), and the status codes it really answers with, every 4xx carrying ``{"error": "..."}``.
+
+KServe's remaining routes (``/``, ``/v1/models``, ``:explain``, ``/v2``, ``/v2/models``, the repository
+extension's load/unload) are left out on purpose: they answer with KServe's own handlers and error
+shapes, which this document cannot vouch for, and a fuzzer driven by it must never call ``unload``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from importlib import metadata
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
+
+from predictor.codec import NUMERIC_DATATYPES, OUTPUT_NAMES
+
+JSON = "application/json"
+BINARY = "application/octet-stream"
+BINARY_HEADER = "Inference-Header-Content-Length"
+FeatureNames = Sequence[str] | Callable[[], Sequence[str]]
+Schema = dict[str, Any]
+
+
+def install_openapi(app: FastAPI, model_name: str, feature_names: FeatureNames, *, entity_key: str | None = None,
+                    max_instances: int | None = None) -> None:
+    """Serve our document at ``app.openapi_url`` (``/openapi.json``).
+
+    ``feature_names`` may be a callable: the names come from the signature of the model loaded in the
+    background, so the document is rebuilt when they change (before the load, any feature is allowed).
+    """
+    names = feature_names if callable(feature_names) else (lambda: feature_names)
+    built: dict[tuple[str, ...], Schema] = {}
+
+    def openapi() -> Schema:
+        key = tuple(names())
+        if key not in built:
+            built.clear()
+            built[key] = build_document(app, model_name, key, entity_key=entity_key, max_instances=max_instances)
+        return built[key]
+
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to replace the document
+
+
+def build_document(app: FastAPI, model_name: str, feature_names: Sequence[str], *, entity_key: str | None = None,
+                   max_instances: int | None = None) -> Schema:
+    paths: dict[str, dict[str, Schema]] = {}
+    for route in our_routes(app):
+        handler = route.endpoint.__name__
+        describe = OPERATIONS.get(handler, _undocumented)
+        for method in sorted(route.methods):
+            operation = describe()
+            operation["operationId"] = re.sub(r"[^A-Za-z0-9]+", "_", f"{handler} {route.path}").strip("_")
+            parameters = _path_parameters(route.path, model_name)
+            if handler == "v2_infer":
+                parameters.append(_binary_header_parameter())
+            if parameters:
+                operation["parameters"] = parameters
+            paths.setdefault(route.path, {})[method.lower()] = operation
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": f"{model_name} predictor", "version": _version(), "description": DESCRIPTION},
+        "tags": TAGS,
+        "paths": paths,
+        "components": {"schemas": _schemas(feature_names, entity_key, max_instances),
+                       "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+    }
+
+
+def our_routes(app: FastAPI) -> list[APIRoute]:
+    """The routes ``rest.Routes`` registered: their endpoints are bound methods of a ``Routes``."""
+    from predictor.rest import Routes  # here, not at import: rest pulls in kserve and the model
+
+    return [route for route in app.routes
+            if isinstance(route, APIRoute) and isinstance(getattr(route.endpoint, "__self__", None), Routes)]
+
+
+DESCRIPTION = (
+    "KServe v1 and v2 (Open Inference Protocol) REST endpoints of one MLflow model, with its probes and metrics. "
+    'Every error is JSON `{"error": "..."}`: 400 malformed body, 401 bearer token missing or wrong (when tokens are '
+    "configured), 404 unknown model or version (or entity id, with a feature store), 413 body or instance count over "
+    "the limit, 415 unsupported Content-Type, 429 rate limited (when a rate is set), 503 not ready. "
+    "KServe's own routes served beside these (`/`, `/v1/models`, `:explain`, `/v2`, `/v2/models`, "
+    "`/v2/repository/...`) are not described here."
+)
+TAGS = [{"name": "probes", "description": "Liveness and readiness for Kubernetes and load balancers."},
+        {"name": "metrics", "description": "Prometheus exposition."},
+        {"name": "v1", "description": "KServe v1 protocol."},
+        {"name": "v2", "description": "Open Inference Protocol (KServe v2) REST."},
+        {"name": "admin", "description": "Hot swap: the versions held, rollback, reload."}]
+
+
+def _version() -> str:
+    try:
+        return metadata.version("predictive-maintenance-predictor")
+    except metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+# ------------------------------------------------------------------------------------------ operations
+
+def _ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: Schema, description: str) -> Schema:
+    return {"description": description, "content": {JSON: {"schema": schema}}}
+
+
+ERRORS = {
+    "400": "Malformed body: bad JSON, wrong type, shape or feature count, NaN/Infinity; the message says what to send.",
+    "401": "A bearer token is missing or wrong (only when tokens are configured: --auth_tokens, --auth_token_file).",
+    "404": "The path names a model (or version) this server does not serve, or an entity id with no stored features.",
+    "413": "Body larger than --max_body_bytes, or more instances than --max_instances.",
+    "415": "Content-Type is neither JSON nor, for v2, the binary tensor extension.",
+    "429": "This client's token bucket is empty (only with --rate_limit_rps); retry after Retry-After seconds.",
+    "503": "The model is still loading, its registry is unreachable, or the feature store is down.",
+}
+ERROR_HEADERS = {
+    "401": {"WWW-Authenticate": {"description": "The bearer challenge.", "schema": {"type": "string"}}},
+    "429": {"Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}}},
+}
+BEARER = [{}, {"bearer": []}]  # optional: tokens are off unless configured
+
+
+def _errors(*codes: str) -> dict[str, Schema]:
+    responses = {code: _json(_ref("Error"), ERRORS[code]) for code in codes}
+    for code, headers in ERROR_HEADERS.items():
+        if code in responses:
+            responses[code]["headers"] = headers
+    return responses
+
+
+def _op(tag: str, summary: str, ok: Schema, *errors: str, body: Schema | None = None) -> Callable[[], Schema]:
+    def describe() -> Schema:
+        operation: Schema = {"tags": [tag], "summary": summary, "responses": {"200": ok, **_errors(*errors)}}
+        if body is not None:
+            operation["requestBody"] = body
+        if "401" in errors:
+            operation["security"] = BEARER
+        return operation
+    return describe
+
+
+def _ready_op(tag: str, summary: str, ok: str, not_ready: str, *errors: str) -> Callable[[], Schema]:
+    plain = _op(tag, summary, _json(_ref(ok), "Ready to serve."), *errors)
+
+    def describe() -> Schema:
+        operation = plain()
+        operation["responses"]["503"] = _json(_ref(not_ready), "Not ready; `error` says why.")
+        return operation
+    return describe
+
+
+def _undocumented() -> Schema:
+    return {"summary": "Not yet described", "responses": {"200": {"description": "OK"}}}
+
+
+def _binary_header_parameter() -> Schema:
+    return {"name": BINARY_HEADER, "in": "header", "required": False, "schema": {"type": "integer", "minimum": 0},
+            "description": f"Binary tensor extension: the length of the JSON header that starts an {BINARY} body; "
+                           "the raw tensors follow it."}
+
+
+def _path_parameters(path: str, model_name: str) -> list[Schema]:
+    parameters = []
+    for name in re.findall(r"{(\w+)}", path):
+        if name == "model_name":
+            schema: Schema = {"type": "string", "enum": [model_name], "example": model_name}
+            text = "The served model's name; any other answers 404."
+        else:
+            schema, text = {"type": "string", "example": "1"}, "A registry version; only the loaded one is served."
+        parameters.append({"name": name, "in": "path", "required": True, "schema": schema, "description": text})
+    return parameters
+
+
+V1_BODY = {"required": True, "content": {JSON: {"schema": _ref("V1PredictRequest")}}}
+V2_BODY = {"required": True, "content": {
+    JSON: {"schema": _ref("InferenceRequest")},
+    BINARY: {"schema": {"type": "string", "format": "binary", "description": (
+        f"Binary tensor extension: a JSON InferenceRequest of {BINARY_HEADER} bytes, whose inputs give "
+        "parameters.binary_data_size instead of data, followed by the raw little-endian tensors.")}},
+}}
+V2_OK = {"description": "Predictions.", "content": {
+    JSON: {"schema": _ref("InferenceResponse")},
+    BINARY: {"schema": {"type": "string", "format": "binary", "description": (
+        "When binary output was asked for: the JSON response header, then the raw tensors.")}},
+}, "headers": {BINARY_HEADER: {"description": "Length of the JSON header (binary responses only).",
+                               "schema": {"type": "integer"}}}}
+
+INFERENCE_ERRORS = ("400", "401", "404", "413", "415", "429", "503")
+OPERATIONS: dict[str, Callable[[], Schema]] = {
+    "live": _op("probes", "Liveness: the process is up", _json(_ref("Liveness"), "Alive.")),
+    "ready": _ready_op("probes", "Readiness: the model is loaded, warmed up and its feature store reachable",
+                       "Readiness", "NotReady"),
+    "v2_live": _op("probes", "OIP server liveness", _json(_ref("ServerLive"), "Alive.")),
+    "v2_ready": _ready_op("probes", "OIP server readiness (follows the model's)", "ServerReady", "ServerNotReady"),
+    "metrics": _op("metrics", "Prometheus metrics", {
+        "description": "Prometheus text exposition format.", "content": {"text/plain": {"schema": {"type": "string"}}}},
+        "401"),
+    "v1_status": _ready_op("v1", "v1 model status", "V1ModelStatus", "V1ModelStatus", "404"),
+    "v1_predict": _op("v1", "v1 predict", _json(_ref("V1PredictResponse"), "Predictions, one per instance."),
+                      *INFERENCE_ERRORS, body=V1_BODY),
+    "v2_metadata": _op("v2", "OIP model metadata", _json(_ref("MetadataModelResponse"), "Model metadata."),
+                       "404", "503"),
+    "v2_model_ready": _ready_op("v2", "OIP model readiness", "ModelReady", "ModelNotReady", "404"),
+    "v2_infer": _op("v2", "OIP inference", V2_OK, *INFERENCE_ERRORS, body=V2_BODY),
+    "admin_versions": _op("admin", "The versions held and the registry reference followed",
+                          _json(_ref("AdminStatus"), "Status."), "401", "429"),
+    "admin_rollback": _op("admin", "Serve the previously held version again",
+                          _json(_ref("AdminStatus"), "Rolled back; the status after it."), "400", "401", "429"),
+    "admin_reload": _op("admin", "Ask the registry now instead of at the next poll",
+                        _json(_ref("AdminStatus"), "Checked; last_registry_error says if it failed."), "401", "429"),
+}
+
+
+# ------------------------------------------------------------------------------------------ schemas
+
+def _object(properties: dict[str, Schema], *required: str, **extra: Any) -> Schema:
+    return {"type": "object", "properties": properties, "required": list(required), **extra}
+
+
+STRING, NUMBER, BOOLEAN = {"type": "string"}, {"type": "number"}, {"type": "boolean"}
+DATATYPES = [*NUMERIC_DATATYPES, "BYTES"]
+
+
+def _schemas(feature_names: Sequence[str], entity_key: str | None, max_instances: int | None) -> dict[str, Schema]:
+    return {
+        "Error": _object({"error": STRING}, "error"),
+        "AdminStatus": _object({"model_name": STRING, "model_uri": STRING, "serving": {"type": ["string", "null"]},
+                                "previous": {"type": ["string", "null"]}, "versions": {"type": "array", "items": STRING},
+                                "last_registry_error": {"type": ["string", "null"]}}),
+        **_probe_schemas(),
+        **_v1_schemas(feature_names, entity_key, max_instances),
+        **_v2_schemas(),
+    }
+
+
+def _probe_schemas() -> dict[str, Schema]:
+    return {
+        "Liveness": _object({"status": {"const": "alive"}}, "status"),
+        "Readiness": _object({"status": {"const": "ready"}, "model_name": STRING, "model_version": STRING},
+                             "status", "model_name", "model_version"),
+        "NotReady": _object({"status": {"const": "not ready"}, "error": STRING}, "status", "error"),
+        "ServerLive": _object({"live": BOOLEAN}, "live"),
+        "ServerReady": _object({"ready": {"const": True}}, "ready"),
+        "ServerNotReady": _object({"ready": {"const": False}, "error": STRING}, "ready", "error"),
+        "ModelReady": _object({"name": STRING, "ready": {"const": True}}, "name", "ready"),
+        "ModelNotReady": _object({"name": STRING, "ready": {"const": False}, "error": STRING}, "name", "ready", "error"),
+    }
+
+
+def _v1_schemas(names: Sequence[str], entity_key: str | None, max_instances: int | None) -> dict[str, Schema]:
+    if names:
+        row: Schema = {"type": "array", "items": NUMBER, "minItems": len(names), "maxItems": len(names),
+                       "description": f"The {len(names)} features in this order: {', '.join(names)}."}
+        keyed: Schema = {"type": "object", "properties": {name: NUMBER for name in names},
+                         "additionalProperties": False, "required": list(names)}
+    else:  # the model is still loading: its signature, hence the features, is not known yet
+        row, keyed = {"type": "array", "items": NUMBER}, {"type": "object", "additionalProperties": NUMBER}
+    if entity_key:
+        keyed["properties"][entity_key] = {"type": "string", "minLength": 1, "maxLength": 256}
+        keyed["anyOf"] = [{"required": keyed.pop("required")}, {"required": [entity_key]}]
+        keyed["description"] = f"Features by name; with {entity_key}, the missing ones come from the feature store."
+    instances: Schema = {"type": "array", "items": {"anyOf": [_ref("V1Row"), _ref("V1KeyedInstance")]},
+                         "minItems": 1}
+    if max_instances:
+        instances["maxItems"] = max_instances
+    return {
+        "V1Row": row,
+        "V1KeyedInstance": keyed,
+        "V1PredictRequest": {"type": "object", "properties": {"instances": instances, "inputs": instances},
+                             "anyOf": [{"required": ["instances"]}, {"required": ["inputs"]}],
+                             "description": '"inputs" is accepted as another name for "instances".'},
+        "V1PredictResponse": _object({
+            "predictions": {"type": "array", "items": {"type": ["number", "string", "boolean"]}},
+            "probabilities": {"type": "array", "items": {"type": "array", "items": NUMBER},
+                              "description": "Per instance, one probability per class (classifiers only)."},
+            "model_name": STRING,
+            "model_version": STRING,
+            "filled_features": {"type": "object", "additionalProperties": {"type": "array", "items": STRING},
+                                "description": "Row index → features filled from defaults (feature store only)."},
+        }, "predictions", "model_name", "model_version"),
+        "V1ModelStatus": _object({"name": STRING, "version": {"type": ["string", "null"]}, "platform": STRING,
+                                  "ready": BOOLEAN, "error": STRING}, "name", "version", "platform", "ready"),
+    }
+
+
+def _v2_schemas() -> dict[str, Schema]:
+    scalar = {"type": ["number", "string", "boolean"]}
+    # OIP's tensor_data is recursive; two levels of nesting cover row-major [N, F] data and keep generators finite.
+    tensor_data = {"type": "array", "items": {"anyOf": [scalar, {"type": "array", "items": {
+        "anyOf": [scalar, {"type": "array", "items": scalar}]}}]}}
+    parameters = {"type": "object", "description": "Free-form parameters (OIP)."}
+    binary_size = {"type": "object", "properties": {"binary_data_size": {"type": "integer", "minimum": 0}}}
+    shape = {"type": "array", "items": {"type": "integer", "minimum": 0}}
+    return {
+        "TensorData": tensor_data,
+        "Parameters": parameters,
+        "MetadataTensor": _object({"name": STRING, "datatype": {"enum": DATATYPES},
+                                   "shape": {"type": "array", "items": {"type": "integer", "minimum": -1}},
+                                   "parameters": _ref("Parameters")}, "name", "datatype", "shape"),
+        "MetadataModelResponse": _object({
+            "name": STRING, "versions": {"type": "array", "items": STRING}, "platform": STRING,
+            "inputs": {"type": "array", "items": _ref("MetadataTensor")},
+            "outputs": {"type": "array", "items": _ref("MetadataTensor")},
+        }, "name", "platform", "inputs", "outputs"),
+        "RequestInput": _object({
+            "name": STRING, "shape": shape, "datatype": {"enum": DATATYPES},
+            "parameters": {**binary_size, "description": "binary_data_size: bytes of this tensor in the binary "
+                                                         "part of the body (binary extension)."},
+            "data": _ref("TensorData"),
+        }, "name", "shape", "datatype", description="One FP32/FP64 tensor [N, F], or one [N] tensor per feature named "
+                                                    "after it; data, or binary_data_size with the binary extension."),
+        "RequestOutput": _object({"name": {"enum": list(OUTPUT_NAMES)}, "parameters": {
+            "type": "object", "properties": {"binary_data": BOOLEAN}}}, "name"),
+        "InferenceRequest": _object({
+            "id": STRING,
+            "parameters": {"type": "object", "properties": {"binary_data_output": BOOLEAN}},
+            "inputs": {"type": "array", "items": _ref("RequestInput"), "minItems": 1},
+            "outputs": {"type": "array", "items": _ref("RequestOutput")},
+        }, "inputs"),
+        "ResponseOutput": _object({"name": STRING, "shape": {"type": "array", "items": {"type": "integer"}},
+                                   "datatype": {"enum": DATATYPES}, "parameters": binary_size,
+                                   "data": {"type": "array"}}, "name", "shape", "datatype"),
+        "InferenceResponse": _object({"id": STRING, "model_name": STRING, "model_version": STRING,
+                                      "parameters": _ref("Parameters"), "outputs": {"type": "array", "items": _ref("ResponseOutput")}},
+                                     "id", "model_name", "model_version", "outputs"),
+    }

@@ -1,0 +1,69 @@
+"""Follow the registry: when the alias or stage we serve moves, load the new version and swap to it.
+
+Loading, the signature check and the warm-up all happen before the swap, on this thread; the swap is a
+pointer assignment, so requests never see a half-loaded model and those in flight finish on the version
+that started them. A version that fails to load or warm up is skipped (and retried at the next poll).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from predictor import registry
+from predictor.model import PredictorModel
+
+log = logging.getLogger(__name__)
+
+
+class RegistryWatcher:
+    def __init__(self, model: PredictorModel, interval_s: float, stopping: threading.Event) -> None:
+        self.model = model
+        self.interval_s = interval_s
+        self.stopping = stopping
+        self.last_error: str | None = None
+        self._lock = threading.Lock()  # one check at a time (poll thread, admin reload, webhook)
+        self._wake = threading.Event()
+
+    @property
+    def follows_a_moving_reference(self) -> bool:
+        uri = self.model.settings.resolved_model_uri
+        return uri.startswith("models:/") and not uri.rstrip("/").rsplit("/", 1)[-1].isdigit()
+
+    def run(self) -> None:
+        """Poll until stopped (only started for URIs that can move: an alias, a stage or ``latest``)."""
+        while not self.stopping.is_set():
+            self._wake.wait(self.interval_s)
+            self._wake.clear()
+            if self.stopping.is_set():
+                return
+            if self.model.ready:
+                self.check()
+
+    def wake(self) -> None:
+        """Check now (admin reload, registry webhook) instead of at the next poll."""
+        self._wake.set()
+
+    def check(self) -> str | None:
+        """Resolve the URI again; swap if it names another version. Returns the version now serving."""
+        with self._lock:
+            settings = self.model.settings
+            try:
+                source = registry.resolve(settings.resolved_model_uri, settings.tracking_uri)
+                current = self.model.serving
+                if current is not None and source.version == current.version:
+                    self.last_error = None
+                    return current.version
+                held = self.model.held(source.version)
+                if held is not None:  # e.g. the alias moved back to the previous version
+                    self.model.activate(held)
+                    return held.version
+                log.info("registry: %s now names version %s; loading it", source.uri, source.version)
+                serving = self.model.prepare(registry.load(source, settings.tracking_uri))
+                self.model.activate(serving)
+                self.last_error = None
+                return serving.version
+            except Exception as exc:  # the current version keeps serving
+                self.last_error = str(exc)
+                log.error("registry check failed, still serving %s: %s", self.model.versions(), exc)
+                return None
