@@ -8,6 +8,7 @@ calls go through to the real kubectl, so what deploy/canary apply is the real re
 
 from __future__ import annotations
 
+import copy
 import json
 import shlex
 import stat
@@ -71,11 +72,12 @@ def patch_locally(manifest: Path, patch_args: list[str]) -> dict[str, Any]:
     body = patch_args[patch_args.index("-p") + 1]
     result = run([kubectl(), "patch", "--local", "-f", str(manifest), "--type", kind, "-p", body, "-o", "yaml"])
     assert result.returncode == 0, result.stderr
-    return yaml.safe_load(result.stdout)
+    patched: dict[str, Any] = yaml.safe_load(result.stdout)
+    return patched
 
 
 def without_percent(isvc: dict[str, Any]) -> dict[str, Any]:
-    copied = json.loads(json.dumps(isvc))
+    copied: dict[str, Any] = copy.deepcopy(isvc)
     copied["spec"]["predictor"].pop("canaryTrafficPercent", None)
     return copied
 

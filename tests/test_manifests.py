@@ -29,10 +29,10 @@ def with_components(tmp_path: Path, *components: str) -> Path:
     """A throwaway kustomization in tmp_path: the base plus COMPONENTS (kustomize wants relative paths)."""
     here = tmp_path / "kustomization"
     here.mkdir()
-    rel = lambda p: os.path.relpath(p, here)  # noqa: E731
     (here / "kustomization.yaml").write_text(json.dumps({
-        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization", "resources": [rel(BASE)],
-        "components": [rel(MANIFESTS / "components" / c) for c in components],
+        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+        "resources": [os.path.relpath(BASE, here)],
+        "components": [os.path.relpath(MANIFESTS / "components" / c, here) for c in components],
     }))
     return here
 
@@ -57,19 +57,27 @@ def test_the_validator_rejects_what_the_api_server_rejects() -> None:
     isvc = the(render(MANIFESTS / "overlays" / "prod"), "InferenceService")
     assert validate(isvc) == []
 
-    def broken(edit: Any) -> list[str]:
+    def broken(path: str, value: Any) -> list[str]:
+        """Set (or, with value None, delete) the dotted PATH in a copy and validate that copy."""
         copied = copy.deepcopy(isvc)
-        edit(copied)
+        *parents, last = path.split(".")
+        node: Any = copied
+        for key in parents:
+            node = node[int(key)] if key.isdigit() else node[key]
+        if value is None:
+            del node[last]
+        else:
+            node[last] = value
         return validate(copied)
 
-    spec = lambda o: o["spec"]["predictor"]  # noqa: E731
-    assert broken(lambda o: spec(o).update(canaryTrafficPercnt=10))
-    assert broken(lambda o: spec(o)["containers"][0]["ports"][0].update(container_port=8080))
-    assert broken(lambda o: spec(o)["containers"][0]["readinessProbe"].update(path="/health/ready"))
-    assert broken(lambda o: spec(o).update(minReplicas="1"))
-    assert broken(lambda o: spec(o)["containers"][0]["livenessProbe"]["httpGet"].pop("port"))
-    assert broken(lambda o: o["metadata"].update(annotation={}))
-    assert broken(lambda o: o["spec"].pop("predictor"))
+    box = "spec.predictor.containers.0"
+    assert broken("spec.predictor.canaryTrafficPercnt", 10)  # a typo
+    assert broken(f"{box}.ports.0.container_port", 8080)  # the client's spelling, not the API's
+    assert broken(f"{box}.readinessProbe.path", "/health/ready")  # a field one level too high
+    assert broken("spec.predictor.minReplicas", "1")  # a string for an integer
+    assert broken(f"{box}.livenessProbe.httpGet.port", None)  # a required field missing
+    assert broken("metadata.annotation", {})
+    assert broken("spec.predictor", None)
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -244,6 +252,6 @@ def test_probe_and_metrics_paths_answer_on_the_real_predictor(demo_server: Any) 
         assert response.status_code == 200, (path, response.text)
 
 
-def test_kubectl_is_the_one_ci_uses() -> None:
+def test_kubectl_has_kustomize_built_in() -> None:
     result = run([kubectl(), "version", "--client"])
     assert result.returncode == 0 and "Kustomize Version" in result.stdout, result.stdout + result.stderr

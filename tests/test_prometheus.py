@@ -4,6 +4,7 @@ the dashboard's queries and the alert expressions must all evaluate."""
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 import time
@@ -51,8 +52,6 @@ def alert_rules() -> list[dict[str, Any]]:
 
 
 def dashboard_queries() -> list[str]:
-    import json
-
     objects = render(MANIFESTS / "overlays" / "prod")
     (text,) = next(o for o in objects if o["kind"] == "ConfigMap" and "dashboard" in o["metadata"]["name"])[
         "data"].values()

@@ -52,7 +52,7 @@ def the(objects: list[dict[str, Any]], kind: str) -> dict[str, Any]:
 
 
 def container(isvc: dict[str, Any]) -> dict[str, Any]:
-    containers = isvc["spec"]["predictor"]["containers"]
+    containers: list[dict[str, Any]] = isvc["spec"]["predictor"]["containers"]
     assert len(containers) == 1, containers
     return containers[0]
 
