@@ -149,7 +149,7 @@ def test_the_settings_parse_as_the_container_would_start() -> None:
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout.strip().splitlines()[-1]) == [
-        "predictive_maintenance", "http://mlflow.dcmms-ml.svc:5000", "models:/predictive_maintenance@production",
+        "predictive_maintenance", "http://mlflow.dcmms-ml.svc:5000", "models:/predictive_maintenance/1",
         "/app/predictor/feature_repo", 64, 1.0, "INFO"]
 
 
@@ -165,6 +165,15 @@ def test_prod_is_serverless_with_canary_and_rps_autoscaling_in_dcmms_ml() -> Non
     predictor = isvc["spec"]["predictor"]
     assert (predictor["minReplicas"], predictor["maxReplicas"]) == (1, 5)
     assert (predictor["scaleMetric"], predictor["scaleTarget"]) == ("rps", 100)
+
+
+def test_prod_pins_the_model_version_so_that_new_versions_go_through_the_canary() -> None:
+    """An alias would be hot-swapped by the predictor in every revision at once, past the traffic split."""
+    objects = render(MANIFESTS / "overlays" / "prod")
+    ref = container(the(objects, "InferenceService"))["envFrom"][0]["configMapRef"]["name"]
+    uri = next(o for o in objects if o["metadata"]["name"] == ref)["data"]["PREDICTOR_MODEL_URI"]
+    name, _, version = uri.removeprefix("models:/").partition("/")
+    assert name == "predictive_maintenance" and version.isdigit(), uri
 
 
 @pytest.mark.parametrize("target", [*TARGETS, "autoscaling-cpu"])
