@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 
@@ -10,6 +11,11 @@ def main() -> None:
     from predictor.config import load_settings
 
     settings = load_settings()
+    # MLflow's REST client reads only its environment: by default it retries 7 times over minutes, which
+    # would hide an unreachable registry from /ready. Our loader retries with its own backoff instead.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(int(settings.registry_timeout_s)))
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from prometheus_client import disable_created_metrics
 

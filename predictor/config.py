@@ -49,6 +49,10 @@ class Settings:
         "that `make serve` creates.",
         env="MLFLOW_TRACKING_URI",
     )
+    registry_timeout_s: float = _opt(
+        10.0, "Timeout of one registry call. We retry failed loads ourselves (backoff up to 10 s), so MLflow's "
+        "own retries are limited to one.", env="PREDICTOR_REGISTRY_TIMEOUT_S",
+    )
     # --- serving ---------------------------------------------------------------------------------
     http_port: int = _opt(8080, "HTTP port (v1, v2 REST, probes, /metrics).")
     grpc_port: int = _opt(8081, "gRPC port (v2 / Open Inference Protocol).")

@@ -78,7 +78,8 @@ class PredictorServer(ModelServer):
         self.model = model
         self.access = access
         self.on_shutdown = on_shutdown or []  # callables run after the listeners close (flush logs…)
-        self.load_error: str | None = "model is loading"
+        self.load_error: str | None = (f"model is loading from {settings.resolved_model_uri} "
+                                       f"(registry {settings.tracking_uri})")
         self.feature_store_error: str | None = None
         self.draining = False
         self._stopping = threading.Event()

@@ -1,0 +1,46 @@
+"""The registry is a real `mlflow server`: down at start → live but not ready; back → ready by itself."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import httpx
+
+from tests.servers import MODEL_NAME, SEED_ROWS, Process, free_port, start_predictor, wait_until
+
+
+def mlflow_server(registry_dir: Path, port: int, log_dir: Path) -> Process:
+    bin_dir = str(Path(sys.executable).parent)  # `mlflow server` execs uvicorn from PATH
+    return Process([f"{bin_dir}/mlflow", "server", "--backend-store-uri", f"sqlite:///{registry_dir}/mlflow.db",
+                    "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+                   log_dir / "mlflow-server.log", env={"PATH": f"{bin_dir}:{os.environ.get('PATH', '')}"})
+
+
+def test_registry_down_at_start_then_back(tracking_uri: str, registry_dir: Path, tmp_path: Path) -> None:
+    port = free_port()
+    predictor = start_predictor(f"http://127.0.0.1:{port}", tmp_path, "--poll_interval_s", "1").wait_live()
+    registry = None
+    try:
+        not_ready = httpx.get(predictor.http_url + "/ready")
+        assert not_ready.status_code == 503
+        wait_until(lambda: "cannot resolve" in httpx.get(predictor.http_url + "/ready").json()["error"], 30, 0.2,
+                   "the registry error in /ready")
+        predict = httpx.post(f"{predictor.http_url}/v1/models/{MODEL_NAME}:predict", json={"instances": SEED_ROWS})
+        assert predict.status_code == 503 and "registry is unreachable" in predict.json()["error"]
+
+        registry = mlflow_server(registry_dir, port, tmp_path).start()
+        wait_until(lambda: httpx.get(predictor.http_url + "/ready").status_code == 200, 120, 0.5,
+                   "readiness after the registry came back")
+        assert httpx.get(f"{predictor.http_url}/v1/models/{MODEL_NAME}").json()["version"] == "1"
+
+        registry.stop()  # once loaded, a registry outage only pauses hot-swap polling
+        assert httpx.post(f"{predictor.http_url}/v1/models/{MODEL_NAME}:predict",
+                          json={"instances": SEED_ROWS}).status_code == 200
+        assert httpx.get(predictor.http_url + "/ready").status_code == 200
+        assert predictor.alive()
+    finally:
+        predictor.stop()
+        if registry is not None:
+            registry.stop()
