@@ -6,16 +6,20 @@ No server is started and nothing is timed: the benchmark's numbers are read from
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
+from predictor.demo import ModelKind
 from predictor.schema import FEATURE_NAMES
 from tests.bench import payloads, report
 from tests.bench.load import HarnessError, HeyResult, parse_hey
 from tests.bench.plan import Measurement, Start
 from tests.bench.procs import Memory, descendants, free_port
+from tests.bench.registry import BenchRegistry
 from tests.bench.run import load_config
+from tests.bench.servers import V1, Context, Launch, Ports, ServerFailed, ServerSpec, serve
 
 HEY_OK = """
 Summary:
@@ -201,3 +205,16 @@ def test_process_helpers_see_this_process() -> None:
     assert os.getpid() in descendants(os.getpid())
     assert Memory.of_tree(os.getpid()).total_mb > 0
     assert 0 < free_port() < 65536
+
+
+def test_a_server_that_exits_is_reported_and_its_group_stopped(tmp_path: Path) -> None:
+    def exits(_context: Context, _kind: ModelKind, _ports: Ports) -> Launch:
+        return Launch([sys.executable, "-c", "raise SystemExit(3)"], dict(os.environ), tmp_path)
+
+    spec = ServerSpec("broken", "broken", V1, 1, exits)
+    context = Context(Path(sys.executable), BenchRegistry("sqlite:///unused.db", tmp_path), tmp_path, None, "n/a")
+    with pytest.raises(ServerFailed, match=r"failed to start \(exit 3\)"):
+        with serve(spec, context, "forest", tmp_path / "broken.log") as running:
+            running.wait_ready(timeout_s=30)
+    assert running.process.returncode == 3
+    assert "raise SystemExit(3)" in (tmp_path / "broken.log").read_text()

@@ -31,7 +31,9 @@ def prepare_registry(root: Path) -> BenchRegistry:
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
     tracking_uri = f"sqlite:///{root / 'mlflow.db'}"
-    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    import mlflow  # noqa: F401 - configures its loggers on import; quieten them after that
+
+    logging.getLogger("mlflow").setLevel(logging.ERROR)  # keep the console for the results
     for kind, name in MODEL_NAMES.items():
         register_demo_model(tracking_uri, name=name, kind=kind, alias=ALIAS, artifact_root=root / "artifacts")
     return BenchRegistry(tracking_uri, root)

@@ -227,9 +227,16 @@ def render(meta: dict[str, Any], bench: Bench) -> tuple[str, dict[str, Any]]:
     return text + "\n", data
 
 
-def _stop_on_signal(signum: int, _frame: FrameType | None) -> None:
-    # Unwind through the `with serve(...)` blocks so every server is stopped by its process group.
-    raise SystemExit(128 + signum)
+class Interrupted(BaseException):
+    """SIGTERM/SIGHUP, raised like KeyboardInterrupt so that every `with serve(...)` stops its server."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _interrupt(signum: int, _frame: FrameType | None) -> None:
+    raise Interrupted(signum)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -239,7 +246,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("error: `hey` not found on PATH (Debian/Ubuntu: apt-get install hey)", file=sys.stderr)
         return 2
     for signum in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, _stop_on_signal)
+        signal.signal(signum, _interrupt)
     started = time.monotonic()
     shutil.rmtree(config.out / "logs", ignore_errors=True)
     shutil.rmtree(config.out / "bodies", ignore_errors=True)
@@ -256,15 +263,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     context = Context(Path(sys.executable), registry, config.out, mlserver, mlserver_status)
     bench = Bench(config, hey, context)
     meta = machine(config, mlserver_status)
+    interrupted = 0
     try:
         bench.run()
-    finally:
-        meta["elapsed_s"] = round(time.monotonic() - started, 1)
-        text, data = render(meta, bench)
-        (config.out / "latest.md").write_text(text)
-        (config.out / "latest.json").write_text(json.dumps(data, indent=2, default=str))
+    except (KeyboardInterrupt, Interrupted) as exc:
+        interrupted = 128 + (exc.signum if isinstance(exc, Interrupted) else signal.SIGINT)
+        print("\ninterrupted: every server was stopped; the tables below are partial", flush=True)
+    meta["elapsed_s"] = round(time.monotonic() - started, 1)
+    text, data = render(meta, bench)
+    (config.out / "latest.md").write_text(text)
+    (config.out / "latest.json").write_text(json.dumps(data, indent=2, default=str))
     print("\n" + text + f"\n(written to {config.out / 'latest.md'} and latest.json; took {meta['elapsed_s']:.0f} s)")
-    return 1 if bench.harness_errors else 0
+    return interrupted or (1 if bench.harness_errors else 0)
 
 
 if __name__ == "__main__":
