@@ -131,7 +131,7 @@ def test_every_setting_is_one_the_predictor_reads(target: str) -> None:
     data = next(o for o in objects if o["metadata"]["name"] == ref)["data"]
     known = {spec.metadata["env"] for spec in fields(Settings) if spec.metadata["env"]}
     assert set(data) <= known, f"not read by predictor/config.py: {sorted(set(data) - known)}"
-    assert {"MLFLOW_TRACKING_URI", "PREDICTOR_MODEL_URI", "PREDICTOR_FEATURE_STORE", "PREDICTOR_MAX_BATCH_SIZE",
+    assert {"MLFLOW_TRACKING_URI", "PREDICTOR_MODEL_URI", "PREDICTOR_MAX_BATCH_SIZE",
             "PREDICTOR_MAX_BATCH_WAIT_MS", "PREDICTOR_LOG_LEVEL"} <= set(data)
 
 
@@ -150,7 +150,7 @@ def test_the_settings_parse_as_the_container_would_start() -> None:
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout.strip().splitlines()[-1]) == [
         "predictive_maintenance", "http://mlflow.dcmms-ml.svc:5000", "models:/predictive_maintenance/1",
-        "/app/predictor/feature_repo", 64, 1.0, "INFO"]
+        "None", 64, 1.0, "INFO"]  # Feast stays off until a prepared repo is mounted (see base/predictor.env)
 
 
 def test_prod_is_serverless_with_canary_and_rps_autoscaling_in_dcmms_ml() -> None:
