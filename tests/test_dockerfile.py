@@ -109,15 +109,16 @@ def test_the_manifests_start_the_image_as_documented() -> None:
     assert cmd == box["args"] == ["--model_name", "predictive_maintenance"]
 
 
-def test_the_feature_repo_is_where_the_config_map_says() -> None:
+def test_the_image_ships_the_feature_definitions_but_the_cluster_leaves_feast_off() -> None:
+    """The image holds the repo's definitions; a usable repo (registry + Redis) must be mounted to turn Feast on,
+    so the ConfigMap must not point the predictor at the unprepared copy (it would refuse to start)."""
     objects = render(MANIFESTS / "overlays" / "prod")
     box = container(the(objects, "InferenceService"))
     data = next(o for o in objects if o["metadata"]["name"] == box["envFrom"][0]["configMapRef"]["name"])["data"]
     final = stages()[-1]
-    (workdir,) = [args for word, args in final if word == "WORKDIR"]
     assert "COPY predictor ./predictor" in [f"{word} {args}" for word, args in final]
-    assert data["PREDICTOR_FEATURE_STORE"] == f"{workdir}/predictor/feature_repo"
-    assert (PROJECT_ROOT / "predictor" / "feature_repo" / "feature_store.yaml").is_file()
+    assert "PREDICTOR_FEATURE_STORE" not in data
+    assert (PROJECT_ROOT / "predictor" / "feature_repo" / "feature_store.redis.yaml").is_file()
 
 
 def test_no_secrets_or_remote_downloads() -> None:
