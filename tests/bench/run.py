@@ -116,7 +116,7 @@ class Bench:
                     self.measurements.append(self.measure(running, scenario, round_, tag))
                 self.starts.append(Start(server, kind, round_, cold_start, after_load, running.memory()))
         except ServerFailed as exc:
-            print(f"{tag}: {exc}; log: {log}", flush=True)
+            print(f"{tag}: {exc}; log: {log}{_last_line(log)}", flush=True)
             self.starts.append(Start(server, kind, round_, failure=str(exc)))
             self.measurements += [Measurement(server, s.key, round_, failure=str(exc)) for s in scenarios]
 
@@ -157,6 +157,14 @@ class Bench:
         except ValueError:
             return f"bad response (not JSON: {text[:60]!r})"
         return None
+
+
+def _last_line(log: Path) -> str:
+    try:
+        lines = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return ""
+    return f"\n    {lines[-1][:200]}" if len(lines) > 1 else ""
 
 
 # --- the header and the files ----------------------------------------------------------------------------------
@@ -248,6 +256,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _interrupt)
     started = time.monotonic()
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # MLServer's model copy, in this process
     shutil.rmtree(config.out / "logs", ignore_errors=True)
     shutil.rmtree(config.out / "bodies", ignore_errors=True)
     print(f"==> registering the demo models in a fresh registry under {config.out / 'registry'}", flush=True)
