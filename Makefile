@@ -10,7 +10,7 @@ DATA_DIR ?= .data
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install bootstrap serve test bench lint
+.PHONY: help install bootstrap serve test docs
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -36,6 +36,9 @@ serve: bootstrap ## set everything up, then serve the demo model on :$(HTTP_PORT
 test: install ## run the whole test suite (starts real servers on loopback ports)
 	$(PY) -m pytest $(PYTEST_ARGS); status=$$?; \
 	if [ $$status -eq 5 ]; then echo "error: pytest collected no tests"; exit 1; fi; exit $$status
+
+docs: install ## regenerate the README's settings table from predictor/config.py
+	$(PY) -m predictor.config --update README.md
 
 -include manifests/deploy.mk
 -include tests/bench/bench.mk

@@ -209,5 +209,20 @@ def markdown_table() -> str:
     return "\n".join(rows)
 
 
+README_MARKERS = ("<!-- settings:begin -->", "<!-- settings:end -->")
+
+
+def with_settings_table(readme: str) -> str:
+    """``readme`` with the text between the settings markers replaced by ``markdown_table()``."""
+    begin, end = README_MARKERS
+    head, _, rest = readme.partition(begin)
+    _, _, tail = rest.partition(end)
+    return f"{head}{begin}\n{markdown_table()}\n{end}{tail}"
+
+
 if __name__ == "__main__":
-    print(markdown_table())
+    if sys.argv[1:2] == ["--update"]:  # make docs: python -m predictor.config --update README.md
+        path = Path(sys.argv[2])
+        path.write_text(with_settings_table(path.read_text()))
+    else:
+        print(markdown_table())

@@ -74,6 +74,8 @@ class PredictorModel(Model):
         self.serving: Serving | None = None
         self.previous: Serving | None = None  # kept loaded: rollback is a pointer flip
         self.ready = False
+        # A series from the start, so "model not loaded" alerts see a pod that never managed to load.
+        metrics.loaded.labels(self.name, "none").set(0)
 
     # ---------------------------------------------------------------------------------- load
     def load(self) -> bool:

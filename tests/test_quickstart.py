@@ -61,3 +61,72 @@ def test_make_serve_answers_the_feast_issue_curl_by_equipment_id(make_serve) -> 
                         '{"instances": [{"equipment_id": "pump-0017"}, {"equipment_id": "compressor-0042"}]}')
     assert status == 200, body
     assert len(json.loads(body)["probabilities"]) == 2
+
+
+# ------------------------------------------------------------------------------------------------- README
+README = PROJECT_ROOT / "README.md"
+
+
+def readme_blocks(info: str) -> list[str]:
+    """The commands of every fenced block whose info string is exactly ``info`` (continuations joined)."""
+    blocks, current, inside = [], [], False
+    for line in README.read_text().splitlines():
+        if not inside and line.strip() == f"```{info}":
+            inside, current = True, []
+        elif inside and line.strip() == "```":
+            inside = False
+            blocks.append("\n".join(current))
+        elif inside:
+            current.append(line)
+    return blocks
+
+
+def commands(block: str) -> list[str]:
+    joined, pending = [], ""
+    for line in block.replace("\\\n", " ").splitlines():
+        pending = f"{pending}\n{line}" if pending else line
+        if pending.count("'") % 2 == 0:  # a quoted multi-line python -c script stays one command
+            joined.append(pending)
+            pending = ""
+    return [c for c in joined if c.strip()]
+
+
+def run_shell(command: str, timeout_s: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=timeout_s, cwd=PROJECT_ROOT)
+
+
+def test_every_readme_command_runs_against_the_server(make_serve) -> None:
+    server, _ = make_serve
+    ran = 0
+    for info, errors_expected in (("sh", False), ("sh expect-error", True)):
+        for block in readme_blocks(info):
+            for command in commands(block):
+                local = (command.replace("localhost:8080", f"127.0.0.1:{server.http_port}")
+                         .replace("localhost:8081", f"127.0.0.1:{server.grpc_port}"))
+                done = run_shell(local)
+                assert done.returncode == 0, f"{command}\n{done.stderr}"
+                if done.stdout.lstrip().startswith("{"):
+                    assert ("error" in json.loads(done.stdout)) == errors_expected, f"{command}\n{done.stdout}"
+                ran += 1
+    assert ran >= 12
+
+
+def test_readme_kubernetes_commands_render_with_dry_run() -> None:
+    (block,) = readme_blocks("sh k8s")
+    for command in commands(block):
+        if command.startswith("kubectl apply -k "):
+            command = "kubectl kustomize " + command.removeprefix("kubectl apply -k ")
+        elif command.startswith("make "):
+            command += " DRY_RUN=1"
+        done = run_shell(command)
+        assert done.returncode == 0, f"{command}\n{done.stdout}\n{done.stderr}"
+
+
+def test_readme_settings_table_is_generated_from_the_settings() -> None:
+    from predictor.config import build_parser, with_settings_table
+
+    text = README.read_text()
+    assert with_settings_table(text) == text, "README's settings table is stale: run `make docs`"
+    (ours,) = [group for group in build_parser()._action_groups if group.title == "predictor options"]
+    for action in ours._group_actions:
+        assert f"`{action.option_strings[0]}`" in text, action.option_strings[0]
