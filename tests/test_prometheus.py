@@ -245,7 +245,8 @@ def traffic(prometheus: Prometheus, demo_server: Any) -> Prometheus:
 def test_the_seeds_queries_return_data(expr: str, traffic: Prometheus) -> None:
     values = traffic.values(expr)
     assert values, f"{expr} returned no series"
-    assert all(math.isfinite(v) and v > 0 for v in values), values
+    # The shared demo server may carry series from earlier tests that saw no new events in the window (rate 0).
+    assert all(math.isfinite(v) and v >= 0 for v in values) and any(v > 0 for v in values), values
     if expr.startswith("histogram_quantile"):
         assert all(v <= 2.5 for v in values), values  # below the largest finite bucket
     if expr.startswith("count("):
