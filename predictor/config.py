@@ -19,9 +19,11 @@ from typing import Any
 
 
 def _opt(default: Any, help: str, env: str | None = None, choices: Sequence[str] | None = None,
-         flag: bool = True) -> Any:
-    """``flag=False``: environment only (secrets: a flag would show in ``ps`` and in the pod spec)."""
-    return field(default=default, metadata={"help": help, "env": env, "choices": choices, "flag": flag})
+         flag: bool = True, internal: bool = False) -> Any:
+    """``flag=False``: environment only (secrets: a flag would show in ``ps`` and in the pod spec).
+    ``internal``: set by the worker supervisor for its children; not a user setting."""
+    return field(default=default, metadata={"help": help, "env": env, "choices": choices,
+                                            "flag": flag and not internal, "internal": internal})
 
 
 def _bool(text: str) -> bool:
@@ -56,7 +58,8 @@ class Settings:
     # --- serving ---------------------------------------------------------------------------------
     http_port: int = _opt(8080, "HTTP port (v1, v2 REST, probes, /metrics).")
     grpc_port: int = _opt(8081, "gRPC port (v2 / Open Inference Protocol).")
-    workers: int = _opt(1, "Number of HTTP worker processes.")
+    workers: int = _opt(1, "Worker processes, each with its own copy of the model, sharing the ports (SO_REUSEPORT), "
+                           "metrics and readiness.")
     enable_grpc: bool = _opt(True, "Serve gRPC on --grpc_port.")
     # --- micro-batching ---------------------------------------------------------------------------
     max_batch_size: int = _opt(
@@ -125,6 +128,11 @@ class Settings:
     prediction_log_sample_rate: float = _opt(
         1.0, "Share of requests written to the prediction log (0..1).", env="PREDICTOR_PREDICTION_LOG_SAMPLE_RATE"
     )
+    # --- multi-worker (set by the supervisor for its workers) --------------------------------------
+    worker_state_dir: Path | None = _opt(None, "Shared state of --workers N.", env="PREDICTOR_WORKER_STATE_DIR",
+                                         internal=True)
+    worker_index: int = _opt(0, "This worker's number.", env="PREDICTOR_WORKER_INDEX", internal=True)
+    worker_count: int = _opt(1, "How many workers share the state.", env="PREDICTOR_WORKER_COUNT", internal=True)
     # --- operations -------------------------------------------------------------------------------
     log_level: str = _opt("INFO", "Log level.", env="PREDICTOR_LOG_LEVEL", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
 
@@ -200,6 +208,8 @@ def markdown_table() -> str:
     """The README's configuration table, generated from ``Settings``."""
     rows = ["| flag | environment | default | what it does |", "|---|---|---|---|"]
     for spec in fields(Settings):
+        if spec.metadata["internal"]:
+            continue
         default = spec.default if spec.default is not MISSING else ""
         env = spec.metadata["env"] or ""
         choices = spec.metadata["choices"]

@@ -57,7 +57,7 @@ class Metrics:
             loaded=Gauge(
                 "model_loaded", "1 while this model version is loaded and warmed up, else 0.", MODEL_LABELS,
                 registry=registry,
-                multiprocess_mode="max",
+                multiprocess_mode="min",  # --workers N: a version counts as loaded only when every worker holds it
             ),
             batch_rows=Histogram(
                 "model_batch_rows", "Rows per model call after micro-batching.", ("model_name",),

@@ -15,7 +15,7 @@ import orjson
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from predictor.access import AccessControl
@@ -67,13 +67,15 @@ def add_exception_handlers(app: FastAPI, count: Callable[[PredictorError], None]
 
 class Routes:
     def __init__(self, model: PredictorModel, max_body_bytes: int, readiness: Callable[[], str | None],
-                 access: AccessControl, admin: Admin, draining: Callable[[], bool]) -> None:
+                 access: AccessControl, admin: Admin, draining: Callable[[], bool],
+                 exposition: Callable[[], bytes]) -> None:
         self.model = model
         self.max_body_bytes = max_body_bytes
         self.not_ready_reason = readiness  # None when ready, else why not
         self.access = access
         self.admin = admin
         self.draining = draining
+        self.exposition = exposition
 
     def register(self, app: FastAPI) -> None:
         get, post = ["GET"], ["POST"]
@@ -115,7 +117,7 @@ class Routes:
 
     async def metrics(self, request: Request) -> Response:
         self.access.check(request, "metrics")
-        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+        return Response(self.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     # ------------------------------------------------------------------------------ v1
     async def v1_status(self, model_name: str) -> Response:

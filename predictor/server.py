@@ -16,6 +16,7 @@ import asyncio
 import gc
 import logging
 import signal
+import socket
 import threading
 from contextlib import contextmanager
 from typing import Any, Iterator
@@ -24,6 +25,7 @@ from fastapi import FastAPI
 from kserve import ModelServer
 from kserve.protocol.rest.server import RESTServer, _RefreshingServer
 
+from predictor import workers
 from predictor.access import AccessControl
 from predictor.config import Settings
 from predictor.errors import PredictorError
@@ -46,10 +48,15 @@ class _Uvicorn(_RefreshingServer):
 class _RESTServer(RESTServer):
     routes: Routes
     count_error: Any
+    shared_socket: socket.socket | None = None  # --workers N: one SO_REUSEPORT socket per worker
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._server = _Uvicorn(self.config)
+
+    async def start(self) -> None:
+        self.create_application()
+        await self._server.serve(sockets=[self.shared_socket] if self.shared_socket else None)
 
     def _add_middlewares(self, app: FastAPI) -> None:
         # KServe's TimingMiddleware logs two lines per request; model_prediction_latency_seconds covers it.
@@ -93,6 +100,9 @@ class PredictorServer(ModelServer):
             return "shutting down"
         if not self.model.ready:
             return self.load_error or "model is loading"
+        state = self.settings.worker_state_dir
+        if state is not None and not workers.all_ready(state, self.settings.worker_count):
+            return "waiting for the other workers to load the model"
         return self.feature_store_error
 
     def status(self) -> dict[str, Any]:
@@ -107,6 +117,7 @@ class PredictorServer(ModelServer):
 
     # ------------------------------------------------------------------------------ start
     def start(self, models: list[Any] | None = None) -> None:
+        exposition = _metrics_exposition(self.settings.worker_state_dir is not None)
         self.register_model(self.model)  # even while loading: it answers 503, not 404
         self._thread(self._load_with_retries, "model-loader")
         if self.model.features is not None:
@@ -117,7 +128,9 @@ class PredictorServer(ModelServer):
             timeout_keep_alive=self.timeout_keep_alive,
         )
         rest.routes = Routes(self.model, self.settings.max_body_bytes, self.not_ready_reason, self.access, self,
-                             lambda: self.draining)
+                             lambda: self.draining, exposition)
+        if self.settings.worker_state_dir is not None:
+            rest.shared_socket = _reuse_port_socket(self.http_port)
         rest.count_error = self._count_error
         self._rest_server = rest
         self.servers.append(rest.start())
@@ -155,6 +168,7 @@ class PredictorServer(ModelServer):
 
     async def _shutdown(self, sig: int) -> None:
         self.draining = True
+        self._ready_marker(present=False)
         self._stopping.set()
         delay = self.settings.drain_delay_s if sig == signal.SIGTERM else 0.0
         log.info("%s: readiness off; draining for %.1fs, then finishing requests in flight",
@@ -183,6 +197,7 @@ class PredictorServer(ModelServer):
                 # whose full collections otherwise show up as 100 ms+ latency spikes under load.
                 gc.collect()
                 gc.freeze()
+                self._ready_marker(present=True)
                 break
             except Exception as exc:  # keep the process alive: readiness stays off while we retry
                 delay = BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)]
@@ -193,6 +208,16 @@ class PredictorServer(ModelServer):
                 self._stopping.wait(delay)
         if self.settings.poll_interval_s > 0 and self.watcher.follows_a_moving_reference:
             self.watcher.run()
+
+    def _ready_marker(self, present: bool) -> None:
+        state = self.settings.worker_state_dir
+        if state is None:
+            return
+        marker = workers.ready_marker(state, self.settings.worker_index)
+        if present:
+            marker.touch()
+        else:
+            marker.unlink(missing_ok=True)
 
     def _watch_feature_store(self) -> None:
         """Readiness follows the online store: an outage takes the pod out of rotation, not down."""
@@ -210,3 +235,26 @@ class PredictorServer(ModelServer):
                     log.error("feature store check failed: %s", exc)
                 self.feature_store_error = str(exc) if isinstance(exc, PredictorError) else f"feature store: {exc}"
             self._stopping.wait(FEATURE_CHECK_INTERVAL_S)
+
+
+def _reuse_port_socket(port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind(("0.0.0.0", port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _metrics_exposition(multiprocess: bool) -> Any:
+    """What /metrics serves: this process's registry, or every worker's (prometheus multiprocess mode)."""
+    from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
+
+    if not multiprocess:
+        return lambda: generate_latest(REGISTRY)
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry)
+    return lambda: generate_latest(registry)
