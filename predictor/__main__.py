@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Callable
 
 
 def main() -> None:
@@ -47,14 +48,14 @@ def main() -> None:
         access = AccessControl.from_settings(settings, metrics.rate_limited.inc)
     except ValueError as exc:
         sys.exit(f"error: {exc}")
-    on_shutdown = []
+    on_shutdown: list[Callable[[], object]] = []
     prediction_log = None
     if settings.prediction_log:
         from predictor.prediction_log import PredictionLog
 
         prediction_log = PredictionLog(settings.prediction_log, settings.prediction_log_sample_rate,
                                        on_drop=metrics.predictions_dropped_from_log.inc)
-        on_shutdown.append(prediction_log.close)
+        on_shutdown.append(lambda: prediction_log.close())
     if features is not None:
         on_shutdown.append(features.close)
     model = PredictorModel(settings, metrics, features, prediction_log)
@@ -62,4 +63,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

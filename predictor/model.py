@@ -205,14 +205,14 @@ class PredictorModel(Model):
         positions = [i for i, entity in enumerate(rows.entity_ids) if entity is not None]
         if len(positions) != rows.count and np.isnan(np.delete(rows.values, positions, axis=0)).any():
             raise BadRequest("a row without an entity id is missing features")
-        ids = [rows.entity_ids[i] for i in positions]
+        ids = [entity for entity in rows.entity_ids if entity is not None]
         subset = rows.values[positions]
         # Ask only for what some caller left out: features the caller sent override the stored ones.
         needed = [j for j in range(subset.shape[1]) if np.isnan(subset[:, j]).any()]
         if not needed:
             return {}
         names = [serving.model.feature_names[j] for j in needed]
-        fetched = await self.features.fetch(ids, names, serving.model.feature_defaults)  # type: ignore[arg-type]
+        fetched = await self.features.fetch(ids, names, serving.model.feature_defaults)
         block = subset[:, needed]
         subset[:, needed] = np.where(np.isnan(block), fetched.values, block)
         rows.values[positions] = subset

@@ -56,7 +56,7 @@ def build_document(app: FastAPI, model_name: str, feature_names: Sequence[str], 
     for route in our_routes(app):
         handler = route.endpoint.__name__
         describe = OPERATIONS.get(handler, _undocumented)
-        for method in sorted(route.methods):
+        for method in sorted(route.methods or ()):
             operation = describe()
             operation["operationId"] = re.sub(r"[^A-Za-z0-9]+", "_", f"{handler} {route.path}").strip("_")
             parameters = _path_parameters(route.path, model_name)
@@ -128,7 +128,7 @@ ERROR_HEADERS = {
     "401": {"WWW-Authenticate": {"description": "The bearer challenge.", "schema": {"type": "string"}}},
     "429": {"Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}}},
 }
-BEARER = [{}, {"bearer": []}]  # optional: tokens are off unless configured
+BEARER: list[dict[str, list[str]]] = [{}, {"bearer": []}]  # optional: tokens are off unless configured
 
 
 def _errors(*codes: str) -> dict[str, Schema]:
@@ -177,7 +177,7 @@ def _path_parameters(path: str, model_name: str) -> list[Schema]:
             schema: Schema = {"type": "string", "enum": [model_name], "example": model_name}
             text = "The served model's name; any other answers 404."
         else:
-            schema, text = {"type": "string", "example": "1"}, "A registry version; only the loaded one is served."
+            schema, text = {"type": "string", "example": "1"}, "A version held: the serving one or the previous one."
         parameters.append({"name": name, "in": "path", "required": True, "schema": schema, "description": text})
     return parameters
 
@@ -229,15 +229,16 @@ def _object(properties: dict[str, Schema], *required: str, **extra: Any) -> Sche
 
 
 STRING, NUMBER, BOOLEAN = {"type": "string"}, {"type": "number"}, {"type": "boolean"}
+OPTIONAL_STRING = {"type": ["string", "null"]}
 DATATYPES = [*NUMERIC_DATATYPES, "BYTES"]
 
 
 def _schemas(feature_names: Sequence[str], entity_key: str | None, max_instances: int | None) -> dict[str, Schema]:
     return {
         "Error": _object({"error": STRING}, "error"),
-        "AdminStatus": _object({"model_name": STRING, "model_uri": STRING, "serving": {"type": ["string", "null"]},
-                                "previous": {"type": ["string", "null"]}, "versions": {"type": "array", "items": STRING},
-                                "last_registry_error": {"type": ["string", "null"]}}),
+        "AdminStatus": _object({"model_name": STRING, "model_uri": STRING, "serving": OPTIONAL_STRING,
+                                "previous": OPTIONAL_STRING, "versions": {"type": "array", "items": STRING},
+                                "last_registry_error": OPTIONAL_STRING}),
         **_probe_schemas(),
         **_v1_schemas(feature_names, entity_key, max_instances),
         **_v2_schemas(),
@@ -254,7 +255,8 @@ def _probe_schemas() -> dict[str, Schema]:
         "ServerReady": _object({"ready": {"const": True}}, "ready"),
         "ServerNotReady": _object({"ready": {"const": False}, "error": STRING}, "ready", "error"),
         "ModelReady": _object({"name": STRING, "ready": {"const": True}}, "name", "ready"),
-        "ModelNotReady": _object({"name": STRING, "ready": {"const": False}, "error": STRING}, "name", "ready", "error"),
+        "ModelNotReady": _object({"name": STRING, "ready": {"const": False}, "error": STRING},
+                                 "name", "ready", "error"),
     }
 
 
@@ -289,7 +291,7 @@ def _v1_schemas(names: Sequence[str], entity_key: str | None, max_instances: int
             "filled_features": {"type": "object", "additionalProperties": {"type": "array", "items": STRING},
                                 "description": "Row index → features filled from defaults (feature store only)."},
         }, "predictions", "model_name", "model_version"),
-        "V1ModelStatus": _object({"name": STRING, "version": {"type": ["string", "null"]}, "platform": STRING,
+        "V1ModelStatus": _object({"name": STRING, "version": OPTIONAL_STRING, "platform": STRING,
                                   "ready": BOOLEAN, "error": STRING}, "name", "version", "platform", "ready"),
     }
 
@@ -331,7 +333,8 @@ def _v2_schemas() -> dict[str, Schema]:
         "ResponseOutput": _object({"name": STRING, "shape": {"type": "array", "items": {"type": "integer"}},
                                    "datatype": {"enum": DATATYPES}, "parameters": binary_size,
                                    "data": {"type": "array"}}, "name", "shape", "datatype"),
-        "InferenceResponse": _object({"id": STRING, "model_name": STRING, "model_version": STRING,
-                                      "parameters": _ref("Parameters"), "outputs": {"type": "array", "items": _ref("ResponseOutput")}},
-                                     "id", "model_name", "model_version", "outputs"),
+        "InferenceResponse": _object({
+            "id": STRING, "model_name": STRING, "model_version": STRING, "parameters": _ref("Parameters"),
+            "outputs": {"type": "array", "items": _ref("ResponseOutput")},
+        }, "id", "model_name", "model_version", "outputs"),
     }

@@ -8,7 +8,7 @@ repository extension). Ours exist because KServe's answer 422 on bad bodies, ref
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import orjson
@@ -34,7 +34,7 @@ JSON_TYPES = ("application/json", "application/cloudevents+json", "application/l
 BINARY_HEADER = "inference-header-content-length"
 
 
-def json_response(content: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
+def json_response(content: Any, status_code: int = 200, headers: Mapping[str, str] | None = None) -> Response:
     return Response(orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY), status_code=status_code,
                     headers=headers, media_type="application/json")
 
