@@ -70,6 +70,11 @@ class Settings:
         1.0, "How long the first request of a batch may wait for company, in milliseconds. 0 turns batching off.",
         env="PREDICTOR_MAX_BATCH_WAIT_MS",
     )
+    compile_forest: bool = _opt(
+        True, "Evaluate random/extra-trees forests with NumPy over all trees at once (checked at load to give "
+        "scikit-learn's exact probabilities; ~50x less CPU per call). false: scikit-learn's predict_proba.",
+        env="PREDICTOR_COMPILE_FOREST",
+    )
     # --- request limits ---------------------------------------------------------------------------
     max_instances: int = _opt(10_000, "Most rows accepted in one request (413 above).", env="PREDICTOR_MAX_INSTANCES")
     max_body_bytes: int = _opt(

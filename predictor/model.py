@@ -82,7 +82,7 @@ class PredictorModel(Model):
         """Resolve, load and warm up; blocking (the server calls it from a background thread)."""
         source = registry.resolve(self.settings.resolved_model_uri, self.settings.tracking_uri)
         log.info("loading %s (version %s)", source.uri, source.version)
-        self.activate(self.prepare(registry.load(source, self.settings.tracking_uri)))
+        self.activate(self.prepare(registry.load(source, self.settings.tracking_uri, self.settings.compile_forest)))
         return True
 
     def activate(self, serving: Serving) -> None:

@@ -59,7 +59,7 @@ class RegistryWatcher:
                     self.model.activate(held)
                     return held.version
                 log.info("registry: %s now names version %s; loading it", source.uri, source.version)
-                serving = self.model.prepare(registry.load(source, settings.tracking_uri))
+                serving = self.model.prepare(registry.load(source, settings.tracking_uri, settings.compile_forest))
                 self.model.activate(serving)
                 self.last_error = None
                 return serving.version
