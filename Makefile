@@ -31,7 +31,8 @@ bootstrap: install ## local MLflow registry (SQLite) + demo model + Feast repo i
 serve: bootstrap ## set everything up, then serve the demo model on :$(HTTP_PORT) (gRPC :$(GRPC_PORT))
 	@echo "==> serving $(MODEL_NAME) on http://localhost:$(HTTP_PORT) (gRPC :$(GRPC_PORT)); Ctrl-C stops"
 	$(PY) -m predictor --model_name $(MODEL_NAME) --tracking_uri sqlite:///$(DATA_DIR)/mlflow.db \
-		--feature_store $(DATA_DIR)/feature_repo --http_port $(HTTP_PORT) --grpc_port $(GRPC_PORT)
+		--feature_store $(DATA_DIR)/feature_repo --model_cache_dir $(DATA_DIR)/model-cache \
+		--http_port $(HTTP_PORT) --grpc_port $(GRPC_PORT)
 
 test: install ## run the whole test suite (starts real servers on loopback ports)
 	$(PY) -m pytest $(PYTEST_ARGS); status=$$?; \

@@ -55,6 +55,10 @@ class Settings:
         10.0, "Timeout of one registry call. We retry failed loads ourselves (backoff up to 10 s), so MLflow's "
         "own retries are limited to one.", env="PREDICTOR_REGISTRY_TIMEOUT_S",
     )
+    model_cache_dir: Path | None = _opt(
+        Path(".data/model-cache"), "Keep the last model served here; a restart serves it at once and then checks "
+        "the registry (stale-while-revalidate). Empty: off.", env="PREDICTOR_MODEL_CACHE_DIR",
+    )
     # --- serving ---------------------------------------------------------------------------------
     http_port: int = _opt(8080, "HTTP port (v1, v2 REST, probes, /metrics).")
     grpc_port: int = _opt(8081, "gRPC port (v2 / Open Inference Protocol).")
@@ -159,7 +163,7 @@ def _flag_type(kind: Any) -> Any:
     if "float" in text:
         return float
     if "Path" in text:
-        return Path
+        return lambda value: Path(value) if value else None
     return str
 
 

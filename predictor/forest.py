@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -21,7 +22,7 @@ MAX_PACKED_NODES = 5_000_000  # trees × largest tree: beyond this the packed ar
 CHECK_ROWS = 512
 
 
-def compile_forest(estimator: Any) -> Callable[[np.ndarray], np.ndarray] | None:
+def compile_forest(estimator: Any) -> PackedForest | None:
     """A drop-in for ``estimator.predict_proba`` on float64 [N, F] arrays, or None when not applicable."""
     from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
 
@@ -33,14 +34,43 @@ def compile_forest(estimator: Any) -> Callable[[np.ndarray], np.ndarray] | None:
     width = max(tree.node_count for tree in trees)
     if len(trees) * width > MAX_PACKED_NODES:
         return None
-    predict = _packed_predict(trees, width, int(estimator.n_classes_))
+    predict = _pack(trees, width, int(estimator.n_classes_))
     if not _agrees(predict, estimator, trees):
         log.warning("compiled forest disagrees with scikit-learn; using predict_proba")
         return None
     return predict
 
 
-def _packed_predict(trees: list[Any], width: int, n_classes: int) -> Callable[[np.ndarray], np.ndarray]:
+@dataclass(frozen=True)
+class PackedForest:
+    """Every tree's nodes in flat arrays (a leaf points to itself); picklable without scikit-learn."""
+
+    feature: np.ndarray  # per node: the feature it splits on
+    threshold: np.ndarray
+    left: np.ndarray  # per node: global index of the child taken when x <= threshold
+    right: np.ndarray
+    value: np.ndarray  # per node: class fractions [nodes, classes]
+    roots: np.ndarray  # [trees, 1]: global index of each tree's root
+    depth: int
+
+    def __call__(self, rows: np.ndarray) -> np.ndarray:
+        # scikit-learn compares float32 features with float64 thresholds: round the same way.
+        x = np.asarray(rows, dtype=np.float32).astype(np.float64)
+        n_rows = x.shape[0]
+        node = np.repeat(self.roots, n_rows, axis=1)  # [trees, rows]
+        columns = np.arange(n_rows)[None, :]
+        for _ in range(self.depth):  # every (tree, row) descends one level per step
+            goes_left = x[columns, self.feature[node]] <= self.threshold[node]
+            node = np.where(goes_left, self.left[node], self.right[node])
+        leaves = self.value[node]  # [trees, rows, classes]
+        # Summed tree by tree from zero, as scikit-learn does, so the floats round identically.
+        total = np.zeros(leaves.shape[1:])
+        for per_tree in leaves:
+            total += per_tree
+        return total / len(self.roots)
+
+
+def _pack(trees: list[Any], width: int, n_classes: int) -> PackedForest:
     count = len(trees)
     feature = np.zeros(count * width, np.intp)
     threshold = np.zeros(count * width)
@@ -52,7 +82,6 @@ def _packed_predict(trees: list[Any], width: int, n_classes: int) -> Callable[[n
         nodes = slice(base, base + n)
         leaf = tree.children_left[:n] == -1
         own = np.arange(base, base + n)
-        # A leaf points to itself, so every (tree, row) can take the same number of steps.
         feature[nodes] = np.where(leaf, 0, tree.feature[:n])
         threshold[nodes] = tree.threshold[:n]
         left[nodes] = np.where(leaf, own, tree.children_left[:n] + base)
@@ -62,26 +91,8 @@ def _packed_predict(trees: list[Any], width: int, n_classes: int) -> Callable[[n
         # counts and normalised them in predict_proba. Either way the load-time check catches a mismatch.
         totals = stored.sum(axis=1, keepdims=True)
         value[nodes] = stored if np.allclose(totals, 1.0) else stored / totals
-    depth = max(tree.max_depth for tree in trees)
     roots = (np.arange(count) * width)[:, None]
-
-    def predict_proba(rows: np.ndarray) -> np.ndarray:
-        # scikit-learn compares float32 features with float64 thresholds: round the same way.
-        x = np.asarray(rows, dtype=np.float32).astype(np.float64)
-        n_rows = x.shape[0]
-        node = np.repeat(roots, n_rows, axis=1)  # [trees, rows]
-        columns = np.arange(n_rows)[None, :]
-        for _ in range(depth):
-            goes_left = x[columns, feature[node]] <= threshold[node]
-            node = np.where(goes_left, left[node], right[node])
-        leaves = value[node]  # [trees, rows, classes]
-        # Summed tree by tree from zero, as scikit-learn does, so the floats round identically.
-        total = np.zeros(leaves.shape[1:])
-        for per_tree in leaves:
-            total += per_tree
-        return total / count
-
-    return predict_proba
+    return PackedForest(feature, threshold, left, right, value, roots, max(tree.max_depth for tree in trees))
 
 
 def _agrees(predict: Callable[[np.ndarray], np.ndarray], estimator: Any, trees: list[Any]) -> bool:

@@ -22,6 +22,7 @@ from predictor.batching import DirectPredictor, MicroBatcher
 from predictor.config import Settings
 from predictor.errors import BadRequest, ModelNotFoundError, ModelNotReadyError, PredictorError
 from predictor.metrics import Metrics
+from predictor.model_cache import ModelCache
 
 if TYPE_CHECKING:
     from predictor.features import FeatureSource
@@ -71,6 +72,7 @@ class PredictorModel(Model):
         self.metrics = metrics
         self.features = features
         self.prediction_log = prediction_log
+        self.cache = ModelCache(settings.model_cache_dir, settings.tracking_uri, settings.resolved_model_uri)
         self.serving: Serving | None = None
         self.previous: Serving | None = None  # kept loaded: rollback is a pointer flip
         self.ready = False
@@ -79,11 +81,23 @@ class PredictorModel(Model):
 
     # ---------------------------------------------------------------------------------- load
     def load(self) -> bool:
-        """Resolve, load and warm up; blocking (the server calls it from a background thread)."""
+        """Resolve, load and warm up; blocking (the server calls it from a background thread).
+
+        Returns False when it served the locally cached version, which the caller must then revalidate."""
+        cached = self.cache.get(self.settings.compile_forest) if self.serving is None else None
+        if cached is not None:
+            log.info("serving version %s from the local model cache; checking the registry next", cached.version)
+            self.activate(self.prepare(cached))
+            return False
         source = registry.resolve(self.settings.resolved_model_uri, self.settings.tracking_uri)
         log.info("loading %s (version %s)", source.uri, source.version)
-        self.activate(self.prepare(registry.load(source, self.settings.tracking_uri, self.settings.compile_forest)))
+        self.adopt(registry.load(source, self.settings.tracking_uri, self.settings.compile_forest))
         return True
+
+    def adopt(self, loaded: registry.LoadedModel) -> None:
+        """Check, warm up and serve a freshly loaded version, and remember it for the next start."""
+        self.activate(self.prepare(loaded))
+        self.cache.put(loaded)
 
     def activate(self, serving: Serving) -> None:
         """Make ``serving`` current; the version it replaces stays loaded as ``previous``."""

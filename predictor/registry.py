@@ -41,6 +41,7 @@ class LoadedModel:
     predict_fn: Callable[[np.ndarray], np.ndarray]
     classes: np.ndarray | None
     feature_defaults: dict[str, float] = field(default_factory=dict)
+    estimator: Any = None  # the scikit-learn object, when there is one (what the local cache keeps)
 
     @property
     def version(self) -> str:
@@ -95,16 +96,22 @@ def load(source: ModelSource, tracking_uri: str, compile_forests: bool = True) -
         import mlflow.sklearn
 
         estimator = mlflow.sklearn.load_model(str(local_dir))
-        _drop_fitted_column_names(estimator, feature_names)
-        _single_threaded(estimator)
-        if hasattr(estimator, "predict_proba"):
-            from predictor.forest import compile_forest
-
-            predict_proba = (compile_forest(estimator) if compile_forests else None) or estimator.predict_proba
-            return LoadedModel(source, feature_names, predict_proba, np.asarray(estimator.classes_), defaults)
-        return LoadedModel(source, feature_names, estimator.predict, None, defaults)
+        return from_estimator(source, feature_names, defaults, estimator, compile_forests)
     pyfunc = mlflow.pyfunc.load_model(str(local_dir))
     return LoadedModel(source, feature_names, _pyfunc_predict(pyfunc, feature_names), None, defaults)
+
+
+def from_estimator(source: ModelSource, feature_names: tuple[str, ...], defaults: dict[str, float], estimator: Any,
+                   compile_forests: bool = True) -> LoadedModel:
+    """Wrap a scikit-learn estimator: one ``predict_proba`` pass gives predictions and probabilities."""
+    _drop_fitted_column_names(estimator, feature_names)
+    _single_threaded(estimator)
+    if hasattr(estimator, "predict_proba"):
+        from predictor.forest import compile_forest
+
+        predict_proba = (compile_forest(estimator) if compile_forests else None) or estimator.predict_proba
+        return LoadedModel(source, feature_names, predict_proba, np.asarray(estimator.classes_), defaults, estimator)
+    return LoadedModel(source, feature_names, estimator.predict, None, defaults, estimator)
 
 
 def _feature_names(metadata: Any) -> tuple[str, ...]:

@@ -52,6 +52,9 @@ class _RESTServer(RESTServer):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # Nothing uses ASGI lifespan events, and uvicorn's lifespan task outlives our shutdown (a
+        # CancelledError traceback on every clean exit).
+        self.config.lifespan = "off"
         self._server = _Uvicorn(self.config)
 
     async def start(self) -> None:
@@ -191,13 +194,15 @@ class PredictorServer(ModelServer):
         attempt = 0
         while not self._stopping.is_set():
             try:
-                self.model.load()
+                fresh = self.model.load()
                 self.load_error = None
                 # Imports and the model leave ~1M long-lived objects: keep them out of every later GC pass,
                 # whose full collections otherwise show up as 100 ms+ latency spikes under load.
                 gc.collect()
                 gc.freeze()
                 self._ready_marker(present=True)
+                if not fresh:
+                    self.watcher.check()  # served from the local cache: has the registry moved on?
                 break
             except Exception as exc:  # keep the process alive: readiness stays off while we retry
                 delay = BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)]

@@ -59,10 +59,9 @@ class RegistryWatcher:
                     self.model.activate(held)
                     return held.version
                 log.info("registry: %s now names version %s; loading it", source.uri, source.version)
-                serving = self.model.prepare(registry.load(source, settings.tracking_uri, settings.compile_forest))
-                self.model.activate(serving)
+                self.model.adopt(registry.load(source, settings.tracking_uri, settings.compile_forest))
                 self.last_error = None
-                return serving.version
+                return source.version
             except Exception as exc:  # the current version keeps serving
                 self.last_error = str(exc)
                 log.error("registry check failed, still serving %s: %s", self.model.versions(), exc)

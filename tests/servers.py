@@ -125,6 +125,8 @@ class PredictorProcess(Process):
 def start_predictor(tracking_uri: str, log_dir: Path, *extra: str, model_name: str = MODEL_NAME,
                     env: dict[str, str] | None = None) -> PredictorProcess:
     http_port, grpc_port = free_port(), free_port()
+    if "--model_cache_dir" not in extra:  # never the default .data/ of the source tree
+        extra = ("--model_cache_dir", str(log_dir / f"cache-{http_port}"), *extra)
     args = [sys.executable, "-m", "predictor", "--model_name", model_name, "--tracking_uri", tracking_uri,
             "--http_port", str(http_port), "--grpc_port", str(grpc_port), *extra]
     process = PredictorProcess(args, log_dir / f"predictor-{http_port}.log", env=env or {}, http_port=http_port,

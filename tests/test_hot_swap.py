@@ -91,3 +91,21 @@ def test_an_incompatible_new_version_is_refused_and_the_old_one_keeps_serving(ow
                           json={"instances": SEED_ROWS}).status_code == 200
     finally:
         server.stop()
+
+
+def test_a_restart_serves_the_cached_version_then_follows_the_registry(own_registry: str, tmp_path: Path) -> None:
+    cache = str(tmp_path / "model-cache")
+    first = start_predictor(own_registry, tmp_path / "logs", "--model_cache_dir", cache).wait_ready()
+    first.stop()
+    assert "local model cache" not in first.log(100_000)
+    # while the server is down, the alias moves to a new version
+    register_demo_model(own_registry, kind="logreg", artifact_root=tmp_path / "artifacts", force=True)
+    second = start_predictor(own_registry, tmp_path / "logs", "--model_cache_dir", cache,
+                             "--poll_interval_s", "0").wait_ready()
+    try:
+        assert "serving version 1 from the local model cache" in second.log(100_000)
+        wait_until(lambda: version_of(second.http_url) == "2", 60, 0.2, "revalidation against the registry")
+        assert httpx.post(f"{second.http_url}/v1/models/{MODEL_NAME}:predict",
+                          json={"instances": SEED_ROWS}).json()["model_version"] == "2"
+    finally:
+        second.stop()
