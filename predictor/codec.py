@@ -19,6 +19,8 @@ import orjson
 
 from predictor.errors import BadRequest, PayloadTooLarge
 
+# scikit-learn's trees compare in float32: a larger finite value would overflow inside the model.
+MAX_MAGNITUDE = float(np.finfo(np.float32).max)
 NUMERIC_DATATYPES = {"FP16": np.float16, "FP32": np.float32, "FP64": np.float64, "INT8": np.int8,
                      "INT16": np.int16, "INT32": np.int32, "INT64": np.int64, "UINT8": np.uint8,
                      "UINT16": np.uint16, "UINT32": np.uint32, "UINT64": np.uint64, "BOOL": np.bool_}
@@ -123,7 +125,7 @@ def _as_matrix(instances: list[Any], width: int) -> np.ndarray | None:
     if array.ndim != 2 or array.shape[1] != width or array.dtype.kind not in "fiub":
         return None
     array = array.astype(np.float64, copy=False)
-    if not np.isfinite(array).all():
+    if not (np.abs(array) <= MAX_MAGNITUDE).all():  # also False for NaN and ±inf
         return None  # the slow path names the offending value
     return array
 
@@ -145,7 +147,7 @@ def _keyed_instance(instance: dict[str, Any], schema: Schema, out: np.ndarray, w
     entity_id = instance.get(schema.entity_key) if schema.entity_key else None
     if entity_id is not None:
         if not isinstance(entity_id, str) or not entity_id or len(entity_id) > 256:
-            raise BadRequest(f"{where}.{schema.entity_key} must be a non-empty string id, got {entity_id!r:.80}")
+            raise BadRequest(f"{where}.{schema.entity_key} must be a non-empty string id, got {_show(entity_id)}")
         return entity_id
     missing = [name for j, name in enumerate(schema.feature_names) if np.isnan(out[j])]
     if missing:
@@ -159,8 +161,9 @@ def _number(value: Any, where: str) -> float:
         return float(value)
     if isinstance(value, (int, float)):
         number = float(value)
-        if not np.isfinite(number):
-            raise BadRequest(f"{where} is {value}: NaN and Infinity are not accepted")
+        if not abs(number) <= MAX_MAGNITUDE:
+            raise BadRequest(f"{where} is {value}: NaN, Infinity and magnitudes beyond {MAX_MAGNITUDE:.3g} "
+                             "are not accepted")
         return number
     if value is None:
         raise BadRequest(f"{where} is null: send a number")
@@ -228,7 +231,7 @@ def _tensor_from_json(spec: Any, raw: bytes, where: str) -> tuple[Tensor, int]:
         raise BadRequest(f"{where}.name must be a string")
     if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
         raise BadRequest(f"{where}.shape must be a list of non-negative integers, got {_show(shape)}")
-    if datatype not in NUMERIC_DATATYPES and datatype != "BYTES":
+    if not isinstance(datatype, str) or (datatype not in NUMERIC_DATATYPES and datatype != "BYTES"):
         raise BadRequest(f"{where}.datatype {_show(datatype)} is not a v2 datatype; use FP32 or FP64 for features")
     expected = int(np.prod(shape)) if shape else 1
     parameters = _object(spec.get("parameters"), f"{where}.parameters")
@@ -306,8 +309,9 @@ def rows_from_tensors(tensors: Sequence[Tensor], schema: Schema) -> Rows:
     else:
         raise BadRequest("no inputs")
     _check_count(values.shape[0], schema, "inputs")
-    if not np.isfinite(values[~np.isnan(values)] if ids is not None else values).all():
-        raise BadRequest("inputs hold NaN or Infinity: send finite numbers")
+    present = values[~np.isnan(values)] if ids is not None else values
+    if not (np.abs(present) <= MAX_MAGNITUDE).all():
+        raise BadRequest(f"inputs hold NaN, Infinity or magnitudes beyond {MAX_MAGNITUDE:.3g}: send finite numbers")
     if ids is None:
         if np.isnan(values).any():
             raise BadRequest("inputs hold NaN: send finite numbers")
@@ -411,7 +415,14 @@ def _kind(value: Any) -> str:
 
 
 def _show(value: Any) -> str:
-    text = orjson.dumps(value, default=str).decode() if not isinstance(value, str) else repr(value)
+    """A short rendering of a client's value for an error message (never fails, whatever the value)."""
+    if isinstance(value, str):
+        text = repr(value[:80])
+    else:
+        try:
+            text = orjson.dumps(value, default=str).decode()
+        except (orjson.JSONEncodeError, TypeError, RecursionError):  # nested deeper than orjson writes
+            text = f"a deeply nested JSON {_kind(value)}"
     return text if len(text) <= 60 else text[:57] + "..."
 
 

@@ -234,7 +234,13 @@ class PredictorModel(Model):
 
     async def predict(self, call: _Call, headers: dict[str, str] | None = None) -> _Call:  # type: ignore[override]
         assert call.rows is not None
-        call.outputs = await call.serving.batcher.predict(call.rows.values)
+        try:
+            call.outputs = await call.serving.batcher.predict(call.rows.values)
+        except ValueError as exc:  # the estimator's own input validation: the request, not the server
+            raise BadRequest(f"the model rejected the input: {exc}") from exc
+        except Exception as exc:  # answered as a JSON 500 on a connection that stays open
+            log.exception("prediction failed")
+            raise PredictorError(f"prediction failed: {type(exc).__name__}: {exc}") from exc
         self.metrics.rows.labels(self.name, call.serving.version).inc(call.rows.count)
         return call
 
