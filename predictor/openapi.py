@@ -21,7 +21,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
-from predictor.codec import NUMERIC_DATATYPES, OUTPUT_NAMES
+from predictor.codec import MAX_MAGNITUDE, NUMERIC_DATATYPES, OUTPUT_NAMES
 
 JSON = "application/json"
 BINARY = "application/octet-stream"
@@ -228,7 +228,9 @@ def _object(properties: dict[str, Schema], *required: str, **extra: Any) -> Sche
     return {"type": "object", "properties": properties, "required": list(required), **extra}
 
 
-STRING, NUMBER, BOOLEAN = {"type": "string"}, {"type": "number"}, {"type": "boolean"}
+STRING, BOOLEAN = {"type": "string"}, {"type": "boolean"}
+NUMBER = {"type": "number"}
+FEATURE = {"type": "number", "minimum": -MAX_MAGNITUDE, "maximum": MAX_MAGNITUDE}  # what the codec accepts
 OPTIONAL_STRING = {"type": ["string", "null"]}
 DATATYPES = [*NUMERIC_DATATYPES, "BYTES"]
 
@@ -262,12 +264,12 @@ def _probe_schemas() -> dict[str, Schema]:
 
 def _v1_schemas(names: Sequence[str], entity_key: str | None, max_instances: int | None) -> dict[str, Schema]:
     if names:
-        row: Schema = {"type": "array", "items": NUMBER, "minItems": len(names), "maxItems": len(names),
+        row: Schema = {"type": "array", "items": FEATURE, "minItems": len(names), "maxItems": len(names),
                        "description": f"The {len(names)} features in this order: {', '.join(names)}."}
-        keyed: Schema = {"type": "object", "properties": {name: NUMBER for name in names},
+        keyed: Schema = {"type": "object", "properties": {name: FEATURE for name in names},
                          "additionalProperties": False, "required": list(names)}
     else:  # the model is still loading: its signature, hence the features, is not known yet
-        row, keyed = {"type": "array", "items": NUMBER}, {"type": "object", "additionalProperties": NUMBER}
+        row, keyed = {"type": "array", "items": FEATURE}, {"type": "object", "additionalProperties": FEATURE}
     if entity_key:
         keyed["properties"][entity_key] = {"type": "string", "minLength": 1, "maxLength": 256}
         keyed["anyOf"] = [{"required": keyed.pop("required")}, {"required": [entity_key]}]
@@ -297,7 +299,7 @@ def _v1_schemas(names: Sequence[str], entity_key: str | None, max_instances: int
 
 
 def _v2_schemas() -> dict[str, Schema]:
-    scalar = {"type": ["number", "string", "boolean"]}
+    scalar = {"anyOf": [FEATURE, STRING, BOOLEAN]}
     # OIP's tensor_data is recursive; two levels of nesting cover row-major [N, F] data and keep generators finite.
     tensor_data = {"type": "array", "items": {"anyOf": [scalar, {"type": "array", "items": {
         "anyOf": [scalar, {"type": "array", "items": scalar}]}}]}}
