@@ -80,7 +80,8 @@ def our_routes(app: FastAPI) -> list[APIRoute]:
     from predictor.rest import Routes  # here, not at import: rest pulls in kserve and the model
 
     return [route for route in app.routes
-            if isinstance(route, APIRoute) and isinstance(getattr(route.endpoint, "__self__", None), Routes)]
+            if isinstance(route, APIRoute) and route.include_in_schema
+            and isinstance(getattr(route.endpoint, "__self__", None), Routes)]
 
 
 DESCRIPTION = (
@@ -89,7 +90,7 @@ DESCRIPTION = (
     "configured), 404 unknown model or version (or entity id, with a feature store), 413 body or instance count over "
     "the limit, 415 unsupported Content-Type, 429 rate limited (when a rate is set), 503 not ready. "
     "KServe's own routes served beside these (`/`, `/v1/models`, `:explain`, `/v2`, `/v2/models`, "
-    "`/v2/repository/...`) are not described here."
+    "`/v2/repository/...`, the last guarded like /admin) are not described here."
 )
 TAGS = [{"name": "probes", "description": "Liveness and readiness for Kubernetes and load balancers."},
         {"name": "metrics", "description": "Prometheus exposition."},

@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from predictor.access import AccessControl
 from predictor.codec import parse_json
-from predictor.errors import (ModelNotFoundError, ModelNotReadyError, PayloadTooLarge, PredictorError,
+from predictor.errors import (BadRequest, ModelNotFoundError, ModelNotReadyError, PayloadTooLarge, PredictorError,
                               UnsupportedMediaType)
 from predictor.model import PredictorModel, V1Body, V2Body
 
@@ -95,6 +95,11 @@ class Routes:
         app.add_api_route("/admin/versions", self.admin_versions, methods=get, tags=["admin"])
         app.add_api_route("/admin/rollback", self.admin_rollback, methods=post, tags=["admin"])
         app.add_api_route("/admin/reload", self.admin_reload, methods=post, tags=["admin"])
+        # KServe's model-repository extension would unload the only model without any access check.
+        app.add_api_route("/v2/repository/models/{model_name}/load", self.repository_load, methods=post,
+                          include_in_schema=False)
+        app.add_api_route("/v2/repository/models/{model_name}/unload", self.repository_unload, methods=post,
+                          include_in_schema=False)
 
     # ------------------------------------------------------------------------------ probes
     async def live(self) -> dict[str, str]:
@@ -184,6 +189,18 @@ class Routes:
         self.access.check(request, "admin")
         await asyncio.to_thread(self.admin.reload)
         return json_response(self.admin.status())
+
+    async def repository_load(self, model_name: str, request: Request) -> Response:
+        self._check_name(model_name)
+        self.access.check(request, "admin")
+        await asyncio.to_thread(self.admin.reload)
+        return json_response({"name": model_name, "load": True})
+
+    async def repository_unload(self, model_name: str, request: Request) -> Response:
+        self._check_name(model_name)
+        self.access.check(request, "admin")
+        raise BadRequest("this server serves exactly one model and does not unload it: stop the process, or "
+                         "move the registry alias to change what it serves")
 
     # ------------------------------------------------------------------------------ helpers
     def _check_name(self, model_name: str, model_version: str | None = None) -> None:

@@ -30,6 +30,7 @@ from predictor.access import AccessControl
 from predictor.config import Settings
 from predictor.errors import PredictorError
 from predictor.model import PredictorModel
+from predictor.openapi import install_openapi
 from predictor.rest import Routes, add_exception_handlers
 from predictor.watcher import RegistryWatcher
 
@@ -68,6 +69,11 @@ class _RESTServer(RESTServer):
     def _register_endpoints(self, app: FastAPI) -> None:
         self.routes.register(app)  # first: Starlette matches routes in registration order
         super()._register_endpoints(app)
+        model = self.routes.model
+        # Feature names exist only once the model has loaded: the document is rebuilt when they change.
+        install_openapi(app, model.name, lambda: model.serving.model.feature_names if model.serving else (),
+                        entity_key=model.features.entity_key if model.features else None,
+                        max_instances=model.settings.max_instances)
 
     def _add_exception_handlers(self, app: FastAPI) -> None:
         super()._add_exception_handlers(app)

@@ -48,6 +48,7 @@ def test_probes_stay_open_and_metrics_and_admin_are_protected(guarded) -> None:
     assert httpx.get(server.http_url + "/metrics").status_code == 401
     assert httpx.get(server.http_url + "/metrics", headers=bearer("env-token")).status_code == 200
     assert httpx.get(server.http_url + "/admin/versions").status_code == 401
+    assert httpx.post(f"{server.http_url}/v2/repository/models/{MODEL_NAME}/unload").status_code == 401
 
 
 def test_token_file_rotation_needs_no_restart(guarded) -> None:
