@@ -16,9 +16,11 @@ print('\n'.join(p['dependencies'] + p['optional-dependencies']['redis']))" > req
  && /opt/venv/bin/pip install --no-cache-dir -r requirements.txt
 
 FROM python:3.11-slim
+# The model cache must be writable by the predictor user (/app is not); it only helps restarts in place.
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
-    PYTHONUNBUFFERED=1
+    PYTHONUNBUFFERED=1 \
+    PREDICTOR_MODEL_CACHE_DIR=/tmp/predictor-model-cache
 # A fixed numeric uid, so that Kubernetes' runAsNonRoot can check it; a home for the caches MLflow writes.
 RUN useradd --create-home --uid 10001 --user-group --shell /usr/sbin/nologin predictor
 COPY --from=deps /opt/venv /opt/venv
