@@ -2,7 +2,8 @@
 
 A tree ensemble costs about the same for 1 row as for 64, so while one call runs, arriving requests
 queue up and go together in the next call. The first request of a batch waits at most ``max_wait_s``
-for company, and only when nothing else is queued; a request's rows are never split across calls.
+for company — only when nothing else is queued, and only while traffic is concurrent (the previous batch
+merged several requests): a lone client never pays the wait. A request's rows are never split.
 Calls run on one worker thread, off the event loop. If a merged call fails, each request is retried
 alone so a bad request cannot fail its batch-mates.
 """
@@ -38,6 +39,7 @@ class MicroBatcher:
         self._queue: asyncio.Queue[_Pending] | None = None
         self._worker: asyncio.Task[None] | None = None
         self._carry: _Pending | None = None
+        self._last_batch_requests = 2  # until shown otherwise, assume company may be on its way
         # One thread: model calls are CPU-bound and the GIL would serialise a second one anyway.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
 
@@ -68,7 +70,8 @@ class MicroBatcher:
         first = self._carry or await queue.get()
         self._carry = None
         batch, rows = [first], first.rows.shape[0]
-        deadline = asyncio.get_running_loop().time() + self._max_wait_s
+        wait_s = self._max_wait_s if self._last_batch_requests > 1 else 0.0
+        deadline = asyncio.get_running_loop().time() + wait_s
         while rows < self._max_rows:
             if queue.empty():
                 remaining = deadline - asyncio.get_running_loop().time()
@@ -85,6 +88,7 @@ class MicroBatcher:
                 break
             batch.append(item)
             rows += item.rows.shape[0]
+        self._last_batch_requests = len(batch)
         return batch
 
     async def _call(self, batch: list[_Pending]) -> None:

@@ -103,6 +103,11 @@ class Settings:
         30.0, "How often to ask the registry whether the alias/stage now names another version (hot swap). "
         "0 turns polling off (POST /admin/reload still checks).", env="PREDICTOR_POLL_INTERVAL_S",
     )
+    webhook_secret: str | None = _opt(
+        None, "Secret of an MLflow 3 registry webhook pointed at POST /admin/webhook/mlflow: a verified alias "
+        "event makes the server check the registry at once (environment only).",
+        env="PREDICTOR_WEBHOOK_SECRET", flag=False,
+    )
     drain_delay_s: float = _opt(
         3.0, "On SIGTERM: seconds to keep serving with readiness off, so load balancers stop sending first.",
         env="PREDICTOR_DRAIN_DELAY_S",

@@ -220,7 +220,17 @@ OPERATIONS: dict[str, Callable[[], Schema]] = {
                           _json(_ref("AdminStatus"), "Rolled back; the status after it."), "400", "401", "429"),
     "admin_reload": _op("admin", "Ask the registry now instead of at the next poll",
                         _json(_ref("AdminStatus"), "Checked; last_registry_error says if it failed."), "401", "429"),
+    "mlflow_webhook": lambda: _webhook_op(),
 }
+
+
+def _webhook_op() -> Schema:
+    """Signed by MLflow (X-MLflow-Signature), not by a bearer token: 401 here means a bad signature."""
+    operation = _op("admin", "MLflow registry webhook: check the registry now", _json(
+        _object({"accepted": {"type": "boolean"}, "checking_registry": {"type": "boolean"}}), "Accepted."),
+        "400", "404", body={"required": True, "content": {"application/json": {"schema": {"type": "object"}}}})()
+    operation["responses"].update(_errors("401"))
+    return operation
 
 
 # ------------------------------------------------------------------------------------------ schemas

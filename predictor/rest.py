@@ -18,6 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from predictor import webhook
 from predictor.access import AccessControl
 from predictor.codec import parse_json
 from predictor.errors import (BadRequest, ModelNotFoundError, ModelNotReadyError, PayloadTooLarge, PredictorError,
@@ -28,6 +29,8 @@ class Admin(Protocol):
     def status(self) -> dict[str, Any]: ...
 
     def reload(self) -> None: ...
+
+    def wake(self) -> None: ...
 
 
 JSON_TYPES = ("application/json", "application/cloudevents+json", "application/ld+json")
@@ -95,6 +98,7 @@ class Routes:
         app.add_api_route("/admin/versions", self.admin_versions, methods=get, tags=["admin"])
         app.add_api_route("/admin/rollback", self.admin_rollback, methods=post, tags=["admin"])
         app.add_api_route("/admin/reload", self.admin_reload, methods=post, tags=["admin"])
+        app.add_api_route("/admin/webhook/mlflow", self.mlflow_webhook, methods=post, tags=["admin"])
         # KServe's model-repository extension would unload the only model without any access check.
         app.add_api_route("/v2/repository/models/{model_name}/load", self.repository_load, methods=post,
                           include_in_schema=False)
@@ -189,6 +193,20 @@ class Routes:
         self.access.check(request, "admin")
         await asyncio.to_thread(self.admin.reload)
         return json_response(self.admin.status())
+
+    async def mlflow_webhook(self, request: Request) -> Response:
+        """MLflow's signed registry events (the signature is the credential: MLflow sends no bearer token)."""
+        secret = self.model.settings.webhook_secret
+        if not secret:
+            raise ModelNotFoundError("no webhook is configured here: set PREDICTOR_WEBHOOK_SECRET to the "
+                                     "secret of the MLflow webhook")
+        body = await self._body(request)
+        webhook.verify(secret, request.headers, body)
+        serving = self.model.serving
+        relevant = webhook.concerns(body, serving.model.source.registered_name if serving else None)
+        if relevant:
+            self.admin.wake()
+        return json_response({"accepted": True, "checking_registry": relevant})
 
     async def repository_load(self, model_name: str, request: Request) -> Response:
         self._check_name(model_name)

@@ -137,3 +137,22 @@ def test_real_server_batches_give_identical_answers(demo_server, concurrency: in
         return [r.json()["probabilities"][0] for r in responses]
 
     np.testing.assert_allclose(asyncio.run(one_by_one()), together)
+
+
+def test_a_lone_client_never_waits_for_company() -> None:
+    """After a batch of one, the next request goes at once even with a long max wait (no 2 s stall)."""
+    model = RecordingModel()
+
+    async def scenario() -> None:
+        batcher = MicroBatcher(model, max_batch_rows=64, max_wait_s=2.0)
+        first = asyncio.ensure_future(batcher.predict(request(1)))
+        await asyncio.sleep(0.01)
+        second = asyncio.ensure_future(batcher.predict(request(2)))  # joins the first's wait: a batch of 2
+        await asyncio.gather(first, second)
+        await batcher.predict(request(3))  # may wait once: the last batch had company
+        for value in (4, 5, 6):  # now alone: must not wait 2 s each
+            await asyncio.wait_for(batcher.predict(request(value)), timeout=1.5)
+        await batcher.close()
+
+    asyncio.run(scenario())
+    assert model.calls[0] == 2 and model.calls[-3:] == [1, 1, 1]

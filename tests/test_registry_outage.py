@@ -44,3 +44,35 @@ def test_registry_down_at_start_then_back(tracking_uri: str, registry_dir: Path,
         predictor.stop()
         if registry is not None:
             registry.stop()
+
+
+def test_an_mlflow_webhook_swaps_without_polling(tmp_path: Path) -> None:
+    """A real `mlflow server` delivers its signed alias event to the predictor, which swaps at once."""
+    from mlflow import MlflowClient
+
+    from predictor.demo import register_demo_model
+
+    registry_dir = tmp_path / "registry"
+    registry_dir.mkdir()
+    register_demo_model(f"sqlite:///{registry_dir}/mlflow.db", artifact_root=registry_dir / "artifacts")
+    port = free_port()
+    registry = mlflow_server(registry_dir, port, tmp_path)
+    registry.env["MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS"] = "true"  # our predictor is on loopback
+    registry.start()
+    tracking = f"http://127.0.0.1:{port}"
+    predictor = start_predictor(tracking, tmp_path, "--poll_interval_s", "0",
+                                env={"PREDICTOR_WEBHOOK_SECRET": "s3cret"})
+    try:
+        predictor.wait_ready(timeout_s=120)
+        MlflowClient(tracking_uri=tracking).create_webhook(
+            name="predictor", url=f"{predictor.http_url}/admin/webhook/mlflow",
+            events=["model_version_alias.created"], secret="s3cret")
+        register_demo_model(tracking, kind="logreg", artifact_root=registry_dir / "artifacts", force=True)
+        wait_until(lambda: httpx.get(f"{predictor.http_url}/v1/models/{MODEL_NAME}").json()["version"] == "2",
+                   60, 0.3, "the webhook-triggered swap")
+        assert "/admin/webhook/mlflow" in predictor.log(200_000)
+        unsigned = httpx.post(f"{predictor.http_url}/admin/webhook/mlflow", json={"entity": "model_version_alias"})
+        assert unsigned.status_code == 401
+    finally:
+        predictor.stop()
+        registry.stop()
