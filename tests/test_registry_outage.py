@@ -46,7 +46,7 @@ def test_registry_down_at_start_then_back(tracking_uri: str, registry_dir: Path,
             registry.stop()
 
 
-def test_an_mlflow_webhook_swaps_without_polling(tmp_path: Path) -> None:
+def test_an_mlflow_webhook_swaps_without_polling(tmp_path: Path, monkeypatch) -> None:
     """A real `mlflow server` delivers its signed alias event to the predictor, which swaps at once."""
     from mlflow import MlflowClient
 
@@ -57,14 +57,22 @@ def test_an_mlflow_webhook_swaps_without_polling(tmp_path: Path) -> None:
     register_demo_model(f"sqlite:///{registry_dir}/mlflow.db", artifact_root=registry_dir / "artifacts")
     port = free_port()
     registry = mlflow_server(registry_dir, port, tmp_path)
-    registry.env["MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS"] = "true"  # our predictor is on loopback
+    # Our predictor listens on loopback, over plain HTTP: MLflow refuses both unless told otherwise.
+    from cryptography.fernet import Fernet
+
+    allow = {"MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS": "true", "MLFLOW_WEBHOOK_ALLOWED_SCHEMES": "http,https",
+             # one key for every process that reads the stored (encrypted) webhook secret
+             "MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY": Fernet.generate_key().decode()}
+    registry.env.update(allow)
+    for name, value in allow.items():  # the client checks the URL too
+        monkeypatch.setenv(name, value)
     registry.start()
     tracking = f"http://127.0.0.1:{port}"
     predictor = start_predictor(tracking, tmp_path, "--poll_interval_s", "0",
                                 env={"PREDICTOR_WEBHOOK_SECRET": "s3cret"})
     try:
         predictor.wait_ready(timeout_s=120)
-        MlflowClient(tracking_uri=tracking).create_webhook(
+        MlflowClient(tracking_uri=tracking, registry_uri=tracking).create_webhook(
             name="predictor", url=f"{predictor.http_url}/admin/webhook/mlflow",
             events=["model_version_alias.created"], secret="s3cret")
         register_demo_model(tracking, kind="logreg", artifact_root=registry_dir / "artifacts", force=True)
