@@ -87,10 +87,12 @@ def _ours(workers: int) -> Launcher:
     def launch(context: Context, kind: ModelKind, ports: Ports) -> Launch:
         argv = [str(context.python), "-m", "predictor", "--model_name", MODEL_NAMES[kind],
                 "--tracking_uri", context.registry.tracking_uri,
-                "--http_port", str(ports.http), "--grpc_port", str(ports.grpc)]  # fmt: skip
+                "--http_port", str(ports.http), "--grpc_port", str(ports.grpc),
+                # a fresh, empty model cache per start: the cold start measured is a true one
+                "--model_cache_dir", str(context.work / f"model-cache-{ports.http}")]  # fmt: skip
         if workers > 1:
             argv += ["--workers", str(workers)]
-        return Launch(argv, _env(context, PREDICTOR_DATA_DIR=str(context.work / "data")), Path.cwd())
+        return Launch(argv, _env(context), Path.cwd())
 
     return launch
 
