@@ -30,6 +30,7 @@ OUR_OPERATIONS = {
     ("get", "/v2/models/{model_name}/versions/{model_version}/ready"),
     ("post", "/v2/models/{model_name}/versions/{model_version}/infer"),
     ("get", "/admin/versions"), ("post", "/admin/rollback"), ("post", "/admin/reload"),
+    ("post", "/admin/webhook/mlflow"),
 }
 REFERENCE = PROJECT_ROOT.parent / "shared" / "reference" / "protocol" / "oip_open_inference_rest.yaml"
 
