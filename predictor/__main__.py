@@ -9,14 +9,15 @@ from collections.abc import Callable
 
 
 def main() -> None:
+    from predictor import workers
+
+    count = workers.requested(sys.argv[1:], os.environ)
+    if count:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        sys.exit(workers.supervise(count, sys.argv[1:]))
     from predictor.config import load_settings
 
     settings = load_settings()
-    if settings.workers > 1 and settings.worker_state_dir is None:
-        from predictor.workers import supervise
-
-        logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        sys.exit(supervise(settings.workers, sys.argv[1:]))
     # MLflow's REST client reads only its environment: by default it retries 7 times over minutes, which
     # would hide an unreachable registry from /ready. Our loader retries with its own backoff instead.
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")

@@ -13,6 +13,7 @@ A worker that dies unexpectedly is restarted (with backoff); the supervisor exit
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import shutil
@@ -29,6 +30,17 @@ STATE_ENV = "PREDICTOR_WORKER_STATE_DIR"
 INDEX_ENV = "PREDICTOR_WORKER_INDEX"
 COUNT_ENV = "PREDICTOR_WORKER_COUNT"
 RESTART_BACKOFF_S = (1, 2, 5, 10)
+
+
+def requested(argv: list[str], environ: dict[str, str] | os._Environ[str]) -> int:
+    """How many workers to supervise (0: this process serves itself), read before KServe is imported so
+    the supervisor stays small (~15 MB instead of ~180 MB)."""
+    if environ.get(STATE_ENV):
+        return 0  # we are one of the workers
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    parser.add_argument("--workers", type=int, default=1)
+    count = parser.parse_known_args(argv)[0].workers
+    return count if count > 1 else 0
 
 
 def metrics_dir(state_dir: Path) -> Path:
