@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.servers import MODEL_NAME, SEED_ROWS, PredictorProcess, start_predictor, wait_until
+from tests.servers import MODEL_NAME, SEED_ROWS, start_predictor, wait_until
 
 V1 = f"/v1/models/{MODEL_NAME}:predict"
 BODY = {"instances": SEED_ROWS}

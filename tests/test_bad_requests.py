@@ -80,7 +80,7 @@ CASES = [
     ("v2 binary size lies (short)", V2, *binary({"inputs": [{"name": "x", "shape": [1, 10], "datatype": "FP32", "parameters": {"binary_data_size": 40}}]}, FP32_ROW[:36]), 400, "binary_data_size is 40 but only 36"),
     ("v2 binary size lies (long)", V2, *binary({"inputs": [{"name": "x", "shape": [1, 10], "datatype": "FP32", "parameters": {"binary_data_size": 40}}]}, FP32_ROW + b"\x00" * 8), 400, "8 bytes of binary data that no input claims"),
     ("v2 binary size vs shape", V2, *binary({"inputs": [{"name": "x", "shape": [1, 10], "datatype": "FP64", "parameters": {"binary_data_size": 40}}]}, FP32_ROW), 400, "needs 10 values, but carries 5"),
-    ("v2 unknown model", f"/v2/models/nope/infer", tensor(), JSON, 404, "not served here"),
+    ("v2 unknown model", "/v2/models/nope/infer", tensor(), JSON, 404, "not served here"),
     ("v2 unknown version", f"/v2/models/{MODEL_NAME}/versions/99/infer", tensor(), JSON, 404, "version '99'"),
     ("repository unload of the only model", f"/v2/repository/models/{MODEL_NAME}/unload", {}, JSON, 400,
      "does not unload"),

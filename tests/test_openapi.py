@@ -6,7 +6,6 @@ running server at /openapi.json and hold real requests and responses against it.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import httpx
