@@ -166,9 +166,11 @@ class PredictorServer(ModelServer):
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, self._on_signal, signal.SIGTERM)
         loop.add_signal_handler(signal.SIGINT, self._on_signal, signal.SIGINT)
-        await asyncio.gather(*self.servers)
+        await asyncio.gather(*self.servers)  # returns once uvicorn has finished every request in flight
         if self._shutdown_task is not None:
             await self._shutdown_task
+        for action in self.on_shutdown:  # only now: a request still running could log one more prediction
+            await asyncio.to_thread(action)
         log.info("stopped")
 
     def _thread(self, target: Any, name: str) -> None:
@@ -193,10 +195,6 @@ class PredictorServer(ModelServer):
         self._rest_server._server.should_exit = True  # type: ignore[union-attr]
         if self._grpc_server is not None:
             await self._grpc_server.stop(sig)
-        while self._rest_server._server.started and not self._rest_server._server.should_exit:  # type: ignore[union-attr]
-            await asyncio.sleep(0.05)
-        for action in self.on_shutdown:
-            await asyncio.to_thread(action)
 
     # ------------------------------------------------------------------------------ background
     def _count_error(self, exc: PredictorError) -> None:
