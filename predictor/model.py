@@ -48,6 +48,7 @@ class Serving:
 
     model: registry.LoadedModel
     batcher: MicroBatcher | DirectPredictor
+    schema: codec.Schema  # what requests must match: built once per version, not per request
 
     @property
     def version(self) -> str:
@@ -141,21 +142,18 @@ class PredictorModel(Model):
                 loaded.predict_fn, self.settings.max_batch_size, self.settings.max_batch_wait_ms / 1000, record)
         else:
             batcher = DirectPredictor(loaded.predict_fn, record)
-        return Serving(loaded, batcher)
+        schema = codec.Schema(loaded.feature_names, self.features.entity_key if self.features else None,
+                              self.settings.max_instances)
+        return Serving(loaded, batcher, schema)
 
     @staticmethod
     def _warm_up(serving: Serving) -> None:
         """Readiness means a prediction has succeeded, not merely that a file was read."""
-        width = len(serving.model.feature_names)
         defaults = serving.model.feature_defaults
         row = np.array([[defaults.get(name, 0.0) for name in serving.model.feature_names]])
-        result = serving.model.predict_fn(row.reshape(1, width))
+        result = serving.model.predict_fn(row)
         if len(result) != 1:
             raise PredictorError(f"warm-up prediction returned {len(result)} rows for 1")
-
-    def schema(self, serving: Serving) -> codec.Schema:
-        return codec.Schema(serving.model.feature_names, self.features.entity_key if self.features else None,
-                            self.settings.max_instances)
 
     # ------------------------------------------------------------------------------ lifecycle
     async def __call__(self, body: Any, headers: dict[str, str] | None = None, verb: Any = None,
@@ -195,7 +193,7 @@ class PredictorModel(Model):
             exc.counted = True  # type: ignore[attr-defined]
 
     async def preprocess(self, call: _Call, headers: dict[str, str] | None = None) -> _Call:  # type: ignore[override]
-        schema = self.schema(call.serving)
+        schema = call.serving.schema
         payload = call.payload
         if isinstance(payload, V1Body):
             call.rows = codec.decode_v1(payload.payload, schema)
