@@ -25,7 +25,7 @@ ENV PATH=/opt/venv/bin:$PATH \
 RUN useradd --create-home --uid 10001 --user-group --shell /usr/sbin/nologin predictor
 COPY --from=deps /opt/venv /opt/venv
 WORKDIR /app
-# Owned by root and read-only to the predictor user. The Feast repo ships at /app/predictor/feature_repo.
+# Owned by root and read-only to the predictor user. The Feast repo ships at /app/predictor/demo/feature_repo.
 COPY predictor ./predictor
 USER 10001
 # 8080: HTTP (v1, v2 REST, probes, /metrics); 8081: gRPC (v2).

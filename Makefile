@@ -26,7 +26,7 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed ## create .venv and install the project with its test tools
 
 bootstrap: install ## local MLflow registry (SQLite) + demo model + Feast repo in DATA_DIR (.data/) (idempotent)
-	$(PY) -m predictor.bootstrap --data_dir $(DATA_DIR) --model_name $(MODEL_NAME)
+	$(PY) -m predictor.demo.bootstrap --data_dir $(DATA_DIR) --model_name $(MODEL_NAME)
 
 serve: bootstrap ## set everything up, then serve the demo model on :8080, gRPC :8081 (HTTP_PORT, GRPC_PORT)
 	@echo "==> serving $(MODEL_NAME) on http://localhost:$(HTTP_PORT) (gRPC :$(GRPC_PORT)); Ctrl-C stops"

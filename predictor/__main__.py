@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 
 def main() -> None:
-    from predictor import workers
+    from predictor.serving import workers
 
     count = workers.requested(sys.argv[1:], os.environ)
     if count:
@@ -28,7 +28,7 @@ def main() -> None:
 
     from predictor.metrics import Metrics
     from predictor.model import PredictorModel
-    from predictor.server import PredictorServer
+    from predictor.serving.server import PredictorServer
 
     disable_created_metrics()  # the *_created series only add noise to every scrape
     metrics = Metrics.create()
@@ -42,8 +42,8 @@ def main() -> None:
                                           policy=settings.missing_feature_policy)  # type: ignore[arg-type]
         except FeatureStoreUnavailable as exc:
             sys.exit(f"error: --feature_store {settings.feature_store}: {exc}\n"
-                     "hint: `python -m predictor.bootstrap` prepares the demo repo in .data/feature_repo")
-    from predictor.access import AccessControl
+                     "hint: `python -m predictor.demo.bootstrap` prepares the demo repo in .data/feature_repo")
+    from predictor.serving.access import AccessControl
 
     try:
         access = AccessControl.from_settings(settings, metrics.rate_limited.inc)
@@ -52,7 +52,7 @@ def main() -> None:
     on_shutdown: list[Callable[[], object]] = []
     prediction_log = None
     if settings.prediction_log:
-        from predictor.prediction_log import PredictionLog
+        from predictor.monitoring.prediction_log import PredictionLog
 
         prediction_log = PredictionLog(settings.prediction_log, settings.prediction_log_sample_rate,
                                        on_drop=metrics.predictions_dropped_from_log.inc)

@@ -294,7 +294,7 @@ def _open_store(repo_path: Path, feature_view: str) -> tuple[FeatureStore, Featu
     except (FeastError, FeastConfigError, OSError, ValueError) as exc:
         raise FeatureStoreUnavailable(
             f"cannot open the Feast repo at {repo_path} ({type(exc).__name__}: {exc}) — prepare it with "
-            "predictor.feast_setup.prepare_feature_store (or `feast apply` there) and check --feature_store"
+            "predictor.demo.feast_setup.prepare_feature_store (or `feast apply` there) and check --feature_store"
         ) from exc
     return store, view
 

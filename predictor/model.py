@@ -17,16 +17,17 @@ import numpy as np
 from kserve import Model
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
-from predictor import codec, registry
-from predictor.batching import DirectPredictor, MicroBatcher
+from predictor import codec
+from predictor.models import registry
+from predictor.models.batching import DirectPredictor, MicroBatcher
 from predictor.config import Settings
 from predictor.errors import BadRequest, ModelNotFoundError, ModelNotReadyError, PredictorError
 from predictor.metrics import Metrics
-from predictor.model_cache import ModelCache
+from predictor.models.cache import ModelCache
 
 if TYPE_CHECKING:
     from predictor.features import FeatureSource
-    from predictor.prediction_log import PredictionLog
+    from predictor.monitoring.prediction_log import PredictionLog
 
 log = logging.getLogger(__name__)
 
@@ -263,7 +264,7 @@ class PredictorModel(Model):
 
     def _log(self, call: _Call, predictions: np.ndarray, probabilities: np.ndarray | None,
              headers: dict[str, str] | None) -> None:
-        from predictor.prediction_log import PredictionRecord
+        from predictor.monitoring.prediction_log import PredictionRecord
 
         assert call.rows is not None and self.prediction_log is not None
         if call.v2 is not None:

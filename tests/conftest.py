@@ -18,7 +18,7 @@ def registry_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tracking_uri(registry_dir: Path) -> str:
     """A SQLite MLflow registry holding the demo model (version 1, @production, stage Production)."""
-    from predictor.demo import register_demo_model
+    from predictor.demo.training import register_demo_model
 
     uri = f"sqlite:///{registry_dir}/mlflow.db"
     register_demo_model(uri, artifact_root=registry_dir / "artifacts")

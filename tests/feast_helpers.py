@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 
 import predictor
-from predictor.demo import telemetry_with_ids
+from predictor.demo.training import telemetry_with_ids
 
-REPO_SOURCE = Path(predictor.__file__).resolve().parent / "feature_repo"
+REPO_SOURCE = Path(predictor.__file__).resolve().parent / "demo" / "feature_repo"
 REDIS_SERVER = "/usr/bin/redis-server"
 #: rows of ``demo_telemetry``: one read 3 days ago (TTL is 2 days), one with a null vibration_rms
 STALE_ID = "compressor-0001"

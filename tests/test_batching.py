@@ -11,7 +11,7 @@ import threading
 import numpy as np
 import pytest
 
-from predictor.batching import DirectPredictor, MicroBatcher
+from predictor.models.batching import DirectPredictor, MicroBatcher
 
 
 class RecordingModel:

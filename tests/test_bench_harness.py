@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from predictor.demo import ModelKind
-from predictor.schema import FEATURE_NAMES
+from predictor.demo.training import ModelKind
+from predictor.demo.columns import FEATURE_NAMES
 from tests.bench import payloads, report
 from tests.bench.load import HarnessError, HeyResult, parse_hey
 from tests.bench.plan import Measurement, Start

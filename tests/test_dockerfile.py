@@ -118,7 +118,7 @@ def test_the_image_ships_the_feature_definitions_but_the_cluster_leaves_feast_of
     final = stages()[-1]
     assert "COPY predictor ./predictor" in [f"{word} {args}" for word, args in final]
     assert "PREDICTOR_FEATURE_STORE" not in data
-    assert (PROJECT_ROOT / "predictor" / "feature_repo" / "feature_store.redis.yaml").is_file()
+    assert (PROJECT_ROOT / "predictor" / "demo" / "feature_repo" / "feature_store.redis.yaml").is_file()
 
 
 def test_no_secrets_or_remote_downloads() -> None:
@@ -167,4 +167,4 @@ def test_the_build_context_holds_only_what_the_image_needs() -> None:
     for source in copied:
         assert not _ignored(source, patterns), source
     assert not _ignored("predictor/model.py", patterns)
-    assert not _ignored("predictor/feature_repo/feature_store.yaml", patterns)
+    assert not _ignored("predictor/demo/feature_repo/feature_store.yaml", patterns)

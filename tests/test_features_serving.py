@@ -9,8 +9,8 @@ import httpx
 import numpy as np
 import pytest
 
-from predictor.feast_setup import prepare_feature_store
-from predictor.schema import FEATURE_NAMES
+from predictor.demo.feast_setup import prepare_feature_store
+from predictor.demo.columns import FEATURE_NAMES
 from tests.feast_helpers import NULL_FEATURE, NULL_ID, REDIS_SERVER, REPO_SOURCE, STALE_ID, RedisProcess, demo_telemetry
 from tests.servers import MODEL_NAME, PredictorProcess, free_port, start_predictor, wait_until
 

@@ -7,7 +7,7 @@ import pytest
 from sklearn.ensemble import ExtraTreesClassifier, GradientBoostingClassifier, RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 
-from predictor.forest import compile_forest
+from predictor.models.forest import compile_forest
 
 
 def data(classes: int, rows: int = 600, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from predictor.demo import register_demo_model
+from predictor.demo.training import register_demo_model
 from tests.load import run_load
 from tests.servers import MODEL_NAME, SEED_ROWS, start_predictor, wait_until
 

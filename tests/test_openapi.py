@@ -35,8 +35,8 @@ REFERENCE = PROJECT_ROOT.parent / "shared" / "reference" / "protocol" / "oip_ope
 
 
 def app_with_our_routes(**options: Any) -> FastAPI:
-    from predictor.openapi import install_openapi
-    from predictor.rest import Routes
+    from predictor.serving.openapi import install_openapi
+    from predictor.serving.routes import Routes
 
     app = FastAPI()
     Routes.__new__(Routes).register(app)  # register() only reads the bound handlers, not the state

@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from predictor import prediction_log
-from predictor.prediction_log import PredictionLog, PredictionRecord
+from predictor.monitoring import prediction_log
+from predictor.monitoring.prediction_log import PredictionLog, PredictionRecord
 
 NAMES = ("temperature", "vibration", "pressure")
 WAIT_S = 10.0  # upper bound for waiting on the writer thread; a correct run takes milliseconds

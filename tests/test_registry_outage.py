@@ -50,7 +50,7 @@ def test_an_mlflow_webhook_swaps_without_polling(tmp_path: Path, monkeypatch) ->
     """A real `mlflow server` delivers its signed alias event to the predictor, which swaps at once."""
     from mlflow import MlflowClient
 
-    from predictor.demo import register_demo_model
+    from predictor.demo.training import register_demo_model
 
     registry_dir = tmp_path / "registry"
     registry_dir.mkdir()

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from predictor.errors import RateLimited, Unauthorized
-from predictor.security import (Authenticator, BearerTokens, RateLimiter, client_identity, parse_token_lines,
+from predictor.serving.security import (Authenticator, BearerTokens, RateLimiter, client_identity, parse_token_lines,
                                 parse_token_list)
 
 
@@ -129,7 +129,7 @@ def test_missing_file_keeps_the_last_good_tokens_and_warns_once(
         token_file: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture) -> None:
     tokens = BearerTokens(token_file, clock=clock)
     token_file.unlink()
-    with caplog.at_level(logging.WARNING, logger="predictor.security"):
+    with caplog.at_level(logging.WARNING, logger="predictor.serving.security"):
         for _ in range(3):
             clock.advance(1)
             assert tokens.verify("alpha-token")
@@ -154,7 +154,7 @@ def test_a_briefly_empty_file_keeps_the_last_good_tokens(token_file: Path, clock
 
 def test_tokens_never_reach_the_logs(token_file: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture) -> None:
     tokens = BearerTokens(token_file, clock=clock)
-    with caplog.at_level(logging.DEBUG, logger="predictor.security"):
+    with caplog.at_level(logging.DEBUG, logger="predictor.serving.security"):
         write_tokens(token_file, "rotated-secret\n", mtime=1_700_000_100)
         clock.advance(1)
         assert tokens.verify("rotated-secret")

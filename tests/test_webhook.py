@@ -8,7 +8,7 @@ import orjson
 import pytest
 from mlflow.webhooks.delivery import _generate_hmac_signature
 
-from predictor import webhook
+from predictor.serving import webhook
 from predictor.errors import Unauthorized
 
 SECRET = "s3cret"

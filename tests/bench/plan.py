@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from predictor.demo import ModelKind
+from predictor.demo.training import ModelKind
 from tests.bench.load import HeyResult
 from tests.bench.procs import Memory
 

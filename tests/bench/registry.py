@@ -7,7 +7,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from predictor.demo import ModelKind, register_demo_model
+from predictor.demo.training import ModelKind, register_demo_model
 
 MODEL_NAMES: dict[ModelKind, str] = {
     "forest": "predictive_maintenance",

@@ -30,7 +30,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from predictor.demo import ModelKind
+from predictor.demo.training import ModelKind
 from tests.bench import payloads, report
 from tests.bench.load import HarnessError, http, run_hey
 from tests.bench.mlserver_env import MLSERVER_VERSION, ensure_mlserver

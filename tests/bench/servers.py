@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from predictor.demo import ModelKind
+from predictor.demo.training import ModelKind
 from tests.bench import payloads
 from tests.bench.load import http
 from tests.bench.procs import Memory, free_port, stop_group

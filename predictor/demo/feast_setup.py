@@ -1,6 +1,6 @@
 """Prepare a working Feast repository: copy the definitions, write telemetry, ``feast apply``, materialize.
 
-The source repo (``predictor/feature_repo``) is copied to ``target_dir`` so the source tree is never
+The source repo (``predictor/demo/feature_repo``) is copied to ``target_dir`` so the source tree is never
 written to; the bootstrap uses ``.data/feature_repo``. Idempotent: a second run re-applies (no change)
 and re-materializes the same rows.
 
@@ -23,7 +23,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from predictor.demo import telemetry_with_ids
+from predictor.demo.training import telemetry_with_ids
 
 Progress = Callable[[str], object]
 
@@ -84,7 +84,7 @@ def _copy_repo(source: Path, target: Path, online_store: Mapping[str, Any] | Non
     if online_store is not None:
         config = yaml.safe_load((source / CONFIG).read_text())
         config["online_store"] = dict(online_store)
-        header = f"# Written by predictor.feast_setup from {source / CONFIG} with online_store overridden.\n"
+        header = f"# Written by predictor.demo.feast_setup from {source / CONFIG} with online_store overridden.\n"
         (target / CONFIG).write_text(header + yaml.safe_dump(config, sort_keys=False))
 
 

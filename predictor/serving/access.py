@@ -12,7 +12,7 @@ from starlette.requests import Request
 
 from predictor.config import Settings
 from predictor.errors import RateLimited
-from predictor.security import Authenticator, BearerTokens, RateLimiter, client_identity
+from predictor.serving.security import Authenticator, BearerTokens, RateLimiter, client_identity
 
 Kind = Literal["inference", "admin", "metrics"]
 

@@ -1,4 +1,4 @@
-"""``python -m predictor.bootstrap``: the local, embedded default that ``make serve`` runs on.
+"""``python -m predictor.demo.bootstrap``: the local, embedded default that ``make serve`` runs on.
 
 Creates the MLflow registry (SQLite) in the data folder, trains and registers the demo model unless
 ``predictive_maintenance@production`` already exists, and builds the Feast repo (SQLite online store)
@@ -27,7 +27,7 @@ def step(number: int, total: int, text: str) -> Iterator[None]:
 
 def bootstrap(data_dir: Path, model_name: str = "predictive_maintenance", force: bool = False,
               with_features: bool = True) -> None:
-    from predictor.demo import register_demo_model
+    from predictor.demo.training import register_demo_model
 
     data_dir.mkdir(parents=True, exist_ok=True)
     tracking_uri = f"sqlite:///{data_dir}/mlflow.db"
@@ -38,7 +38,7 @@ def bootstrap(data_dir: Path, model_name: str = "predictive_maintenance", force:
         state = "trained and registered" if registered.created else "already registered"
         print(f"    {state}: version {registered.version} (@production, stage Production)")
     if with_features:
-        from predictor.feast_setup import prepare_feature_store
+        from predictor.demo.feast_setup import prepare_feature_store
 
         with step(2, total, "Feast feature repo with a SQLite online store (apply + materialize)"):
             prepare_feature_store(FEATURE_REPO_SOURCE, data_dir / "feature_repo",
@@ -46,7 +46,7 @@ def bootstrap(data_dir: Path, model_name: str = "predictive_maintenance", force:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m predictor.bootstrap", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m predictor.demo.bootstrap", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data_dir", type=Path, default=Path(".data"), help="where the local state lives")
     parser.add_argument("--model_name", default="predictive_maintenance", help="registered model name")

@@ -1,7 +1,7 @@
 """Synthetic equipment telemetry and the demo model trained on it, registered in MLflow.
 
 Seeded and reproducible: the same seed gives the same rows and the same forest. Used by the bootstrap
-(``python -m predictor.bootstrap``), the tests and the benchmark; a user's own model never passes here.
+(``python -m predictor.demo.bootstrap``), the tests and the benchmark; a user's own model never passes here.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from predictor.schema import ENTITY_KEY, FEATURE_NAMES
+from predictor.demo.columns import ENTITY_KEY, FEATURE_NAMES
 
 log = logging.getLogger(__name__)
 

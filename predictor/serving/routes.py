@@ -18,8 +18,8 @@ from fastapi.exceptions import RequestValidationError
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from predictor import webhook
-from predictor.access import AccessControl
+from predictor.serving import webhook
+from predictor.serving.access import AccessControl
 from predictor.codec import parse_json
 from predictor.errors import (BadRequest, ModelNotFoundError, ModelNotReadyError, PayloadTooLarge, PredictorError,
                               UnsupportedMediaType)

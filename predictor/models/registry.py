@@ -78,7 +78,7 @@ def resolve(uri: str, tracking_uri: str) -> ModelSource:
 def load(source: ModelSource, tracking_uri: str, compile_forests: bool = True) -> LoadedModel:
     """Download (cached by MLflow) and load the model with its native flavor where we can.
 
-    ``compile_forests``: evaluate random forests with ``predictor.forest`` (identical results, far fewer
+    ``compile_forests``: evaluate random forests with ``predictor.models.forest`` (identical results, far fewer
     Python calls per prediction) instead of scikit-learn's per-tree loop."""
     import mlflow
     from mlflow.models import Model
@@ -107,7 +107,7 @@ def from_estimator(source: ModelSource, feature_names: tuple[str, ...], defaults
     _drop_fitted_column_names(estimator, feature_names)
     _single_threaded(estimator)
     if hasattr(estimator, "predict_proba"):
-        from predictor.forest import compile_forest
+        from predictor.models.forest import compile_forest
 
         predict_proba = (compile_forest(estimator) if compile_forests else None) or estimator.predict_proba
         return LoadedModel(source, feature_names, predict_proba, np.asarray(estimator.classes_), defaults, estimator)

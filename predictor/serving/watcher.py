@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 
-from predictor import registry
+from predictor.models import registry
 from predictor.model import PredictorModel
 
 log = logging.getLogger(__name__)

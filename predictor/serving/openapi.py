@@ -77,7 +77,7 @@ def build_document(app: FastAPI, model_name: str, feature_names: Sequence[str], 
 
 def our_routes(app: FastAPI) -> list[APIRoute]:
     """The routes ``rest.Routes`` registered: their endpoints are bound methods of a ``Routes``."""
-    from predictor.rest import Routes  # here, not at import: rest pulls in kserve and the model
+    from predictor.serving.routes import Routes  # here, not at import: rest pulls in kserve and the model
 
     return [route for route in app.routes
             if isinstance(route, APIRoute) and route.include_in_schema

@@ -1,10 +1,10 @@
 """Feast definitions for the demo: the ``equipment`` entity and the ``equipment_telemetry`` feature view.
 
-The feature list is not repeated here: the view's schema is generated from ``predictor.schema.FEATURES``
+The feature list is not repeated here: the view's schema is generated from ``predictor.demo.columns.FEATURES``
 (all Float64), the same list the demo model's signature is built from.
 
 Feast's CLI (``feast apply`` in this folder) picks up the module-level objects below;
-``predictor.feast_setup.prepare_feature_store`` calls :func:`build` instead, which lets it choose the TTL.
+``predictor.demo.feast_setup.prepare_feature_store`` calls :func:`build` instead, which lets it choose the TTL.
 The TTL that serving honours is the one last applied to the registry (the server reads it from there).
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 from feast import Entity, FeatureView, Field, FileSource, ValueType
 from feast.types import Float64
 
-from predictor.schema import ENTITY_KEY, FEATURES
+from predictor.demo.columns import ENTITY_KEY, FEATURES
 
 FEATURE_VIEW = "equipment_telemetry"
 #: How old a stored reading may be before serving treats it as stale (policy "reject" or "fill").

@@ -15,8 +15,8 @@ import os
 import pickle
 from pathlib import Path
 
-from predictor import registry
-from predictor.forest import PackedForest
+from predictor.models import registry
+from predictor.models.forest import PackedForest
 
 log = logging.getLogger(__name__)
 

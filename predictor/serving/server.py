@@ -25,14 +25,14 @@ from fastapi import FastAPI
 from kserve import ModelServer
 from kserve.protocol.rest.server import RESTServer, _RefreshingServer
 
-from predictor import workers
-from predictor.access import AccessControl
+from predictor.serving import workers
+from predictor.serving.access import AccessControl
 from predictor.config import Settings
 from predictor.errors import PredictorError
 from predictor.model import PredictorModel
-from predictor.openapi import install_openapi
-from predictor.rest import Routes, add_exception_handlers
-from predictor.watcher import RegistryWatcher
+from predictor.serving.openapi import install_openapi
+from predictor.serving.routes import Routes, add_exception_handlers
+from predictor.serving.watcher import RegistryWatcher
 
 log = logging.getLogger(__name__)
 

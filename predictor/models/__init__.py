@@ -1,0 +1,1 @@
+"""Loading and running models: the registry adapter, the compiled forest, micro-batching, the local cache."""

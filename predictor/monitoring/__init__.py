@@ -1,0 +1,1 @@
+"""What watches predictions, off the hot path."""

@@ -1,0 +1,1 @@
+"""The process and its doors: the kserve.ModelServer, REST routes, access control, workers, registry following."""
