@@ -15,6 +15,9 @@ def main() -> None:
     if count:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         sys.exit(workers.supervise(count, sys.argv[1:]))
+    from predictor import logs
+
+    logs.silence_known_warnings()  # before KServe's import, which prints some of them
     from predictor.config import load_settings
 
     settings = load_settings()
@@ -23,7 +26,9 @@ def main() -> None:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(int(settings.registry_timeout_s)))
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(settings.log_level, settings.log_format, settings.access_log or bool(settings.access_log_format))
+    if settings.model_version is not None and not settings.model_version.isdigit():
+        logging.getLogger("predictor").info("deployment label (--model-version): %s", settings.model_version)
     from prometheus_client import disable_created_metrics
 
     from predictor.metrics import Metrics
@@ -60,6 +65,7 @@ def main() -> None:
     if features is not None:
         on_shutdown.append(features.close)
     model = PredictorModel(settings, metrics, features, prediction_log)
+    logs.silence_known_warnings()  # again: importing Feast put its "once" filters in front of ours
     PredictorServer(settings, model, access, on_shutdown).start()
 
 

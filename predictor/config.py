@@ -16,7 +16,7 @@ from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-
+DEFAULT_MODEL_NAME = "predictive_maintenance"
 
 def _opt(default: Any, help: str, env: str | None = None, choices: Sequence[str] | None = None,
          flag: bool = True, internal: bool = False) -> Any:
@@ -38,12 +38,20 @@ def _bool(text: str) -> bool:
 @dataclass(frozen=True)
 class Settings:
     # --- what to serve -------------------------------------------------------------------------
-    model_name: str = _opt("predictive_maintenance", "Name in the URL (/v1/models/NAME) and in metric labels.")
+    model_name: str = _opt(DEFAULT_MODEL_NAME, "Name in the URL (/v1/models/NAME) and in metric labels. Alias: "
+                           "--model-name.")
     model_uri: str | None = _opt(
         None,
         "MLflow model to serve: models:/NAME@alias, models:/NAME/Stage, models:/NAME/3, runs:/RUN/model or a "
-        "local path. Default: models:/MODEL_NAME@production.",
+        "local path. Default: models:/MODEL_NAME@production. Alias: --model-uri.",
         env="PREDICTOR_MODEL_URI",
+    )
+    model_version: str | None = _opt(
+        None,
+        "Accepted for the seed's Flask server (--model-version): a whole number pins that registry version "
+        "(models:/MODEL_NAME/N) when --model_uri is not given; any other value (e.g. 1.0) is only a deployment "
+        "label, logged at start. The version reported everywhere is the registry version actually served.",
+        env="PREDICTOR_MODEL_VERSION",
     )
     tracking_uri: str = _opt(
         "sqlite:///.data/mlflow.db",
@@ -60,11 +68,14 @@ class Settings:
         "the registry (stale-while-revalidate). Empty: off.", env="PREDICTOR_MODEL_CACHE_DIR",
     )
     # --- serving ---------------------------------------------------------------------------------
-    http_port: int = _opt(8080, "HTTP port (v1, v2 REST, probes, /metrics).")
+    host: str = _opt("0.0.0.0", "Address the HTTP port binds to.", env="PREDICTOR_HOST")
+    http_port: int = _opt(8080, "HTTP port (v1, v2 REST, probes, /metrics). Alias: --port.")
     grpc_port: int = _opt(8081, "gRPC port (v2 / Open Inference Protocol).")
     workers: int = _opt(1, "Worker processes, each with its own copy of the model, sharing the ports (SO_REUSEPORT), "
                            "metrics and readiness.")
     enable_grpc: bool = _opt(True, "Serve gRPC on --grpc_port.")
+    ssl_certfile: str | None = _opt(None, "TLS certificate (PEM) for HTTPS.", env="KSERVE_TLS_CERT_FILE")
+    ssl_keyfile: str | None = _opt(None, "TLS private key (PEM) for HTTPS.", env="KSERVE_TLS_KEY_FILE")
     # --- micro-batching ---------------------------------------------------------------------------
     max_batch_size: int = _opt(
         64, "Most rows one model call may take; concurrent requests are merged up to this.",
@@ -149,14 +160,32 @@ class Settings:
     worker_count: int = _opt(1, "How many workers share the state.", env="PREDICTOR_WORKER_COUNT", internal=True)
     # --- operations -------------------------------------------------------------------------------
     log_level: str = _opt("INFO", "Log level.", env="PREDICTOR_LOG_LEVEL", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    log_format: str = _opt(
+        "text", "text: one readable line per event; json: one JSON object per line (time, level, logger, message, "
+        "request_id) for cluster log pipelines.", env="PREDICTOR_LOG_FORMAT", choices=("text", "json"),
+    )
+    access_log: bool = _opt(
+        False, "Log one line per HTTP request (off by default: under load it is noise, and it costs CPU on the "
+        "hot path).", env="PREDICTOR_ACCESS_LOG",
+    )
+    access_log_format: str | None = _opt(None, "asgi-logger format of the access log (KServe's flag); implies one "
+                                               "line per request.")
 
     @property
     def resolved_model_uri(self) -> str:
-        return self.model_uri or f"models:/{self.model_name}@production"
+        if self.model_uri:
+            return self.model_uri
+        if self.model_version is not None and self.model_version.isdigit():
+            return f"models:/{self.model_name}/{self.model_version}"
+        return f"models:/{self.model_name}@production"
 
 
 # Fields whose flag KServe's parser already defines: we read the value, but must not add the flag again.
-_KSERVE_OWNED = {"model_name", "http_port", "grpc_port", "workers", "enable_grpc"}
+_KSERVE_OWNED = {"model_name", "http_port", "grpc_port", "workers", "enable_grpc", "ssl_certfile", "ssl_keyfile",
+                 "access_log_format"}
+# The seed's Flask server spelled its flags with dashes; they are accepted as aliases (flag → field).
+SEED_ALIASES = {"--model-uri": "model_uri", "--model-name": "model_name", "--model-version": "model_version",
+                "--port": "http_port"}
 
 
 def _flag_type(kind: Any) -> Any:
@@ -192,30 +221,29 @@ def build_parser() -> argparse.ArgumentParser:
             f"--{spec.name}", type=_flag_type(spec.type), default=None, choices=spec.metadata["choices"],
             help=help_text,
         )
+    by_name = {spec.name: spec for spec in fields(Settings)}
+    for alias, name in SEED_ALIASES.items():
+        ours.add_argument(alias, dest=name, type=_flag_type(by_name[name].type), default=None,
+                          help=f"same as --{name}")
     return parser
 
 
 def load_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
     """CLI flags, then environment variables, then defaults."""
     environ = os.environ if environ is None else environ
-    namespace = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    # KServe's parser has defaults of its own (--model_name "model"): pre-setting its fields to None in the
+    # namespace keeps argparse from filling them in, so None means "not given" for every flag alike.
+    namespace = build_parser().parse_args(sys.argv[1:] if argv is None else argv,
+                                          namespace=argparse.Namespace(**dict.fromkeys(_KSERVE_OWNED)))
     values: dict[str, Any] = {}
     for spec in fields(Settings):
         given = getattr(namespace, spec.name, None)
-        if spec.name in _KSERVE_OWNED and given == _kserve_default(spec.name):
-            given = None  # KServe's parser fills its defaults in; ours may differ (model_name)
         env = spec.metadata["env"]
         if given is not None:
             values[spec.name] = given
         elif env and environ.get(env):
             values[spec.name] = _flag_type(spec.type)(environ[env])
     return Settings(**values)
-
-
-def _kserve_default(name: str) -> Any:
-    from kserve.model_server import parser as kserve_parser
-
-    return kserve_parser.get_default(name)
 
 
 def markdown_table() -> str:

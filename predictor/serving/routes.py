@@ -18,6 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from predictor import logs
 from predictor.serving import webhook
 from predictor.serving.access import AccessControl
 from predictor.codec import parse_json
@@ -140,6 +141,7 @@ class Routes:
 
     async def v1_predict(self, model_name: str, request: Request) -> Response:
         self._check_name(model_name)
+        logs.request_id.set(request.headers.get("x-request-id"))
         self.access.check(request, "inference")
         content_type = _media_type(request)
         if content_type is not None and content_type not in JSON_TYPES:
@@ -166,6 +168,7 @@ class Routes:
 
     async def v2_infer(self, model_name: str, request: Request, model_version: str | None = None) -> Response:
         self._check_name(model_name, model_version)
+        logs.request_id.set(request.headers.get("x-request-id"))
         self.access.check(request, "inference")
         header_length = request.headers.get(BINARY_HEADER)
         content_type = _media_type(request)

@@ -1,0 +1,103 @@
+"""The one place that touches KServe's private names.
+
+KServe 0.21 offers no public hook to put routes ahead of its own, to drop its per-request timing
+middleware, to add exception handlers, or to own SIGTERM; ``RESTServer``'s underscore methods are the
+only way in. Everything that depends on them lives here, and ``PRIVATE_NAMES`` lists each one so that
+``tests/test_kserve_seam.py`` fails, naming the symbol, when an upgrade of KServe removes one.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from socket import socket
+
+from fastapi import FastAPI
+from kserve.protocol.dataplane import DataPlane
+from kserve.protocol.model_repository_extension import ModelRepositoryExtension
+from kserve.protocol.rest.server import RESTServer, _RefreshingServer
+
+log = logging.getLogger(__name__)
+
+#: (module, attribute path) of every private KServe name this module relies on.
+PRIVATE_NAMES: tuple[tuple[str, str], ...] = (
+    ("kserve.protocol.rest.server", "_RefreshingServer"),
+    ("kserve.protocol.rest.server", "RESTServer._register_endpoints"),
+    ("kserve.protocol.rest.server", "RESTServer._add_middlewares"),
+    ("kserve.protocol.rest.server", "RESTServer._add_exception_handlers"),
+    ("kserve.protocol.rest.server", "RESTServer.create_application"),
+)
+
+FASTAPI_APP = "kserve.model_server:app"  # KServe's module-level app, which its routes are registered on
+
+
+def missing_private_names(names: tuple[tuple[str, str], ...] = PRIVATE_NAMES) -> list[str]:
+    """The ``names`` that the installed KServe lacks (empty when all are there)."""
+    missing = []
+    for module_name, path in names:
+        target: object = importlib.import_module(module_name)
+        for part in path.split("."):
+            if not hasattr(target, part):
+                missing.append(f"{module_name}.{path}")
+                break
+            target = getattr(target, part)
+    return missing
+
+
+class _Uvicorn(_RefreshingServer):  # keeps KServe's TLS certificate refresher
+    @contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield  # the server owns SIGTERM/SIGINT: readiness must turn off before the listener closes
+
+    def stop(self, force: bool = False) -> None:
+        """Close the listener and finish requests in flight; ``force``: stop waiting for them."""
+        self.should_exit = True
+        self.force_exit = force
+
+
+class HttpServer(RESTServer):  # type: ignore[misc]  # KServe ships no type information
+    """KServe's REST server with our routes first, our error handlers, no per-request timing log lines.
+
+    ``register_routes`` and ``add_exception_handlers`` are called with KServe's FastAPI app.
+    """
+
+    def __init__(self, dataplane: DataPlane, repository: ModelRepositoryExtension, *, port: int, host: str,
+                 grace_period_s: int, timeout_keep_alive_s: int, access_log: bool, access_log_format: str | None,
+                 ssl_certfile: str | None, ssl_keyfile: str | None,
+                 register_routes: Callable[[FastAPI], None],
+                 add_exception_handlers: Callable[[FastAPI], None]) -> None:
+        super().__init__(FASTAPI_APP, dataplane, repository, port, access_log_format=access_log_format,
+                         workers=1, grace_period=grace_period_s, event_loop="auto",
+                         timeout_keep_alive=timeout_keep_alive_s, ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile)
+        self.config.host = host
+        self.config.access_log = access_log
+        # Nothing uses ASGI lifespan events, and uvicorn's lifespan task outlives our shutdown (a
+        # CancelledError traceback on every clean exit).
+        self.config.lifespan = "off"
+        self.uvicorn = _Uvicorn(self.config)
+        self._register_routes = register_routes
+        self._add_our_exception_handlers = add_exception_handlers
+
+    async def serve(self, sock: socket | None = None) -> None:
+        self.create_application()
+        await self.uvicorn.serve(sockets=[sock] if sock is not None else None)
+
+    def _add_middlewares(self, app: FastAPI) -> None:
+        # KServe's TimingMiddleware logs two lines per request; model_prediction_latency_seconds covers it.
+        # The asgi-logger access log stays available through --access_log_format.
+        if self.access_log_format:
+            from asgi_logger import AccessLoggerMiddleware
+
+            logging.getLogger("uvicorn.access").handlers = []
+            app.add_middleware(AccessLoggerMiddleware, format=self.access_log_format)
+            logging.getLogger("access").propagate = False
+
+    def _register_endpoints(self, app: FastAPI) -> None:
+        self._register_routes(app)  # first: Starlette matches routes in registration order
+        super()._register_endpoints(app)
+
+    def _add_exception_handlers(self, app: FastAPI) -> None:
+        super()._add_exception_handlers(app)
+        self._add_our_exception_handlers(app)

@@ -1,0 +1,135 @@
+"""Readiness and what feeds it: the model loaded in the background with retries, the workers' markers,
+the feature store's health, and draining on shutdown. The process stays alive through every failure;
+only readiness says whether it can serve.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import threading
+from collections.abc import Callable
+
+from predictor.config import Settings
+from predictor.errors import PredictorError
+from predictor.model import PredictorModel
+from predictor.serving import workers
+from predictor.serving.watcher import RegistryWatcher
+
+log = logging.getLogger(__name__)
+
+BACKOFF_S = (1, 2, 4, 8, 10)
+FEATURE_CHECK_INTERVAL_S = 2.0
+
+
+class Lifecycle:
+    def __init__(self, settings: Settings, model: PredictorModel) -> None:
+        self.settings = settings
+        self.model = model
+        self.load_error: str | None = (f"model is loading from {settings.resolved_model_uri} "
+                                       f"(registry {settings.tracking_uri})")
+        self.feature_store_error: str | None = None
+        self.draining = False
+        self.stopping = threading.Event()
+        self.watcher = RegistryWatcher(model, settings.poll_interval_s, self.stopping)
+
+    # ------------------------------------------------------------------------------ readiness
+    def not_ready_reason(self) -> str | None:
+        """None when this process can serve, else why not (the body of a 503 from /ready)."""
+        if self.draining:
+            return "shutting down"
+        if not self.model.ready:
+            return self.load_error or "model is loading"
+        state = self.settings.worker_state_dir
+        if state is not None and not workers.all_ready(state, self.settings.worker_count):
+            return "waiting for the other workers to load the model"
+        return self.feature_store_error
+
+    def start_background(self) -> None:
+        _thread(self._load_with_retries, "model-loader")
+        if self.model.features is not None:
+            _thread(self._watch_feature_store, "feature-store-check")
+
+    def begin_drain(self) -> None:
+        self.draining = True
+        self._ready_marker(present=False)
+        self.stopping.set()
+
+    # ------------------------------------------------------------------------------ registry
+    def status(self) -> dict[str, object]:
+        current, previous = self.model.serving, self.model.previous
+        return {"model_name": self.model.name, "model_uri": self.settings.resolved_model_uri,
+                "serving": current.version if current else None,
+                "previous": previous.version if previous else None,
+                "versions": self.model.versions(), "last_registry_error": self.watcher.last_error}
+
+    def reload(self) -> None:
+        self.watcher.check()
+
+    def wake(self) -> None:
+        """A registry webhook said something changed: check on the watcher's thread, not the event loop's."""
+        if self.settings.poll_interval_s > 0 and self.watcher.follows_a_moving_reference:
+            self.watcher.wake()
+        else:
+            _thread(self.watcher.check, "registry-check")
+
+    # ------------------------------------------------------------------------------ background
+    def _load_with_retries(self) -> None:
+        attempt = 0
+        while not self.stopping.is_set():
+            try:
+                fresh = self.model.load()
+                self.load_error = None
+                # Imports and the model leave ~1M long-lived objects: keep them out of every later GC pass,
+                # whose full collections otherwise show up as 100 ms+ latency spikes under load.
+                gc.collect()
+                gc.freeze()
+                self._ready_marker(present=True)
+                if not fresh:
+                    self.watcher.check()  # served from the local cache: has the registry moved on?
+                break
+            except Exception as exc:  # keep the process alive: readiness stays off while we retry
+                delay = BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)]
+                self.load_error = f"model load failed: {exc}"
+                log.error("%s — retrying in %ss (check --model_uri and --tracking_uri / MLFLOW_TRACKING_URI)",
+                          self.load_error, delay)
+                attempt += 1
+                self.stopping.wait(delay)
+        if self.settings.poll_interval_s > 0 and self.watcher.follows_a_moving_reference:
+            self.watcher.run()
+
+    def _ready_marker(self, present: bool) -> None:
+        state = self.settings.worker_state_dir
+        if state is None:
+            return
+        marker = workers.ready_marker(state, self.settings.worker_index)
+        if present:
+            marker.touch()
+        else:
+            marker.unlink(missing_ok=True)
+
+    def _watch_feature_store(self) -> None:
+        """Readiness follows the online store: an outage takes the pod out of rotation, not down."""
+        features = self.model.features
+        assert features is not None
+        loop = asyncio.new_event_loop()
+        try:
+            while not self.stopping.is_set():
+                try:
+                    loop.run_until_complete(features.check())
+                    if self.feature_store_error is not None:
+                        log.info("feature store reachable again")
+                    self.feature_store_error = None
+                except Exception as exc:
+                    if self.feature_store_error is None:
+                        log.error("feature store check failed: %s", exc)
+                    self.feature_store_error = (str(exc) if isinstance(exc, PredictorError)
+                                                else f"feature store: {exc}")
+                self.stopping.wait(FEATURE_CHECK_INTERVAL_S)
+        finally:
+            loop.close()
+
+
+def _thread(target: Callable[[], None], name: str) -> None:
+    threading.Thread(target=target, name=name, daemon=True).start()

@@ -1,0 +1,51 @@
+"""Settings from flags and the environment, as a user types them (no server needed)."""
+
+from __future__ import annotations
+
+import pytest
+
+from predictor.config import DEFAULT_MODEL_NAME, load_settings
+
+
+def test_an_explicit_model_name_is_honoured_even_when_it_equals_kserves_own_default() -> None:
+    assert load_settings(["--model_name", "model"], {}).model_name == "model"
+
+
+def test_without_flags_the_demo_model_is_served_from_its_production_alias() -> None:
+    settings = load_settings([], {})
+    assert settings.model_name == DEFAULT_MODEL_NAME
+    assert settings.resolved_model_uri == f"models:/{DEFAULT_MODEL_NAME}@production"
+
+
+def test_the_seed_flask_servers_flags_are_accepted_as_aliases() -> None:
+    settings = load_settings(["--model-uri", "models:/predictive_maintenance/Production", "--model-name", "pm",
+                              "--model-version", "1.0", "--host", "127.0.0.1", "--port", "9000"], {})
+    assert (settings.model_uri, settings.model_name, settings.host, settings.http_port) == (
+        "models:/predictive_maintenance/Production", "pm", "127.0.0.1", 9000)
+    assert settings.resolved_model_uri == "models:/predictive_maintenance/Production"  # 1.0 is only a label
+
+
+def test_a_whole_model_version_pins_that_registry_version_when_no_uri_is_given() -> None:
+    assert load_settings(["--model-version", "3"], {}).resolved_model_uri == f"models:/{DEFAULT_MODEL_NAME}/3"
+
+
+def test_a_flag_wins_over_the_environment_and_the_environment_over_the_default() -> None:
+    environ = {"PREDICTOR_MAX_INSTANCES": "50", "PREDICTOR_LOG_FORMAT": "json"}
+    assert load_settings(["--max_instances", "7"], environ).max_instances == 7
+    assert load_settings([], environ).log_format == "json"
+
+
+def test_kserve_owned_flags_fall_back_to_their_environment_variables() -> None:
+    settings = load_settings([], {"KSERVE_TLS_CERT_FILE": "/tls/tls.crt", "KSERVE_TLS_KEY_FILE": "/tls/tls.key"})
+    assert (settings.ssl_certfile, settings.ssl_keyfile) == ("/tls/tls.crt", "/tls/tls.key")
+
+
+def test_per_request_log_lines_are_off_unless_asked_for() -> None:
+    assert load_settings([], {}).access_log is False
+    assert load_settings(["--access_log", "true"], {}).access_log is True
+
+
+def test_a_bad_choice_is_refused_with_the_allowed_values(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        load_settings(["--log_format", "xml"], {})
+    assert "choose from 'text', 'json'" in capsys.readouterr().err
