@@ -38,8 +38,8 @@ test: install ## run the whole test suite (starts real servers on loopback ports
 	$(PY) -m pytest $(PYTEST_ARGS); status=$$?; \
 	if [ $$status -eq 5 ]; then echo "error: pytest collected no tests"; exit 1; fi; exit $$status
 
-docs: install ## regenerate the README's settings table from predictor/config.py
-	$(PY) -m predictor.config --update README.md
+docs: install ## regenerate the README's settings and status tables from the code
+	$(PY) -m predictor.docs README.md
 
 -include manifests/deploy.mk
 -include tests/bench/bench.mk

@@ -43,11 +43,12 @@ def main() -> None:
         from predictor.features import FeastFeatureSource
 
         try:
-            features = FeastFeatureSource(settings.feature_store, metrics,
-                                          policy=settings.missing_feature_policy)  # type: ignore[arg-type]
+            features = FeastFeatureSource(settings.feature_store, metrics, policy=settings.missing_feature_policy)  # type: ignore[arg-type]
         except FeatureStoreUnavailable as exc:
-            sys.exit(f"error: --feature_store {settings.feature_store}: {exc}\n"
-                     "hint: `python -m predictor.demo.bootstrap` prepares the demo repo in .data/feature_repo")
+            sys.exit(
+                f"error: --feature_store {settings.feature_store}: {exc}\n"
+                "hint: `python -m predictor.demo.bootstrap` prepares the demo repo in .data/feature_repo"
+            )
     from predictor.serving.access import AccessControl
 
     try:
@@ -59,14 +60,23 @@ def main() -> None:
     if settings.prediction_log:
         from predictor.monitoring.prediction_log import PredictionLog
 
-        prediction_log = PredictionLog(settings.prediction_log, settings.prediction_log_sample_rate,
-                                       on_drop=metrics.predictions_dropped_from_log.inc)
+        prediction_log = PredictionLog(
+            settings.prediction_log,
+            settings.prediction_log_sample_rate,
+            on_drop=metrics.predictions_dropped_from_log.inc,
+        )
         on_shutdown.append(lambda: prediction_log.close())
     if features is not None:
         on_shutdown.append(features.close)
+    from predictor.serving.tls import TlsFiles
+
+    try:
+        tls = TlsFiles.from_settings(settings.ssl_certfile, settings.ssl_keyfile, settings.ssl_ca_certs)
+    except ValueError as exc:
+        sys.exit(f"error: {exc}")
     model = PredictorModel(settings, metrics, features, prediction_log)
     logs.silence_known_warnings()  # again: importing Feast put its "once" filters in front of ours
-    PredictorServer(settings, model, access, on_shutdown).start()
+    PredictorServer(settings, model, access, on_shutdown, tls).start()
 
 
 if __name__ == "__main__":

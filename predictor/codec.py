@@ -21,9 +21,20 @@ from predictor.errors import BadRequest, PayloadTooLarge
 
 # scikit-learn's trees compare in float32: a larger finite value would overflow inside the model.
 MAX_MAGNITUDE = float(np.finfo(np.float32).max)
-NUMERIC_DATATYPES = {"FP16": np.float16, "FP32": np.float32, "FP64": np.float64, "INT8": np.int8,
-                     "INT16": np.int16, "INT32": np.int32, "INT64": np.int64, "UINT8": np.uint8,
-                     "UINT16": np.uint16, "UINT32": np.uint32, "UINT64": np.uint64, "BOOL": np.bool_}
+NUMERIC_DATATYPES = {
+    "FP16": np.float16,
+    "FP32": np.float32,
+    "FP64": np.float64,
+    "INT8": np.int8,
+    "INT16": np.int16,
+    "INT32": np.int32,
+    "INT64": np.int64,
+    "UINT8": np.uint8,
+    "UINT16": np.uint16,
+    "UINT32": np.uint32,
+    "UINT64": np.uint64,
+    "BOOL": np.bool_,
+}
 OUTPUT_NAMES = ("predictions", "probabilities")
 
 
@@ -71,11 +82,14 @@ def parse_json(body: bytes) -> Any:
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise BadRequest(f"body is not valid JSON ({exc.msg} at character {exc.pos}); NaN and Infinity are "
-                         "not JSON: send null-free finite numbers") from exc
+        raise BadRequest(
+            f"body is not valid JSON ({exc.msg} at character {exc.pos}); NaN and Infinity are "
+            "not JSON: send null-free finite numbers"
+        ) from exc
 
 
 # ---------------------------------------------------------------------------------------------- v1
+
 
 def decode_v1(payload: Any, schema: Schema) -> Rows:
     if not isinstance(payload, dict):
@@ -99,13 +113,20 @@ def decode_v1(payload: Any, schema: Schema) -> Rows:
         elif isinstance(instance, dict):
             entity_ids[i] = _keyed_instance(instance, schema, values[i], where)
         else:
-            raise BadRequest(f"{where} must be a list of {schema.width} numbers or an object keyed by feature "
-                             f"name, got a JSON {_kind(instance)}")
+            raise BadRequest(
+                f"{where} must be a list of {schema.width} numbers or an object keyed by feature "
+                f"name, got a JSON {_kind(instance)}"
+            )
     return Rows(values, entity_ids if any(e is not None for e in entity_ids) else None)
 
 
-def encode_v1(predictions: np.ndarray, probabilities: np.ndarray | None, model_name: str, version: str,
-              filled: dict[int, list[str]] | None = None) -> dict[str, Any]:
+def encode_v1(
+    predictions: np.ndarray,
+    probabilities: np.ndarray | None,
+    model_name: str,
+    version: str,
+    filled: dict[int, list[str]] | None = None,
+) -> dict[str, Any]:
     response: dict[str, Any] = {"predictions": predictions.tolist()}
     if probabilities is not None:
         response["probabilities"] = probabilities.tolist()
@@ -133,7 +154,8 @@ def _as_matrix(instances: list[Any], width: int) -> np.ndarray | None:
 def _number_list(instance: list[Any], schema: Schema, where: str) -> list[float]:
     if len(instance) != schema.width:
         raise BadRequest(f"{where} has {len(instance)} values; the model expects {schema.expected()}")
-    return [_number(value, f"{where}[{j}] ({name})") for j, (value, name) in enumerate(zip(instance, schema.feature_names))]
+    pairs = zip(instance, schema.feature_names, strict=True)
+    return [_number(value, f"{where}[{j}] ({name})") for j, (value, name) in enumerate(pairs)]
 
 
 def _keyed_instance(instance: dict[str, Any], schema: Schema, out: np.ndarray, where: str) -> str | None:
@@ -162,8 +184,9 @@ def _number(value: Any, where: str) -> float:
     if isinstance(value, (int, float)):
         number = float(value)
         if not abs(number) <= MAX_MAGNITUDE:
-            raise BadRequest(f"{where} is {value}: NaN, Infinity and magnitudes beyond {MAX_MAGNITUDE:.3g} "
-                             "are not accepted")
+            raise BadRequest(
+                f"{where} is {value}: NaN, Infinity and magnitudes beyond {MAX_MAGNITUDE:.3g} are not accepted"
+            )
         return number
     if value is None:
         raise BadRequest(f"{where} is null: send a number")
@@ -171,6 +194,7 @@ def _number(value: Any, where: str) -> float:
 
 
 # ---------------------------------------------------------------------------------------------- v2
+
 
 @dataclass(frozen=True)
 class Tensor:
@@ -198,8 +222,10 @@ def _decode_v2_dict(payload: Any, raw: bytes, schema: Schema) -> V2Request:
         raise BadRequest(f'body must be a JSON object with "inputs", got a JSON {_kind(payload)}')
     inputs = payload.get("inputs")
     if not isinstance(inputs, list) or not inputs:
-        raise BadRequest('"inputs" must be a non-empty list of tensors like '
-                         f'{{"name": "input-0", "shape": [N, {schema.width}], "datatype": "FP64", "data": [...]}}')
+        raise BadRequest(
+            '"inputs" must be a non-empty list of tensors like '
+            f'{{"name": "input-0", "shape": [N, {schema.width}], "datatype": "FP64", "data": [...]}}'
+        )
     request_id = payload.get("id")
     if request_id is not None and not isinstance(request_id, str):
         raise BadRequest(f'"id" must be a string, got a JSON {_kind(request_id)}')
@@ -210,8 +236,10 @@ def _decode_v2_dict(payload: Any, raw: bytes, schema: Schema) -> V2Request:
         tensors.append(tensor)
         offset += used
     if offset != len(raw):
-        raise BadRequest(f"the body carries {len(raw) - offset} bytes of binary data that no input claims "
-                         "(check each input's binary_data_size)")
+        raise BadRequest(
+            f"the body carries {len(raw) - offset} bytes of binary data that no input claims "
+            "(check each input's binary_data_size)"
+        )
     return V2Request(
         rows=rows_from_tensors(tensors, schema),
         id=request_id or str(uuid.uuid4()),
@@ -241,8 +269,9 @@ def _tensor_from_json(spec: Any, raw: bytes, where: str) -> tuple[Tensor, int]:
     elif "binary_data_size" in parameters:
         size = parameters["binary_data_size"]
         if not isinstance(size, int) or isinstance(size, bool) or size < 0 or size > len(raw):
-            raise BadRequest(f"{where}.parameters.binary_data_size is {_show(size)} but only {len(raw)} "
-                             "bytes of binary data remain")
+            raise BadRequest(
+                f"{where}.parameters.binary_data_size is {_show(size)} but only {len(raw)} bytes of binary data remain"
+            )
         array, used = _binary_data(raw[:size], datatype, where), size
     else:
         raise BadRequest(f'{where} has no "data" (nor binary_data_size for the binary extension)')
@@ -264,8 +293,10 @@ def _json_data(data: Any, datatype: str, where: str) -> np.ndarray:
     except ValueError as exc:
         raise BadRequest(f"{where}.data is ragged: nested lists must all have the same length") from exc
     if array.dtype.kind not in "fiub":
-        raise BadRequest(f"{where}.data must hold only numbers for datatype {datatype}; found "
-                         f"{_show(next((v for v in _flatten(data) if not isinstance(v, (int, float))), None))}")
+        raise BadRequest(
+            f"{where}.data must hold only numbers for datatype {datatype}; found "
+            f"{_show(next((v for v in _flatten(data) if not isinstance(v, (int, float))), None))}"
+        )
     return array.reshape(-1)
 
 
@@ -275,12 +306,12 @@ def _binary_data(chunk: bytes, datatype: str, where: str) -> np.ndarray:
         while pos < len(chunk):
             if pos + 4 > len(chunk):
                 raise BadRequest(f"{where}: truncated BYTES element length prefix")
-            length = int.from_bytes(chunk[pos:pos + 4], "little")
+            length = int.from_bytes(chunk[pos : pos + 4], "little")
             pos += 4
             if pos + length > len(chunk):
                 raise BadRequest(f"{where}: a BYTES element claims {length} bytes past the end of its data")
             try:
-                items.append(chunk[pos:pos + length].decode("utf-8"))
+                items.append(chunk[pos : pos + length].decode("utf-8"))
             except UnicodeDecodeError as exc:
                 raise BadRequest(f"{where}: BYTES element is not UTF-8") from exc
             pos += length
@@ -324,8 +355,10 @@ def _matrix_tensor(tensor: Tensor, schema: Schema) -> np.ndarray:
     if len(shape) == 1 and shape[0] == schema.width:
         shape = [1, schema.width]
     if len(shape) != 2 or shape[1] != schema.width:
-        raise BadRequest(f"input {tensor.name} has shape {tensor.shape}; send shape [N, {schema.width}] with "
-                         f"{schema.expected()} (or one [N] tensor per feature, named after it)")
+        raise BadRequest(
+            f"input {tensor.name} has shape {tensor.shape}; send shape [N, {schema.width}] with "
+            f"{schema.expected()} (or one [N] tensor per feature, named after it)"
+        )
     return tensor.array.astype(np.float64).reshape(shape)
 
 
@@ -366,6 +399,7 @@ def _requested_outputs(outputs: Any) -> dict[str, bool | None]:
 
 # ------------------------------------------------------------------------------------------ helpers
 
+
 def datatype_of(array: np.ndarray) -> str:
     kind = array.dtype.kind
     if kind == "b":
@@ -381,8 +415,10 @@ def _check_count(count: int, schema: Schema, key: str) -> None:
     if count == 0:
         raise BadRequest(f'"{key}" is empty: send at least one instance with {schema.expected()}')
     if count > schema.max_instances:
-        raise PayloadTooLarge(f"{count} instances in one request; the limit is {schema.max_instances} "
-                              "(split the request, or raise --max_instances)")
+        raise PayloadTooLarge(
+            f"{count} instances in one request; the limit is {schema.max_instances} "
+            "(split the request, or raise --max_instances)"
+        )
 
 
 def _object(value: Any, where: str) -> dict[str, Any]:
@@ -408,8 +444,15 @@ def _flatten(data: list[Any]) -> list[Any]:
 
 
 def _kind(value: Any) -> str:
-    return {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null",
-            int: "number", float: "number"}.get(type(value), type(value).__name__)
+    return {
+        dict: "object",
+        list: "array",
+        str: "string",
+        bool: "boolean",
+        type(None): "null",
+        int: "number",
+        float: "number",
+    }.get(type(value), type(value).__name__)
 
 
 def _show(value: Any) -> str:
@@ -424,8 +467,9 @@ def _show(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def encode_v2_rest(request: V2Request, outputs: dict[str, np.ndarray], model_name: str,
-                   version: str) -> tuple[bytes, dict[str, str]]:
+def encode_v2_rest(
+    request: V2Request, outputs: dict[str, np.ndarray], model_name: str, version: str
+) -> tuple[bytes, dict[str, str]]:
     """The v2 REST response body (JSON, or JSON + raw tensors when binary output was asked for)."""
     names = list(request.requested) or list(outputs)
     described, raw = [], []
@@ -441,12 +485,13 @@ def encode_v2_rest(request: V2Request, outputs: dict[str, np.ndarray], model_nam
         else:
             entry["data"] = array.reshape(-1).tolist()
         described.append(entry)
-    header = orjson.dumps({"id": request.id, "model_name": model_name, "model_version": version,
-                           "outputs": described})
+    header = orjson.dumps({"id": request.id, "model_name": model_name, "model_version": version, "outputs": described})
     if not raw:
         return header, {"content-type": "application/json"}
-    return header + b"".join(raw), {"content-type": "application/octet-stream",
-                                    "inference-header-content-length": str(len(header))}
+    return header + b"".join(raw), {
+        "content-type": "application/octet-stream",
+        "inference-header-content-length": str(len(header)),
+    }
 
 
 def _wire_dtype(datatype: str) -> np.dtype[Any]:

@@ -18,12 +18,21 @@ from typing import Any
 
 DEFAULT_MODEL_NAME = "predictive_maintenance"
 
-def _opt(default: Any, help: str, env: str | None = None, choices: Sequence[str] | None = None,
-         flag: bool = True, internal: bool = False) -> Any:
+
+def _opt(
+    default: Any,
+    help: str,
+    env: str | None = None,
+    choices: Sequence[str] | None = None,
+    flag: bool = True,
+    internal: bool = False,
+) -> Any:
     """``flag=False``: environment only (secrets: a flag would show in ``ps`` and in the pod spec).
     ``internal``: set by the worker supervisor for its children; not a user setting."""
-    return field(default=default, metadata={"help": help, "env": env, "choices": choices,
-                                            "flag": flag and not internal, "internal": internal})
+    return field(
+        default=default,
+        metadata={"help": help, "env": env, "choices": choices, "flag": flag and not internal, "internal": internal},
+    )
 
 
 def _bool(text: str) -> bool:
@@ -38,8 +47,9 @@ def _bool(text: str) -> bool:
 @dataclass(frozen=True)
 class Settings:
     # --- what to serve -------------------------------------------------------------------------
-    model_name: str = _opt(DEFAULT_MODEL_NAME, "Name in the URL (/v1/models/NAME) and in metric labels. Alias: "
-                           "--model-name.")
+    model_name: str = _opt(
+        DEFAULT_MODEL_NAME, "Name in the URL (/v1/models/NAME) and in metric labels. Alias: --model-name."
+    )
     model_uri: str | None = _opt(
         None,
         "MLflow model to serve: models:/NAME@alias, models:/NAME/Stage, models:/NAME/3, runs:/RUN/model or a "
@@ -60,33 +70,48 @@ class Settings:
         env="MLFLOW_TRACKING_URI",
     )
     registry_timeout_s: float = _opt(
-        10.0, "Timeout of one registry call. We retry failed loads ourselves (backoff up to 10 s), so MLflow's "
-        "own retries are limited to one.", env="PREDICTOR_REGISTRY_TIMEOUT_S",
+        10.0,
+        "Timeout of one registry call. We retry failed loads ourselves (backoff up to 10 s), so MLflow's "
+        "own retries are limited to one.",
+        env="PREDICTOR_REGISTRY_TIMEOUT_S",
     )
     model_cache_dir: Path | None = _opt(
-        Path(".data/model-cache"), "Keep the last model served here; a restart serves it at once and then checks "
-        "the registry (stale-while-revalidate). Empty: off.", env="PREDICTOR_MODEL_CACHE_DIR",
+        Path(".data/model-cache"),
+        "Keep the last model served here; a restart serves it at once and then checks "
+        "the registry (stale-while-revalidate). Empty: off.",
+        env="PREDICTOR_MODEL_CACHE_DIR",
     )
     # --- serving ---------------------------------------------------------------------------------
     host: str = _opt("0.0.0.0", "Address the HTTP port binds to.", env="PREDICTOR_HOST")
     http_port: int = _opt(8080, "HTTP port (v1, v2 REST, probes, /metrics). Alias: --port.")
     grpc_port: int = _opt(8081, "gRPC port (v2 / Open Inference Protocol).")
-    workers: int = _opt(1, "Worker processes, each with its own copy of the model, sharing the ports (SO_REUSEPORT), "
-                           "metrics and readiness.")
+    workers: int = _opt(
+        1,
+        "Worker processes, each with its own copy of the model, sharing the ports (SO_REUSEPORT), "
+        "metrics and readiness.",
+    )
     enable_grpc: bool = _opt(True, "Serve gRPC on --grpc_port.")
     ssl_certfile: str | None = _opt(None, "TLS certificate (PEM) for HTTPS.", env="KSERVE_TLS_CERT_FILE")
     ssl_keyfile: str | None = _opt(None, "TLS private key (PEM) for HTTPS.", env="KSERVE_TLS_KEY_FILE")
+    ssl_ca_certs: str | None = _opt(
+        None,
+        "CA bundle (PEM): when set, both ports require a client certificate signed by it (mutual TLS).",
+        env="PREDICTOR_SSL_CA_CERTS",
+    )
     # --- micro-batching ---------------------------------------------------------------------------
     max_batch_size: int = _opt(
-        64, "Most rows one model call may take; concurrent requests are merged up to this.",
+        64,
+        "Most rows one model call may take; concurrent requests are merged up to this.",
         env="PREDICTOR_MAX_BATCH_SIZE",
     )
     max_batch_wait_ms: float = _opt(
-        1.0, "How long the first request of a batch may wait for company, in milliseconds. 0 turns batching off.",
+        1.0,
+        "How long the first request of a batch may wait for company, in milliseconds. 0 turns batching off.",
         env="PREDICTOR_MAX_BATCH_WAIT_MS",
     )
     compile_forest: bool = _opt(
-        True, "Evaluate random/extra-trees forests with NumPy over all trees at once (checked at load to give "
+        True,
+        "Evaluate random/extra-trees forests with NumPy over all trees at once (checked at load to give "
         "scikit-learn's exact probabilities; ~50x less CPU per call). false: scikit-learn's predict_proba.",
         env="PREDICTOR_COMPILE_FOREST",
     )
@@ -111,16 +136,21 @@ class Settings:
     )
     # --- model updates and shutdown ---------------------------------------------------------------
     poll_interval_s: float = _opt(
-        30.0, "How often to ask the registry whether the alias/stage now names another version (hot swap). "
-        "0 turns polling off (POST /admin/reload still checks).", env="PREDICTOR_POLL_INTERVAL_S",
+        30.0,
+        "How often to ask the registry whether the alias/stage now names another version (hot swap). "
+        "0 turns polling off (POST /admin/reload still checks).",
+        env="PREDICTOR_POLL_INTERVAL_S",
     )
     webhook_secret: str | None = _opt(
-        None, "Secret of an MLflow 3 registry webhook pointed at POST /admin/webhook/mlflow: a verified alias "
+        None,
+        "Secret of an MLflow 3 registry webhook pointed at POST /admin/webhook/mlflow: a verified alias "
         "event makes the server check the registry at once (environment only).",
-        env="PREDICTOR_WEBHOOK_SECRET", flag=False,
+        env="PREDICTOR_WEBHOOK_SECRET",
+        flag=False,
     )
     drain_delay_s: float = _opt(
-        3.0, "On SIGTERM: seconds to keep serving with readiness off, so load balancers stop sending first.",
+        3.0,
+        "On SIGTERM: seconds to keep serving with readiness off, so load balancers stop sending first.",
         env="PREDICTOR_DRAIN_DELAY_S",
     )
     grace_period_s: float = _opt(
@@ -128,48 +158,65 @@ class Settings:
     )
     # --- security ---------------------------------------------------------------------------------
     auth_token_file: Path | None = _opt(
-        None, "File of accepted bearer tokens, one per line; re-read when it changes (rotation without restart). "
-        "Protects inference and /admin routes; probes stay open.", env="PREDICTOR_AUTH_TOKEN_FILE",
+        None,
+        "File of accepted bearer tokens, one per line; re-read when it changes (rotation without restart). "
+        "Protects inference and /admin routes; probes stay open.",
+        env="PREDICTOR_AUTH_TOKEN_FILE",
     )
     auth_tokens: str | None = _opt(
-        None, "Comma-separated accepted bearer tokens (environment only, never a flag).",
-        env="PREDICTOR_AUTH_TOKENS", flag=False,
+        None,
+        "Comma-separated accepted bearer tokens (environment only, never a flag).",
+        env="PREDICTOR_AUTH_TOKENS",
+        flag=False,
     )
     protect_metrics: bool = _opt(False, "Require a bearer token on /metrics too.", env="PREDICTOR_PROTECT_METRICS")
     rate_limit_rps: float = _opt(
-        0.0, "Requests per second allowed per client (token, else address); 0 turns rate limiting off.",
+        0.0,
+        "Requests per second allowed per client (token, else address); 0 turns rate limiting off.",
         env="PREDICTOR_RATE_LIMIT_RPS",
     )
-    rate_limit_burst: int = _opt(100, "Requests a client may send at once above the rate.", env="PREDICTOR_RATE_LIMIT_BURST")
+    rate_limit_burst: int = _opt(
+        100, "Requests a client may send at once above the rate.", env="PREDICTOR_RATE_LIMIT_BURST"
+    )
     trust_forwarded_for: bool = _opt(
-        False, "Identify clients by the first X-Forwarded-For hop (only behind a proxy that sets it).",
+        False,
+        "Identify clients by the first X-Forwarded-For hop (only behind a proxy that sets it).",
         env="PREDICTOR_TRUST_FORWARDED_FOR",
     )
     # --- prediction log ---------------------------------------------------------------------------
     prediction_log: str | None = _opt(
-        None, "Write every prediction as JSON Lines to this file, or - for stdout (drift monitoring).",
+        None,
+        "Write every prediction as JSON Lines to this file, or - for stdout (drift monitoring).",
         env="PREDICTOR_PREDICTION_LOG",
     )
     prediction_log_sample_rate: float = _opt(
         1.0, "Share of requests written to the prediction log (0..1).", env="PREDICTOR_PREDICTION_LOG_SAMPLE_RATE"
     )
     # --- multi-worker (set by the supervisor for its workers) --------------------------------------
-    worker_state_dir: Path | None = _opt(None, "Shared state of --workers N.", env="PREDICTOR_WORKER_STATE_DIR",
-                                         internal=True)
+    worker_state_dir: Path | None = _opt(
+        None, "Shared state of --workers N.", env="PREDICTOR_WORKER_STATE_DIR", internal=True
+    )
     worker_index: int = _opt(0, "This worker's number.", env="PREDICTOR_WORKER_INDEX", internal=True)
     worker_count: int = _opt(1, "How many workers share the state.", env="PREDICTOR_WORKER_COUNT", internal=True)
     # --- operations -------------------------------------------------------------------------------
-    log_level: str = _opt("INFO", "Log level.", env="PREDICTOR_LOG_LEVEL", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    log_level: str = _opt(
+        "INFO", "Log level.", env="PREDICTOR_LOG_LEVEL", choices=("DEBUG", "INFO", "WARNING", "ERROR")
+    )
     log_format: str = _opt(
-        "text", "text: one readable line per event; json: one JSON object per line (time, level, logger, message, "
-        "request_id) for cluster log pipelines.", env="PREDICTOR_LOG_FORMAT", choices=("text", "json"),
+        "text",
+        "text: one readable line per event; json: one JSON object per line (time, level, logger, message, "
+        "request_id) for cluster log pipelines.",
+        env="PREDICTOR_LOG_FORMAT",
+        choices=("text", "json"),
     )
     access_log: bool = _opt(
-        False, "Log one line per HTTP request (off by default: under load it is noise, and it costs CPU on the "
-        "hot path).", env="PREDICTOR_ACCESS_LOG",
+        False,
+        "Log one line per HTTP request (off by default: under load it is noise, and it costs CPU on the hot path).",
+        env="PREDICTOR_ACCESS_LOG",
     )
-    access_log_format: str | None = _opt(None, "asgi-logger format of the access log (KServe's flag); implies one "
-                                               "line per request.")
+    access_log_format: str | None = _opt(
+        None, "asgi-logger format of the access log (KServe's flag); implies one line per request."
+    )
 
     @property
     def resolved_model_uri(self) -> str:
@@ -181,11 +228,23 @@ class Settings:
 
 
 # Fields whose flag KServe's parser already defines: we read the value, but must not add the flag again.
-_KSERVE_OWNED = {"model_name", "http_port", "grpc_port", "workers", "enable_grpc", "ssl_certfile", "ssl_keyfile",
-                 "access_log_format"}
+_KSERVE_OWNED = {
+    "model_name",
+    "http_port",
+    "grpc_port",
+    "workers",
+    "enable_grpc",
+    "ssl_certfile",
+    "ssl_keyfile",
+    "access_log_format",
+}
 # The seed's Flask server spelled its flags with dashes; they are accepted as aliases (flag → field).
-SEED_ALIASES = {"--model-uri": "model_uri", "--model-name": "model_name", "--model-version": "model_version",
-                "--port": "http_port"}
+SEED_ALIASES = {
+    "--model-uri": "model_uri",
+    "--model-name": "model_name",
+    "--model-version": "model_version",
+    "--port": "http_port",
+}
 
 
 def _flag_type(kind: Any) -> Any:
@@ -218,13 +277,15 @@ def build_parser() -> argparse.ArgumentParser:
         env = spec.metadata["env"]
         help_text = spec.metadata["help"] + (f" [env {env}]" if env else "") + f" (default: {spec.default})"
         ours.add_argument(
-            f"--{spec.name}", type=_flag_type(spec.type), default=None, choices=spec.metadata["choices"],
+            f"--{spec.name}",
+            type=_flag_type(spec.type),
+            default=None,
+            choices=spec.metadata["choices"],
             help=help_text,
         )
     by_name = {spec.name: spec for spec in fields(Settings)}
     for alias, name in SEED_ALIASES.items():
-        ours.add_argument(alias, dest=name, type=_flag_type(by_name[name].type), default=None,
-                          help=f"same as --{name}")
+        ours.add_argument(alias, dest=name, type=_flag_type(by_name[name].type), default=None, help=f"same as --{name}")
     return parser
 
 
@@ -233,8 +294,9 @@ def load_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str] 
     environ = os.environ if environ is None else environ
     # KServe's parser has defaults of its own (--model_name "model"): pre-setting its fields to None in the
     # namespace keeps argparse from filling them in, so None means "not given" for every flag alike.
-    namespace = build_parser().parse_args(sys.argv[1:] if argv is None else argv,
-                                          namespace=argparse.Namespace(**dict.fromkeys(_KSERVE_OWNED)))
+    namespace = build_parser().parse_args(
+        sys.argv[1:] if argv is None else argv, namespace=argparse.Namespace(**dict.fromkeys(_KSERVE_OWNED))
+    )
     values: dict[str, Any] = {}
     for spec in fields(Settings):
         given = getattr(namespace, spec.name, None)
@@ -264,17 +326,14 @@ def markdown_table() -> str:
 README_MARKERS = ("<!-- settings:begin -->", "<!-- settings:end -->")
 
 
+def replace_between(text: str, markers: tuple[str, str], content: str) -> str:
+    """``text`` with what stands between the two markers replaced by ``content``."""
+    begin, end = markers
+    head, _, rest = text.partition(begin)
+    _, _, tail = rest.partition(end)
+    return f"{head}{begin}\n{content}\n{end}{tail}"
+
+
 def with_settings_table(readme: str) -> str:
     """``readme`` with the text between the settings markers replaced by ``markdown_table()``."""
-    begin, end = README_MARKERS
-    head, _, rest = readme.partition(begin)
-    _, _, tail = rest.partition(end)
-    return f"{head}{begin}\n{markdown_table()}\n{end}{tail}"
-
-
-if __name__ == "__main__":
-    if sys.argv[1:2] == ["--update"]:  # make docs: python -m predictor.config --update README.md
-        path = Path(sys.argv[2])
-        path.write_text(with_settings_table(path.read_text()))
-    else:
-        print(markdown_table())
+    return replace_between(readme, README_MARKERS, markdown_table())

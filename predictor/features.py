@@ -48,8 +48,9 @@ PROBE_ID = "__readiness_probe__"
 class FeatureSource(Protocol):
     entity_key: str
 
-    async def fetch(self, ids: Sequence[str], feature_names: Sequence[str],
-                    fill_values: Mapping[str, float] | None = None) -> FetchedFeatures: ...
+    async def fetch(
+        self, ids: Sequence[str], feature_names: Sequence[str], fill_values: Mapping[str, float] | None = None
+    ) -> FetchedFeatures: ...
 
     async def check(self) -> None:
         """Raise ``FeatureStoreUnavailable`` when the online store cannot be reached."""
@@ -126,8 +127,9 @@ class FeastFeatureSource:
         self._failed: FeatureStoreUnavailable | None = None
         self._failed_at = 0.0
 
-    async def fetch(self, ids: Sequence[str], feature_names: Sequence[str],
-                    fill_values: Mapping[str, float] | None = None) -> FetchedFeatures:
+    async def fetch(
+        self, ids: Sequence[str], feature_names: Sequence[str], fill_values: Mapping[str, float] | None = None
+    ) -> FetchedFeatures:
         """``fill_values`` (the serving model's training defaults) override the constructor's for this call."""
         unknown = [name for name in feature_names if name not in self.feature_names]
         if unknown:
@@ -184,8 +186,9 @@ class FeastFeatureSource:
         self._failed_at = time.monotonic()
         return self._failed
 
-    def _decode(self, proto: Any, ids: list[str], feature_names: list[str],
-                fill_values: Mapping[str, float]) -> FetchedFeatures:
+    def _decode(
+        self, proto: Any, ids: list[str], feature_names: list[str], fill_values: Mapping[str, float]
+    ) -> FetchedFeatures:
         from feast.protos.feast.serving.ServingService_pb2 import FieldStatus
 
         position = {name: i for i, name in enumerate(proto.metadata.feature_names.val)}
@@ -195,9 +198,8 @@ class FeastFeatureSource:
         now = time.time()
         for column, name in enumerate(feature_names):
             vector = proto.results[position[name]]
-            for row, (value, status, stamp) in enumerate(
-                zip(vector.values, vector.statuses, vector.event_timestamps)
-            ):
+            cells = zip(vector.values, vector.statuses, vector.event_timestamps, strict=True)
+            for row, (value, status, stamp) in enumerate(cells):
                 number = math.nan if status == FieldStatus.NULL_VALUE else _as_float(value)
                 if status == FieldStatus.NOT_FOUND or (math.isnan(number) and not stamp.seconds):
                     continue  # Redis answers an unknown id with PRESENT, unset values and no timestamp
@@ -205,12 +207,12 @@ class FeastFeatureSource:
                 values[row, column] = number
                 if status == FieldStatus.OUTSIDE_MAX_AGE or self._expired(stamp.seconds, now):
                     expired.append((row, column))
-        missing = list(dict.fromkeys(entity_id for entity_id, hit in zip(ids, found) if not hit))
+        missing = list(dict.fromkeys(entity_id for entity_id, hit in zip(ids, found, strict=False) if not hit))
         if missing:
             raise EntityNotFound(self.entity_key, missing)
         problems = _Problems()
         # NaN: null, or not found for an id that has other features (a row written before a schema change).
-        for row, column in zip(*np.nonzero(np.isnan(values))):
+        for row, column in zip(*np.nonzero(np.isnan(values)), strict=False):
             problems.add("null", ids[row], feature_names[column])
         for row, column in expired:
             if not math.isnan(values[row, column]):
@@ -230,12 +232,19 @@ class FeastFeatureSource:
                     self._metrics.features_missing.labels(feature=name, reason=reason).inc()
 
     def _fill(
-        self, values: np.ndarray, ids: list[str], feature_names: list[str], problems: _Problems,
+        self,
+        values: np.ndarray,
+        ids: list[str],
+        feature_names: list[str],
+        problems: _Problems,
         fill_values: Mapping[str, float],
     ) -> dict[str, list[str]]:
         """Apply the policy in place; return what was filled, or raise ``StaleFeatures``."""
-        bad = {entity_id: problems.null.get(entity_id, []) + problems.stale.get(entity_id, [])
-               for entity_id in dict.fromkeys(ids) if entity_id in problems.null or entity_id in problems.stale}
+        bad = {
+            entity_id: problems.null.get(entity_id, []) + problems.stale.get(entity_id, [])
+            for entity_id in dict.fromkeys(ids)
+            if entity_id in problems.null or entity_id in problems.stale
+        }
         no_default = sorted({name for names in bad.values() for name in names} - fill_values.keys())
         if self._policy == "reject" or no_default:
             raise StaleFeatures(self._stale_message(problems, no_default if self._policy == "fill" else []))
@@ -248,14 +257,19 @@ class FeastFeatureSource:
     def _stale_message(self, problems: _Problems, no_default: list[str]) -> str:
         parts = [f"{entity_id} ({', '.join(names)}: null)" for entity_id, names in problems.null.items()]
         ttl = _duration(self._ttl_s)
-        parts += [f"{entity_id} ({', '.join(names)}: older than the {ttl} TTL)"
-                  for entity_id, names in problems.stale.items()]
+        parts += [
+            f"{entity_id} ({', '.join(names)}: older than the {ttl} TTL)" for entity_id, names in problems.stale.items()
+        ]
         shown = "; ".join(parts[:20]) + (" …" if len(parts) > 20 else "")
         if no_default:
-            return (f"stored features unusable for {self.entity_key} {shown}, and no fill value for "
-                    f"{', '.join(no_default)}: send these features in the request or re-materialize them")
-        return (f"stored features unusable for {self.entity_key} {shown}: send these features in the request, "
-                "re-materialize fresh telemetry (`feast materialize`), or serve with the 'fill' feature policy")
+            return (
+                f"stored features unusable for {self.entity_key} {shown}, and no fill value for "
+                f"{', '.join(no_default)}: send these features in the request or re-materialize them"
+            )
+        return (
+            f"stored features unusable for {self.entity_key} {shown}: send these features in the request, "
+            "re-materialize fresh telemetry (`feast materialize`), or serve with the 'fill' feature policy"
+        )
 
 
 def _consume(future: asyncio.Future[Any]) -> None:

@@ -28,9 +28,12 @@ KNOWN_WARNINGS: tuple[tuple[type[Warning], str, str], ...] = (
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, object] = {"time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
-                                    "level": record.levelname, "logger": record.name,
-                                    "message": record.getMessage()}
+        entry: dict[str, object] = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
         current = request_id.get()
         if current is not None:
             entry["request_id"] = current

@@ -33,14 +33,12 @@ class Metrics:
     rate_limited: Counter
 
     @classmethod
-    def create(cls, registry: CollectorRegistry = REGISTRY) -> "Metrics":
+    def create(cls, registry: CollectorRegistry = REGISTRY) -> Metrics:
         return cls(
             predictions=Counter(
                 "model_predictions_total", "Successful prediction requests.", MODEL_LABELS, registry=registry
             ),
-            rows=Counter(
-                "model_prediction_rows_total", "Rows (instances) predicted.", MODEL_LABELS, registry=registry
-            ),
+            rows=Counter("model_prediction_rows_total", "Rows (instances) predicted.", MODEL_LABELS, registry=registry),
             latency=Histogram(
                 "model_prediction_latency_seconds",
                 "Time from a request's arrival at the model to its response, in seconds.",
@@ -55,27 +53,40 @@ class Metrics:
                 registry=registry,
             ),
             loaded=Gauge(
-                "model_loaded", "1 while this model version is loaded and warmed up, else 0.", MODEL_LABELS,
+                "model_loaded",
+                "1 while this model version is loaded and warmed up, else 0.",
+                MODEL_LABELS,
                 registry=registry,
                 multiprocess_mode="min",  # --workers N: a version counts as loaded only when every worker holds it
             ),
             batch_rows=Histogram(
-                "model_batch_rows", "Rows per model call after micro-batching.", ("model_name",),
-                buckets=BATCH_SIZE_BUCKETS, registry=registry,
+                "model_batch_rows",
+                "Rows per model call after micro-batching.",
+                ("model_name",),
+                buckets=BATCH_SIZE_BUCKETS,
+                registry=registry,
             ),
             feature_lookup_latency=Histogram(
-                "feature_lookup_latency_seconds", "One batched online-store lookup, in seconds.", ("store",),
-                buckets=LOOKUP_BUCKETS, registry=registry,
+                "feature_lookup_latency_seconds",
+                "One batched online-store lookup, in seconds.",
+                ("store",),
+                buckets=LOOKUP_BUCKETS,
+                registry=registry,
             ),
             features_missing=Counter(
-                "feature_missing_total", "Stored features that were null or stale, by feature and reason.",
-                ("feature", "reason"), registry=registry,
+                "feature_missing_total",
+                "Stored features that were null or stale, by feature and reason.",
+                ("feature", "reason"),
+                registry=registry,
             ),
             predictions_dropped_from_log=Counter(
-                "prediction_log_dropped_total", "Predictions not written to the prediction log (queue full).",
+                "prediction_log_dropped_total",
+                "Predictions not written to the prediction log (queue full).",
                 registry=registry,
             ),
             rate_limited=Counter(
-                "requests_rate_limited_total", "Requests refused with 429.", registry=registry,
+                "requests_rate_limited_total",
+                "Requests refused with 429.",
+                registry=registry,
             ),
         )

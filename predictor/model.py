@@ -1,8 +1,14 @@
-"""The kserve.Model: load → preprocess → predict → postprocess, for v1 and v2 over REST and gRPC.
+"""The kserve.Model: load, then per request decode → features → predict → encode, for v1 and v2 over REST
+and gRPC.
 
 It orchestrates and does no I/O itself: the registry adapter loads, the codec decodes, the feature
 source looks up, the batcher computes. ``self.serving`` is the version in use; a request keeps the
 ``Serving`` it started with, so replacing the pointer (hot swap) never disturbs requests in flight.
+
+KServe's own ``preprocess``/``predict``/``postprocess`` hooks are not overridden: their declared types
+(``dict | InferRequest``) cannot carry our decoded rows, so ``__call__`` runs our stages itself (which
+also skips KServe's generic per-stage timing). Errors are counted where they are answered (the REST
+handler and the gRPC interceptor), once, whichever stage raised them.
 """
 
 from __future__ import annotations
@@ -14,15 +20,15 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from kserve import Model
+from kserve.model import InferenceVerb, Model
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
 from predictor import codec
-from predictor.models import registry
-from predictor.models.batching import DirectPredictor, MicroBatcher
 from predictor.config import Settings
 from predictor.errors import BadRequest, ModelNotFoundError, ModelNotReadyError, PredictorError
 from predictor.metrics import Metrics
+from predictor.models import registry
+from predictor.models.batching import DirectPredictor, MicroBatcher
 from predictor.models.cache import ModelCache
 
 if TYPE_CHECKING:
@@ -67,8 +73,13 @@ class _Call:
 
 
 class PredictorModel(Model):
-    def __init__(self, settings: Settings, metrics: Metrics, features: "FeatureSource | None" = None,
-                 prediction_log: "PredictionLog | None" = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        metrics: Metrics,
+        features: FeatureSource | None = None,
+        prediction_log: PredictionLog | None = None,
+    ) -> None:
         super().__init__(settings.model_name)
         self.settings = settings
         self.metrics = metrics
@@ -115,8 +126,9 @@ class PredictorModel(Model):
         """Swap back to the previously served version (which becomes the one to roll forward to)."""
         if self.previous is None:
             raise BadRequest("no previous version is loaded to roll back to")
-        self.activate(self.previous)
-        return self.serving  # type: ignore[return-value]
+        previous = self.previous
+        self.activate(previous)
+        return previous
 
     def held(self, version: str | None) -> Serving | None:
         """The loaded ``Serving`` for ``version`` (None: the current one)."""
@@ -131,7 +143,8 @@ class PredictorModel(Model):
         if current is not None and loaded.feature_names != current.model.feature_names:
             raise PredictorError(
                 f"version {loaded.version} expects features {list(loaded.feature_names)}, but clients send "
-                f"{list(current.model.feature_names)}: not swapping (deploy it under a new model name instead)")
+                f"{list(current.model.feature_names)}: not swapping (deploy it under a new model name instead)"
+            )
         serving = self._serving_for(loaded)
         self._warm_up(serving)
         return serving
@@ -140,11 +153,13 @@ class PredictorModel(Model):
         record = self.metrics.batch_rows.labels(self.name).observe
         if self.settings.max_batch_wait_ms > 0 and self.settings.max_batch_size > 1:
             batcher: MicroBatcher | DirectPredictor = MicroBatcher(
-                loaded.predict_fn, self.settings.max_batch_size, self.settings.max_batch_wait_ms / 1000, record)
+                loaded.predict_fn, self.settings.max_batch_size, self.settings.max_batch_wait_ms / 1000, record
+            )
         else:
             batcher = DirectPredictor(loaded.predict_fn, record)
-        schema = codec.Schema(loaded.feature_names, self.features.entity_key if self.features else None,
-                              self.settings.max_instances)
+        schema = codec.Schema(
+            loaded.feature_names, self.features.entity_key if self.features else None, self.settings.max_instances
+        )
         return Serving(loaded, batcher, schema)
 
     @staticmethod
@@ -156,44 +171,50 @@ class PredictorModel(Model):
         if len(result) != 1:
             raise PredictorError(f"warm-up prediction returned {len(result)} rows for 1")
 
-    # ------------------------------------------------------------------------------ lifecycle
-    async def __call__(self, body: Any, headers: dict[str, str] | None = None, verb: Any = None,
-                       version: str | None = None) -> Any:
-        # Captured once: a swap during this request does not change the version that answers it.
-        serving = self.held(version) if self.ready else None
-        if version is not None and serving is None and self.ready:
-            error = ModelNotFoundError(f"version {version!r:.40} of {self.name} is not loaded; loaded: "
-                                       f"{', '.join(self.versions())}")
-            self.count_error(error, "none")
-            raise error
-        if serving is None:
-            error = ModelNotReadyError(f"model {self.name} is still loading or its registry is unreachable; "
-                                       "retry shortly (GET /ready turns 200 when it can serve)")
-            self.count_error(error, "none")
-            raise error
+    # ------------------------------------------------------------------------------ requests
+    # KServe declares ``InferReturnType`` but its DataPlane unpacks ``(response, headers)``: we return what
+    # it unpacks.
+    async def __call__(  # type: ignore[override]
+        self,
+        body: V1Body | V2Body | InferRequest,
+        headers: dict[str, str] | None = None,
+        verb: InferenceVerb = InferenceVerb.PREDICT,
+        version: str | None = None,
+    ) -> tuple[Any, dict[str, str]]:
+        if verb != InferenceVerb.PREDICT:
+            raise BadRequest(f"{verb.value} is not supported by this server: use predict")
+        serving = self._serving_for_request(version)  # captured once: a swap mid-request changes nothing
         started = time.perf_counter()
-        try:
-            if verb is None:
-                response, response_headers = await super().__call__(_Call(body, serving), headers)
-            else:
-                response, response_headers = await super().__call__(_Call(body, serving), headers, verb)
-        except PredictorError as exc:
-            self.count_error(exc, serving.version)
-            raise
+        call = await self.decode(_Call(body, serving))
+        await self.compute(call)
+        response = self.encode(call, headers)
         labels = (self.name, serving.version)
         self.metrics.latency.labels(*labels).observe(time.perf_counter() - started)
         self.metrics.predictions.labels(*labels).inc()
-        return response, response_headers
+        return response, {}
+
+    def _serving_for_request(self, version: str | None) -> Serving:
+        serving = self.held(version) if self.ready else None
+        if serving is not None:
+            return serving
+        if version is not None and self.ready:
+            raise ModelNotFoundError(
+                f"version {version!r:.40} of {self.name} is not loaded; loaded: {', '.join(self.versions())}"
+            )
+        raise ModelNotReadyError(
+            f"model {self.name} is still loading or its registry is unreachable; "
+            "retry shortly (GET /ready turns 200 when it can serve)"
+        )
 
     def versions(self) -> list[str]:
         return [s.version for s in (self.serving, self.previous) if s is not None]
 
-    def count_error(self, exc: PredictorError, version: str) -> None:
-        if not getattr(exc, "counted", False):
-            self.metrics.errors.labels(self.name, version, exc.error_type).inc()
-            exc.counted = True  # type: ignore[attr-defined]
+    def count_error(self, error_type: str) -> None:
+        """model_prediction_errors_total, labelled with the version serving now (``none`` before a load)."""
+        serving = self.serving
+        self.metrics.errors.labels(self.name, serving.version if serving else "none", error_type).inc()
 
-    async def preprocess(self, call: _Call, headers: dict[str, str] | None = None) -> _Call:  # type: ignore[override]
+    async def decode(self, call: _Call) -> _Call:
         schema = call.serving.schema
         payload = call.payload
         if isinstance(payload, V1Body):
@@ -212,8 +233,10 @@ class PredictorModel(Model):
 
     async def _fill_from_store(self, rows: codec.Rows, serving: Serving) -> dict[int, list[str]]:
         if self.features is None:
-            raise BadRequest("this server has no feature store: send all features, or start it with "
-                             "--feature_store PATH to look them up by id")
+            raise BadRequest(
+                "this server has no feature store: send all features, or start it with "
+                "--feature_store PATH to look them up by id"
+            )
         assert rows.entity_ids is not None
         positions = [i for i, entity in enumerate(rows.entity_ids) if entity is not None]
         if len(positions) != rows.count and np.isnan(np.delete(rows.values, positions, axis=0)).any():
@@ -231,7 +254,7 @@ class PredictorModel(Model):
         rows.values[positions] = subset
         return {positions[k]: found for k, entity in enumerate(ids) if (found := fetched.filled.get(entity))}
 
-    async def predict(self, call: _Call, headers: dict[str, str] | None = None) -> _Call:  # type: ignore[override]
+    async def compute(self, call: _Call) -> None:
         assert call.rows is not None
         try:
             call.outputs = await call.serving.batcher.predict(call.rows.values)
@@ -241,9 +264,8 @@ class PredictorModel(Model):
             log.exception("prediction failed")
             raise PredictorError(f"prediction failed: {type(exc).__name__}: {exc}") from exc
         self.metrics.rows.labels(self.name, call.serving.version).inc(call.rows.count)
-        return call
 
-    async def postprocess(self, call: _Call, headers: dict[str, str] | None = None) -> Any:  # type: ignore[override]
+    def encode(self, call: _Call, headers: dict[str, str] | None) -> Any:
         model = call.serving.model
         assert call.outputs is not None
         predictions, probabilities = _split(call.outputs, model)
@@ -258,12 +280,17 @@ class PredictorModel(Model):
         if isinstance(call.payload, V2Body):
             return codec.encode_v2_rest(call.v2, outputs, self.name, model.version)
         return InferResponse(
-            response_id=call.v2.id, model_name=self.name, model_version=model.version,
-            infer_outputs=[InferOutput(name, list(a.shape), codec.datatype_of(a), data=a) for name, a in outputs.items()],
+            response_id=call.v2.id,
+            model_name=self.name,
+            model_version=model.version,
+            infer_outputs=[
+                InferOutput(name, list(a.shape), codec.datatype_of(a), data=a) for name, a in outputs.items()
+            ],
         )
 
-    def _log(self, call: _Call, predictions: np.ndarray, probabilities: np.ndarray | None,
-             headers: dict[str, str] | None) -> None:
+    def _log(
+        self, call: _Call, predictions: np.ndarray, probabilities: np.ndarray | None, headers: dict[str, str] | None
+    ) -> None:
         from predictor.monitoring.prediction_log import PredictionRecord
 
         assert call.rows is not None and self.prediction_log is not None
@@ -271,11 +298,21 @@ class PredictorModel(Model):
             request_id, protocol = call.v2.id, "grpc" if isinstance(call.payload, InferRequest) else "v2"
         else:
             request_id, protocol = (headers or {}).get("x-request-id") or uuid.uuid4().hex, "v1"
-        self.prediction_log.record(PredictionRecord(
-            request_id=request_id, timestamp=time.time(), model_name=self.name,
-            model_version=call.serving.version, protocol=protocol, feature_names=call.serving.model.feature_names,
-            features=call.rows.values, predictions=predictions, probabilities=probabilities,
-            entity_ids=call.rows.entity_ids, filled=call.filled))
+        self.prediction_log.record(
+            PredictionRecord(
+                request_id=request_id,
+                timestamp=time.time(),
+                model_name=self.name,
+                model_version=call.serving.version,
+                protocol=protocol,
+                feature_names=call.serving.model.feature_names,
+                features=call.rows.values,
+                predictions=predictions,
+                probabilities=probabilities,
+                entity_ids=call.rows.entity_ids,
+                filled=call.filled,
+            )
+        )
 
     # ------------------------------------------------------------------------------ metadata
     def metadata_inputs(self) -> list[dict[str, Any]]:
@@ -283,8 +320,14 @@ class PredictorModel(Model):
         if serving is None:
             return []
         names = serving.model.feature_names
-        return [{"name": "input-0", "datatype": "FP64", "shape": [-1, len(names)],
-                 "parameters": {"feature_names": ",".join(names)}}]
+        return [
+            {
+                "name": "input-0",
+                "datatype": "FP64",
+                "shape": [-1, len(names)],
+                "parameters": {"feature_names": ",".join(names)},
+            }
+        ]
 
     def metadata_outputs(self) -> list[dict[str, Any]]:
         serving = self.serving
@@ -320,10 +363,14 @@ def _from_grpc(request: InferRequest, schema: codec.Schema) -> codec.V2Request:
         except Exception as exc:  # kserve raises plain errors for malformed contents
             raise BadRequest(f"inputs[{i}] ({tensor.name}) cannot be read as {tensor.datatype}: {exc}") from exc
         if tensor.datatype == "BYTES":
-            array = np.asarray([v.decode() if isinstance(v, bytes) else str(v) for v in array.reshape(-1)], dtype=object)
+            array = np.asarray(
+                [v.decode() if isinstance(v, bytes) else str(v) for v in array.reshape(-1)], dtype=object
+            )
         expected = int(np.prod(tensor.shape)) if tensor.shape else 1
         if array.size != expected:
-            raise BadRequest(f"inputs[{i}] ({tensor.name}) has shape {list(tensor.shape)} but carries {array.size} values")
+            raise BadRequest(
+                f"inputs[{i}] ({tensor.name}) has shape {list(tensor.shape)} but carries {array.size} values"
+            )
         tensors.append(codec.Tensor(tensor.name, tensor.datatype, list(tensor.shape), array.reshape(-1)))
     if not tensors:
         raise BadRequest("the request has no inputs")

@@ -28,8 +28,13 @@ class LoadResult:
         return sum(n for status, n in self.statuses.items() if status != 200) + len(self.errors)
 
 
-async def run_load(base_url: str, stop: asyncio.Event, concurrency: int = 16, max_seconds: float = 30,
-                   headers: dict[str, str] | None = None) -> LoadResult:
+async def run_load(
+    base_url: str,
+    stop: asyncio.Event,
+    concurrency: int = 16,
+    max_seconds: float = 30,
+    headers: dict[str, str] | None = None,
+) -> LoadResult:
     result = LoadResult()
     url = f"{base_url}/v1/models/{MODEL_NAME}:predict"
     deadline = time.monotonic() + max_seconds

@@ -47,11 +47,17 @@ class Process:
     cwd: Path = PROJECT_ROOT
     popen: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> "Process":
+    def start(self) -> Process:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("wb")
-        self.popen = subprocess.Popen(self.args, stdout=log, stderr=subprocess.STDOUT, cwd=self.cwd,
-                                      env={**os.environ, **self.env}, start_new_session=True)
+        self.popen = subprocess.Popen(
+            self.args,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=self.cwd,
+            env={**os.environ, **self.env},
+            start_new_session=True,
+        )
         return self
 
     @property
@@ -96,7 +102,7 @@ class PredictorProcess(Process):
     def grpc_target(self) -> str:
         return f"127.0.0.1:{self.grpc_port}"
 
-    def wait_ready(self, timeout_s: float = 90) -> "PredictorProcess":
+    def wait_ready(self, timeout_s: float = 90) -> PredictorProcess:
         def ready() -> bool:
             if not self.alive():
                 raise RuntimeError(f"predictor exited with {self.popen.returncode}:\n{self.log()}")  # type: ignore[union-attr]
@@ -111,7 +117,7 @@ class PredictorProcess(Process):
             raise TimeoutError(f"{exc}\n--- server log ---\n{self.log()}") from exc
         return self
 
-    def wait_live(self, timeout_s: float = 60) -> "PredictorProcess":
+    def wait_live(self, timeout_s: float = 60) -> PredictorProcess:
         def live() -> bool:
             try:
                 return httpx.get(f"{self.http_url}/health", timeout=2).status_code == 200
@@ -122,14 +128,33 @@ class PredictorProcess(Process):
         return self
 
 
-def start_predictor(tracking_uri: str, log_dir: Path, *extra: str, model_name: str = MODEL_NAME,
-                    env: dict[str, str] | None = None) -> PredictorProcess:
+def start_predictor(
+    tracking_uri: str, log_dir: Path, *extra: str, model_name: str = MODEL_NAME, env: dict[str, str] | None = None
+) -> PredictorProcess:
     http_port, grpc_port = free_port(), free_port()
     if "--model_cache_dir" not in extra:  # never the default .data/ of the source tree
         extra = ("--model_cache_dir", str(log_dir / f"cache-{http_port}"), *extra)
-    args = [sys.executable, "-m", "predictor", "--model_name", model_name, "--tracking_uri", tracking_uri,
-            "--http_port", str(http_port), "--grpc_port", str(grpc_port), *extra]
-    process = PredictorProcess(args, log_dir / f"predictor-{http_port}.log", env=env or {}, http_port=http_port,
-                               grpc_port=grpc_port, model_name=model_name)
+    args = [
+        sys.executable,
+        "-m",
+        "predictor",
+        "--model_name",
+        model_name,
+        "--tracking_uri",
+        tracking_uri,
+        "--http_port",
+        str(http_port),
+        "--grpc_port",
+        str(grpc_port),
+        *extra,
+    ]
+    process = PredictorProcess(
+        args,
+        log_dir / f"predictor-{http_port}.log",
+        env=env or {},
+        http_port=http_port,
+        grpc_port=grpc_port,
+        model_name=model_name,
+    )
     process.start()
     return process

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import httpx
 import pytest
 
@@ -16,9 +15,19 @@ BODY = {"instances": SEED_ROWS}
 def guarded(tracking_uri: str, tmp_path_factory: pytest.TempPathFactory):
     token_file = tmp_path_factory.mktemp("secrets") / "tokens"
     token_file.write_text("# rotated by the operator\nalpha-token\n")
-    server = start_predictor(tracking_uri, tmp_path_factory.mktemp("logs"), "--auth_token_file", str(token_file),
-                             "--protect_metrics", "true", "--rate_limit_rps", "5", "--rate_limit_burst", "5",
-                             env={"PREDICTOR_AUTH_TOKENS": "env-token"})
+    server = start_predictor(
+        tracking_uri,
+        tmp_path_factory.mktemp("logs"),
+        "--auth_token_file",
+        str(token_file),
+        "--protect_metrics",
+        "true",
+        "--rate_limit_rps",
+        "5",
+        "--rate_limit_burst",
+        "5",
+        env={"PREDICTOR_AUTH_TOKENS": "env-token"},
+    )
     try:
         yield server.wait_ready(), token_file
     finally:
@@ -54,8 +63,12 @@ def test_token_file_rotation_needs_no_restart(guarded) -> None:
     server, token_file = guarded
     assert httpx.post(server.http_url + V1, json=BODY, headers=bearer("alpha-token")).status_code == 200
     token_file.write_text("beta-token\n")
-    wait_until(lambda: httpx.post(server.http_url + V1, json=BODY, headers=bearer("beta-token")).status_code == 200,
-               10, 0.3, "the rotated token to be accepted")
+    wait_until(
+        lambda: httpx.post(server.http_url + V1, json=BODY, headers=bearer("beta-token")).status_code == 200,
+        10,
+        0.3,
+        "the rotated token to be accepted",
+    )
     assert httpx.post(server.http_url + V1, json=BODY, headers=bearer("alpha-token")).status_code == 401
 
 

@@ -26,8 +26,10 @@ def tensor(**overrides):
 
 def binary(header: dict, raw: bytes, length: int | None = None) -> tuple[bytes, dict]:
     encoded = orjson.dumps(header)
-    return encoded + raw, {"Content-Type": "application/octet-stream",
-                           "Inference-Header-Content-Length": str(len(encoded) if length is None else length)}
+    return encoded + raw, {
+        "Content-Type": "application/octet-stream",
+        "Inference-Header-Content-Length": str(len(encoded) if length is None else length),
+    }
 
 
 FP32_ROW = b"\x00" * 40
@@ -42,10 +44,10 @@ CASES = [
     ("v1 instances not a list", V1, {"instances": "abc"}, JSON, 400, "must be a list"),
     ("v1 empty instances", V1, {"instances": []}, JSON, 400, "is empty"),
     ("v1 too few features", V1, {"instances": [ROW[:9]]}, JSON, 400, "has 9 values; the model expects 10"),
-    ("v1 too many features", V1, {"instances": [ROW + [1]]}, JSON, 400, "has 11 values"),
-    ("v1 string value", V1, {"instances": [ROW[:3] + ["hot"] + ROW[4:]]}, JSON, 400, "every feature must be a number"),
-    ("v1 null value", V1, {"instances": [[None] + ROW[1:]]}, JSON, 400, "is null"),
-    ("v1 nested list value", V1, {"instances": [[[1]] + ROW[1:]]}, JSON, 400, "every feature must be a number"),
+    ("v1 too many features", V1, {"instances": [[*ROW, 1]]}, JSON, 400, "has 11 values"),
+    ("v1 string value", V1, {"instances": [[*ROW[:3], "hot", *ROW[4:]]]}, JSON, 400, "every feature must be a number"),
+    ("v1 null value", V1, {"instances": [[None, *ROW[1:]]]}, JSON, 400, "is null"),
+    ("v1 nested list value", V1, {"instances": [[[1], *ROW[1:]]]}, JSON, 400, "every feature must be a number"),
     ("v1 instance is a number", V1, {"instances": [5]}, JSON, 400, "must be a list of 10 numbers"),
     ("v1 ragged rows", V1, {"instances": [ROW, ROW[:5]]}, JSON, 400, "instances[1] has 5 values"),
     ("v1 unknown feature key", V1, {"instances": [{"temprature_c": 1}]}, JSON, 400, "unknown keys ['temprature_c']"),
@@ -53,37 +55,101 @@ CASES = [
     ("v1 entity id without store", V1, {"instances": [{"equipment_id": "pump-0001"}]}, JSON, 400, "unknown keys"),
     ("v1 huge number", V1, b'{"instances": [[1e999, 1, 1, 1, 1, 1, 1, 1, 1, 1]]}', JSON, 400, ""),
     ("v1 wrong content type", V1, {"instances": [ROW]}, {"Content-Type": "text/plain"}, 415, "Content-Type text/plain"),
-    ("v1 form post (curl -d without -H)", V1, b"instances=1", {"Content-Type": "application/x-www-form-urlencoded"}, 415, "application/json"),
+    (
+        "v1 form post (curl -d without -H)",
+        V1,
+        b"instances=1",
+        {"Content-Type": "application/x-www-form-urlencoded"},
+        415,
+        "application/json",
+    ),
     ("v1 unknown model", "/v1/models/nope:predict", {"instances": [ROW]}, JSON, 404, "not served here"),
     ("v2 bad json", V2, b"[1,", JSON, 400, "not valid JSON"),
     ("v2 no inputs", V2, {"id": "1"}, JSON, 400, '"inputs" must be a non-empty list'),
     ("v2 inputs not a list", V2, {"inputs": {"name": "x"}}, JSON, 400, '"inputs" must be a non-empty list'),
     ("v2 input not an object", V2, {"inputs": [1]}, JSON, 400, "must be an object"),
-    ("v2 missing datatype", V2, {"inputs": [{"name": "x", "shape": [1, 10], "data": ROW}]}, JSON, 400, 'missing "datatype"'),
+    (
+        "v2 missing datatype",
+        V2,
+        {"inputs": [{"name": "x", "shape": [1, 10], "data": ROW}]},
+        JSON,
+        400,
+        'missing "datatype"',
+    ),
     ("v2 unknown datatype", V2, tensor(datatype="FLOAT"), JSON, 400, "is not a v2 datatype"),
     ("v2 BYTES features", V2, tensor(datatype="BYTES", data=["a"] * 10), JSON, 400, "features must be FP32 or FP64"),
     ("v2 shape vs data mismatch", V2, tensor(shape=[2, 10]), JSON, 400, "needs 20 values, but carries 10"),
     ("v2 wrong width", V2, tensor(shape=[1, 9], data=ROW[:9]), JSON, 400, "send shape [N, 10]"),
     ("v2 negative shape", V2, tensor(shape=[-1, 10]), JSON, 400, "non-negative integers"),
     ("v2 shape not a list", V2, tensor(shape="1x10"), JSON, 400, "must be a list"),
-    ("v2 string in data", V2, tensor(data=ROW[:9] + ["x"]), JSON, 400, "must hold only numbers"),
+    ("v2 string in data", V2, tensor(data=[*ROW[:9], "x"]), JSON, 400, "must hold only numbers"),
     ("v2 no data", V2, {"inputs": [{"name": "x", "shape": [1, 10], "datatype": "FP64"}]}, JSON, 400, 'has no "data"'),
     ("v2 id not a string", V2, {"id": 7, **tensor()}, JSON, 400, '"id" must be a string'),
     ("v2 unknown output", V2, {**tensor(), "outputs": [{"name": "logits"}]}, JSON, 400, "asks for 'logits'"),
     ("v2 parameters not an object", V2, {**tensor(), "parameters": [1]}, JSON, 400, "must be a JSON object"),
-    ("v2 unknown feature tensor", V2, {"inputs": [{"name": "temperature_c", "shape": [1], "datatype": "FP64", "data": [1]},
-                                                  {"name": "colour", "shape": [1], "datatype": "FP64", "data": [1]}]},
-     JSON, 400, "not features of this model"),
+    (
+        "v2 unknown feature tensor",
+        V2,
+        {
+            "inputs": [
+                {"name": "temperature_c", "shape": [1], "datatype": "FP64", "data": [1]},
+                {"name": "colour", "shape": [1], "datatype": "FP64", "data": [1]},
+            ]
+        },
+        JSON,
+        400,
+        "not features of this model",
+    ),
     ("v2 wrong content type", V2, tensor(), {"Content-Type": "text/csv"}, 415, "Content-Type text/csv"),
-    ("v2 binary header not a number", V2, *binary({"inputs": []}, b"", 0)[:1], {"Content-Type": "application/octet-stream", "Inference-Header-Content-Length": "ten"}, 400, "must be an integer"),
+    (
+        "v2 binary header not a number",
+        V2,
+        *binary({"inputs": []}, b"", 0)[:1],
+        {"Content-Type": "application/octet-stream", "Inference-Header-Content-Length": "ten"},
+        400,
+        "must be an integer",
+    ),
     ("v2 binary header longer than body", V2, *binary(tensor(), b"", 10_000), 400, "but the body has"),
-    ("v2 binary size lies (short)", V2, *binary({"inputs": [{"name": "x", "shape": [1, 10], "datatype": "FP32", "parameters": {"binary_data_size": 40}}]}, FP32_ROW[:36]), 400, "binary_data_size is 40 but only 36"),
-    ("v2 binary size lies (long)", V2, *binary({"inputs": [{"name": "x", "shape": [1, 10], "datatype": "FP32", "parameters": {"binary_data_size": 40}}]}, FP32_ROW + b"\x00" * 8), 400, "8 bytes of binary data that no input claims"),
-    ("v2 binary size vs shape", V2, *binary({"inputs": [{"name": "x", "shape": [1, 10], "datatype": "FP64", "parameters": {"binary_data_size": 40}}]}, FP32_ROW), 400, "needs 10 values, but carries 5"),
+    (
+        "v2 binary size lies (short)",
+        V2,
+        *binary(
+            {"inputs": [{"name": "x", "shape": [1, 10], "datatype": "FP32", "parameters": {"binary_data_size": 40}}]},
+            FP32_ROW[:36],
+        ),
+        400,
+        "binary_data_size is 40 but only 36",
+    ),
+    (
+        "v2 binary size lies (long)",
+        V2,
+        *binary(
+            {"inputs": [{"name": "x", "shape": [1, 10], "datatype": "FP32", "parameters": {"binary_data_size": 40}}]},
+            FP32_ROW + b"\x00" * 8,
+        ),
+        400,
+        "8 bytes of binary data that no input claims",
+    ),
+    (
+        "v2 binary size vs shape",
+        V2,
+        *binary(
+            {"inputs": [{"name": "x", "shape": [1, 10], "datatype": "FP64", "parameters": {"binary_data_size": 40}}]},
+            FP32_ROW,
+        ),
+        400,
+        "needs 10 values, but carries 5",
+    ),
     ("v2 unknown model", "/v2/models/nope/infer", tensor(), JSON, 404, "not served here"),
     ("v2 unknown version", f"/v2/models/{MODEL_NAME}/versions/99/infer", tensor(), JSON, 404, "version '99'"),
-    ("repository unload of the only model", f"/v2/repository/models/{MODEL_NAME}/unload", {}, JSON, 400,
-     "does not unload"),
+    (
+        "repository unload of the only model",
+        f"/v2/repository/models/{MODEL_NAME}/unload",
+        {},
+        JSON,
+        400,
+        "does not unload",
+    ),
 ]
 
 
@@ -93,10 +159,12 @@ def client(demo_server: PredictorProcess):
         yield http
 
 
-@pytest.mark.parametrize(("path", "body", "headers", "status", "fragment"),
-                         [case[1:] for case in CASES], ids=[case[0] for case in CASES])
-def test_bad_request_gets_a_clear_4xx(client: httpx.Client, path: str, body, headers: dict, status: int,
-                                      fragment: str) -> None:
+@pytest.mark.parametrize(
+    ("path", "body", "headers", "status", "fragment"), [case[1:] for case in CASES], ids=[case[0] for case in CASES]
+)
+def test_bad_request_gets_a_clear_4xx(
+    client: httpx.Client, path: str, body, headers: dict, status: int, fragment: str
+) -> None:
     content = body if isinstance(body, bytes) else orjson.dumps(body)
     response = client.post(path, content=content, headers=headers)
     assert response.status_code == status, response.text

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from predictor.demo.training import ModelKind
 from predictor.demo.columns import FEATURE_NAMES
+from predictor.demo.training import ModelKind
 from tests.bench import payloads, report
 from tests.bench.load import HarnessError, HeyResult, parse_hey
 from tests.bench.plan import Measurement, Start
@@ -213,8 +213,10 @@ def test_a_server_that_exits_is_reported_and_its_group_stopped(tmp_path: Path) -
 
     spec = ServerSpec("broken", "broken", V1, 1, exits)
     context = Context(Path(sys.executable), BenchRegistry("sqlite:///unused.db", tmp_path), tmp_path, None, "n/a")
-    with pytest.raises(ServerFailed, match=r"failed to start \(exit 3\)"):
-        with serve(spec, context, "forest", tmp_path / "broken.log") as running:
-            running.wait_ready(timeout_s=30)
+    with (
+        pytest.raises(ServerFailed, match=r"failed to start \(exit 3\)"),
+        serve(spec, context, "forest", tmp_path / "broken.log") as running,
+    ):
+        running.wait_ready(timeout_s=30)
     assert running.process.returncode == 3
     assert "raise SystemExit(3)" in (tmp_path / "broken.log").read_text()

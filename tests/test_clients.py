@@ -50,8 +50,9 @@ def test_kserve_rest_client_v2(demo_server: PredictorProcess, expected: dict) ->
     for response in asyncio.run(session()):
         assert response.model_name == MODEL_NAME and response.id  # (kserve's client drops model_version)
         assert response.get_output_by_name("predictions").as_numpy().tolist() == expected["predictions"]
-        np.testing.assert_allclose(response.get_output_by_name("probabilities").as_numpy(), expected["probabilities"],
-                                   rtol=1e-6)
+        np.testing.assert_allclose(
+            response.get_output_by_name("probabilities").as_numpy(), expected["probabilities"], rtol=1e-6
+        )
 
 
 def test_tritonclient_http_json_and_binary(demo_server: PredictorProcess, expected: dict) -> None:
@@ -64,8 +65,10 @@ def test_tritonclient_http_json_and_binary(demo_server: PredictorProcess, expect
     for binary in (False, True):
         tensor = httpclient.InferInput("input-0", [2, 10], "FP64")
         tensor.set_data_from_numpy(np.array(SEED_ROWS, dtype=np.float64), binary_data=binary)
-        outputs = [httpclient.InferRequestedOutput("predictions", binary_data=binary),
-                   httpclient.InferRequestedOutput("probabilities", binary_data=binary)]
+        outputs = [
+            httpclient.InferRequestedOutput("predictions", binary_data=binary),
+            httpclient.InferRequestedOutput("probabilities", binary_data=binary),
+        ]
         result = client.infer(MODEL_NAME, [tensor], outputs=outputs)
         assert result.as_numpy("predictions").tolist() == expected["predictions"]
         np.testing.assert_allclose(result.as_numpy("probabilities"), expected["probabilities"])
@@ -97,8 +100,12 @@ print(json.dumps({"predictions": result.as_numpy("predictions").tolist(),
 
 
 def test_tritonclient_grpc(demo_server: PredictorProcess, expected: dict) -> None:
-    done = subprocess.run([sys.executable, "-c", GRPC_SESSION, demo_server.grpc_target, MODEL_NAME,
-                           json.dumps(SEED_ROWS)], capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-c", GRPC_SESSION, demo_server.grpc_target, MODEL_NAME, json.dumps(SEED_ROWS)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["predictions"] == expected["predictions"]

@@ -30,15 +30,34 @@ from predictor.errors import BadRequest, PayloadTooLarge
 # Hypothesis keeps caches in ./.hypothesis by default; tests never write into the source tree.
 set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "predictor-hypothesis")
 
-PROPERTY = settings(max_examples=300, deadline=None, derandomize=True, database=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+PROPERTY = settings(
+    max_examples=300,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 ROUND_TRIP = settings(PROPERTY, max_examples=100)
 
 NAMES = ("temperature_c", "age_months", "load_ratio")
 SCHEMAS = [Schema(NAMES), Schema(NAMES, entity_key="equipment_id"), Schema(("x",), max_instances=3)]
 SCHEMA_IDS = ["plain", "entity", "narrow"]
-KEYS = ["instances", "inputs", "name", "shape", "datatype", "data", "parameters", "binary_data_size", "id",
-        "outputs", "binary_data", "binary_data_output", "equipment_id", *NAMES]
+KEYS = [
+    "instances",
+    "inputs",
+    "name",
+    "shape",
+    "datatype",
+    "data",
+    "parameters",
+    "binary_data_size",
+    "id",
+    "outputs",
+    "binary_data",
+    "binary_data_output",
+    "equipment_id",
+    *NAMES,
+]
 DATATYPES = [*NUMERIC_DATATYPES, "BYTES", "FP128", "fp32", ""]
 
 # --------------------------------------------------------------------------------------- strategies
@@ -48,14 +67,19 @@ json_ints = st.integers(min_value=-(2**63), max_value=2**64 - 1)
 json_scalars = st.none() | st.booleans() | json_ints | st.floats(allow_nan=False, allow_infinity=False) | st.text()
 json_values = st.recursive(
     json_scalars,
-    lambda inner: st.lists(inner, max_size=6) | st.dictionaries(st.sampled_from(KEYS) | st.text(max_size=5), inner,
-                                                                max_size=6),
+    lambda inner: (
+        st.lists(inner, max_size=6) | st.dictionaries(st.sampled_from(KEYS) | st.text(max_size=5), inner, max_size=6)
+    ),
     max_leaves=40,
 )
 finite = st.floats(allow_nan=False, allow_infinity=False)
 numbers = st.integers(-(2**63), 2**63) | st.floats(allow_nan=False, allow_infinity=False) | st.booleans()
-junk = st.none() | st.text(max_size=3) | st.lists(json_ints, max_size=2) | st.dictionaries(st.text(max_size=2),
-                                                                                             json_ints, max_size=1)
+junk = (
+    st.none()
+    | st.text(max_size=3)
+    | st.lists(json_ints, max_size=2)
+    | st.dictionaries(st.text(max_size=2), json_ints, max_size=1)
+)
 
 
 def paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -93,8 +117,10 @@ def v1_bodies(draw: st.DrawFn, schema: Schema) -> Any:
     rows = st.lists(finite, min_size=schema.width, max_size=schema.width)
     keyed = st.fixed_dictionaries({name: finite for name in schema.feature_names})
     if schema.entity_key:  # some features given, the rest from the store
-        keyed |= st.fixed_dictionaries({schema.entity_key: st.text(min_size=1, max_size=8)},
-                                       optional={name: finite for name in schema.feature_names})
+        keyed |= st.fixed_dictionaries(
+            {schema.entity_key: st.text(min_size=1, max_size=8)},
+            optional={name: finite for name in schema.feature_names},
+        )
     key = draw(st.sampled_from(["instances", "inputs"]))
     return draw(broken_once({key: draw(st.lists(rows | keyed, min_size=1, max_size=5))}))
 
@@ -106,14 +132,28 @@ def v2_bodies(draw: st.DrawFn, schema: Schema) -> Any:
     datatype = draw(st.sampled_from(["FP64", "FP32", "INT64", "BOOL"]))
     element = st.booleans() if datatype == "BOOL" else st.integers(-100, 100) if datatype == "INT64" else finite
     if draw(st.booleans()):
-        inputs = [{"name": "input-0", "shape": [n, schema.width], "datatype": datatype,
-                   "data": draw(st.lists(element, min_size=n * schema.width, max_size=n * schema.width))}]
+        inputs = [
+            {
+                "name": "input-0",
+                "shape": [n, schema.width],
+                "datatype": datatype,
+                "data": draw(st.lists(element, min_size=n * schema.width, max_size=n * schema.width)),
+            }
+        ]
     else:
-        inputs = [{"name": name, "shape": [n], "datatype": datatype,
-                   "data": draw(st.lists(element, min_size=n, max_size=n))} for name in schema.feature_names]
+        inputs = [
+            {"name": name, "shape": [n], "datatype": datatype, "data": draw(st.lists(element, min_size=n, max_size=n))}
+            for name in schema.feature_names
+        ]
     if schema.entity_key and draw(st.booleans()):
-        inputs.append({"name": schema.entity_key, "shape": [n], "datatype": "BYTES",
-                       "data": draw(st.lists(st.text(min_size=1, max_size=5), min_size=n, max_size=n))})
+        inputs.append(
+            {
+                "name": schema.entity_key,
+                "shape": [n],
+                "datatype": "BYTES",
+                "data": draw(st.lists(st.text(min_size=1, max_size=5), min_size=n, max_size=n)),
+            }
+        )
     body: dict[str, Any] = {"inputs": draw(st.permutations(inputs))}
     if draw(st.booleans()):
         body["outputs"] = [{"name": "probabilities", "parameters": {"binary_data": draw(st.booleans())}}]
@@ -133,12 +173,21 @@ def binary_bodies(draw: st.DrawFn, schema: Schema) -> tuple[Any, bytes]:
         raw = draw(arrays(dtype, (n, schema.width), elements=finite_only)).tobytes()
     else:
         raw = draw(st.binary(max_size=dtype.itemsize * n * schema.width + 3))
-    header = {"inputs": [{"name": "input-0", "shape": [n, schema.width], "datatype": datatype,
-                          "parameters": {"binary_data_size": len(raw)}}]}
+    header = {
+        "inputs": [
+            {
+                "name": "input-0",
+                "shape": [n, schema.width],
+                "datatype": datatype,
+                "parameters": {"binary_data_size": len(raw)},
+            }
+        ]
+    }
     return draw(broken_once(header)), raw
 
 
 # ------------------------------------------------------------------------------------------ property 1
+
 
 def assert_rows_or_rejected(decode: Any, schema: Schema) -> None:
     try:
@@ -201,8 +250,11 @@ def test_more_instances_than_allowed_is_payload_too_large() -> None:
     with pytest.raises(PayloadTooLarge):
         decode_v1({"instances": [[1.0]] * 4}, SCHEMAS[2])
     with pytest.raises(PayloadTooLarge):
-        decode_v2_rest(orjson.dumps({"inputs": [{"name": "m", "shape": [4, 1], "datatype": "FP64",
-                                                 "data": [1, 2, 3, 4]}]}), None, SCHEMAS[2])
+        decode_v2_rest(
+            orjson.dumps({"inputs": [{"name": "m", "shape": [4, 1], "datatype": "FP64", "data": [1, 2, 3, 4]}]}),
+            None,
+            SCHEMAS[2],
+        )
 
 
 # ------------------------------------------------------------------------------------------ property 2
@@ -211,13 +263,24 @@ WIDTH = len(NAMES)
 in_range = st.floats(-MAX_MAGNITUDE, MAX_MAGNITUDE)
 matrices = st.integers(1, 12).flatmap(lambda n: arrays(np.float64, (n, WIDTH), elements=in_range))
 fp32_matrices = st.integers(1, 12).flatmap(
-    lambda n: arrays(np.float32, (n, WIDTH), elements=st.floats(width=32, allow_nan=False, allow_infinity=False)))
+    lambda n: arrays(np.float32, (n, WIDTH), elements=st.floats(width=32, allow_nan=False, allow_infinity=False))
+)
 
 
 def binary_request(matrix: np.ndarray, datatype: str) -> tuple[bytes, str]:
     raw = np.ascontiguousarray(matrix, dtype=np.dtype(NUMERIC_DATATYPES[datatype]).newbyteorder("<")).tobytes()
-    header = orjson.dumps({"inputs": [{"name": "input-0", "shape": list(matrix.shape), "datatype": datatype,
-                                       "parameters": {"binary_data_size": len(raw)}}]})
+    header = orjson.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "input-0",
+                    "shape": list(matrix.shape),
+                    "datatype": datatype,
+                    "parameters": {"binary_data_size": len(raw)},
+                }
+            ]
+        }
+    )
     return header + raw, str(len(header))
 
 
@@ -231,7 +294,7 @@ def test_v1_rows_round_trip(matrix: np.ndarray) -> None:
 @ROUND_TRIP
 @given(matrix=matrices)
 def test_v1_objects_round_trip(matrix: np.ndarray) -> None:
-    payload = orjson.loads(orjson.dumps({"inputs": [dict(zip(NAMES, row)) for row in matrix.tolist()]}))
+    payload = orjson.loads(orjson.dumps({"inputs": [dict(zip(NAMES, row, strict=False)) for row in matrix.tolist()]}))
     np.testing.assert_array_equal(decode_v1(payload, SCHEMAS[0]).values, matrix)
 
 
@@ -239,16 +302,23 @@ def test_v1_objects_round_trip(matrix: np.ndarray) -> None:
 @given(matrix=matrices, nested=st.booleans())
 def test_v2_matrix_tensor_round_trips(matrix: np.ndarray, nested: bool) -> None:
     data = matrix.tolist() if nested else matrix.reshape(-1).tolist()
-    body = orjson.dumps({"inputs": [{"name": "input-0", "shape": list(matrix.shape), "datatype": "FP64",
-                                     "data": data}]})
+    body = orjson.dumps(
+        {"inputs": [{"name": "input-0", "shape": list(matrix.shape), "datatype": "FP64", "data": data}]}
+    )
     np.testing.assert_array_equal(decode_v2_rest(body, None, SCHEMAS[0]).rows.values, matrix)
 
 
 @ROUND_TRIP
 @given(matrix=matrices)
 def test_v2_tensor_per_feature_round_trips(matrix: np.ndarray) -> None:
-    body = orjson.dumps({"inputs": [{"name": name, "shape": [matrix.shape[0]], "datatype": "FP64",
-                                     "data": matrix[:, j].tolist()} for j, name in enumerate(NAMES)][::-1]})
+    body = orjson.dumps(
+        {
+            "inputs": [
+                {"name": name, "shape": [matrix.shape[0]], "datatype": "FP64", "data": matrix[:, j].tolist()}
+                for j, name in enumerate(NAMES)
+            ][::-1]
+        }
+    )
     np.testing.assert_array_equal(decode_v2_rest(body, None, SCHEMAS[0]).rows.values, matrix)
 
 
@@ -270,6 +340,7 @@ def test_v2_binary_fp32_round_trips(matrix: np.ndarray) -> None:
 
 # ------------------------------------------------------------------------------------------ regressions
 # Each of these was a 500 found by the fuzz pass (a TypeError or RecursionError escaping the codec).
+
 
 def nested(depth: int, leaf: Any = 1.0) -> Any:
     for _ in range(depth):
@@ -295,8 +366,13 @@ def test_a_deeply_nested_value_is_a_bad_request(case: str) -> None:
         elif case == "v1 entity id":
             decode_v1({"instances": [{"equipment_id": deep}]}, SCHEMAS[1])
         else:
-            body = (b'{"inputs": [{"name": "x", "shape": [1], "datatype": "FP64", "parameters": {"binary_data_size": '
-                    + b"[" * 1000 + b"1" + b"]" * 1000 + b"}}]}")
+            body = (
+                b'{"inputs": [{"name": "x", "shape": [1], "datatype": "FP64", "parameters": {"binary_data_size": '
+                + b"[" * 1000
+                + b"1"
+                + b"]" * 1000
+                + b"}}]}"
+            )
             decode_v2_rest(body, None, SCHEMAS[0])
 
 

@@ -18,10 +18,27 @@ def test_without_flags_the_demo_model_is_served_from_its_production_alias() -> N
 
 
 def test_the_seed_flask_servers_flags_are_accepted_as_aliases() -> None:
-    settings = load_settings(["--model-uri", "models:/predictive_maintenance/Production", "--model-name", "pm",
-                              "--model-version", "1.0", "--host", "127.0.0.1", "--port", "9000"], {})
+    settings = load_settings(
+        [
+            "--model-uri",
+            "models:/predictive_maintenance/Production",
+            "--model-name",
+            "pm",
+            "--model-version",
+            "1.0",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "9000",
+        ],
+        {},
+    )
     assert (settings.model_uri, settings.model_name, settings.host, settings.http_port) == (
-        "models:/predictive_maintenance/Production", "pm", "127.0.0.1", 9000)
+        "models:/predictive_maintenance/Production",
+        "pm",
+        "127.0.0.1",
+        9000,
+    )
     assert settings.resolved_model_uri == "models:/predictive_maintenance/Production"  # 1.0 is only a label
 
 

@@ -91,8 +91,9 @@ def test_help_lists_every_target_with_a_description() -> None:
         assert len(lines[name].split(maxsplit=2)[2]) > 20, lines[name]
 
 
-@pytest.mark.parametrize("args", [["deploy"], ["canary", "PERCENT=10"], ["promote"], ["rollback"], ["status"],
-                                  ["image"]])
+@pytest.mark.parametrize(
+    "args", [["deploy"], ["canary", "PERCENT=10"], ["promote"], ["rollback"], ["status"], ["image"]]
+)
 def test_dry_run_prints_the_command_and_runs_nothing(args: list[str], fake: FakeKubectl, tmp_path: Path) -> None:
     result = make(*args, "DRY_RUN=1", f"KUBECTL={fake.path}", f"DOCKER={tmp_path / 'no-docker'}")
     assert result.returncode == 0, result.stderr
@@ -136,8 +137,7 @@ def test_deploy_gives_the_new_revision_all_traffic(fake: FakeKubectl) -> None:
 
 
 @pytest.mark.parametrize(("name", "percent"), [("promote", 100), ("rollback", 0)])
-def test_promote_and_rollback_patch_only_the_split(name: str, percent: int, fake: FakeKubectl,
-                                                   tmp_path: Path) -> None:
+def test_promote_and_rollback_patch_only_the_split(name: str, percent: int, fake: FakeKubectl, tmp_path: Path) -> None:
     result = target(name, fake=fake)
     assert result.returncode == 0, result.stderr
     (call,) = fake.calls

@@ -84,8 +84,9 @@ def test_the_dependency_list_is_read_from_pyproject(tmp_path: Path) -> None:
     command = shlex.split(run.split(">", 1)[0])
     assert command[:2] == ["python", "-c"]
     shutil.copy(PROJECT_ROOT / "pyproject.toml", tmp_path)
-    result = subprocess.run([sys.executable, "-c", command[2]], cwd=tmp_path, capture_output=True, text=True,
-                            timeout=30)
+    result = subprocess.run(
+        [sys.executable, "-c", command[2]], cwd=tmp_path, capture_output=True, text=True, timeout=30
+    )
     assert result.returncode == 0, result.stderr
     project = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]
     assert result.stdout.split() == project["dependencies"] + project["optional-dependencies"]["redis"]
@@ -157,11 +158,20 @@ def _ignored(path: str, patterns: list[str]) -> bool:
 
 
 def test_the_build_context_holds_only_what_the_image_needs() -> None:
-    patterns = [line.strip() for line in DOCKERIGNORE.read_text().splitlines()
-                if line.strip() and not line.startswith("#")]
+    patterns = [
+        line.strip() for line in DOCKERIGNORE.read_text().splitlines() if line.strip() and not line.startswith("#")
+    ]
     assert patterns[0] == "*", "an allow-list: everything else stays out of the context"
-    for path in (".venv/bin/python", ".data/mlflow.db", ".git/config", "tests/conftest.py", "mlruns/0/meta.yaml",
-                 ".env", "manifests/base/kustomization.yaml", "predictor/__pycache__/model.cpython-311.pyc"):
+    for path in (
+        ".venv/bin/python",
+        ".data/mlflow.db",
+        ".git/config",
+        "tests/conftest.py",
+        "mlruns/0/meta.yaml",
+        ".env",
+        "manifests/base/kustomization.yaml",
+        "predictor/__pycache__/model.cpython-311.pyc",
+    ):
         assert _ignored(path, patterns), path
     copied = [args.split()[0] for word, args in instructions() if word == "COPY" and "--from" not in args]
     for source in copied:

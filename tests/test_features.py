@@ -14,11 +14,11 @@ import pandas as pd
 import pytest
 from prometheus_client import CollectorRegistry
 
-from predictor.errors import EntityNotFound, FeatureStoreUnavailable, StaleFeatures
+from predictor.demo.columns import FEATURE_NAMES
 from predictor.demo.feast_setup import prepare_feature_store
+from predictor.errors import EntityNotFound, FeatureStoreUnavailable, StaleFeatures
 from predictor.features import FeastFeatureSource, FetchedFeatures, Policy
 from predictor.metrics import Metrics
-from predictor.demo.columns import FEATURE_NAMES
 from tests.feast_helpers import (
     NULL_FEATURE,
     NULL_ID,

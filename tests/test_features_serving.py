@@ -9,8 +9,8 @@ import httpx
 import numpy as np
 import pytest
 
-from predictor.demo.feast_setup import prepare_feature_store
 from predictor.demo.columns import FEATURE_NAMES
+from predictor.demo.feast_setup import prepare_feature_store
 from tests.feast_helpers import NULL_FEATURE, NULL_ID, REDIS_SERVER, REPO_SOURCE, STALE_ID, RedisProcess, demo_telemetry
 from tests.servers import MODEL_NAME, PredictorProcess, free_port, start_predictor, wait_until
 
@@ -31,8 +31,9 @@ def raw_rows(telemetry, ids: list[str]) -> list[list[float]]:
 
 @pytest.fixture(scope="module")
 def sqlite_repo(tmp_path_factory: pytest.TempPathFactory, telemetry) -> Path:
-    return prepare_feature_store(REPO_SOURCE, tmp_path_factory.mktemp("feast"), telemetry=telemetry,
-                                 progress=lambda line: None)
+    return prepare_feature_store(
+        REPO_SOURCE, tmp_path_factory.mktemp("feast"), telemetry=telemetry, progress=lambda line: None
+    )
 
 
 @pytest.fixture(scope="module")
@@ -71,9 +72,10 @@ def test_caller_features_override_stored_ones(server: PredictorProcess, telemetr
 
 
 def test_unknown_ids_are_404_naming_each(server: PredictorProcess) -> None:
-    response = httpx.post(server.http_url + V1, json={"instances": [{"equipment_id": "pump-9998"},
-                                                                    {"equipment_id": IDS[0]},
-                                                                    {"equipment_id": "fan-9999"}]})
+    response = httpx.post(
+        server.http_url + V1,
+        json={"instances": [{"equipment_id": "pump-9998"}, {"equipment_id": IDS[0]}, {"equipment_id": "fan-9999"}]},
+    )
     assert response.status_code == 404
     assert "pump-9998" in response.json()["error"] and "fan-9999" in response.json()["error"]
 
@@ -88,14 +90,17 @@ def test_stale_and_null_features_are_rejected_by_default(server: PredictorProces
     assert 'feature_lookup_latency_seconds_count{store="sqlite"}' in metrics
 
 
-def test_fill_policy_fills_from_training_defaults_and_says_so(tracking_uri: str, sqlite_repo: Path,
-                                                              tmp_path: Path) -> None:
-    process = start_predictor(tracking_uri, tmp_path, "--feature_store", str(sqlite_repo),
-                              "--missing_feature_policy", "fill")
+def test_fill_policy_fills_from_training_defaults_and_says_so(
+    tracking_uri: str, sqlite_repo: Path, tmp_path: Path
+) -> None:
+    process = start_predictor(
+        tracking_uri, tmp_path, "--feature_store", str(sqlite_repo), "--missing_feature_policy", "fill"
+    )
     try:
         process.wait_ready()
-        response = httpx.post(process.http_url + V1, json={"instances": [{"equipment_id": IDS[0]},
-                                                                        {"equipment_id": NULL_ID}]})
+        response = httpx.post(
+            process.http_url + V1, json={"instances": [{"equipment_id": IDS[0]}, {"equipment_id": NULL_ID}]}
+        )
         assert response.status_code == 200, response.text
         assert response.json()["filled_features"] == {"1": [NULL_FEATURE]}
     finally:
@@ -103,8 +108,11 @@ def test_fill_policy_fills_from_training_defaults_and_says_so(tracking_uri: str,
 
 
 def start_redis(port: int) -> RedisProcess:
-    process = subprocess.Popen([REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                                "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     redis = RedisProcess(process, port)
 
     def answers() -> bool:
@@ -120,14 +128,16 @@ def start_redis(port: int) -> RedisProcess:
 
 
 def test_redis_online_store_outage_turns_readiness_off_not_the_process(
-        tracking_uri: str, tmp_path: Path, telemetry) -> None:
+    tracking_uri: str, tmp_path: Path, telemetry
+) -> None:
     port = free_port()
     redis = start_redis(port)
     process = None
     try:
         online = {"type": "redis", "connection_string": redis.connection_string}
-        repo = prepare_feature_store(REPO_SOURCE, tmp_path / "repo", telemetry=telemetry, online_store=online,
-                                     progress=lambda line: None)
+        repo = prepare_feature_store(
+            REPO_SOURCE, tmp_path / "repo", telemetry=telemetry, online_store=online, progress=lambda line: None
+        )
         process = start_predictor(tracking_uri, tmp_path, "--feature_store", str(repo)).wait_ready()
         by_id = {"instances": [{"equipment_id": i} for i in IDS]}
         expected = httpx.post(process.http_url + V1, json={"instances": raw_rows(telemetry, IDS)}).json()
@@ -142,8 +152,9 @@ def test_redis_online_store_outage_turns_readiness_off_not_the_process(
         assert httpx.post(process.http_url + V1, json={"instances": raw_rows(telemetry, IDS)}).json() == expected
 
         redis = start_redis(port)  # back, but empty (no persistence): materialize again
-        prepare_feature_store(REPO_SOURCE, tmp_path / "repo", telemetry=telemetry, online_store=online,
-                              progress=lambda line: None)
+        prepare_feature_store(
+            REPO_SOURCE, tmp_path / "repo", telemetry=telemetry, online_store=online, progress=lambda line: None
+        )
         wait_until(lambda: httpx.get(process.http_url + "/ready").status_code == 200, 20, 0.2, "readiness back")
         assert httpx.post(process.http_url + V1, json=by_id).json() == expected
     finally:

@@ -24,17 +24,20 @@ def version_of(base_url: str) -> str | None:
     return httpx.get(f"{base_url}/v1/models/{MODEL_NAME}").json()["version"]
 
 
-def test_alias_move_swaps_under_load_with_zero_failures_and_rollback_flips_back(own_registry: str,
-                                                                             tmp_path: Path) -> None:
+def test_alias_move_swaps_under_load_with_zero_failures_and_rollback_flips_back(
+    own_registry: str, tmp_path: Path
+) -> None:
     server = start_predictor(own_registry, tmp_path / "logs", "--poll_interval_s", "0.5").wait_ready()
     try:
+
         async def scenario():
             stop = asyncio.Event()
             load = asyncio.ensure_future(run_load(server.http_url, stop, concurrency=16, max_seconds=60))
             await asyncio.sleep(1.5)
             # a different model (logistic regression) on the same features becomes @production: version 2
-            await asyncio.to_thread(register_demo_model, own_registry, kind="logreg",
-                                    artifact_root=tmp_path / "artifacts", force=True)
+            await asyncio.to_thread(
+                register_demo_model, own_registry, kind="logreg", artifact_root=tmp_path / "artifacts", force=True
+            )
             await asyncio.to_thread(wait_until, lambda: version_of(server.http_url) == "2", 30, 0.2, "swap to 2")
             await asyncio.sleep(1.5)
             stop.set()
@@ -65,8 +68,9 @@ def test_alias_move_swaps_under_load_with_zero_failures_and_rollback_flips_back(
         server.stop()
 
 
-def test_an_incompatible_new_version_is_refused_and_the_old_one_keeps_serving(own_registry: str,
-                                                                            tmp_path: Path) -> None:
+def test_an_incompatible_new_version_is_refused_and_the_old_one_keeps_serving(
+    own_registry: str, tmp_path: Path
+) -> None:
     import mlflow
     import numpy as np
     import pandas as pd
@@ -80,15 +84,21 @@ def test_an_incompatible_new_version_is_refused_and_the_old_one_keeps_serving(ow
         frame = pd.DataFrame(np.random.default_rng(0).uniform(size=(20, 3)), columns=["a", "b", "c"])
         estimator = LogisticRegression().fit(frame.to_numpy(), np.arange(20) % 2)
         with mlflow.start_run():
-            info = mlflow.sklearn.log_model(estimator, name="model", signature=infer_signature(frame),
-                                            registered_model_name=MODEL_NAME,
-                                            serialization_format="cloudpickle")
+            info = mlflow.sklearn.log_model(
+                estimator,
+                name="model",
+                signature=infer_signature(frame),
+                registered_model_name=MODEL_NAME,
+                serialization_format="cloudpickle",
+            )
         MlflowClient().set_registered_model_alias(MODEL_NAME, "production", str(info.registered_model_version))
         status = httpx.post(f"{server.http_url}/admin/reload").json()
         assert status["serving"] == "1"
         assert "expects features ['a', 'b', 'c']" in status["last_registry_error"]
-        assert httpx.post(f"{server.http_url}/v1/models/{MODEL_NAME}:predict",
-                          json={"instances": SEED_ROWS}).status_code == 200
+        assert (
+            httpx.post(f"{server.http_url}/v1/models/{MODEL_NAME}:predict", json={"instances": SEED_ROWS}).status_code
+            == 200
+        )
     finally:
         server.stop()
 
@@ -100,12 +110,17 @@ def test_a_restart_serves_the_cached_version_then_follows_the_registry(own_regis
     assert "local model cache" not in first.log(100_000)
     # while the server is down, the alias moves to a new version
     register_demo_model(own_registry, kind="logreg", artifact_root=tmp_path / "artifacts", force=True)
-    second = start_predictor(own_registry, tmp_path / "logs", "--model_cache_dir", cache,
-                             "--poll_interval_s", "0").wait_ready()
+    second = start_predictor(
+        own_registry, tmp_path / "logs", "--model_cache_dir", cache, "--poll_interval_s", "0"
+    ).wait_ready()
     try:
         assert "serving version 1 from the local model cache" in second.log(100_000)
         wait_until(lambda: version_of(second.http_url) == "2", 60, 0.2, "revalidation against the registry")
-        assert httpx.post(f"{second.http_url}/v1/models/{MODEL_NAME}:predict",
-                          json={"instances": SEED_ROWS}).json()["model_version"] == "2"
+        assert (
+            httpx.post(f"{second.http_url}/v1/models/{MODEL_NAME}:predict", json={"instances": SEED_ROWS}).json()[
+                "model_version"
+            ]
+            == "2"
+        )
     finally:
         second.stop()

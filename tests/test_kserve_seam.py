@@ -33,6 +33,9 @@ def _private_kserve_uses(path: Path) -> list[str]:
 
 
 def test_no_module_but_the_seam_imports_a_private_kserve_name() -> None:
-    offenders = {str(path.relative_to(PACKAGE)): uses for path in PACKAGE.rglob("*.py")
-                 if path.name != "kserve_seam.py" and (uses := _private_kserve_uses(path))}
+    offenders = {
+        str(path.relative_to(PACKAGE)): uses
+        for path in PACKAGE.rglob("*.py")
+        if path.name != "kserve_seam.py" and (uses := _private_kserve_uses(path))
+    }
     assert offenders == {}

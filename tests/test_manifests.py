@@ -29,11 +29,16 @@ def with_components(tmp_path: Path, *components: str) -> Path:
     """A throwaway kustomization in tmp_path: the base plus COMPONENTS (kustomize wants relative paths)."""
     here = tmp_path / "kustomization"
     here.mkdir()
-    (here / "kustomization.yaml").write_text(json.dumps({
-        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
-        "resources": [os.path.relpath(BASE, here)],
-        "components": [os.path.relpath(MANIFESTS / "components" / c, here) for c in components],
-    }))
+    (here / "kustomization.yaml").write_text(
+        json.dumps(
+            {
+                "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                "kind": "Kustomization",
+                "resources": [os.path.relpath(BASE, here)],
+                "components": [os.path.relpath(MANIFESTS / "components" / c, here) for c in components],
+            }
+        )
+    )
     return here
 
 
@@ -86,8 +91,16 @@ def test_overlays_keep_the_container(overlay: str) -> None:
     base = container(the(render(BASE), "InferenceService"))
     ours = container(the(render(MANIFESTS / "overlays" / overlay), "InferenceService"))
     assert ours["image"].startswith("ghcr.io/dcmms/predictive-maintenance-predictor:")
-    for key in ("name", "args", "ports", "startupProbe", "readinessProbe", "livenessProbe", "resources",
-                "securityContext"):
+    for key in (
+        "name",
+        "args",
+        "ports",
+        "startupProbe",
+        "readinessProbe",
+        "livenessProbe",
+        "resources",
+        "securityContext",
+    ):
         assert ours[key] == base[key], key
     assert len(ours["envFrom"]) == len(base["envFrom"]) == 1
     assert set(ours) == set(base)
@@ -110,7 +123,10 @@ def test_the_container_runs_the_predictor_as_documented(target: str) -> None:
     assert box["securityContext"]["allowPrivilegeEscalation"] is False
     assert box["resources"]["requests"] and box["resources"]["limits"]
     assert predictor["annotations"] == {
-        "prometheus.io/scrape": "true", "prometheus.io/port": "8080", "prometheus.io/path": "/metrics"}
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": "8080",
+        "prometheus.io/path": "/metrics",
+    }
 
 
 @pytest.mark.parametrize("target", TARGETS)
@@ -131,8 +147,13 @@ def test_every_setting_is_one_the_predictor_reads(target: str) -> None:
     data = next(o for o in objects if o["metadata"]["name"] == ref)["data"]
     known = {spec.metadata["env"] for spec in fields(Settings) if spec.metadata["env"]}
     assert set(data) <= known, f"not read by predictor/config.py: {sorted(set(data) - known)}"
-    assert {"MLFLOW_TRACKING_URI", "PREDICTOR_MODEL_URI", "PREDICTOR_MAX_BATCH_SIZE",
-            "PREDICTOR_MAX_BATCH_WAIT_MS", "PREDICTOR_LOG_LEVEL"} <= set(data)
+    assert {
+        "MLFLOW_TRACKING_URI",
+        "PREDICTOR_MODEL_URI",
+        "PREDICTOR_MAX_BATCH_SIZE",
+        "PREDICTOR_MAX_BATCH_WAIT_MS",
+        "PREDICTOR_LOG_LEVEL",
+    } <= set(data)
 
 
 def test_the_settings_parse_as_the_container_would_start() -> None:
@@ -141,23 +162,37 @@ def test_the_settings_parse_as_the_container_would_start() -> None:
     box = container(the(objects, "InferenceService"))
     data = next(o for o in objects if o["metadata"]["name"] == box["envFrom"][0]["configMapRef"]["name"])["data"]
     # A subprocess: importing kserve parses sys.argv (see PITFALLS).
-    code = ("import json, sys; from predictor.config import load_settings; "
-            "s = load_settings(sys.argv[1:], json.loads(sys.stdin.read())); "
-            "print(json.dumps([s.model_name, s.tracking_uri, s.resolved_model_uri, str(s.feature_store), "
-            "s.max_batch_size, s.max_batch_wait_ms, s.log_level]))")
-    result = subprocess.run([sys.executable, "-c", code, *box["args"]], input=json.dumps(data),
-                            capture_output=True, text=True, timeout=60)
+    code = (
+        "import json, sys; from predictor.config import load_settings; "
+        "s = load_settings(sys.argv[1:], json.loads(sys.stdin.read())); "
+        "print(json.dumps([s.model_name, s.tracking_uri, s.resolved_model_uri, str(s.feature_store), "
+        "s.max_batch_size, s.max_batch_wait_ms, s.log_level]))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, *box["args"]], input=json.dumps(data), capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout.strip().splitlines()[-1]) == [
-        "predictive_maintenance", "http://mlflow.dcmms-ml.svc:5000", "models:/predictive_maintenance/1",
-        "None", 64, 1.0, "INFO"]  # Feast stays off until a prepared repo is mounted (see base/predictor.env)
+        "predictive_maintenance",
+        "http://mlflow.dcmms-ml.svc:5000",
+        "models:/predictive_maintenance/1",
+        "None",
+        64,
+        1.0,
+        "INFO",
+    ]  # Feast stays off until a prepared repo is mounted (see base/predictor.env)
 
 
 def test_prod_is_serverless_with_canary_and_rps_autoscaling_in_dcmms_ml() -> None:
     objects = render(MANIFESTS / "overlays" / "prod")
     assert {o["metadata"].get("namespace") for o in objects} == {"dcmms-ml"}
     assert {o["kind"] for o in objects} == {
-        "InferenceService", "ServiceAccount", "ConfigMap", "NetworkPolicy", "PrometheusRule"}
+        "InferenceService",
+        "ServiceAccount",
+        "ConfigMap",
+        "NetworkPolicy",
+        "PrometheusRule",
+    }
     isvc = the(objects, "InferenceService")
     annotations = isvc["metadata"]["annotations"]
     assert annotations["serving.kserve.io/deploymentMode"] == "Serverless"
@@ -200,7 +235,10 @@ def test_only_fields_that_knative_mode_reads(target: str, tmp_path: Path) -> Non
         assert 1 <= predictor["minReplicas"] <= predictor["maxReplicas"] == 5
     if target == "autoscaling-cpu":
         assert (predictor["scaleMetric"], predictor["scaleTarget"], autoscaler) == (
-            "cpu", 70, "hpa.autoscaling.knative.dev")
+            "cpu",
+            70,
+            "hpa.autoscaling.knative.dev",
+        )
 
 
 def test_dev_scales_to_zero_and_has_no_optional_features() -> None:
@@ -216,9 +254,13 @@ def test_network_policy_admits_the_backend_and_what_knative_needs() -> None:
     assert sorted(policy["policyTypes"]) == ["Egress", "Ingress"]
 
     def ports_from(namespace: str, rules: list[dict[str, Any]], side: str) -> set[int]:
-        return {port["port"] for rule in rules for peer in rule[side]
-                if peer.get("namespaceSelector", {}).get("matchLabels") == {"kubernetes.io/metadata.name": namespace}
-                for port in rule["ports"]}
+        return {
+            port["port"]
+            for rule in rules
+            for peer in rule[side]
+            if peer.get("namespaceSelector", {}).get("matchLabels") == {"kubernetes.io/metadata.name": namespace}
+            for port in rule["ports"]
+        }
 
     assert ports_from("dcmms-backend", policy["ingress"], "from") == {8080, 8081, 8012}
     assert ports_from("knative-serving", policy["ingress"], "from") == {8012, 9090}
@@ -245,7 +287,7 @@ def test_dashboard_has_the_four_panels_of_the_seed() -> None:
     panels = json.loads(text)["panels"]
     titles = [p["title"].lower() for p in panels]
     assert len(panels) == 4
-    for word, panel in zip(("request rate", "latency", "error rate", "pods"), titles):
+    for word, panel in zip(("request rate", "latency", "error rate", "pods"), titles, strict=False):
         assert word in panel
     assert [t["legendFormat"] for t in panels[1]["targets"]] == ["P50", "P95", "P99"]
 

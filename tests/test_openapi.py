@@ -17,18 +17,37 @@ from openapi_spec_validator import validate as validate_spec
 
 from tests.servers import MODEL_NAME, PROJECT_ROOT, SEED_ROWS, PredictorProcess
 
-FEATURES = ("temperature_c", "age_months", "vibration_rms", "load_ratio", "pressure_delta_bar", "runtime_khours",
-            "overheat_alarm", "vibration_alarm", "lubrication_overdue", "recent_repair")
+FEATURES = (
+    "temperature_c",
+    "age_months",
+    "vibration_rms",
+    "load_ratio",
+    "pressure_delta_bar",
+    "runtime_khours",
+    "overheat_alarm",
+    "vibration_alarm",
+    "lubrication_overdue",
+    "recent_repair",
+)
 OUR_OPERATIONS = {
-    ("get", "/health"), ("get", "/health/live"), ("get", "/ready"), ("get", "/health/ready"),
-    ("get", "/v2/health/live"), ("get", "/v2/health/ready"), ("get", "/metrics"),
-    ("get", "/v1/models/{model_name}"), ("post", "/v1/models/{model_name}:predict"),
-    ("get", "/v2/models/{model_name}"), ("get", "/v2/models/{model_name}/ready"),
+    ("get", "/health"),
+    ("get", "/health/live"),
+    ("get", "/ready"),
+    ("get", "/health/ready"),
+    ("get", "/v2/health/live"),
+    ("get", "/v2/health/ready"),
+    ("get", "/metrics"),
+    ("get", "/v1/models/{model_name}"),
+    ("post", "/v1/models/{model_name}:predict"),
+    ("get", "/v2/models/{model_name}"),
+    ("get", "/v2/models/{model_name}/ready"),
     ("post", "/v2/models/{model_name}/infer"),
     ("get", "/v2/models/{model_name}/versions/{model_version}"),
     ("get", "/v2/models/{model_name}/versions/{model_version}/ready"),
     ("post", "/v2/models/{model_name}/versions/{model_version}/infer"),
-    ("get", "/admin/versions"), ("post", "/admin/rollback"), ("post", "/admin/reload"),
+    ("get", "/admin/versions"),
+    ("post", "/admin/rollback"),
+    ("post", "/admin/reload"),
     ("post", "/admin/webhook/mlflow"),
 }
 REFERENCE = PROJECT_ROOT.parent / "shared" / "reference" / "protocol" / "oip_open_inference_rest.yaml"
@@ -64,6 +83,7 @@ def is_valid(doc: dict[str, Any], component: str, instance: Any) -> bool:
 
 
 # ---------------------------------------------------------------------------------------- the document
+
 
 def test_document_is_valid_openapi_3_1(document: dict[str, Any]) -> None:
     assert document["openapi"].startswith("3.1")
@@ -101,26 +121,45 @@ def test_operation_ids_are_unique(document: dict[str, Any]) -> None:
 
 
 def test_v1_request_schema_follows_the_features(document: dict[str, Any]) -> None:
-    keyed = dict(zip(FEATURES, SEED_ROWS[0]))
+    keyed = dict(zip(FEATURES, SEED_ROWS[0], strict=False))
     assert is_valid(document, "V1PredictRequest", {"instances": SEED_ROWS})
     assert is_valid(document, "V1PredictRequest", {"inputs": [keyed]})
     assert is_valid(document, "V1PredictRequest", {"instances": [{"equipment_id": "pump-0001"}]})
     assert is_valid(document, "V1PredictRequest", {"instances": [{"equipment_id": "pump-0001", "load_ratio": 0.5}]})
-    for bad in ({"instances": []}, {"instances": [SEED_ROWS[0][:9]]}, {"instances": [{**keyed, "typo": 1}]},
-                {"instances": [{"load_ratio": 0.5}]}, {"instances": ["abc"]}, {"rows": SEED_ROWS},
-                {"instances": [SEED_ROWS[0]] * 101}):
+    for bad in (
+        {"instances": []},
+        {"instances": [SEED_ROWS[0][:9]]},
+        {"instances": [{**keyed, "typo": 1}]},
+        {"instances": [{"load_ratio": 0.5}]},
+        {"instances": ["abc"]},
+        {"rows": SEED_ROWS},
+        {"instances": [SEED_ROWS[0]] * 101},
+    ):
         assert not is_valid(document, "V1PredictRequest", bad), bad
 
 
 def test_v2_request_schema_follows_the_protocol(document: dict[str, Any]) -> None:
     tensor = {"name": "input-0", "shape": [1, 10], "datatype": "FP64", "data": SEED_ROWS[0]}
     assert is_valid(document, "InferenceRequest", {"inputs": [tensor]})
-    assert is_valid(document, "InferenceRequest", {"id": "1", "inputs": [tensor], "outputs": [{"name": "predictions"}],
-                                                    "parameters": {"binary_data_output": True}})
+    assert is_valid(
+        document,
+        "InferenceRequest",
+        {
+            "id": "1",
+            "inputs": [tensor],
+            "outputs": [{"name": "predictions"}],
+            "parameters": {"binary_data_output": True},
+        },
+    )
     binary = {"name": "input-0", "shape": [1, 10], "datatype": "FP32", "parameters": {"binary_data_size": 40}}
     assert is_valid(document, "InferenceRequest", {"inputs": [binary]})
-    for bad in ({"inputs": []}, {"inputs": [{**tensor, "datatype": "FP128"}]}, {"inputs": [{**tensor, "shape": [-1]}]},
-                {"id": 1, "inputs": [tensor]}, {"inputs": [tensor], "outputs": [{"name": "nope"}]}):
+    for bad in (
+        {"inputs": []},
+        {"inputs": [{**tensor, "datatype": "FP128"}]},
+        {"inputs": [{**tensor, "shape": [-1]}]},
+        {"id": 1, "inputs": [tensor]},
+        {"inputs": [tensor], "outputs": [{"name": "nope"}]},
+    ):
         assert not is_valid(document, "InferenceRequest", bad), bad
 
 
@@ -138,16 +177,23 @@ def test_v2_schemas_cover_the_open_inference_protocol(document: dict[str, Any]) 
     import yaml
 
     oip = yaml.safe_load(REFERENCE.read_text())
-    oip_paths = {path.replace("${MODEL_NAME}", "{model_name}").replace("${MODEL_VERSION}", "{model_version}")
-                 for path in oip["paths"]}
-    for method, path in OUR_OPERATIONS:
+    oip_paths = {
+        path.replace("${MODEL_NAME}", "{model_name}").replace("${MODEL_VERSION}", "{model_version}")
+        for path in oip["paths"]
+    }
+    for _method, path in OUR_OPERATIONS:
         if path.startswith("/v2/models/") and "versions" in path:
             assert path in oip_paths, path  # ours are the protocol's paths
     theirs, ours = oip["components"]["schemas"], document["components"]["schemas"]
-    pairs = {"inference_request": "InferenceRequest", "request_input": "RequestInput",
-             "request_output": "RequestOutput", "inference_response": "InferenceResponse",
-             "response_output": "ResponseOutput", "metadata_model_response": "MetadataModelResponse",
-             "metadata_tensor": "MetadataTensor"}
+    pairs = {
+        "inference_request": "InferenceRequest",
+        "request_input": "RequestInput",
+        "request_output": "RequestOutput",
+        "inference_response": "InferenceResponse",
+        "response_output": "ResponseOutput",
+        "metadata_model_response": "MetadataModelResponse",
+        "metadata_tensor": "MetadataTensor",
+    }
     for oip_name, our_name in pairs.items():
         missing = set(theirs[oip_name]["properties"]) - set(ours[our_name]["properties"])
         # "properties" of model metadata is optional and we have none to report.
@@ -162,6 +208,7 @@ def test_v2_schemas_cover_the_open_inference_protocol(document: dict[str, Any]) 
 
 # ------------------------------------------------------------------------------------------ the server
 
+
 @pytest.fixture(scope="module")
 def served(demo_server: PredictorProcess) -> dict[str, Any]:
     response = httpx.get(f"{demo_server.http_url}/openapi.json", timeout=10)
@@ -169,8 +216,9 @@ def served(demo_server: PredictorProcess) -> dict[str, Any]:
     assert response.headers["content-type"].startswith("application/json")
     document: dict[str, Any] = response.json()
     if "V1PredictRequest" not in document.get("components", {}).get("schemas", {}):
-        pytest.fail("GET /openapi.json serves FastAPI's default document: install_openapi is not wired in "
-                    "predictor/server.py")
+        pytest.fail(
+            "GET /openapi.json serves FastAPI's default document: install_openapi is not wired in predictor/server.py"
+        )
     return document
 
 
@@ -205,15 +253,25 @@ def test_v2_requests_and_responses_match_the_document(served: dict[str, Any], de
     validator(served, "InferenceResponse").validate(orjson.loads(response.content[:length]))
 
 
-@pytest.mark.parametrize("path", ["/ready", "/v2/health/ready", f"/v1/models/{MODEL_NAME}",
-                                  f"/v2/models/{MODEL_NAME}", f"/v2/models/{MODEL_NAME}/ready"])
-def test_probe_and_metadata_responses_match_the_document(served: dict[str, Any], demo_server: PredictorProcess,
-                                                         path: str) -> None:
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/ready",
+        "/v2/health/ready",
+        f"/v1/models/{MODEL_NAME}",
+        f"/v2/models/{MODEL_NAME}",
+        f"/v2/models/{MODEL_NAME}/ready",
+    ],
+)
+def test_probe_and_metadata_responses_match_the_document(
+    served: dict[str, Any], demo_server: PredictorProcess, path: str
+) -> None:
     template = path.replace(MODEL_NAME, "{model_name}")
     response = httpx.get(demo_server.http_url + path, timeout=10)
     schema = served["paths"][template]["get"]["responses"][str(response.status_code)]
     jsonschema.Draft202012Validator({**schema["content"]["application/json"]["schema"], **served}).validate(
-        response.json())
+        response.json()
+    )
 
 
 def test_errors_match_the_document(served: dict[str, Any], demo_server: PredictorProcess) -> None:

@@ -54,29 +54,47 @@ class Drops:
 def test_file_holds_exactly_the_recorded_rows(tmp_path: Path) -> None:
     sink = tmp_path / "nested" / "dir" / "predictions.jsonl"
     log = PredictionLog(str(sink))
-    log.record(make_record(
-        "req-1", rows=2, probabilities=np.array([[0.9, 0.1], [0.25, 0.75]]),
-        entity_ids=["pump-1", None], filled={1: ["vibration"]}, protocol="v1",
-    ))
+    log.record(
+        make_record(
+            "req-1",
+            rows=2,
+            probabilities=np.array([[0.9, 0.1], [0.25, 0.75]]),
+            entity_ids=["pump-1", None],
+            filled={1: ["vibration"]},
+            protocol="v1",
+        )
+    )
     log.record(make_record("req-2", rows=1, features=np.array([[1.5, float("nan"), -2.0]])))
     log.close()
 
     lines = read_lines(sink)
     assert len(lines) == 3
     assert lines[0] == {
-        "ts": "2024-05-01T12:00:00.123Z", "request_id": "req-1", "row": 0,
-        "model_name": "pm-classifier", "model_version": "3", "protocol": "v1", "entity_id": "pump-1",
+        "ts": "2024-05-01T12:00:00.123Z",
+        "request_id": "req-1",
+        "row": 0,
+        "model_name": "pm-classifier",
+        "model_version": "3",
+        "protocol": "v1",
+        "entity_id": "pump-1",
         "features": {"temperature": 0.0, "vibration": 1.0, "pressure": 2.0},
-        "prediction": 0, "probabilities": [0.9, 0.1],
+        "prediction": 0,
+        "probabilities": [0.9, 0.1],
     }
     assert lines[1]["row"] == 1 and lines[1]["entity_id"] is None
     assert lines[1]["features"] == {"temperature": 3.0, "vibration": 4.0, "pressure": 5.0}
     assert lines[1]["prediction"] == 1 and lines[1]["probabilities"] == [0.25, 0.75]
     assert lines[1]["filled"] == ["vibration"]
     assert lines[2] == {
-        "ts": "2024-05-01T12:00:00.123Z", "request_id": "req-2", "row": 0,
-        "model_name": "pm-classifier", "model_version": "3", "protocol": "v2", "entity_id": None,
-        "features": {"temperature": 1.5, "vibration": None, "pressure": -2.0}, "prediction": 0,
+        "ts": "2024-05-01T12:00:00.123Z",
+        "request_id": "req-2",
+        "row": 0,
+        "model_name": "pm-classifier",
+        "model_version": "3",
+        "protocol": "v2",
+        "entity_id": None,
+        "features": {"temperature": 1.5, "vibration": None, "pressure": -2.0},
+        "prediction": 0,
     }
 
 
@@ -133,8 +151,7 @@ def test_sample_rate_outside_0_1_is_refused(tmp_path: Path, rate: float) -> None
         PredictionLog(str(tmp_path / "p.jsonl"), sample_rate=rate)
 
 
-def test_full_queue_drops_and_counts_without_blocking(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_full_queue_drops_and_counts_without_blocking(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     entered, release = threading.Event(), threading.Event()
     encode = prediction_log.encode
 
@@ -187,7 +204,8 @@ def test_records_after_close_are_dropped_and_counted(tmp_path: Path) -> None:
 
 
 def test_write_errors_are_counted_logged_once_and_never_raised(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     drops = Drops()
     log = PredictionLog(str(tmp_path), on_drop=drops)  # a directory: every open fails
     with caplog.at_level(logging.ERROR, logger=prediction_log.__name__):

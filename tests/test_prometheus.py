@@ -27,8 +27,10 @@ MODEL = 'model_name="predictive_maintenance"'
 SEED_QUERIES = [
     "rate(model_predictions_total[5m])",
     *[f"histogram_quantile({q}, rate(model_prediction_latency_seconds_bucket[5m]))" for q in ("0.50", "0.95", "0.99")],
-    *[f"histogram_quantile({q}, sum by (le) (rate(model_prediction_latency_seconds_bucket[5m])))"
-      for q in ("0.50", "0.95", "0.99")],
+    *[
+        f"histogram_quantile({q}, sum by (le) (rate(model_prediction_latency_seconds_bucket[5m])))"
+        for q in ("0.50", "0.95", "0.99")
+    ],
     "rate(model_prediction_errors_total[5m])",
     f'count(up{{job=~".*{JOB}.*"}})',
     "count(model_loaded == 1)",
@@ -38,8 +40,11 @@ SEED_QUERIES = [
 def binary(name: str) -> str:
     found = shutil.which(name)
     if found is None:
-        pytest.fail(f"{name} not found: install Debian's `prometheus` package (apt-get install prometheus), "
-                    "which provides /usr/bin/prometheus and /usr/bin/promtool", pytrace=False)
+        pytest.fail(
+            f"{name} not found: install Debian's `prometheus` package (apt-get install prometheus), "
+            "which provides /usr/bin/prometheus and /usr/bin/promtool",
+            pytrace=False,
+        )
     return found
 
 
@@ -54,7 +59,8 @@ def alert_rules() -> list[dict[str, Any]]:
 def dashboard_queries() -> list[str]:
     objects = render(MANIFESTS / "overlays" / "prod")
     (text,) = next(o for o in objects if o["kind"] == "ConfigMap" and "dashboard" in o["metadata"]["name"])[
-        "data"].values()
+        "data"
+    ].values()
     return [target["expr"] for panel in json.loads(text)["panels"] for target in panel["targets"]]
 
 
@@ -85,8 +91,7 @@ def test_the_seeds_three_alerts_are_there() -> None:
 
 def _series(metric: str, values: str, **labels: str) -> dict[str, str]:
     labels = {"model_name": "predictive_maintenance", "instance": "pod-a", "job": JOB, **labels}
-    return {"series": metric + "{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}",
-            "values": values}
+    return {"series": metric + "{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}", "values": values}
 
 
 def _firing(alert: str, at: str, *label_sets: dict[str, str]) -> dict[str, Any]:
@@ -98,7 +103,7 @@ def test_the_alerts_fire_when_they_should_and_only_then(tmp_path: Path) -> None:
     on the right model version or pod, and stays silent for the healthy ones."""
     latency = "model_prediction_latency_seconds_bucket"
     tests = [
-        {   # a canary (v2) failing half its requests next to a healthy v1; v3 fails every request
+        {  # a canary (v2) failing half its requests next to a healthy v1; v3 fails every request
             "interval": "1m",
             "input_series": [
                 _series("model_predictions_total", "0+600x30", model_version="1"),
@@ -109,12 +114,15 @@ def test_the_alerts_fire_when_they_should_and_only_then(tmp_path: Path) -> None:
             ],
             "alert_rule_test": [
                 _firing("PredictiveMaintenanceErrorRatioHigh", "4m"),  # pending: `for: 5m`
-                _firing("PredictiveMaintenanceErrorRatioHigh", "12m",
-                        {"severity": "critical", "model_version": "2"},
-                        {"severity": "critical", "model_version": "3"}),
+                _firing(
+                    "PredictiveMaintenanceErrorRatioHigh",
+                    "12m",
+                    {"severity": "critical", "model_version": "2"},
+                    {"severity": "critical", "model_version": "3"},
+                ),
             ],
         },
-        {   # v1 answers in 0.5-1 s, v2 in under 100 ms
+        {  # v1 answers in 0.5-1 s, v2 in under 100 ms
             "interval": "1m",
             "input_series": [
                 *[_series(latency, "0+100x30", model_version="2", le=le) for le in ("0.1", "0.5", "1", "+Inf")],
@@ -127,19 +135,22 @@ def test_the_alerts_fire_when_they_should_and_only_then(tmp_path: Path) -> None:
                 _firing("PredictiveMaintenanceLatencyP95High", "15m", {"severity": "warning", "model_version": "1"}),
             ],
         },
-        {   # pod-a never loads its model, pod-b serves
+        {  # pod-a never loads its model, pod-b serves
             "interval": "1m",
             "input_series": [
                 _series("model_loaded", "0x20", model_version="1", instance="pod-a"),
                 _series("model_loaded", "1x20", model_version="1", instance="pod-b"),
             ],
             "alert_rule_test": [
-                _firing("PredictiveMaintenanceModelNotLoaded", "10m", {
-                    "severity": "warning", "instance": "pod-a", "job": JOB, "model_name": "predictive_maintenance"}),
+                _firing(
+                    "PredictiveMaintenanceModelNotLoaded",
+                    "10m",
+                    {"severity": "warning", "instance": "pod-a", "job": JOB, "model_name": "predictive_maintenance"},
+                ),
                 _firing("PredictiveMaintenanceNoModelServing", "10m"),
             ],
         },
-        {   # nothing serves at all
+        {  # nothing serves at all
             "interval": "1m",
             "input_series": [_series("model_loaded", "0x20", model_version="1")],
             "alert_rule_test": [
@@ -147,7 +158,7 @@ def test_the_alerts_fire_when_they_should_and_only_then(tmp_path: Path) -> None:
                 _firing("PredictiveMaintenanceNoModelServing", "10m", {"severity": "critical"}),
             ],
         },
-        {   # healthy: traffic, fast answers, a model loaded everywhere
+        {  # healthy: traffic, fast answers, a model loaded everywhere
             "interval": "1m",
             "input_series": [
                 _series("model_predictions_total", "0+600x30", model_version="1"),
@@ -164,8 +175,9 @@ def test_the_alerts_fire_when_they_should_and_only_then(tmp_path: Path) -> None:
         for rule in group["rules"]:
             rule.pop("annotations", None)
     (tmp_path / "rules.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
-    (tmp_path / "rules_test.yaml").write_text(yaml.safe_dump(
-        {"rule_files": ["rules.yaml"], "evaluation_interval": "1m", "tests": tests}))
+    (tmp_path / "rules_test.yaml").write_text(
+        yaml.safe_dump({"rule_files": ["rules.yaml"], "evaluation_interval": "1m", "tests": tests})
+    )
     result = run([binary("promtool"), "test", "rules", "rules_test.yaml"], cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -196,16 +208,33 @@ def prometheus(demo_server: Any, tmp_path_factory: pytest.TempPathFactory) -> It
     metrics_path = isvc["spec"]["predictor"]["annotations"]["prometheus.io/path"]
     rules = write_rule_file(directory)
     config = directory / "prometheus.yml"
-    config.write_text(yaml.safe_dump({
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "rule_files": [str(rules)],
-        "scrape_configs": [{"job_name": JOB, "metrics_path": metrics_path,
-                            "static_configs": [{"targets": [f"127.0.0.1:{demo_server.http_port}"]}]}],
-    }))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+                "rule_files": [str(rules)],
+                "scrape_configs": [
+                    {
+                        "job_name": JOB,
+                        "metrics_path": metrics_path,
+                        "static_configs": [{"targets": [f"127.0.0.1:{demo_server.http_port}"]}],
+                    }
+                ],
+            }
+        )
+    )
     port = free_port()
-    process = Process([binary("prometheus"), f"--config.file={config}", f"--storage.tsdb.path={directory / 'data'}",
-                       f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
-                      directory / "prometheus.log", cwd=directory).start()
+    process = Process(
+        [
+            binary("prometheus"),
+            f"--config.file={config}",
+            f"--storage.tsdb.path={directory / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--log.level=warn",
+        ],
+        directory / "prometheus.log",
+        cwd=directory,
+    ).start()
     try:
         url = f"http://127.0.0.1:{port}"
 
@@ -227,8 +256,12 @@ def prometheus(demo_server: Any, tmp_path_factory: pytest.TempPathFactory) -> It
 def traffic(prometheus: Prometheus, demo_server: Any) -> Prometheus:
     """Predictions (and a few bad requests) spread over several scrapes, until every rate is non-zero."""
     predict = f"{demo_server.http_url}/v1/models/{demo_server.model_name}:predict"
-    wanted = ["rate(model_predictions_total[5m]) > 0", "rate(model_prediction_errors_total[5m]) > 0",
-              "rate(model_prediction_latency_seconds_count[5m]) > 0", f'up{{job="{JOB}"}} == 1']
+    wanted = [
+        "rate(model_predictions_total[5m]) > 0",
+        "rate(model_prediction_errors_total[5m]) > 0",
+        "rate(model_prediction_latency_seconds_count[5m]) > 0",
+        f'up{{job="{JOB}"}} == 1',
+    ]
     deadline = time.monotonic() + 30
     with httpx.Client(timeout=10) as client:
         while True:
@@ -262,8 +295,11 @@ def test_every_dashboard_panel_shows_data(expr: str, traffic: Prometheus) -> Non
 @pytest.mark.parametrize("rule", alert_rules(), ids=lambda rule: rule["alert"])
 def test_every_alert_expression_evaluates(rule: dict[str, Any], traffic: Prometheus) -> None:
     result = traffic.query(rule["expr"])
-    if rule["alert"] in ("PredictiveMaintenanceModelNotLoaded", "PredictiveMaintenanceNoModelServing",
-                         "PredictiveMaintenanceLatencyP95High"):
+    if rule["alert"] in (
+        "PredictiveMaintenanceModelNotLoaded",
+        "PredictiveMaintenanceNoModelServing",
+        "PredictiveMaintenanceLatencyP95High",
+    ):
         assert result == [], f"{rule['alert']} would fire on a healthy predictor: {result}"
 
 
@@ -272,9 +308,11 @@ def test_prometheus_loaded_and_evaluates_our_rules(traffic: Prometheus) -> None:
         groups = httpx.get(f"{traffic.url}/api/v1/rules", timeout=5).json()["data"]["groups"]
         rules = [rule for group in groups for rule in group["rules"]]
         return len(rules) == len(alert_rules()) and all(
-            rule["health"] == "ok" and not rule["lastEvaluation"].startswith("0001") for rule in rules)
+            rule["health"] == "ok" and not rule["lastEvaluation"].startswith("0001") for rule in rules
+        )
 
     wait_until(evaluated, 10, 0.2, "all rules evaluated with health ok")
     groups = httpx.get(f"{traffic.url}/api/v1/rules", timeout=5).json()["data"]["groups"]
     assert sorted(rule["name"] for group in groups for rule in group["rules"]) == sorted(
-        rule["alert"] for rule in alert_rules())
+        rule["alert"] for rule in alert_rules()
+    )

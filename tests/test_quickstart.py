@@ -11,8 +11,9 @@ import pytest
 
 from tests.servers import MODEL_NAME, PROJECT_ROOT, PredictorProcess, free_port
 
-SEED_BODY = ('{"instances": [[75.3, 24, 0.15, 0.65, 0.8, 2.5, 1, 0, 0, 0], '
-             '[60.2, 36, 0.25, 0.45, 1.2, 5.0, 0, 1, 1, 1]]}')
+SEED_BODY = (
+    '{"instances": [[75.3, 24, 0.15, 0.65, 0.8, 2.5, 1, 0, 0, 0], [60.2, 36, 0.25, 0.45, 1.2, 5.0, 0, 1, 1, 1]]}'
+)
 
 
 def curl(*args: str) -> tuple[int, str]:
@@ -26,9 +27,19 @@ def make_serve(tmp_path_factory: pytest.TempPathFactory):
     data_dir = tmp_path_factory.mktemp("quickstart-data")
     http_port, grpc_port = free_port(), free_port()
     process = PredictorProcess(
-        ["make", "--no-print-directory", "serve", f"DATA_DIR={data_dir}", f"HTTP_PORT={http_port}",
-         f"GRPC_PORT={grpc_port}"],
-        tmp_path_factory.mktemp("logs") / "make-serve.log", cwd=PROJECT_ROOT, http_port=http_port, grpc_port=grpc_port)
+        [
+            "make",
+            "--no-print-directory",
+            "serve",
+            f"DATA_DIR={data_dir}",
+            f"HTTP_PORT={http_port}",
+            f"GRPC_PORT={grpc_port}",
+        ],
+        tmp_path_factory.mktemp("logs") / "make-serve.log",
+        cwd=PROJECT_ROOT,
+        http_port=http_port,
+        grpc_port=grpc_port,
+    )
     process.start()
     try:
         yield process.wait_ready(timeout_s=240), data_dir
@@ -46,8 +57,9 @@ def test_make_serve_prints_progress_and_serves_the_seed_session(make_serve) -> N
     assert curl(f"{base}/ready")[0] == 200
     status, body = curl(f"{base}/v1/models/{MODEL_NAME}")
     assert status == 200 and json.loads(body)["ready"] is True
-    status, body = curl("-X", "POST", f"{base}/v1/models/{MODEL_NAME}:predict", "-H", "Content-Type: application/json",
-                        "-d", SEED_BODY)
+    status, body = curl(
+        "-X", "POST", f"{base}/v1/models/{MODEL_NAME}:predict", "-H", "Content-Type: application/json", "-d", SEED_BODY
+    )
     assert status == 200 and len(json.loads(body)["predictions"]) == 2
     status, body = curl(f"{base}/metrics")
     assert status == 200 and "model_predictions_total" in body
@@ -56,9 +68,15 @@ def test_make_serve_prints_progress_and_serves_the_seed_session(make_serve) -> N
 
 def test_make_serve_answers_the_feast_issue_curl_by_equipment_id(make_serve) -> None:
     server, _ = make_serve
-    status, body = curl("-X", "POST", f"{server.http_url}/v1/models/{MODEL_NAME}:predict", "-H",
-                        "Content-Type: application/json", "-d",
-                        '{"instances": [{"equipment_id": "pump-0017"}, {"equipment_id": "compressor-0042"}]}')
+    status, body = curl(
+        "-X",
+        "POST",
+        f"{server.http_url}/v1/models/{MODEL_NAME}:predict",
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        '{"instances": [{"equipment_id": "pump-0017"}, {"equipment_id": "compressor-0042"}]}',
+    )
     assert status == 200, body
     assert len(json.loads(body)["probabilities"]) == 2
 
@@ -101,8 +119,9 @@ def test_every_readme_command_runs_against_the_server(make_serve) -> None:
     for info, errors_expected in (("sh", False), ("sh expect-error", True)):
         for block in readme_blocks(info):
             for command in commands(block):
-                local = (command.replace("localhost:8080", f"127.0.0.1:{server.http_port}")
-                         .replace("localhost:8081", f"127.0.0.1:{server.grpc_port}"))
+                local = command.replace("localhost:8080", f"127.0.0.1:{server.http_port}").replace(
+                    "localhost:8081", f"127.0.0.1:{server.grpc_port}"
+                )
                 done = run_shell(local)
                 assert done.returncode == 0, f"{command}\n{done.stderr}"
                 if done.stdout.lstrip().startswith("{"):
@@ -122,11 +141,12 @@ def test_readme_kubernetes_commands_render_with_dry_run() -> None:
         assert done.returncode == 0, f"{command}\n{done.stdout}\n{done.stderr}"
 
 
-def test_readme_settings_table_is_generated_from_the_settings() -> None:
-    from predictor.config import build_parser, with_settings_table
+def test_readme_settings_and_status_tables_are_generated_from_the_code() -> None:
+    from predictor.config import build_parser
+    from predictor.docs import regenerated
 
     text = README.read_text()
-    assert with_settings_table(text) == text, "README's settings table is stale: run `make docs`"
+    assert regenerated(text) == text, "README's settings or status table is stale: run `make docs`"
     (ours,) = [group for group in build_parser()._action_groups if group.title == "predictor options"]
     for action in ours._group_actions:
         assert f"`{action.option_strings[0]}`" in text, action.option_strings[0]

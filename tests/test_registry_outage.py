@@ -13,9 +13,22 @@ from tests.servers import MODEL_NAME, SEED_ROWS, Process, free_port, start_predi
 
 def mlflow_server(registry_dir: Path, port: int, log_dir: Path) -> Process:
     bin_dir = str(Path(sys.executable).parent)  # `mlflow server` execs uvicorn from PATH
-    return Process([f"{bin_dir}/mlflow", "server", "--backend-store-uri", f"sqlite:///{registry_dir}/mlflow.db",
-                    "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-                   log_dir / "mlflow-server.log", env={"PATH": f"{bin_dir}:{os.environ.get('PATH', '')}"})
+    return Process(
+        [
+            f"{bin_dir}/mlflow",
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{registry_dir}/mlflow.db",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        log_dir / "mlflow-server.log",
+        env={"PATH": f"{bin_dir}:{os.environ.get('PATH', '')}"},
+    )
 
 
 def test_registry_down_at_start_then_back(tracking_uri: str, registry_dir: Path, tmp_path: Path) -> None:
@@ -25,19 +38,31 @@ def test_registry_down_at_start_then_back(tracking_uri: str, registry_dir: Path,
     try:
         not_ready = httpx.get(predictor.http_url + "/ready")
         assert not_ready.status_code == 503
-        wait_until(lambda: "cannot resolve" in httpx.get(predictor.http_url + "/ready").json()["error"], 30, 0.2,
-                   "the registry error in /ready")
+        wait_until(
+            lambda: "cannot resolve" in httpx.get(predictor.http_url + "/ready").json()["error"],
+            30,
+            0.2,
+            "the registry error in /ready",
+        )
         predict = httpx.post(f"{predictor.http_url}/v1/models/{MODEL_NAME}:predict", json={"instances": SEED_ROWS})
         assert predict.status_code == 503 and "registry is unreachable" in predict.json()["error"]
 
         registry = mlflow_server(registry_dir, port, tmp_path).start()
-        wait_until(lambda: httpx.get(predictor.http_url + "/ready").status_code == 200, 120, 0.5,
-                   "readiness after the registry came back")
+        wait_until(
+            lambda: httpx.get(predictor.http_url + "/ready").status_code == 200,
+            120,
+            0.5,
+            "readiness after the registry came back",
+        )
         assert httpx.get(f"{predictor.http_url}/v1/models/{MODEL_NAME}").json()["version"] == "1"
 
         registry.stop()  # once loaded, a registry outage only pauses hot-swap polling
-        assert httpx.post(f"{predictor.http_url}/v1/models/{MODEL_NAME}:predict",
-                          json={"instances": SEED_ROWS}).status_code == 200
+        assert (
+            httpx.post(
+                f"{predictor.http_url}/v1/models/{MODEL_NAME}:predict", json={"instances": SEED_ROWS}
+            ).status_code
+            == 200
+        )
         assert httpx.get(predictor.http_url + "/ready").status_code == 200
         assert predictor.alive()
     finally:
@@ -60,24 +85,35 @@ def test_an_mlflow_webhook_swaps_without_polling(tmp_path: Path, monkeypatch) ->
     # Our predictor listens on loopback, over plain HTTP: MLflow refuses both unless told otherwise.
     from cryptography.fernet import Fernet
 
-    allow = {"MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS": "true", "MLFLOW_WEBHOOK_ALLOWED_SCHEMES": "http,https",
-             # one key for every process that reads the stored (encrypted) webhook secret
-             "MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY": Fernet.generate_key().decode()}
+    allow = {
+        "MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS": "true",
+        "MLFLOW_WEBHOOK_ALLOWED_SCHEMES": "http,https",
+        # one key for every process that reads the stored (encrypted) webhook secret
+        "MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY": Fernet.generate_key().decode(),
+    }
     registry.env.update(allow)
     for name, value in allow.items():  # the client checks the URL too
         monkeypatch.setenv(name, value)
     registry.start()
     tracking = f"http://127.0.0.1:{port}"
-    predictor = start_predictor(tracking, tmp_path, "--poll_interval_s", "0",
-                                env={"PREDICTOR_WEBHOOK_SECRET": "s3cret"})
+    predictor = start_predictor(
+        tracking, tmp_path, "--poll_interval_s", "0", env={"PREDICTOR_WEBHOOK_SECRET": "s3cret"}
+    )
     try:
         predictor.wait_ready(timeout_s=120)
         MlflowClient(tracking_uri=tracking, registry_uri=tracking).create_webhook(
-            name="predictor", url=f"{predictor.http_url}/admin/webhook/mlflow",
-            events=["model_version_alias.created"], secret="s3cret")
+            name="predictor",
+            url=f"{predictor.http_url}/admin/webhook/mlflow",
+            events=["model_version_alias.created"],
+            secret="s3cret",
+        )
         register_demo_model(tracking, kind="logreg", artifact_root=registry_dir / "artifacts", force=True)
-        wait_until(lambda: httpx.get(f"{predictor.http_url}/v1/models/{MODEL_NAME}").json()["version"] == "2",
-                   60, 0.3, "the webhook-triggered swap")
+        wait_until(
+            lambda: httpx.get(f"{predictor.http_url}/v1/models/{MODEL_NAME}").json()["version"] == "2",
+            60,
+            0.3,
+            "the webhook-triggered swap",
+        )
         assert "/admin/webhook/mlflow" in predictor.log(200_000)
         unsigned = httpx.post(f"{predictor.http_url}/admin/webhook/mlflow", json={"entity": "model_version_alias"})
         assert unsigned.status_code == 401

@@ -12,8 +12,14 @@ from pathlib import Path
 import pytest
 
 from predictor.errors import RateLimited, Unauthorized
-from predictor.serving.security import (Authenticator, BearerTokens, RateLimiter, client_identity, parse_token_lines,
-                                parse_token_list)
+from predictor.serving.security import (
+    Authenticator,
+    BearerTokens,
+    RateLimiter,
+    client_identity,
+    parse_token_lines,
+    parse_token_list,
+)
 
 
 class FakeClock:
@@ -46,6 +52,7 @@ def token_file(tmp_path: Path) -> Path:
 
 
 # --- token sources ---
+
 
 def test_token_file_lines_skip_blanks_and_comments() -> None:
     assert parse_token_lines("# header\nalpha\n\n  beta \r\n#gamma\n") == ["alpha", "beta"]
@@ -90,7 +97,7 @@ def test_verify_is_exact_for_tokens_of_other_lengths() -> None:
 
 
 def test_a_missing_token_file_fails_at_startup(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="cannot read the auth token file .*nope"):
+    with pytest.raises(ValueError, match=r"cannot read the auth token file .*nope"):
         BearerTokens(tmp_path / "nope")
 
 
@@ -103,6 +110,7 @@ def test_an_empty_token_file_fails_at_startup_unless_env_tokens_exist(tmp_path: 
 
 
 # --- rotation without restart ---
+
 
 def test_rotated_file_is_picked_up_after_the_recheck_interval(token_file: Path, clock: FakeClock) -> None:
     tokens = BearerTokens(token_file, clock=clock)
@@ -126,7 +134,8 @@ def test_same_size_rewrite_is_seen_through_mtime(tmp_path: Path, clock: FakeCloc
 
 
 def test_missing_file_keeps_the_last_good_tokens_and_warns_once(
-        token_file: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture) -> None:
+    token_file: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
     tokens = BearerTokens(token_file, clock=clock)
     token_file.unlink()
     with caplog.at_level(logging.WARNING, logger="predictor.serving.security"):
@@ -167,6 +176,7 @@ def test_tokens_never_reach_the_logs(token_file: Path, clock: FakeClock, caplog:
 
 # --- the Authorization header ---
 
+
 @pytest.fixture
 def authenticator() -> Authenticator:
     return Authenticator(BearerTokens(inline="good-token"))
@@ -205,6 +215,7 @@ def test_bad_token_is_refused_without_echoing_it(authenticator: Authenticator) -
 
 
 # --- rate limiting ---
+
 
 def test_burst_passes_then_the_next_request_is_limited(clock: FakeClock) -> None:
     limiter = RateLimiter(rate_per_s=2, burst=3, clock=clock)
@@ -247,8 +258,10 @@ def test_limited_message_names_the_limit_and_the_flag(clock: FakeClock) -> None:
     limiter.acquire("c", cost=200)
     with pytest.raises(RateLimited) as caught:
         limiter.acquire("c")
-    assert str(caught.value) == ("rate limit of 100 requests/s (burst 200) exceeded for this client; "
-                                 "retry after 0.01 s or raise --rate_limit_rps")
+    assert str(caught.value) == (
+        "rate limit of 100 requests/s (burst 200) exceeded for this client; "
+        "retry after 0.01 s or raise --rate_limit_rps"
+    )
 
 
 def test_a_refused_request_costs_nothing(clock: FakeClock) -> None:
@@ -315,6 +328,7 @@ def test_a_clock_stepping_back_does_not_drain_the_bucket(clock: FakeClock) -> No
 
 
 # --- who the client is ---
+
 
 def test_an_authenticated_client_is_its_token_identity() -> None:
     assert client_identity("token:1a2b3c4d", "10.0.0.1", "203.0.113.9", trust_forwarded=True) == "token:1a2b3c4d"

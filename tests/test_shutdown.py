@@ -17,9 +17,18 @@ from tests.servers import start_predictor
 
 def test_sigterm_during_load_drops_nothing_and_flushes_the_prediction_log(tracking_uri: str, tmp_path: Path) -> None:
     log_path = tmp_path / "predictions.jsonl"
-    server = start_predictor(tracking_uri, tmp_path / "logs", "--drain_delay_s", "1.5", "--grace_period_s", "10",
-                             "--prediction_log", str(log_path)).wait_ready()
+    server = start_predictor(
+        tracking_uri,
+        tmp_path / "logs",
+        "--drain_delay_s",
+        "1.5",
+        "--grace_period_s",
+        "10",
+        "--prediction_log",
+        str(log_path),
+    ).wait_ready()
     try:
+
         async def scenario():
             stop = asyncio.Event()
 
@@ -47,8 +56,10 @@ def test_sigterm_during_load_drops_nothing_and_flushes_the_prediction_log(tracki
         result, readiness_lag = asyncio.run(scenario())
         exit_started = time.monotonic()
         code = server.popen.wait(timeout=30)  # type: ignore[union-attr]
-        print(f"drain: {result.ok} requests ok, {result.failed} failed, readiness off after {readiness_lag:.2f}s, "
-              f"exit {time.monotonic() - exit_started:.2f}s after load stopped")
+        print(
+            f"drain: {result.ok} requests ok, {result.failed} failed, readiness off after {readiness_lag:.2f}s, "
+            f"exit {time.monotonic() - exit_started:.2f}s after load stopped"
+        )
         assert code == 0, server.log()
         assert readiness_lag < 1.0
         assert result.failed == 0 and result.refused == 0, (result.statuses, result.errors[:5])

@@ -14,18 +14,37 @@ NOISE = ("Warning", "warning", "Traceback", "uvicorn.access", '"POST ', '"GET ')
 
 
 def test_the_seed_invocation_serves_and_a_clean_session_logs_no_warning_traceback_or_request_line(
-        tracking_uri: str, tmp_path: Path) -> None:
+    tracking_uri: str, tmp_path: Path
+) -> None:
     port = free_port()
-    args = [sys.executable, "-m", "predictor", "--model-uri", "models:/predictive_maintenance/Production",
-            "--model-name", "predictive_maintenance", "--model-version", "1.0", "--host", "127.0.0.1",
-            "--port", str(port), "--grpc_port", str(free_port()), "--tracking_uri", tracking_uri,
-            "--model_cache_dir", str(tmp_path / "cache")]
+    args = [
+        sys.executable,
+        "-m",
+        "predictor",
+        "--model-uri",
+        "models:/predictive_maintenance/Production",
+        "--model-name",
+        "predictive_maintenance",
+        "--model-version",
+        "1.0",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--grpc_port",
+        str(free_port()),
+        "--tracking_uri",
+        tracking_uri,
+        "--model_cache_dir",
+        str(tmp_path / "cache"),
+    ]
     server = PredictorProcess(args, tmp_path / "predictor.log", cwd=tmp_path, http_port=port)
     try:
         server.start().wait_ready()
         for _ in range(5):
-            answer = httpx.post(f"{server.http_url}/v1/models/predictive_maintenance:predict",
-                                json={"instances": SEED_ROWS}, timeout=10)
+            answer = httpx.post(
+                f"{server.http_url}/v1/models/predictive_maintenance:predict", json={"instances": SEED_ROWS}, timeout=10
+            )
             assert answer.status_code == 200, answer.text
         assert answer.json()["model_version"] == "1"  # the registry version, not the --model-version label
         server.signal(signal.SIGINT)

@@ -8,30 +8,41 @@ import orjson
 import pytest
 from mlflow.webhooks.delivery import _generate_hmac_signature
 
-from predictor.serving import webhook
 from predictor.errors import Unauthorized
+from predictor.serving import webhook
 
 SECRET = "s3cret"
-BODY = orjson.dumps({"entity": "model_version_alias", "action": "created",
-                     "data": {"name": "predictive_maintenance", "alias": "production", "version": "2"}})
+BODY = orjson.dumps(
+    {
+        "entity": "model_version_alias",
+        "action": "created",
+        "data": {"name": "predictive_maintenance", "alias": "production", "version": "2"},
+    }
+)
 
 
 def headers(secret: str = SECRET, timestamp: int | None = None, body: bytes = BODY) -> dict[str, str]:
     stamp = str(int(time.time()) if timestamp is None else timestamp)
-    return {"x-mlflow-delivery-id": "d-1", "x-mlflow-timestamp": stamp,
-            "x-mlflow-signature": _generate_hmac_signature(secret, "d-1", stamp, body.decode())}
+    return {
+        "x-mlflow-delivery-id": "d-1",
+        "x-mlflow-timestamp": stamp,
+        "x-mlflow-signature": _generate_hmac_signature(secret, "d-1", stamp, body.decode()),
+    }
 
 
 def test_mlflows_own_signature_verifies() -> None:
     webhook.verify(SECRET, headers(), BODY)
 
 
-@pytest.mark.parametrize(("sent", "fragment"), [
-    (lambda: headers(secret="other"), "invalid webhook signature"),
-    (lambda: headers(timestamp=int(time.time()) - 3600), "not within 300 s"),
-    (lambda: {k: v for k, v in headers().items() if k != "x-mlflow-signature"}, "missing X-MLflow-Signature"),
-    (lambda: {**headers(), "x-mlflow-signature": "v2,abc"}, "invalid webhook signature"),
-])
+@pytest.mark.parametrize(
+    ("sent", "fragment"),
+    [
+        (lambda: headers(secret="other"), "invalid webhook signature"),
+        (lambda: headers(timestamp=int(time.time()) - 3600), "not within 300 s"),
+        (lambda: {k: v for k, v in headers().items() if k != "x-mlflow-signature"}, "missing X-MLflow-Signature"),
+        (lambda: {**headers(), "x-mlflow-signature": "v2,abc"}, "invalid webhook signature"),
+    ],
+)
 def test_bad_or_stale_signatures_are_refused(sent, fragment: str) -> None:
     with pytest.raises(Unauthorized, match=fragment):
         webhook.verify(SECRET, sent(), BODY)

@@ -23,8 +23,12 @@ def test_two_workers_share_port_metrics_and_readiness(tracking_uri: str, tmp_pat
         workers = children_of(server.pid)
         assert len(workers) == 2, workers
         for _ in range(40):  # fresh connections: the kernel spreads them across both workers
-            assert httpx.post(f"{server.http_url}/v1/models/{MODEL_NAME}:predict",
-                              json={"instances": SEED_ROWS}).status_code == 200
+            assert (
+                httpx.post(
+                    f"{server.http_url}/v1/models/{MODEL_NAME}:predict", json={"instances": SEED_ROWS}
+                ).status_code
+                == 200
+            )
         for _ in range(4):  # whichever worker answers, it reports the sum over both
             metrics = httpx.get(server.http_url + "/metrics").text
             total = re.search(rf'model_predictions_total{{model_name="{MODEL_NAME}",model_version="1"}} (\S+)', metrics)

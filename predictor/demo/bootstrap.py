@@ -25,29 +25,35 @@ def step(number: int, total: int, text: str) -> Iterator[None]:
     print(f"    done in {time.perf_counter() - started:.1f}s", flush=True)
 
 
-def bootstrap(data_dir: Path, model_name: str = "predictive_maintenance", force: bool = False,
-              with_features: bool = True) -> None:
+def bootstrap(
+    data_dir: Path, model_name: str = "predictive_maintenance", force: bool = False, with_features: bool = True
+) -> None:
     from predictor.demo.training import register_demo_model
 
     data_dir.mkdir(parents=True, exist_ok=True)
     tracking_uri = f"sqlite:///{data_dir}/mlflow.db"
     total = 2 if with_features else 1
     with step(1, total, f"demo model {model_name} in the MLflow registry {tracking_uri}"):
-        registered = register_demo_model(tracking_uri, name=model_name, artifact_root=data_dir / "mlartifacts",
-                                         force=force)
+        registered = register_demo_model(
+            tracking_uri, name=model_name, artifact_root=data_dir / "mlartifacts", force=force
+        )
         state = "trained and registered" if registered.created else "already registered"
         print(f"    {state}: version {registered.version} (@production, stage Production)")
     if with_features:
         from predictor.demo.feast_setup import prepare_feature_store
 
         with step(2, total, "Feast feature repo with a SQLite online store (apply + materialize)"):
-            prepare_feature_store(FEATURE_REPO_SOURCE, data_dir / "feature_repo",
-                                  progress=lambda line: print(f"    {line}", flush=True))
+            prepare_feature_store(
+                FEATURE_REPO_SOURCE, data_dir / "feature_repo", progress=lambda line: print(f"    {line}", flush=True)
+            )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m predictor.demo.bootstrap", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m predictor.demo.bootstrap",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--data_dir", type=Path, default=Path(".data"), help="where the local state lives")
     parser.add_argument("--model_name", default="predictive_maintenance", help="registered model name")
     parser.add_argument("--force", action="store_true", help="train and register a new version even if one exists")

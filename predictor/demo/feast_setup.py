@@ -15,7 +15,7 @@ from __future__ import annotations
 import importlib.util
 import shutil
 from collections.abc import Callable, Mapping
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -114,4 +114,4 @@ def _store_type(store: Any) -> str:
 
 
 def _now() -> pd.Timestamp:
-    return pd.Timestamp(datetime.now(timezone.utc))
+    return pd.Timestamp(datetime.now(UTC))

@@ -10,7 +10,7 @@ import logging
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -37,12 +37,20 @@ def generate_telemetry(rows: int = 5000, seed: int = 42) -> tuple[pd.DataFrame, 
     lube = (rng.uniform(0, 1, rows) < 0.15 + 0.03 * runtime).astype(float)
     repair = (rng.uniform(0, 1, rows) < 0.1).astype(float)
     risk = (
-        -7.0 + 0.06 * (temperature - 60) + 0.02 * age + 6.0 * vibration + 1.5 * load
-        + 0.4 * runtime + 1.2 * overheat + 1.0 * vib_alarm + 0.8 * lube - 0.7 * repair
+        -7.0
+        + 0.06 * (temperature - 60)
+        + 0.02 * age
+        + 6.0 * vibration
+        + 1.5 * load
+        + 0.4 * runtime
+        + 1.2 * overheat
+        + 1.0 * vib_alarm
+        + 0.8 * lube
+        - 0.7 * repair
     )
     labels = (rng.uniform(0, 1, rows) < 1 / (1 + np.exp(-risk))).astype(int)
     columns = (temperature, age.round(), vibration, load, pressure, runtime, overheat, vib_alarm, lube, repair)
-    frame = pd.DataFrame(dict(zip(FEATURE_NAMES, columns)), columns=list(FEATURE_NAMES)).astype("float64")
+    frame = pd.DataFrame(dict(zip(FEATURE_NAMES, columns, strict=False)), columns=list(FEATURE_NAMES)).astype("float64")
     return frame, labels
 
 
@@ -59,7 +67,7 @@ def telemetry_with_ids(count: int = 200, seed: int = 7) -> pd.DataFrame:
     return frame
 
 
-def train(kind: ModelKind = "forest", rows: int = 5000, seed: int = 42):  # -> sklearn estimator
+def train(kind: ModelKind = "forest", rows: int = 5000, seed: int = 42) -> Any:  # a fitted sklearn estimator
     from sklearn.ensemble import RandomForestClassifier
     from sklearn.linear_model import LogisticRegression
 

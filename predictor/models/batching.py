@@ -30,8 +30,13 @@ class _Pending:
 
 
 class MicroBatcher:
-    def __init__(self, predict: PredictFn, max_batch_rows: int = 64, max_wait_s: float = 0.001,
-                 on_batch: Callable[[int], None] | None = None) -> None:
+    def __init__(
+        self,
+        predict: PredictFn,
+        max_batch_rows: int = 64,
+        max_wait_s: float = 0.001,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> None:
         self._predict = predict
         self._max_rows = max(1, max_batch_rows)
         self._max_wait_s = max(0.0, max_wait_s)
@@ -79,7 +84,7 @@ class MicroBatcher:
                     break
                 try:
                     item = await asyncio.wait_for(queue.get(), remaining)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     break
             else:
                 item = queue.get_nowait()
@@ -133,8 +138,9 @@ class DirectPredictor:
         self._executor.shutdown(wait=True)
 
 
-def _settle(future: asyncio.Future[np.ndarray], result: np.ndarray | None = None,
-            exc: BaseException | None = None) -> None:
+def _settle(
+    future: asyncio.Future[np.ndarray], result: np.ndarray | None = None, exc: BaseException | None = None
+) -> None:
     if future.done():
         return
     if exc is not None:

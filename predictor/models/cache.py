@@ -34,10 +34,16 @@ class ModelCache:
         try:
             entry = pickle.loads(self.path.read_bytes())
             if isinstance(entry.get("forest"), PackedForest) and compile_forests:
-                return registry.LoadedModel(entry["source"], entry["feature_names"], entry["forest"],
-                                            entry["classes"], entry["defaults"])
-            return registry.from_estimator(entry["source"], entry["feature_names"], entry["defaults"],
-                                           pickle.loads(entry["estimator"]), compile_forests)
+                return registry.LoadedModel(
+                    entry["source"], entry["feature_names"], entry["forest"], entry["classes"], entry["defaults"]
+                )
+            return registry.from_estimator(
+                entry["source"],
+                entry["feature_names"],
+                entry["defaults"],
+                pickle.loads(entry["estimator"]),
+                compile_forests,
+            )
         except Exception as exc:  # a cache from another version of the code, a truncated file…
             log.warning("ignoring the model cache %s: %s", self.path, exc)
             return None
@@ -45,11 +51,15 @@ class ModelCache:
     def put(self, loaded: registry.LoadedModel) -> None:
         if self.path is None or loaded.estimator is None:
             return
-        entry = {"source": loaded.source, "feature_names": loaded.feature_names, "classes": loaded.classes,
-                 "defaults": loaded.feature_defaults,
-                 # pickled on its own: unpickling it imports scikit-learn, which a cached forest does not need
-                 "estimator": pickle.dumps(loaded.estimator, protocol=pickle.HIGHEST_PROTOCOL),
-                 "forest": loaded.predict_fn if isinstance(loaded.predict_fn, PackedForest) else None}
+        entry = {
+            "source": loaded.source,
+            "feature_names": loaded.feature_names,
+            "classes": loaded.classes,
+            "defaults": loaded.feature_defaults,
+            # pickled on its own: unpickling it imports scikit-learn, which a cached forest does not need
+            "estimator": pickle.dumps(loaded.estimator, protocol=pickle.HIGHEST_PROTOCOL),
+            "forest": loaded.predict_fn if isinstance(loaded.predict_fn, PackedForest) else None,
+        }
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             partial = self.path.with_suffix(f".{os.getpid()}.tmp")

@@ -8,9 +8,10 @@ have no registry version: they report the run id (``run-<id8>``) or ``local``.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -69,9 +70,7 @@ def resolve(uri: str, tracking_uri: str) -> ModelSource:
         return ModelSource(uri, f"run-{run_id[:8]}", uri)
     path = Path(uri.removeprefix("file://"))
     if not (path / "MLmodel").exists():
-        raise ModelLoadError(
-            f"{uri} is neither a models:/ or runs:/ URI nor a directory holding an MLmodel file"
-        )
+        raise ModelLoadError(f"{uri} is neither a models:/ or runs:/ URI nor a directory holding an MLmodel file")
     return ModelSource(uri, "local", str(path.resolve()))
 
 
@@ -101,8 +100,13 @@ def load(source: ModelSource, tracking_uri: str, compile_forests: bool = True) -
     return LoadedModel(source, feature_names, _pyfunc_predict(pyfunc, feature_names), None, defaults)
 
 
-def from_estimator(source: ModelSource, feature_names: tuple[str, ...], defaults: dict[str, float], estimator: Any,
-                   compile_forests: bool = True) -> LoadedModel:
+def from_estimator(
+    source: ModelSource,
+    feature_names: tuple[str, ...],
+    defaults: dict[str, float],
+    estimator: Any,
+    compile_forests: bool = True,
+) -> LoadedModel:
     """Wrap a scikit-learn estimator: one ``predict_proba`` pass gives predictions and probabilities."""
     _drop_fitted_column_names(estimator, feature_names)
     _single_threaded(estimator)

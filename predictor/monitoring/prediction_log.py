@@ -34,6 +34,7 @@ queue runs dry and at least every ``flush_interval_s`` under sustained load.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import random
@@ -75,9 +76,7 @@ class PredictionRecord:
 
 def encode(entry: PredictionRecord) -> bytes:
     """The JSON Lines of one record, one line per row (the format in the module docstring)."""
-    return b"".join(
-        orjson.dumps(line, default=str, option=orjson.OPT_APPEND_NEWLINE) for line in _lines(entry)
-    )
+    return b"".join(orjson.dumps(line, default=str, option=orjson.OPT_APPEND_NEWLINE) for line in _lines(entry))
 
 
 def _lines(entry: PredictionRecord) -> Iterator[dict[str, Any]]:
@@ -132,9 +131,15 @@ class PredictionLog:
     (a Prometheus counter's ``inc`` is). The writer is a daemon thread: call ``close()`` on shutdown.
     """
 
-    def __init__(self, sink: str, sample_rate: float = 1.0, queue_size: int = 10_000,
-                 on_drop: Callable[[int], None] = lambda n: None, flush_interval_s: float = 0.5,
-                 rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        sink: str,
+        sample_rate: float = 1.0,
+        queue_size: int = 10_000,
+        on_drop: Callable[[int], None] = lambda n: None,
+        flush_interval_s: float = 0.5,
+        rng: random.Random | None = None,
+    ) -> None:
         if not 0.0 <= sample_rate <= 1.0:
             raise ValueError(f"sample_rate must be in [0, 1], got {sample_rate}")
         if queue_size < 1:  # queue.Queue(0) would be unbounded
@@ -180,14 +185,15 @@ class PredictionLog:
                 return
             self._closed = True
         deadline = time.monotonic() + timeout_s
-        try:
+        with contextlib.suppress(queue.Full):
             self._queue.put(None, timeout=timeout_s)  # behind every accepted record
-        except queue.Full:
-            pass
         self._writer.join(max(0.0, deadline - time.monotonic()))
         if self._writer.is_alive():
-            log.error("prediction log: writer did not finish within %.1f s; about %d records lost",
-                      timeout_s, self._queue.qsize())
+            log.error(
+                "prediction log: writer did not finish within %.1f s; about %d records lost",
+                timeout_s,
+                self._queue.qsize(),
+            )
 
     # The writer thread.
 
@@ -269,10 +275,8 @@ class PredictionLog:
     def _discard_stream(self) -> None:
         stream, self._stream = self._stream, None
         if stream is not None and self._sink != STDOUT:  # stdout is not ours to close
-            try:
+            with contextlib.suppress(Exception):  # its buffer was already counted as dropped
                 stream.close()
-            except Exception:
-                pass  # its buffer was already counted as dropped
 
     def _drop(self, count: int) -> None:
         if not count:

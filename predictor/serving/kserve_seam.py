@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import ssl
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from socket import socket
@@ -57,21 +58,46 @@ class _Uvicorn(_RefreshingServer):  # keeps KServe's TLS certificate refresher
         self.force_exit = force
 
 
-class HttpServer(RESTServer):  # type: ignore[misc]  # KServe ships no type information
+class HttpServer(RESTServer):
     """KServe's REST server with our routes first, our error handlers, no per-request timing log lines.
 
     ``register_routes`` and ``add_exception_handlers`` are called with KServe's FastAPI app.
     """
 
-    def __init__(self, dataplane: DataPlane, repository: ModelRepositoryExtension, *, port: int, host: str,
-                 grace_period_s: int, timeout_keep_alive_s: int, access_log: bool, access_log_format: str | None,
-                 ssl_certfile: str | None, ssl_keyfile: str | None,
-                 register_routes: Callable[[FastAPI], None],
-                 add_exception_handlers: Callable[[FastAPI], None]) -> None:
-        super().__init__(FASTAPI_APP, dataplane, repository, port, access_log_format=access_log_format,
-                         workers=1, grace_period=grace_period_s, event_loop="auto",
-                         timeout_keep_alive=timeout_keep_alive_s, ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile)
+    def __init__(
+        self,
+        dataplane: DataPlane,
+        repository: ModelRepositoryExtension,
+        *,
+        port: int,
+        host: str,
+        grace_period_s: int,
+        timeout_keep_alive_s: int,
+        access_log: bool,
+        access_log_format: str | None,
+        ssl_certfile: str | None,
+        ssl_keyfile: str | None,
+        ssl_ca_certs: str | None,
+        register_routes: Callable[[FastAPI], None],
+        add_exception_handlers: Callable[[FastAPI], None],
+    ) -> None:
+        super().__init__(
+            FASTAPI_APP,
+            dataplane,
+            repository,
+            port,
+            access_log_format=access_log_format,
+            workers=1,
+            grace_period=grace_period_s,
+            event_loop="auto",
+            timeout_keep_alive=timeout_keep_alive_s,
+            ssl_certfile=ssl_certfile,
+            ssl_keyfile=ssl_keyfile,
+        )
         self.config.host = host
+        if ssl_ca_certs:  # mutual TLS: uvicorn verifies client certificates against this bundle
+            self.config.ssl_ca_certs = ssl_ca_certs
+            self.config.ssl_cert_reqs = ssl.CERT_REQUIRED
         self.config.access_log = access_log
         # Nothing uses ASGI lifespan events, and uvicorn's lifespan task outlives our shutdown (a
         # CancelledError traceback on every clean exit).
@@ -81,7 +107,7 @@ class HttpServer(RESTServer):  # type: ignore[misc]  # KServe ships no type info
         self._add_our_exception_handlers = add_exception_handlers
 
     async def serve(self, sock: socket | None = None) -> None:
-        self.create_application()
+        self.create_application()  # type: ignore[no-untyped-call]  # KServe leaves it unannotated
         await self.uvicorn.serve(sockets=[sock] if sock is not None else None)
 
     def _add_middlewares(self, app: FastAPI) -> None:

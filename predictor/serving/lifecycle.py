@@ -27,8 +27,9 @@ class Lifecycle:
     def __init__(self, settings: Settings, model: PredictorModel) -> None:
         self.settings = settings
         self.model = model
-        self.load_error: str | None = (f"model is loading from {settings.resolved_model_uri} "
-                                       f"(registry {settings.tracking_uri})")
+        self.load_error: str | None = (
+            f"model is loading from {settings.resolved_model_uri} (registry {settings.tracking_uri})"
+        )
         self.feature_store_error: str | None = None
         self.draining = False
         self.stopping = threading.Event()
@@ -59,10 +60,14 @@ class Lifecycle:
     # ------------------------------------------------------------------------------ registry
     def status(self) -> dict[str, object]:
         current, previous = self.model.serving, self.model.previous
-        return {"model_name": self.model.name, "model_uri": self.settings.resolved_model_uri,
-                "serving": current.version if current else None,
-                "previous": previous.version if previous else None,
-                "versions": self.model.versions(), "last_registry_error": self.watcher.last_error}
+        return {
+            "model_name": self.model.name,
+            "model_uri": self.settings.resolved_model_uri,
+            "serving": current.version if current else None,
+            "previous": previous.version if previous else None,
+            "versions": self.model.versions(),
+            "last_registry_error": self.watcher.last_error,
+        }
 
     def reload(self) -> None:
         self.watcher.check()
@@ -92,8 +97,11 @@ class Lifecycle:
             except Exception as exc:  # keep the process alive: readiness stays off while we retry
                 delay = BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)]
                 self.load_error = f"model load failed: {exc}"
-                log.error("%s — retrying in %ss (check --model_uri and --tracking_uri / MLFLOW_TRACKING_URI)",
-                          self.load_error, delay)
+                log.error(
+                    "%s — retrying in %ss (check --model_uri and --tracking_uri / MLFLOW_TRACKING_URI)",
+                    self.load_error,
+                    delay,
+                )
                 attempt += 1
                 self.stopping.wait(delay)
         if self.settings.poll_interval_s > 0 and self.watcher.follows_a_moving_reference:
@@ -124,12 +132,11 @@ class Lifecycle:
                 except Exception as exc:
                     if self.feature_store_error is None:
                         log.error("feature store check failed: %s", exc)
-                    self.feature_store_error = (str(exc) if isinstance(exc, PredictorError)
-                                                else f"feature store: {exc}")
+                    self.feature_store_error = str(exc) if isinstance(exc, PredictorError) else f"feature store: {exc}"
                 self.stopping.wait(FEATURE_CHECK_INTERVAL_S)
         finally:
             loop.close()
 
 
-def _thread(target: Callable[[], None], name: str) -> None:
+def _thread(target: Callable[[], object], name: str) -> None:
     threading.Thread(target=target, name=name, daemon=True).start()

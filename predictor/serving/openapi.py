@@ -30,8 +30,14 @@ FeatureNames = Sequence[str] | Callable[[], Sequence[str]]
 Schema = dict[str, Any]
 
 
-def install_openapi(app: FastAPI, model_name: str, feature_names: FeatureNames, *, entity_key: str | None = None,
-                    max_instances: int | None = None) -> None:
+def install_openapi(
+    app: FastAPI,
+    model_name: str,
+    feature_names: FeatureNames,
+    *,
+    entity_key: str | None = None,
+    max_instances: int | None = None,
+) -> None:
     """Serve our document at ``app.openapi_url`` (``/openapi.json``).
 
     ``feature_names`` may be a callable: the names come from the signature of the model loaded in the
@@ -50,8 +56,14 @@ def install_openapi(app: FastAPI, model_name: str, feature_names: FeatureNames, 
     app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to replace the document
 
 
-def build_document(app: FastAPI, model_name: str, feature_names: Sequence[str], *, entity_key: str | None = None,
-                   max_instances: int | None = None) -> Schema:
+def build_document(
+    app: FastAPI,
+    model_name: str,
+    feature_names: Sequence[str],
+    *,
+    entity_key: str | None = None,
+    max_instances: int | None = None,
+) -> Schema:
     paths: dict[str, dict[str, Schema]] = {}
     for route in our_routes(app):
         handler = route.endpoint.__name__
@@ -70,8 +82,10 @@ def build_document(app: FastAPI, model_name: str, feature_names: Sequence[str], 
         "info": {"title": f"{model_name} predictor", "version": _version(), "description": DESCRIPTION},
         "tags": TAGS,
         "paths": paths,
-        "components": {"schemas": _schemas(feature_names, entity_key, max_instances),
-                       "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+        "components": {
+            "schemas": _schemas(feature_names, entity_key, max_instances),
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
     }
 
 
@@ -79,9 +93,13 @@ def our_routes(app: FastAPI) -> list[APIRoute]:
     """The routes ``rest.Routes`` registered: their endpoints are bound methods of a ``Routes``."""
     from predictor.serving.routes import Routes  # here, not at import: rest pulls in kserve and the model
 
-    return [route for route in app.routes
-            if isinstance(route, APIRoute) and route.include_in_schema
-            and isinstance(getattr(route.endpoint, "__self__", None), Routes)]
+    return [
+        route
+        for route in app.routes
+        if isinstance(route, APIRoute)
+        and route.include_in_schema
+        and isinstance(getattr(route.endpoint, "__self__", None), Routes)
+    ]
 
 
 DESCRIPTION = (
@@ -92,11 +110,13 @@ DESCRIPTION = (
     "KServe's own routes served beside these (`/`, `/v1/models`, `:explain`, `/v2`, `/v2/models`, "
     "`/v2/repository/...`, the last guarded like /admin) are not described here."
 )
-TAGS = [{"name": "probes", "description": "Liveness and readiness for Kubernetes and load balancers."},
-        {"name": "metrics", "description": "Prometheus exposition."},
-        {"name": "v1", "description": "KServe v1 protocol."},
-        {"name": "v2", "description": "Open Inference Protocol (KServe v2) REST."},
-        {"name": "admin", "description": "Hot swap: the versions held, rollback, reload."}]
+TAGS = [
+    {"name": "probes", "description": "Liveness and readiness for Kubernetes and load balancers."},
+    {"name": "metrics", "description": "Prometheus exposition."},
+    {"name": "v1", "description": "KServe v1 protocol."},
+    {"name": "v2", "description": "Open Inference Protocol (KServe v2) REST."},
+    {"name": "admin", "description": "Hot swap: the versions held, rollback, reload."},
+]
 
 
 def _version() -> str:
@@ -107,6 +127,7 @@ def _version() -> str:
 
 
 # ------------------------------------------------------------------------------------------ operations
+
 
 def _ref(name: str) -> Schema:
     return {"$ref": f"#/components/schemas/{name}"}
@@ -148,6 +169,7 @@ def _op(tag: str, summary: str, ok: Schema, *errors: str, body: Schema | None = 
         if "401" in errors:
             operation["security"] = BEARER
         return operation
+
     return describe
 
 
@@ -158,6 +180,7 @@ def _ready_op(tag: str, summary: str, ok: str, not_ready: str, *errors: str) -> 
         operation = plain()
         operation["responses"]["503"] = _json(_ref(not_ready), "Not ready; `error` says why.")
         return operation
+
     return describe
 
 
@@ -166,9 +189,14 @@ def _undocumented() -> Schema:
 
 
 def _binary_header_parameter() -> Schema:
-    return {"name": BINARY_HEADER, "in": "header", "required": False, "schema": {"type": "integer", "minimum": 0},
-            "description": f"Binary tensor extension: the length of the JSON header that starts an {BINARY} body; "
-                           "the raw tensors follow it."}
+    return {
+        "name": BINARY_HEADER,
+        "in": "header",
+        "required": False,
+        "schema": {"type": "integer", "minimum": 0},
+        "description": f"Binary tensor extension: the length of the JSON header that starts an {BINARY} body; "
+        "the raw tensors follow it.",
+    }
 
 
 def _path_parameters(path: str, model_name: str) -> list[Schema]:
@@ -184,56 +212,114 @@ def _path_parameters(path: str, model_name: str) -> list[Schema]:
 
 
 V1_BODY = {"required": True, "content": {JSON: {"schema": _ref("V1PredictRequest")}}}
-V2_BODY = {"required": True, "content": {
-    JSON: {"schema": _ref("InferenceRequest")},
-    BINARY: {"schema": {"type": "string", "format": "binary", "description": (
-        f"Binary tensor extension: a JSON InferenceRequest of {BINARY_HEADER} bytes, whose inputs give "
-        "parameters.binary_data_size instead of data, followed by the raw little-endian tensors.")}},
-}}
-V2_OK = {"description": "Predictions.", "content": {
-    JSON: {"schema": _ref("InferenceResponse")},
-    BINARY: {"schema": {"type": "string", "format": "binary", "description": (
-        "When binary output was asked for: the JSON response header, then the raw tensors.")}},
-}, "headers": {BINARY_HEADER: {"description": "Length of the JSON header (binary responses only).",
-                               "schema": {"type": "integer"}}}}
+V2_BODY = {
+    "required": True,
+    "content": {
+        JSON: {"schema": _ref("InferenceRequest")},
+        BINARY: {
+            "schema": {
+                "type": "string",
+                "format": "binary",
+                "description": (
+                    f"Binary tensor extension: a JSON InferenceRequest of {BINARY_HEADER} bytes, whose inputs give "
+                    "parameters.binary_data_size instead of data, followed by the raw little-endian tensors."
+                ),
+            }
+        },
+    },
+}
+V2_OK = {
+    "description": "Predictions.",
+    "content": {
+        JSON: {"schema": _ref("InferenceResponse")},
+        BINARY: {
+            "schema": {
+                "type": "string",
+                "format": "binary",
+                "description": ("When binary output was asked for: the JSON response header, then the raw tensors."),
+            }
+        },
+    },
+    "headers": {
+        BINARY_HEADER: {
+            "description": "Length of the JSON header (binary responses only).",
+            "schema": {"type": "integer"},
+        }
+    },
+}
 
 INFERENCE_ERRORS = ("400", "401", "404", "413", "415", "429", "503")
 OPERATIONS: dict[str, Callable[[], Schema]] = {
     "live": _op("probes", "Liveness: the process is up", _json(_ref("Liveness"), "Alive.")),
-    "ready": _ready_op("probes", "Readiness: the model is loaded, warmed up and its feature store reachable",
-                       "Readiness", "NotReady"),
+    "ready": _ready_op(
+        "probes", "Readiness: the model is loaded, warmed up and its feature store reachable", "Readiness", "NotReady"
+    ),
     "v2_live": _op("probes", "OIP server liveness", _json(_ref("ServerLive"), "Alive.")),
     "v2_ready": _ready_op("probes", "OIP server readiness (follows the model's)", "ServerReady", "ServerNotReady"),
-    "metrics": _op("metrics", "Prometheus metrics", {
-        "description": "Prometheus text exposition format.", "content": {"text/plain": {"schema": {"type": "string"}}}},
-        "401"),
+    "metrics": _op(
+        "metrics",
+        "Prometheus metrics",
+        {
+            "description": "Prometheus text exposition format.",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        },
+        "401",
+    ),
     "v1_status": _ready_op("v1", "v1 model status", "V1ModelStatus", "V1ModelStatus", "404"),
-    "v1_predict": _op("v1", "v1 predict", _json(_ref("V1PredictResponse"), "Predictions, one per instance."),
-                      *INFERENCE_ERRORS, body=V1_BODY),
-    "v2_metadata": _op("v2", "OIP model metadata", _json(_ref("MetadataModelResponse"), "Model metadata."),
-                       "404", "503"),
+    "v1_predict": _op(
+        "v1",
+        "v1 predict",
+        _json(_ref("V1PredictResponse"), "Predictions, one per instance."),
+        *INFERENCE_ERRORS,
+        body=V1_BODY,
+    ),
+    "v2_metadata": _op(
+        "v2", "OIP model metadata", _json(_ref("MetadataModelResponse"), "Model metadata."), "404", "503"
+    ),
     "v2_model_ready": _ready_op("v2", "OIP model readiness", "ModelReady", "ModelNotReady", "404"),
     "v2_infer": _op("v2", "OIP inference", V2_OK, *INFERENCE_ERRORS, body=V2_BODY),
-    "admin_versions": _op("admin", "The versions held and the registry reference followed",
-                          _json(_ref("AdminStatus"), "Status."), "401", "429"),
-    "admin_rollback": _op("admin", "Serve the previously held version again",
-                          _json(_ref("AdminStatus"), "Rolled back; the status after it."), "400", "401", "429"),
-    "admin_reload": _op("admin", "Ask the registry now instead of at the next poll",
-                        _json(_ref("AdminStatus"), "Checked; last_registry_error says if it failed."), "401", "429"),
+    "admin_versions": _op(
+        "admin",
+        "The versions held and the registry reference followed",
+        _json(_ref("AdminStatus"), "Status."),
+        "401",
+        "429",
+    ),
+    "admin_rollback": _op(
+        "admin",
+        "Serve the previously held version again",
+        _json(_ref("AdminStatus"), "Rolled back; the status after it."),
+        "400",
+        "401",
+        "429",
+    ),
+    "admin_reload": _op(
+        "admin",
+        "Ask the registry now instead of at the next poll",
+        _json(_ref("AdminStatus"), "Checked; last_registry_error says if it failed."),
+        "401",
+        "429",
+    ),
     "mlflow_webhook": lambda: _webhook_op(),
 }
 
 
 def _webhook_op() -> Schema:
     """Signed by MLflow (X-MLflow-Signature), not by a bearer token: 401 here means a bad signature."""
-    operation = _op("admin", "MLflow registry webhook: check the registry now", _json(
-        _object({"accepted": {"type": "boolean"}, "checking_registry": {"type": "boolean"}}), "Accepted."),
-        "400", "404", body={"required": True, "content": {"application/json": {"schema": {"type": "object"}}}})()
+    operation = _op(
+        "admin",
+        "MLflow registry webhook: check the registry now",
+        _json(_object({"accepted": {"type": "boolean"}, "checking_registry": {"type": "boolean"}}), "Accepted."),
+        "400",
+        "404",
+        body={"required": True, "content": {"application/json": {"schema": {"type": "object"}}}},
+    )()
     operation["responses"].update(_errors("401"))
     return operation
 
 
 # ------------------------------------------------------------------------------------------ schemas
+
 
 def _object(properties: dict[str, Schema], *required: str, **extra: Any) -> Schema:
     return {"type": "object", "properties": properties, "required": list(required), **extra}
@@ -249,9 +335,16 @@ DATATYPES = [*NUMERIC_DATATYPES, "BYTES"]
 def _schemas(feature_names: Sequence[str], entity_key: str | None, max_instances: int | None) -> dict[str, Schema]:
     return {
         "Error": _object({"error": STRING}, "error"),
-        "AdminStatus": _object({"model_name": STRING, "model_uri": STRING, "serving": OPTIONAL_STRING,
-                                "previous": OPTIONAL_STRING, "versions": {"type": "array", "items": STRING},
-                                "last_registry_error": OPTIONAL_STRING}),
+        "AdminStatus": _object(
+            {
+                "model_name": STRING,
+                "model_uri": STRING,
+                "serving": OPTIONAL_STRING,
+                "previous": OPTIONAL_STRING,
+                "versions": {"type": "array", "items": STRING},
+                "last_registry_error": OPTIONAL_STRING,
+            }
+        ),
         **_probe_schemas(),
         **_v1_schemas(feature_names, entity_key, max_instances),
         **_v2_schemas(),
@@ -261,93 +354,182 @@ def _schemas(feature_names: Sequence[str], entity_key: str | None, max_instances
 def _probe_schemas() -> dict[str, Schema]:
     return {
         "Liveness": _object({"status": {"const": "alive"}}, "status"),
-        "Readiness": _object({"status": {"const": "ready"}, "model_name": STRING, "model_version": STRING},
-                             "status", "model_name", "model_version"),
+        "Readiness": _object(
+            {"status": {"const": "ready"}, "model_name": STRING, "model_version": STRING},
+            "status",
+            "model_name",
+            "model_version",
+        ),
         "NotReady": _object({"status": {"const": "not ready"}, "error": STRING}, "status", "error"),
         "ServerLive": _object({"live": BOOLEAN}, "live"),
         "ServerReady": _object({"ready": {"const": True}}, "ready"),
         "ServerNotReady": _object({"ready": {"const": False}, "error": STRING}, "ready", "error"),
         "ModelReady": _object({"name": STRING, "ready": {"const": True}}, "name", "ready"),
-        "ModelNotReady": _object({"name": STRING, "ready": {"const": False}, "error": STRING},
-                                 "name", "ready", "error"),
+        "ModelNotReady": _object(
+            {"name": STRING, "ready": {"const": False}, "error": STRING}, "name", "ready", "error"
+        ),
     }
 
 
 def _v1_schemas(names: Sequence[str], entity_key: str | None, max_instances: int | None) -> dict[str, Schema]:
     if names:
-        row: Schema = {"type": "array", "items": FEATURE, "minItems": len(names), "maxItems": len(names),
-                       "description": f"The {len(names)} features in this order: {', '.join(names)}."}
-        keyed: Schema = {"type": "object", "properties": {name: FEATURE for name in names},
-                         "additionalProperties": False, "required": list(names)}
+        row: Schema = {
+            "type": "array",
+            "items": FEATURE,
+            "minItems": len(names),
+            "maxItems": len(names),
+            "description": f"The {len(names)} features in this order: {', '.join(names)}.",
+        }
+        keyed: Schema = {
+            "type": "object",
+            "properties": {name: FEATURE for name in names},
+            "additionalProperties": False,
+            "required": list(names),
+        }
     else:  # the model is still loading: its signature, hence the features, is not known yet
         row, keyed = {"type": "array", "items": FEATURE}, {"type": "object", "additionalProperties": FEATURE}
     if entity_key:
         keyed["properties"][entity_key] = {"type": "string", "minLength": 1, "maxLength": 256}
         keyed["anyOf"] = [{"required": keyed.pop("required")}, {"required": [entity_key]}]
         keyed["description"] = f"Features by name; with {entity_key}, the missing ones come from the feature store."
-    instances: Schema = {"type": "array", "items": {"anyOf": [_ref("V1Row"), _ref("V1KeyedInstance")]},
-                         "minItems": 1}
+    instances: Schema = {"type": "array", "items": {"anyOf": [_ref("V1Row"), _ref("V1KeyedInstance")]}, "minItems": 1}
     if max_instances:
         instances["maxItems"] = max_instances
     return {
         "V1Row": row,
         "V1KeyedInstance": keyed,
-        "V1PredictRequest": {"type": "object", "properties": {"instances": instances, "inputs": instances},
-                             "anyOf": [{"required": ["instances"]}, {"required": ["inputs"]}],
-                             "description": '"inputs" is accepted as another name for "instances".'},
-        "V1PredictResponse": _object({
-            "predictions": {"type": "array", "items": {"type": ["number", "string", "boolean"]}},
-            "probabilities": {"type": "array", "items": {"type": "array", "items": NUMBER},
-                              "description": "Per instance, one probability per class (classifiers only)."},
-            "model_name": STRING,
-            "model_version": STRING,
-            "filled_features": {"type": "object", "additionalProperties": {"type": "array", "items": STRING},
-                                "description": "Row index → features filled from defaults (feature store only)."},
-        }, "predictions", "model_name", "model_version"),
-        "V1ModelStatus": _object({"name": STRING, "version": OPTIONAL_STRING, "platform": STRING,
-                                  "ready": BOOLEAN, "error": STRING}, "name", "version", "platform", "ready"),
+        "V1PredictRequest": {
+            "type": "object",
+            "properties": {"instances": instances, "inputs": instances},
+            "anyOf": [{"required": ["instances"]}, {"required": ["inputs"]}],
+            "description": '"inputs" is accepted as another name for "instances".',
+        },
+        "V1PredictResponse": _object(
+            {
+                "predictions": {"type": "array", "items": {"type": ["number", "string", "boolean"]}},
+                "probabilities": {
+                    "type": "array",
+                    "items": {"type": "array", "items": NUMBER},
+                    "description": "Per instance, one probability per class (classifiers only).",
+                },
+                "model_name": STRING,
+                "model_version": STRING,
+                "filled_features": {
+                    "type": "object",
+                    "additionalProperties": {"type": "array", "items": STRING},
+                    "description": "Row index → features filled from defaults (feature store only).",
+                },
+            },
+            "predictions",
+            "model_name",
+            "model_version",
+        ),
+        "V1ModelStatus": _object(
+            {"name": STRING, "version": OPTIONAL_STRING, "platform": STRING, "ready": BOOLEAN, "error": STRING},
+            "name",
+            "version",
+            "platform",
+            "ready",
+        ),
     }
 
 
 def _v2_schemas() -> dict[str, Schema]:
     scalar = {"anyOf": [FEATURE, STRING, BOOLEAN]}
     # OIP's tensor_data is recursive; two levels of nesting cover row-major [N, F] data and keep generators finite.
-    tensor_data = {"type": "array", "items": {"anyOf": [scalar, {"type": "array", "items": {
-        "anyOf": [scalar, {"type": "array", "items": scalar}]}}]}}
+    tensor_data = {
+        "type": "array",
+        "items": {
+            "anyOf": [scalar, {"type": "array", "items": {"anyOf": [scalar, {"type": "array", "items": scalar}]}}]
+        },
+    }
     parameters = {"type": "object", "description": "Free-form parameters (OIP)."}
     binary_size = {"type": "object", "properties": {"binary_data_size": {"type": "integer", "minimum": 0}}}
     shape = {"type": "array", "items": {"type": "integer", "minimum": 0}}
     return {
         "TensorData": tensor_data,
         "Parameters": parameters,
-        "MetadataTensor": _object({"name": STRING, "datatype": {"enum": DATATYPES},
-                                   "shape": {"type": "array", "items": {"type": "integer", "minimum": -1}},
-                                   "parameters": _ref("Parameters")}, "name", "datatype", "shape"),
-        "MetadataModelResponse": _object({
-            "name": STRING, "versions": {"type": "array", "items": STRING}, "platform": STRING,
-            "inputs": {"type": "array", "items": _ref("MetadataTensor")},
-            "outputs": {"type": "array", "items": _ref("MetadataTensor")},
-        }, "name", "platform", "inputs", "outputs"),
-        "RequestInput": _object({
-            "name": STRING, "shape": shape, "datatype": {"enum": DATATYPES},
-            "parameters": {**binary_size, "description": "binary_data_size: bytes of this tensor in the binary "
-                                                         "part of the body (binary extension)."},
-            "data": _ref("TensorData"),
-        }, "name", "shape", "datatype", description="One FP32/FP64 tensor [N, F], or one [N] tensor per feature named "
-                                                    "after it; data, or binary_data_size with the binary extension."),
-        "RequestOutput": _object({"name": {"enum": list(OUTPUT_NAMES)}, "parameters": {
-            "type": "object", "properties": {"binary_data": BOOLEAN}}}, "name"),
-        "InferenceRequest": _object({
-            "id": STRING,
-            "parameters": {"type": "object", "properties": {"binary_data_output": BOOLEAN}},
-            "inputs": {"type": "array", "items": _ref("RequestInput"), "minItems": 1},
-            "outputs": {"type": "array", "items": _ref("RequestOutput")},
-        }, "inputs"),
-        "ResponseOutput": _object({"name": STRING, "shape": {"type": "array", "items": {"type": "integer"}},
-                                   "datatype": {"enum": DATATYPES}, "parameters": binary_size,
-                                   "data": {"type": "array"}}, "name", "shape", "datatype"),
-        "InferenceResponse": _object({
-            "id": STRING, "model_name": STRING, "model_version": STRING, "parameters": _ref("Parameters"),
-            "outputs": {"type": "array", "items": _ref("ResponseOutput")},
-        }, "id", "model_name", "model_version", "outputs"),
+        "MetadataTensor": _object(
+            {
+                "name": STRING,
+                "datatype": {"enum": DATATYPES},
+                "shape": {"type": "array", "items": {"type": "integer", "minimum": -1}},
+                "parameters": _ref("Parameters"),
+            },
+            "name",
+            "datatype",
+            "shape",
+        ),
+        "MetadataModelResponse": _object(
+            {
+                "name": STRING,
+                "versions": {"type": "array", "items": STRING},
+                "platform": STRING,
+                "inputs": {"type": "array", "items": _ref("MetadataTensor")},
+                "outputs": {"type": "array", "items": _ref("MetadataTensor")},
+            },
+            "name",
+            "platform",
+            "inputs",
+            "outputs",
+        ),
+        "RequestInput": _object(
+            {
+                "name": STRING,
+                "shape": shape,
+                "datatype": {"enum": DATATYPES},
+                "parameters": {
+                    **binary_size,
+                    "description": "binary_data_size: bytes of this tensor in the binary "
+                    "part of the body (binary extension).",
+                },
+                "data": _ref("TensorData"),
+            },
+            "name",
+            "shape",
+            "datatype",
+            description="One FP32/FP64 tensor [N, F], or one [N] tensor per feature named "
+            "after it; data, or binary_data_size with the binary extension.",
+        ),
+        "RequestOutput": _object(
+            {
+                "name": {"enum": list(OUTPUT_NAMES)},
+                "parameters": {"type": "object", "properties": {"binary_data": BOOLEAN}},
+            },
+            "name",
+        ),
+        "InferenceRequest": _object(
+            {
+                "id": STRING,
+                "parameters": {"type": "object", "properties": {"binary_data_output": BOOLEAN}},
+                "inputs": {"type": "array", "items": _ref("RequestInput"), "minItems": 1},
+                "outputs": {"type": "array", "items": _ref("RequestOutput")},
+            },
+            "inputs",
+        ),
+        "ResponseOutput": _object(
+            {
+                "name": STRING,
+                "shape": {"type": "array", "items": {"type": "integer"}},
+                "datatype": {"enum": DATATYPES},
+                "parameters": binary_size,
+                "data": {"type": "array"},
+            },
+            "name",
+            "shape",
+            "datatype",
+        ),
+        "InferenceResponse": _object(
+            {
+                "id": STRING,
+                "model_name": STRING,
+                "model_version": STRING,
+                "parameters": _ref("Parameters"),
+                "outputs": {"type": "array", "items": _ref("ResponseOutput")},
+            },
+            "id",
+            "model_name",
+            "model_version",
+            "outputs",
+        ),
     }

@@ -12,19 +12,25 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import orjson
-
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from predictor import logs
+from predictor import errors, logs
+from predictor.codec import parse_json
+from predictor.errors import (
+    BadRequest,
+    ModelNotFoundError,
+    ModelNotReadyError,
+    PayloadTooLarge,
+    PredictorError,
+    UnsupportedMediaType,
+)
+from predictor.model import PredictorModel, V1Body, V2Body
 from predictor.serving import webhook
 from predictor.serving.access import AccessControl
-from predictor.codec import parse_json
-from predictor.errors import (BadRequest, ModelNotFoundError, ModelNotReadyError, PayloadTooLarge, PredictorError,
-                              UnsupportedMediaType)
-from predictor.model import PredictorModel, V1Body, V2Body
+
 
 class Admin(Protocol):
     def status(self) -> dict[str, Any]: ...
@@ -39,18 +45,22 @@ BINARY_HEADER = "inference-header-content-length"
 
 
 def json_response(content: Any, status_code: int = 200, headers: Mapping[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY), status_code=status_code,
-                    headers=headers, media_type="application/json")
+    return Response(
+        orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY),
+        status_code=status_code,
+        headers=headers,
+        media_type="application/json",
+    )
 
 
-def error_response(exc: PredictorError) -> Response:
-    return json_response({"error": str(exc)}, status_code=int(exc.status), headers=exc.headers)
+def error_response(exc: Exception) -> Response:
+    answer = errors.answer(exc)
+    return json_response({"error": answer.message}, status_code=int(answer.status), headers=answer.headers)
 
 
-def add_exception_handlers(app: FastAPI, count: Callable[[PredictorError], None]) -> None:
+def add_exception_handlers(app: FastAPI, count: Callable[[str], None]) -> None:
     async def predictor_error(_: Request, exc: Exception) -> Response:
-        assert isinstance(exc, PredictorError)
-        count(exc)  # errors raised before the model saw the request (bad JSON, 413, 415, 404)
+        count(errors.answer(exc).error_type)
         return error_response(exc)
 
     async def validation_error(_: Request, exc: Exception) -> Response:
@@ -70,9 +80,16 @@ def add_exception_handlers(app: FastAPI, count: Callable[[PredictorError], None]
 
 
 class Routes:
-    def __init__(self, model: PredictorModel, max_body_bytes: int, readiness: Callable[[], str | None],
-                 access: AccessControl, admin: Admin, draining: Callable[[], bool],
-                 exposition: Callable[[], bytes]) -> None:
+    def __init__(
+        self,
+        model: PredictorModel,
+        max_body_bytes: int,
+        readiness: Callable[[], str | None],
+        access: AccessControl,
+        admin: Admin,
+        draining: Callable[[], bool],
+        exposition: Callable[[], bytes],
+    ) -> None:
         self.model = model
         self.max_body_bytes = max_body_bytes
         self.not_ready_reason = readiness  # None when ready, else why not
@@ -101,10 +118,12 @@ class Routes:
         app.add_api_route("/admin/reload", self.admin_reload, methods=post, tags=["admin"])
         app.add_api_route("/admin/webhook/mlflow", self.mlflow_webhook, methods=post, tags=["admin"])
         # KServe's model-repository extension would unload the only model without any access check.
-        app.add_api_route("/v2/repository/models/{model_name}/load", self.repository_load, methods=post,
-                          include_in_schema=False)
-        app.add_api_route("/v2/repository/models/{model_name}/unload", self.repository_unload, methods=post,
-                          include_in_schema=False)
+        app.add_api_route(
+            "/v2/repository/models/{model_name}/load", self.repository_load, methods=post, include_in_schema=False
+        )
+        app.add_api_route(
+            "/v2/repository/models/{model_name}/unload", self.repository_unload, methods=post, include_in_schema=False
+        )
 
     # ------------------------------------------------------------------------------ probes
     async def live(self) -> dict[str, str]:
@@ -133,8 +152,12 @@ class Routes:
     async def v1_status(self, model_name: str) -> Response:
         self._check_name(model_name)
         reason = self.not_ready_reason()
-        body: dict[str, Any] = {"name": self.model.name, "version": self._version(), "platform": "mlflow",
-                                "ready": reason is None}
+        body: dict[str, Any] = {
+            "name": self.model.name,
+            "version": self._version(),
+            "platform": "mlflow",
+            "ready": reason is None,
+        }
         if reason is not None:
             body["error"] = reason
         return json_response(body, status_code=200 if reason is None else 503)
@@ -145,8 +168,9 @@ class Routes:
         self.access.check(request, "inference")
         content_type = _media_type(request)
         if content_type is not None and content_type not in JSON_TYPES:
-            raise UnsupportedMediaType(f"Content-Type {content_type} is not supported: send JSON with "
-                                       "-H 'Content-Type: application/json'")
+            raise UnsupportedMediaType(
+                f"Content-Type {content_type} is not supported: send JSON with -H 'Content-Type: application/json'"
+            )
         payload = parse_json(await self._body(request))
         response, _ = await self.model(V1Body(payload), dict(request.headers))
         return json_response(response, headers=self._closing())
@@ -156,8 +180,15 @@ class Routes:
         self._check_name(model_name, model_version)
         if self.model.serving is None:
             raise ModelNotReadyError(f"model {model_name} is still loading; its metadata comes from its signature")
-        return json_response({"name": self.model.name, "versions": self.model.versions(), "platform": "mlflow",
-                              "inputs": self.model.metadata_inputs(), "outputs": self.model.metadata_outputs()})
+        return json_response(
+            {
+                "name": self.model.name,
+                "versions": self.model.versions(),
+                "platform": "mlflow",
+                "inputs": self.model.metadata_inputs(),
+                "outputs": self.model.metadata_outputs(),
+            }
+        )
 
     async def v2_model_ready(self, model_name: str, model_version: str | None = None) -> Response:
         self._check_name(model_name, model_version)
@@ -175,7 +206,8 @@ class Routes:
         if header_length is None and content_type not in (None, *JSON_TYPES):
             raise UnsupportedMediaType(
                 f"Content-Type {content_type} needs the binary tensor extension's {BINARY_HEADER} header; "
-                "for plain JSON send Content-Type: application/json")
+                "for plain JSON send Content-Type: application/json"
+            )
         body = await self._body(request)
         response, _ = await self.model(V2Body(body, header_length), dict(request.headers), version=model_version)
         content, headers = response
@@ -201,8 +233,9 @@ class Routes:
         """MLflow's signed registry events (the signature is the credential: MLflow sends no bearer token)."""
         secret = self.model.settings.webhook_secret
         if not secret:
-            raise ModelNotFoundError("no webhook is configured here: set PREDICTOR_WEBHOOK_SECRET to the "
-                                     "secret of the MLflow webhook")
+            raise ModelNotFoundError(
+                "no webhook is configured here: set PREDICTOR_WEBHOOK_SECRET to the secret of the MLflow webhook"
+            )
         body = await self._body(request)
         webhook.verify(secret, request.headers, body)
         serving = self.model.serving
@@ -220,17 +253,23 @@ class Routes:
     async def repository_unload(self, model_name: str, request: Request) -> Response:
         self._check_name(model_name)
         self.access.check(request, "admin")
-        raise BadRequest("this server serves exactly one model and does not unload it: stop the process, or "
-                         "move the registry alias to change what it serves")
+        raise BadRequest(
+            "this server serves exactly one model and does not unload it: stop the process, or "
+            "move the registry alias to change what it serves"
+        )
 
     # ------------------------------------------------------------------------------ helpers
     def _check_name(self, model_name: str, model_version: str | None = None) -> None:
         if model_name != self.model.name:
-            raise ModelNotFoundError(f"model {model_name!r:.80} is not served here; this server serves "
-                                     f"{self.model.name!r} (GET /v2/models lists them)")
+            raise ModelNotFoundError(
+                f"model {model_name!r:.80} is not served here; this server serves "
+                f"{self.model.name!r} (GET /v2/models lists them)"
+            )
         if model_version is not None and self.model.held(model_version) is None:
-            raise ModelNotFoundError(f"version {model_version!r:.40} of {model_name} is not loaded; "
-                                     f"loaded: {', '.join(self.model.versions()) or 'none yet'}")
+            raise ModelNotFoundError(
+                f"version {model_version!r:.40} of {model_name} is not loaded; "
+                f"loaded: {', '.join(self.model.versions()) or 'none yet'}"
+            )
 
     def _closing(self) -> dict[str, str]:
         # While draining, ask keep-alive clients to reconnect (elsewhere) before the listener closes.
@@ -253,8 +292,10 @@ class Routes:
         return b"".join(chunks)
 
     def _too_large(self, size: int) -> PayloadTooLarge:
-        return PayloadTooLarge(f"request body of {size}+ bytes exceeds the limit of {self.max_body_bytes} bytes "
-                               "(split the request, or raise --max_body_bytes)")
+        return PayloadTooLarge(
+            f"request body of {size}+ bytes exceeds the limit of {self.max_body_bytes} bytes "
+            "(split the request, or raise --max_body_bytes)"
+        )
 
 
 def _media_type(request: Request) -> str | None:
@@ -262,5 +303,3 @@ def _media_type(request: Request) -> str | None:
     if not value:
         return None
     return value.split(";", 1)[0].strip().lower()
-
-

@@ -62,8 +62,9 @@ class BearerTokens:
     force and one warning is logged — so emptying the file does not revoke every token; replace them instead.
     """
 
-    def __init__(self, file: str | os.PathLike[str] | None = None, inline: str | None = None, *,
-                 clock: Clock = time.monotonic) -> None:
+    def __init__(
+        self, file: str | os.PathLike[str] | None = None, inline: str | None = None, *, clock: Clock = time.monotonic
+    ) -> None:
         """Load the tokens now, so a wrong path or an empty file fails at startup instead of rejecting every call.
 
         Raises ``ValueError`` when the file cannot be read, or when it holds no token and ``inline`` none either.
@@ -250,8 +251,10 @@ class RateLimiter:
         return bucket
 
     def _message(self, retry_after_s: float) -> str:
-        return (f"rate limit of {self.rate_per_s:g} requests/s (burst {self.burst}) exceeded for this client; "
-                f"retry after {_seconds(retry_after_s)} s or raise --rate_limit_rps")
+        return (
+            f"rate limit of {self.rate_per_s:g} requests/s (burst {self.burst}) exceeded for this client; "
+            f"retry after {_seconds(retry_after_s)} s or raise --rate_limit_rps"
+        )
 
 
 def _seconds(value: float) -> str:
@@ -259,8 +262,9 @@ def _seconds(value: float) -> str:
     return f"{max(value, 0.001):.3f}".rstrip("0").rstrip(".")
 
 
-def client_identity(authenticated: str | None, peer_host: str | None, forwarded_for: str | None,
-                    trust_forwarded: bool) -> str:
+def client_identity(
+    authenticated: str | None, peer_host: str | None, forwarded_for: str | None, trust_forwarded: bool
+) -> str:
     """Who to rate-limit: the token identity when authenticated, else the client address (``addr:<ip>``).
 
     ``X-Forwarded-For`` is honoured only with ``trust_forwarded``, and then its first hop: any client can send

@@ -21,23 +21,30 @@ from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI
-from kserve import ModelServer
+from kserve.model_server import ModelServer
 
 from predictor.config import Settings
-from predictor.errors import PredictorError
 from predictor.model import PredictorModel
 from predictor.serving.access import AccessControl
+from predictor.serving.grpc_door import Door, GrpcServer, Health, Servicer
 from predictor.serving.kserve_seam import HttpServer
 from predictor.serving.lifecycle import Lifecycle
 from predictor.serving.openapi import install_openapi
 from predictor.serving.routes import Routes, add_exception_handlers
+from predictor.serving.tls import TlsFiles
 
 log = logging.getLogger(__name__)
 
 
-class PredictorServer(ModelServer):  # type: ignore[misc]  # KServe ships no type information
-    def __init__(self, settings: Settings, model: PredictorModel, access: AccessControl,
-                 on_shutdown: list[Callable[[], object]] | None = None) -> None:
+class PredictorServer(ModelServer):
+    def __init__(
+        self,
+        settings: Settings,
+        model: PredictorModel,
+        access: AccessControl,
+        on_shutdown: list[Callable[[], object]] | None = None,
+        tls: TlsFiles | None = None,
+    ) -> None:
         super().__init__(
             http_port=settings.http_port,
             grpc_port=settings.grpc_port,
@@ -55,7 +62,8 @@ class PredictorServer(ModelServer):  # type: ignore[misc]  # KServe ships no typ
         self.on_shutdown = on_shutdown or []  # callables run after the listeners close (flush logs…)
         self.lifecycle = Lifecycle(settings, model)
         self.http: HttpServer | None = None
-        self.grpc: Any = None
+        self.grpc: GrpcServer | None = None
+        self.tls = tls
         self._shutdown_task: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------------------ start
@@ -64,39 +72,62 @@ class PredictorServer(ModelServer):  # type: ignore[misc]  # KServe ships no typ
         self.lifecycle.start_background()
         settings = self.settings
         self.http = HttpServer(
-            self.dataplane, self.model_repository_extension, port=self.http_port, host=settings.host,
-            grace_period_s=self.grace_period, timeout_keep_alive_s=self.timeout_keep_alive,
-            access_log=settings.access_log, access_log_format=settings.access_log_format,
-            ssl_certfile=settings.ssl_certfile, ssl_keyfile=settings.ssl_keyfile,
-            register_routes=self._register_routes, add_exception_handlers=self._add_exception_handlers)
+            self.dataplane,
+            self.model_repository_extension,
+            port=self.http_port,
+            host=settings.host,
+            grace_period_s=self.grace_period,
+            timeout_keep_alive_s=self.timeout_keep_alive,
+            access_log=settings.access_log,
+            access_log_format=settings.access_log_format,
+            ssl_certfile=settings.ssl_certfile,
+            ssl_keyfile=settings.ssl_keyfile,
+            ssl_ca_certs=settings.ssl_ca_certs,
+            register_routes=self._register_routes,
+            add_exception_handlers=self._add_exception_handlers,
+        )
         shared = _reuse_port_socket(settings.host, self.http_port) if settings.worker_state_dir else None
         self.servers.append(self.http.serve(shared))
         if self.enable_grpc:
-            from kserve.constants.constants import MAX_GRPC_MESSAGE_LENGTH
-            from kserve.protocol.grpc.server import GRPCServer
-
-            limits = {"grpc_max_send_message_length": MAX_GRPC_MESSAGE_LENGTH,
-                      "grpc_max_receive_message_length": MAX_GRPC_MESSAGE_LENGTH}
-            self.grpc = GRPCServer(self.grpc_port, self.dataplane, self.model_repository_extension,
-                                   kwargs=limits, grace_period=self.grace_period)
-            self.servers.append(self.grpc.start(self.max_threads))
+            self.grpc = GrpcServer(
+                port=self.grpc_port,
+                servicer=Servicer(self.dataplane, self.model_repository_extension, self.model, self.lifecycle),
+                health=Health(self.lifecycle),
+                door=Door(self.access, self.model.count_error),
+                max_workers=self.max_threads,
+                max_message_bytes=settings.max_body_bytes,
+                grace_period_s=self.grace_period,
+                tls=self.tls,
+            )
+            self.servers.append(self.grpc.serve())
         asyncio.run(self._main())
 
     def _register_routes(self, app: FastAPI) -> None:
         lifecycle, model = self.lifecycle, self.model
-        routes = Routes(model, self.settings.max_body_bytes, lifecycle.not_ready_reason, self.access, lifecycle,
-                        lambda: lifecycle.draining, _metrics_exposition(self.settings.worker_state_dir is not None))
+        routes = Routes(
+            model,
+            self.settings.max_body_bytes,
+            lifecycle.not_ready_reason,
+            self.access,
+            lifecycle,
+            lambda: lifecycle.draining,
+            _metrics_exposition(self.settings.worker_state_dir is not None),
+        )
         routes.register(app)
         # Feature names exist only once the model has loaded: the document is rebuilt when they change.
-        install_openapi(app, model.name, lambda: model.serving.model.feature_names if model.serving else (),
-                        entity_key=model.features.entity_key if model.features else None,
-                        max_instances=self.settings.max_instances)
+        install_openapi(
+            app,
+            model.name,
+            lambda: model.serving.model.feature_names if model.serving else (),
+            entity_key=model.features.entity_key if model.features else None,
+            max_instances=self.settings.max_instances,
+        )
 
     def _add_exception_handlers(self, app: FastAPI) -> None:
-        add_exception_handlers(app, self._count_error)
+        add_exception_handlers(app, self.model.count_error)
 
     async def _main(self) -> None:
-        self.setup_event_loop()
+        self.setup_event_loop()  # type: ignore[no-untyped-call]  # KServe leaves it unannotated
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, self._on_signal, signal.SIGTERM)
         loop.add_signal_handler(signal.SIGINT, self._on_signal, signal.SIGINT)
@@ -121,18 +152,15 @@ class PredictorServer(ModelServer):  # type: ignore[misc]  # KServe ships no typ
 
         self.lifecycle.begin_drain()
         delay = self.settings.drain_delay_s if sig == signal.SIGTERM else 0.0
-        log.info("%s: readiness off; draining for %.1fs, then finishing requests in flight",
-                 signal.Signals(sig).name, delay)
+        log.info(
+            "%s: readiness off; draining for %.1fs, then finishing requests in flight", signal.Signals(sig).name, delay
+        )
         await asyncio.sleep(delay)
         if self.http is not None:
             self.http.uvicorn.stop()
         if self.grpc is not None:
-            await self.grpc.stop(sig)
+            await self.grpc.stop()
         await InferenceClientFactory().close()  # what KServe's own stop() does for its HTTP clients
-
-    def _count_error(self, exc: PredictorError) -> None:
-        serving = self.model.serving
-        self.model.count_error(exc, serving.version if serving else "none")
 
 
 def _reuse_port_socket(host: str, port: int) -> socket.socket:

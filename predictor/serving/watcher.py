@@ -10,8 +10,8 @@ from __future__ import annotations
 import logging
 import threading
 
-from predictor.models import registry
 from predictor.model import PredictorModel
+from predictor.models import registry
 
 log = logging.getLogger(__name__)
 

@@ -29,8 +29,9 @@ def verify(secret: str, headers: Mapping[str, str], body: bytes, now: float | No
     delivery_id = headers.get("x-mlflow-delivery-id", "")
     timestamp = headers.get("x-mlflow-timestamp", "")
     if not (signature and delivery_id and timestamp):
-        raise Unauthorized("missing X-MLflow-Signature, X-MLflow-Delivery-Id or X-MLflow-Timestamp: "
-                           "create the webhook with a secret")
+        raise Unauthorized(
+            "missing X-MLflow-Signature, X-MLflow-Delivery-Id or X-MLflow-Timestamp: create the webhook with a secret"
+        )
     if not timestamp.isdigit() or abs((now or time.time()) - int(timestamp)) > MAX_AGE_S:
         raise Unauthorized(f"webhook timestamp is not within {MAX_AGE_S} s of now (a replay, or a skewed clock)")
     version, _, presented = signature.partition(",")

@@ -58,8 +58,12 @@ def all_ready(state_dir: Path, count: int) -> bool:
 def supervise(count: int, argv: list[str]) -> int:
     state_dir = Path(tempfile.mkdtemp(prefix="predictor-workers-"))
     metrics_dir(state_dir).mkdir()
-    env = {**os.environ, STATE_ENV: str(state_dir), COUNT_ENV: str(count),
-           "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir(state_dir))}
+    env = {
+        **os.environ,
+        STATE_ENV: str(state_dir),
+        COUNT_ENV: str(count),
+        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir(state_dir)),
+    }
     command = [sys.executable, "-m", "predictor", *argv]
     stopping: list[int] = []
 

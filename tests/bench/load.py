@@ -94,9 +94,7 @@ def parse_hey(text: str) -> HeyResult:
     return HeyResult(float(total.group(1)), statuses, transport_errors, percentiles)
 
 
-def run_hey(
-    hey: str, url: str, body: Path, concurrency: int, duration_s: float, log: Path | None = None
-) -> HeyResult:
+def run_hey(hey: str, url: str, body: Path, concurrency: int, duration_s: float, log: Path | None = None) -> HeyResult:
     """POST ``body`` to ``url`` from ``concurrency`` workers for ``duration_s`` seconds."""
     argv = [hey, "-z", f"{duration_s:g}s", "-c", str(concurrency), "-m", "POST", "-T", "application/json",
             "-D", str(body), url]  # fmt: skip

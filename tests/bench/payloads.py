@@ -11,8 +11,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from predictor.demo.training import generate_telemetry
 from predictor.demo.columns import FEATURE_NAMES
+from predictor.demo.training import generate_telemetry
 
 Rows = Sequence[Sequence[float]]
 Body = dict[str, Any]

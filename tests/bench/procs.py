@@ -6,6 +6,7 @@ spawned; stopping signals that group and nothing else.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -102,13 +103,9 @@ def stop_group(proc: subprocess.Popen[bytes], grace_s: float = 5.0) -> None:
     pgid = proc.pid  # the leader of its own session: its group id is its PID
     if proc.poll() is None:
         _signal_group(pgid, signal.SIGTERM)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=grace_s)
-        except subprocess.TimeoutExpired:
-            pass
     # Children (uvicorn workers, inference pools) may outlive the leader: the group id stays valid while they do.
     _signal_group(pgid, signal.SIGKILL)
-    try:
+    with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=grace_s)
-    except subprocess.TimeoutExpired:
-        pass

@@ -109,6 +109,7 @@ def ratio(summaries: dict[tuple[str, str], Summary], server: str, peer: str, sce
 
 # --- targets (issue 5), judged per variant of ours --------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Results:
     summaries: dict[tuple[str, str], Summary]
@@ -191,6 +192,7 @@ def judge(results: Results, variants: Sequence[str]) -> list[tuple[str, list[str
 
 # --- rendering ----------------------------------------------------------------------------------------------------
 
+
 def _num(value: float | None, digits: int = 1) -> str:
     if value is None:
         return "—"
@@ -198,10 +200,10 @@ def _num(value: float | None, digits: int = 1) -> str:
 
 
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows)]
+    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows, strict=False)]
 
     def line(cells: Sequence[str]) -> str:
-        return "| " + " | ".join(str(cell).ljust(width) for cell, width in zip(cells, widths)) + " |"
+        return "| " + " | ".join(str(cell).ljust(width) for cell, width in zip(cells, widths, strict=False)) + " |"
 
     return "\n".join([line(headers), "|" + "|".join("-" * (width + 2) for width in widths) + "|", *map(line, rows)])
 

@@ -24,7 +24,7 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from types import FrameType
@@ -169,6 +169,7 @@ def _last_line(log: Path) -> str:
 
 # --- the header and the files ----------------------------------------------------------------------------------
 
+
 def _version(package: str) -> str:
     try:
         return version(package)
@@ -188,7 +189,7 @@ def _cpu_model() -> str:
 
 def machine(config: Config, mlserver_status: str) -> dict[str, Any]:
     return {
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "nproc": len(os.sched_getaffinity(0)),
         "cpu": _cpu_model(),
         "python": platform.python_version(),
@@ -230,7 +231,7 @@ def render(meta: dict[str, Any], bench: Bench) -> tuple[str, dict[str, Any]]:
         "starts": [asdict(s) for s in bench.starts],
         "summaries": [asdict(s) for s in summaries.values()],
         "start_summaries": [asdict(s) for s in starts.values()],
-        "targets": {label: dict(zip(variants, cells)) for label, cells in verdicts},
+        "targets": {label: dict(zip(variants, cells, strict=False)) for label, cells in verdicts},
     }
     return text + "\n", data
 
@@ -262,7 +263,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"==> registering the demo models in a fresh registry under {config.out / 'registry'}", flush=True)
     try:
         registry = prepare_registry(config.out / "registry")
-    except Exception as exc:  # noqa: BLE001 - any failure here means the harness cannot run
+    except Exception as exc:
         print(f"error: could not build the benchmark registry: {exc!r}", file=sys.stderr)
         return 2
     mlserver, mlserver_status = (None, "not requested")

@@ -39,9 +39,7 @@ class Protocol:
 
 V1 = Protocol("v1", "/v1/models/{model}:predict", "/v1/models/{model}", payloads.v1_body)
 MLFLOW = Protocol("mlflow", "/invocations", "/ping", payloads.mlflow_body)
-V2_COLUMNS = Protocol(
-    "v2-columns", "/v2/models/{model}/infer", "/v2/models/{model}/ready", payloads.v2_columns_body
-)
+V2_COLUMNS = Protocol("v2-columns", "/v2/models/{model}/infer", "/v2/models/{model}/ready", payloads.v2_columns_body)
 
 
 @dataclass(frozen=True)

@@ -24,8 +24,11 @@ def kubectl() -> str:
     """Path of kubectl (CI has /usr/bin/kubectl); fails, never skips, when it is missing."""
     found = shutil.which("kubectl")
     if found is None:
-        pytest.fail("kubectl is not on PATH: these tests render the manifests with `kubectl kustomize` "
-                    "(install it: https://kubernetes.io/docs/tasks/tools/)", pytrace=False)
+        pytest.fail(
+            "kubectl is not on PATH: these tests render the manifests with `kubectl kustomize` "
+            "(install it: https://kubernetes.io/docs/tasks/tools/)",
+            pytrace=False,
+        )
     return found
 
 
@@ -59,5 +62,4 @@ def container(isvc: dict[str, Any]) -> dict[str, Any]:
 
 def make(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """``make -s ARGS`` in the project root (make writes nothing there for these targets)."""
-    return run(["make", "-s", "--no-print-directory", *args], cwd=PROJECT_ROOT,
-               env={**os.environ, **(env or {})})
+    return run(["make", "-s", "--no-print-directory", *args], cwd=PROJECT_ROOT, env={**os.environ, **(env or {})})

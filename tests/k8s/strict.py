@@ -78,7 +78,9 @@ def check(value: Any, type_name: str, path: str, inside_pydantic: bool = False) 
         if key not in attribute_of:
             errors.append(f"{path}.{key}: unknown field ({type_name} has no {key!r})")
             continue
-        errors += check(item, cls.openapi_types[attribute_of[key]], f"{path}.{key}", inside_pydantic or _is_pydantic(cls))
+        errors += check(
+            item, cls.openapi_types[attribute_of[key]], f"{path}.{key}", inside_pydantic or _is_pydantic(cls)
+        )
     if _is_pydantic(cls) and not inside_pydantic:
         # Types, ranges of unions and required fields, for this whole subtree at once.
         try:
@@ -104,8 +106,11 @@ def _check_prometheus_rule(obj: dict[str, Any]) -> list[str]:
         where = f"spec.groups[{i}]"
         errors += _unknown(group, {"name", "interval", "rules", "limit", "query_offset"}, where)
         for j, rule in enumerate(group.get("rules") or []):
-            errors += _unknown(rule, {"alert", "record", "expr", "for", "keep_firing_for", "labels", "annotations"},
-                               f"{where}.rules[{j}]")
+            errors += _unknown(
+                rule,
+                {"alert", "record", "expr", "for", "keep_firing_for", "labels", "annotations"},
+                f"{where}.rules[{j}]",
+            )
     return errors
 
 

@@ -1,0 +1,202 @@
+"""The gRPC door: the same access policy, limits and error classification as REST, plus the standard health
+service, on KServe's own Open Inference Protocol servicer.
+
+KServe's ``GRPCServer`` offers no way to add interceptors, TLS or services, and its interceptor answers
+anything it does not know as INTERNAL; so the server is built here from public parts: ``grpc.aio``,
+KServe's ``InferenceServicer`` (subclassed where its answers differ from our REST routes) and
+``grpc_health``. Every call passes ``Door``: access check by method, then the call, and any exception is
+answered through ``errors.answer`` and counted once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from concurrent import futures
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_interceptor.server import AsyncServerInterceptor
+from kserve.protocol.dataplane import DataPlane
+from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
+from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import add_GRPCInferenceServiceServicer_to_server
+from kserve.protocol.grpc.servicer import InferenceServicer
+from kserve.protocol.model_repository_extension import ModelRepositoryExtension
+
+from predictor import errors
+from predictor.errors import BadRequest, ModelNotFoundError
+from predictor.model import PredictorModel
+from predictor.serving.access import AccessControl, Kind
+from predictor.serving.lifecycle import Lifecycle
+from predictor.serving.tls import TlsFiles
+
+log = logging.getLogger(__name__)
+
+SERVICE = "inference.GRPCInferenceService"
+# What each method needs, exactly as its REST twin: inference and the repository need a token; probes,
+# metadata and health never do (kubelets and load balancers carry none).
+ACCESS: dict[str, Kind] = {"ModelInfer": "inference", "RepositoryModelLoad": "admin", "RepositoryModelUnload": "admin"}
+
+
+class Door(AsyncServerInterceptor):
+    def __init__(self, access: AccessControl, count_error: Callable[[str], None]) -> None:
+        self.access = access
+        self.count_error = count_error
+
+    async def intercept(
+        self,
+        method: Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]],
+        request: Any,
+        context: grpc.aio.ServicerContext,
+        method_name: str,
+    ) -> Any:
+        try:
+            kind = ACCESS.get(method_name.rsplit("/", 1)[-1])
+            if kind is not None:
+                metadata = {
+                    key: value for key, value in (context.invocation_metadata() or ()) if isinstance(value, str)
+                }
+                self.access.check_call(
+                    kind, metadata.get("authorization"), _peer_host(context.peer()), metadata.get("x-forwarded-for")
+                )
+            return await method(request, context)
+        except grpc.aio.AbortError:
+            raise  # the servicer has answered already
+        except Exception as exc:
+            answer = errors.answer(exc)
+            if answer.grpc_code == grpc.StatusCode.INTERNAL:
+                log.exception("gRPC %s failed", method_name)
+            self.count_error(answer.error_type)
+            await context.abort(answer.grpc_code, answer.message)
+
+
+class Servicer(InferenceServicer):
+    """KServe's servicer, answering readiness, metadata and the repository like our REST routes do."""
+
+    def __init__(
+        self, dataplane: DataPlane, repository: ModelRepositoryExtension, model: PredictorModel, lifecycle: Lifecycle
+    ) -> None:
+        super().__init__(dataplane, repository)
+        self.model = model
+        self.lifecycle = lifecycle
+
+    async def ServerReady(self, request: pb.ServerReadyRequest, context: Any) -> pb.ServerReadyResponse:
+        return pb.ServerReadyResponse(ready=self.lifecycle.not_ready_reason() is None)
+
+    async def ModelReady(self, request: pb.ModelReadyRequest, context: Any) -> pb.ModelReadyResponse:
+        self._check_name(request.name, request.version)
+        return pb.ModelReadyResponse(ready=self.lifecycle.not_ready_reason() is None)
+
+    async def ModelMetadata(self, request: pb.ModelMetadataRequest, context: Any) -> pb.ModelMetadataResponse:
+        self._check_name(request.name, request.version)
+        tensors = [
+            pb.ModelMetadataResponse.TensorMetadata(name=t["name"], datatype=t["datatype"], shape=t["shape"])
+            for t in self.model.metadata_inputs()
+        ]
+        outputs = [
+            pb.ModelMetadataResponse.TensorMetadata(name=t["name"], datatype=t["datatype"], shape=t["shape"])
+            for t in self.model.metadata_outputs()
+        ]
+        return pb.ModelMetadataResponse(
+            name=self.model.name, versions=self.model.versions(), platform="mlflow", inputs=tensors, outputs=outputs
+        )
+
+    async def RepositoryModelLoad(
+        self, request: pb.RepositoryModelLoadRequest, context: Any
+    ) -> pb.RepositoryModelLoadResponse:
+        """As POST /v2/repository/models/NAME/load: ask the registry now."""
+        import asyncio
+
+        self._check_name(request.model_name, "")
+        await asyncio.to_thread(self.lifecycle.reload)
+        return pb.RepositoryModelLoadResponse(model_name=self.model.name, isLoaded=True)
+
+    async def RepositoryModelUnload(
+        self, request: pb.RepositoryModelUnloadRequest, context: Any
+    ) -> pb.RepositoryModelUnloadResponse:
+        raise BadRequest(
+            "this server serves exactly one model and does not unload it: stop the process, or move the "
+            "registry alias to change what it serves"
+        )
+
+    def _check_name(self, name: str, version: str) -> None:
+        if name != self.model.name:
+            raise ModelNotFoundError(f"model {name!r:.80} is not served here; this server serves {self.model.name!r}")
+        if version and self.model.held(version) is None:
+            raise ModelNotFoundError(
+                f"version {version!r:.40} of {name} is not loaded; loaded: {', '.join(self.model.versions()) or 'none'}"
+            )
+
+
+class Health(health_pb2_grpc.HealthServicer):  # type: ignore[misc]
+    """grpc.health.v1, answering like GET /ready (for Kubernetes gRPC probes and grpc_health_probe)."""
+
+    def __init__(self, lifecycle: Lifecycle) -> None:
+        self.lifecycle = lifecycle
+
+    async def Check(self, request: health_pb2.HealthCheckRequest, context: Any) -> health_pb2.HealthCheckResponse:
+        if request.service not in ("", SERVICE):
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown service {request.service!r:.80}")
+        serving = self.lifecycle.not_ready_reason() is None
+        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        return health_pb2.HealthCheckResponse(status=status)
+
+
+class GrpcServer:
+    def __init__(
+        self,
+        *,
+        port: int,
+        servicer: Servicer,
+        health: Health,
+        door: Door,
+        max_workers: int,
+        max_message_bytes: int,
+        grace_period_s: float,
+        tls: TlsFiles | None,
+    ) -> None:
+        self.port = port
+        self.servicer = servicer
+        self.health = health
+        self.door = door
+        self.max_workers = max_workers
+        self.max_message_bytes = max_message_bytes
+        self.grace_period_s = grace_period_s
+        self.tls = tls
+        self.server: grpc.aio.Server | None = None
+
+    async def serve(self) -> None:
+        self.server = grpc.aio.server(
+            futures.ThreadPoolExecutor(max_workers=self.max_workers),
+            interceptors=(self.door,),
+            options=[
+                # Larger requests are refused by gRPC itself with RESOURCE_EXHAUSTED, as REST answers 413.
+                ("grpc.max_receive_message_length", self.max_message_bytes),
+                ("grpc.max_send_message_length", -1),
+                ("grpc.so_reuseport", 1),  # --workers N share the port
+            ],
+        )
+        add_GRPCInferenceServiceServicer_to_server(self.servicer, self.server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        address = f"[::]:{self.port}"
+        if self.tls is None:
+            self.server.add_insecure_port(address)
+        else:
+            self.server.add_secure_port(address, self.tls.grpc_credentials())
+        log.info("gRPC on %s%s", address, " with TLS" if self.tls else "")
+        await self.server.start()
+        await self.server.wait_for_termination()
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            await self.server.stop(grace=self.grace_period_s)
+
+
+def _peer_host(peer: str | None) -> str | None:
+    """``ipv4:127.0.0.1:5000`` / ``ipv6:[::1]:5000`` → the address alone (the rate limiter's client id)."""
+    if not peer:
+        return None
+    _, _, rest = peer.partition(":")
+    host = rest.rsplit(":", 1)[0]
+    return host.strip("[]") or None
