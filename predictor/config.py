@@ -284,8 +284,9 @@ def build_parser() -> argparse.ArgumentParser:
             help=help_text,
         )
     by_name = {spec.name: spec for spec in fields(Settings)}
+    aliases = parser.add_argument_group("aliases (the flags of the seed's Flask server)")
     for alias, name in SEED_ALIASES.items():
-        ours.add_argument(alias, dest=name, type=_flag_type(by_name[name].type), default=None, help=f"same as --{name}")
+        aliases.add_argument(alias, dest=name, type=_flag_type(by_name[name].type), default=None, help=f"same as --{name}")
     return parser
 
 
