@@ -10,7 +10,7 @@ DATA_DIR ?= .data
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install lock bootstrap serve test docs
+.PHONY: help install lock tools bootstrap serve test docs
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -20,9 +20,12 @@ UV := $(VENV)/bin/uv
 LOCKED_UV = $(shell sed -n '/^name = "uv"$$/{n;s/^version = "\(.*\)"$$/\1/p;}' uv.lock 2>/dev/null)
 # uv makes .venv from $(PYTHON), never from a Python it downloads itself.
 export UV_PYTHON_DOWNLOADS := never
+# The programs the suite starts (redis-server, prometheus, ...): checked and, as root, installed by this script.
+TOOLS := PYTHON=$(PYTHON) bash tests/tools.sh
 
 $(UV):
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found. Install Python 3.11 (e.g. pyenv, or Debian's python3.11) or pass PYTHON=/path/to/python3.11"; exit 1; }
+	@$(TOOLS) install
 	@echo "==> creating $(VENV) with uv $(LOCKED_UV)"
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check "uv$(if $(LOCKED_UV),==$(LOCKED_UV))"
@@ -48,8 +51,12 @@ serve: bootstrap ## set everything up, then serve the demo model on :8080, gRPC 
 		--feature_store $(DATA_DIR)/feature_repo --model_cache_dir $(DATA_DIR)/model-cache \
 		--http_port $(HTTP_PORT) --grpc_port $(GRPC_PORT)
 
-test: install ## run the whole test suite (starts real servers on loopback ports)
-	$(PY) -m pytest $(PYTEST_ARGS); status=$$?; \
+tools: install ## check (and as root, install from Debian) the programs the suite starts: tests/tools.sh
+	@PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(TOOLS) test
+
+# .venv/bin comes first on PATH: the suite's kubectl and hadolint are the ones uv.lock pins.
+test: install tools ## run the whole test suite (starts real servers on loopback ports)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest $(PYTEST_ARGS); status=$$?; \
 	if [ $$status -eq 5 ]; then echo "error: pytest collected no tests"; exit 1; fi; exit $$status
 
 docs: install ## regenerate the README's settings table from predictor/config.py
