@@ -24,7 +24,8 @@ export UV_PYTHON_DOWNLOADS := never
 TOOLS := PYTHON=$(PYTHON) bash tests/tools.sh
 
 $(UV):
-	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found. Install Python 3.11 (e.g. pyenv, or Debian's python3.11) or pass PYTHON=/path/to/python3.11"; exit 1; }
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found. Install Python 3.11" \
+		"(e.g. pyenv, or Debian's python3.11) or pass PYTHON=/path/to/python3.11"; exit 1; }
 	@$(TOOLS) install
 	@echo "==> creating $(VENV) with uv $(LOCKED_UV)"
 	$(PYTHON) -m venv $(VENV)

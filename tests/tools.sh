@@ -72,7 +72,8 @@ main() {
     [ ${#missing[@]} -eq 0 ] && return 0
 
     # Tools from uv.lock are only missing when .venv is stale or PATH does not start with .venv/bin.
-    [ ${#venv_missing[@]} -eq 0 ] || die "not found: ${venv_missing[*]}; run \`make install\` and put .venv/bin first on PATH"
+    [ ${#venv_missing[@]} -eq 0 ] ||
+        die "not found: ${venv_missing[*]}; run \`make install\` and put .venv/bin first on PATH"
 
     local install="apt-get install -y --no-install-recommends ${packages[*]}"
     command -v apt-get >/dev/null 2>&1 ||
