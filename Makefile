@@ -22,6 +22,8 @@ LOCKED_UV = $(shell sed -n '/^name = "uv"$$/{n;s/^version = "\(.*\)"$$/\1/p;}' u
 export UV_PYTHON_DOWNLOADS := never
 # The programs the suite starts (redis-server, prometheus, ...): checked and, as root, installed by this script.
 TOOLS := PYTHON=$(PYTHON) bash tests/tools.sh
+# Prefix for commands that must find the tools uv.lock pins (kubectl, hadolint) before any system-wide ones.
+WITH_VENV := PATH="$(CURDIR)/$(VENV)/bin:$$PATH"
 
 $(UV):
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found. Install Python 3.11" \
@@ -53,11 +55,10 @@ serve: bootstrap ## set everything up, then serve the demo model on :8080, gRPC 
 		--http_port $(HTTP_PORT) --grpc_port $(GRPC_PORT)
 
 tools: install ## check (and as root, install from Debian) the programs the suite starts: tests/tools.sh
-	@PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(TOOLS) test
+	@$(WITH_VENV) $(TOOLS) test
 
-# .venv/bin comes first on PATH: the suite's kubectl and hadolint are the ones uv.lock pins.
 test: install tools ## run the whole test suite (starts real servers on loopback ports)
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest $(PYTEST_ARGS); status=$$?; \
+	$(WITH_VENV) $(PY) -m pytest $(PYTEST_ARGS); status=$$?; \
 	if [ $$status -eq 5 ]; then echo "error: pytest collected no tests"; exit 1; fi; exit $$status
 
 docs: install ## regenerate the README's settings table from predictor/config.py
