@@ -1,19 +1,25 @@
 # The predictor image: `python -m predictor` on python:3.11-slim, as a non-root user.
 #   make image                      # docker build -t <the image manifests/overlays/prod deploys> .
-# Two stages: the first builds a virtualenv with the dependencies only (from pyproject.toml, so that layer
-# is rebuilt only when the dependencies change, not on every code change); the second copies that
-# virtualenv and the source. No build tools, caches or credentials reach the final image.
+# Two stages: the first installs exactly uv.lock (frozen: never re-resolved; the runtime dependencies plus the
+# `redis` extra, Feast's Redis online store used in the cluster; no dev tools) into a virtualenv, from
+# pyproject.toml and uv.lock only, so that layer is rebuilt only when the dependencies change, not on every code
+# change; the second copies that virtualenv and the source. No build tools, caches or credentials reach the
+# final image.
 
 FROM python:3.11-slim AS deps
+# The uv version uv.lock pins (tests/test_dockerfile.py checks they agree).
+ARG UV_VERSION=0.13.9
+# uv: no cache to carry into the layer, the image's own Python only, /opt/venv as the project environment.
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    PYTHONDONTWRITEBYTECODE=1
-RUN python -m venv /opt/venv
+    PYTHONDONTWRITEBYTECODE=1 \
+    UV_NO_CACHE=1 \
+    UV_PYTHON_DOWNLOADS=never \
+    UV_PROJECT_ENVIRONMENT=/opt/venv
+RUN pip install --no-cache-dir "uv==${UV_VERSION}"
 WORKDIR /build
-COPY pyproject.toml ./
-# The project's dependencies plus its `redis` extra (Feast's Redis online store, used in the cluster).
-RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
-print('\n'.join(p['dependencies'] + p['optional-dependencies']['redis']))" > requirements.txt \
- && /opt/venv/bin/pip install --no-cache-dir -r requirements.txt
+COPY pyproject.toml uv.lock ./
+# --no-install-project: the source is copied into /app below and run from there, not installed.
+RUN uv sync --frozen --no-install-project --extra redis
 
 FROM python:3.11-slim
 # The model cache must be writable by the predictor user (/app is not); it only helps restarts in place.

@@ -10,20 +10,40 @@ DATA_DIR ?= .data
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install bootstrap serve test docs
+.PHONY: help install lock tools bootstrap serve check test docs
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: pyproject.toml
-	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found. Install Python 3.11 (e.g. 'apt-get install python3.11-venv' or pyenv) or pass PYTHON=/path/to/python3.11"; exit 1; }
-	@echo "==> creating $(VENV) and installing the project (first run: ~1-3 min)"
+UV := $(VENV)/bin/uv
+# The uv version uv.lock pins (uv is a dev dependency), so the bootstrap uv is the one the lock then keeps.
+LOCKED_UV = $(shell sed -n '/^name = "uv"$$/{n;s/^version = "\(.*\)"$$/\1/p;}' uv.lock 2>/dev/null)
+# uv makes .venv from $(PYTHON), never from a Python it downloads itself.
+export UV_PYTHON_DOWNLOADS := never
+# The programs the suite starts (redis-server, prometheus, ...): checked and, as root, installed by this script.
+TOOLS := PYTHON=$(PYTHON) bash tests/tools.sh
+# Prefix for commands that must find the tools uv.lock pins (kubectl, hadolint) before any system-wide ones.
+WITH_VENV := PATH="$(CURDIR)/$(VENV)/bin:$$PATH"
+
+$(UV):
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found. Install Python 3.11" \
+		"(e.g. pyenv, or Debian's python3.11) or pass PYTHON=/path/to/python3.11"; exit 1; }
+	@$(TOOLS) install
+	@echo "==> creating $(VENV) with uv $(LOCKED_UV)"
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check uv
-	$(VENV)/bin/uv pip install --python $(PY) -e '.[dev]'
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check "uv$(if $(LOCKED_UV),==$(LOCKED_UV))"
+
+# Re-synced whenever the lock or the project's metadata change; --frozen installs exactly uv.lock, never
+# re-resolving (`make lock` does that), and removes what the lock does not list.
+$(VENV)/.installed: pyproject.toml uv.lock | $(UV)
+	@echo "==> installing uv.lock into $(VENV) (first run: ~1-3 min)"
+	$(UV) sync --frozen --extra dev
 	@touch $@
 
-install: $(VENV)/.installed ## create .venv and install the project with its test tools
+install: $(VENV)/.installed ## create .venv and install exactly uv.lock (the project, editable, with its test tools)
+
+lock: | $(UV) ## re-resolve uv.lock after editing pyproject.toml's dependencies (UPGRADE=1: newest versions allowed)
+	$(UV) lock $(if $(UPGRADE),--upgrade)
 
 bootstrap: install ## local MLflow registry (SQLite) + demo model + Feast repo in DATA_DIR (.data/) (idempotent)
 	$(PY) -m predictor.demo.bootstrap --data_dir $(DATA_DIR) --model_name $(MODEL_NAME)
@@ -34,8 +54,16 @@ serve: bootstrap ## set everything up, then serve the demo model on :8080, gRPC 
 		--feature_store $(DATA_DIR)/feature_repo --model_cache_dir $(DATA_DIR)/model-cache \
 		--http_port $(HTTP_PORT) --grpc_port $(GRPC_PORT)
 
-test: install ## run the whole test suite (starts real servers on loopback ports)
-	$(PY) -m pytest $(PYTEST_ARGS); status=$$?; \
+tools: install ## check (and as root, install from Debian) the programs the suite starts: tests/tools.sh
+	@$(WITH_VENV) $(TOOLS) test
+
+check: install ## lint, format and strict types: ruff check, ruff format --check, mypy --strict (pyproject.toml)
+	$(VENV)/bin/ruff check predictor tests
+	$(VENV)/bin/ruff format --check predictor tests
+	$(VENV)/bin/mypy
+
+test: install tools check ## make check, then the whole test suite (starts real servers on loopback ports)
+	$(WITH_VENV) $(PY) -m pytest $(PYTEST_ARGS); status=$$?; \
 	if [ $$status -eq 5 ]; then echo "error: pytest collected no tests"; exit 1; fi; exit $$status
 
 docs: install ## regenerate the README's settings and status tables from the code

