@@ -17,6 +17,10 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_MODEL_NAME = "predictive_maintenance"
+# Set by the --workers supervisor for each worker (serving/workers.py).
+WORKER_STATE_ENV = "PREDICTOR_WORKER_STATE_DIR"
+WORKER_INDEX_ENV = "PREDICTOR_WORKER_INDEX"
+WORKER_COUNT_ENV = "PREDICTOR_WORKER_COUNT"
 
 
 def _opt(
@@ -193,11 +197,9 @@ class Settings:
         1.0, "Share of requests written to the prediction log (0..1).", env="PREDICTOR_PREDICTION_LOG_SAMPLE_RATE"
     )
     # --- multi-worker (set by the supervisor for its workers) --------------------------------------
-    worker_state_dir: Path | None = _opt(
-        None, "Shared state of --workers N.", env="PREDICTOR_WORKER_STATE_DIR", internal=True
-    )
-    worker_index: int = _opt(0, "This worker's number.", env="PREDICTOR_WORKER_INDEX", internal=True)
-    worker_count: int = _opt(1, "How many workers share the state.", env="PREDICTOR_WORKER_COUNT", internal=True)
+    worker_state_dir: Path | None = _opt(None, "Shared state of --workers N.", env=WORKER_STATE_ENV, internal=True)
+    worker_index: int = _opt(0, "This worker's number.", env=WORKER_INDEX_ENV, internal=True)
+    worker_count: int = _opt(1, "How many workers share the state.", env=WORKER_COUNT_ENV, internal=True)
     # --- operations -------------------------------------------------------------------------------
     log_level: str = _opt(
         "INFO", "Log level.", env="PREDICTOR_LOG_LEVEL", choices=("DEBUG", "INFO", "WARNING", "ERROR")

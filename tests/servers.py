@@ -49,15 +49,15 @@ class Process:
 
     def start(self) -> Process:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = self.log_path.open("wb")
-        self.popen = subprocess.Popen(
-            self.args,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=self.cwd,
-            env={**os.environ, **self.env},
-            start_new_session=True,
-        )
+        with self.log_path.open("wb") as log:  # the child keeps its own copy of the descriptor
+            self.popen = subprocess.Popen(
+                self.args,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.cwd,
+                env={**os.environ, **self.env},
+                start_new_session=True,
+            )
         return self
 
     @property

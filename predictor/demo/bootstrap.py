@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from predictor.config import DEFAULT_MODEL_NAME
+
 FEATURE_REPO_SOURCE = Path(__file__).parent / "feature_repo"
 
 
@@ -26,7 +28,7 @@ def step(number: int, total: int, text: str) -> Iterator[None]:
 
 
 def bootstrap(
-    data_dir: Path, model_name: str = "predictive_maintenance", force: bool = False, with_features: bool = True
+    data_dir: Path, model_name: str = DEFAULT_MODEL_NAME, force: bool = False, with_features: bool = True
 ) -> None:
     from predictor.demo.training import register_demo_model
 
@@ -55,7 +57,7 @@ def main() -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--data_dir", type=Path, default=Path(".data"), help="where the local state lives")
-    parser.add_argument("--model_name", default="predictive_maintenance", help="registered model name")
+    parser.add_argument("--model_name", default=DEFAULT_MODEL_NAME, help="registered model name")
     parser.add_argument("--force", action="store_true", help="train and register a new version even if one exists")
     parser.add_argument("--no_features", action="store_true", help="skip the Feast repo")
     args = parser.parse_args()

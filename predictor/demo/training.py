@@ -15,6 +15,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from predictor.config import DEFAULT_MODEL_NAME
 from predictor.demo.columns import ENTITY_KEY, FEATURE_NAMES
 
 log = logging.getLogger(__name__)
@@ -90,7 +91,7 @@ class Registered:
 
 def register_demo_model(
     tracking_uri: str,
-    name: str = "predictive_maintenance",
+    name: str = DEFAULT_MODEL_NAME,
     kind: ModelKind = "forest",
     alias: str = "production",
     artifact_root: Path | None = None,

@@ -27,7 +27,7 @@ JSON = "application/json"
 BINARY = "application/octet-stream"
 BINARY_HEADER = "Inference-Header-Content-Length"
 FeatureNames = Sequence[str] | Callable[[], Sequence[str]]
-Schema = dict[str, Any]
+Json = dict[str, Any]  # a piece of the OpenAPI document
 
 
 def install_openapi(
@@ -44,9 +44,9 @@ def install_openapi(
     background, so the document is rebuilt when they change (before the load, any feature is allowed).
     """
     names = feature_names if callable(feature_names) else (lambda: feature_names)
-    built: dict[tuple[str, ...], Schema] = {}
+    built: dict[tuple[str, ...], Json] = {}
 
-    def openapi() -> Schema:
+    def openapi() -> Json:
         key = tuple(names())
         if key not in built:
             built.clear()
@@ -63,8 +63,8 @@ def build_document(
     *,
     entity_key: str | None = None,
     max_instances: int | None = None,
-) -> Schema:
-    paths: dict[str, dict[str, Schema]] = {}
+) -> Json:
+    paths: dict[str, dict[str, Json]] = {}
     for route in our_routes(app):
         handler = route.endpoint.__name__
         describe = OPERATIONS.get(handler, _undocumented)
@@ -129,11 +129,11 @@ def _version() -> str:
 # ------------------------------------------------------------------------------------------ operations
 
 
-def _ref(name: str) -> Schema:
+def _ref(name: str) -> Json:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-def _json(schema: Schema, description: str) -> Schema:
+def _json(schema: Json, description: str) -> Json:
     return {"description": description, "content": {JSON: {"schema": schema}}}
 
 
@@ -153,7 +153,7 @@ ERROR_HEADERS = {
 BEARER: list[dict[str, list[str]]] = [{}, {"bearer": []}]  # optional: tokens are off unless configured
 
 
-def _errors(*codes: str) -> dict[str, Schema]:
+def _errors(*codes: str) -> dict[str, Json]:
     responses = {code: _json(_ref("Error"), ERRORS[code]) for code in codes}
     for code, headers in ERROR_HEADERS.items():
         if code in responses:
@@ -161,9 +161,9 @@ def _errors(*codes: str) -> dict[str, Schema]:
     return responses
 
 
-def _op(tag: str, summary: str, ok: Schema, *errors: str, body: Schema | None = None) -> Callable[[], Schema]:
-    def describe() -> Schema:
-        operation: Schema = {"tags": [tag], "summary": summary, "responses": {"200": ok, **_errors(*errors)}}
+def _op(tag: str, summary: str, ok: Json, *errors: str, body: Json | None = None) -> Callable[[], Json]:
+    def describe() -> Json:
+        operation: Json = {"tags": [tag], "summary": summary, "responses": {"200": ok, **_errors(*errors)}}
         if body is not None:
             operation["requestBody"] = body
         if "401" in errors:
@@ -173,10 +173,10 @@ def _op(tag: str, summary: str, ok: Schema, *errors: str, body: Schema | None = 
     return describe
 
 
-def _ready_op(tag: str, summary: str, ok: str, not_ready: str, *errors: str) -> Callable[[], Schema]:
+def _ready_op(tag: str, summary: str, ok: str, not_ready: str, *errors: str) -> Callable[[], Json]:
     plain = _op(tag, summary, _json(_ref(ok), "Ready to serve."), *errors)
 
-    def describe() -> Schema:
+    def describe() -> Json:
         operation = plain()
         operation["responses"]["503"] = _json(_ref(not_ready), "Not ready; `error` says why.")
         return operation
@@ -184,11 +184,11 @@ def _ready_op(tag: str, summary: str, ok: str, not_ready: str, *errors: str) -> 
     return describe
 
 
-def _undocumented() -> Schema:
+def _undocumented() -> Json:
     return {"summary": "Not yet described", "responses": {"200": {"description": "OK"}}}
 
 
-def _binary_header_parameter() -> Schema:
+def _binary_header_parameter() -> Json:
     return {
         "name": BINARY_HEADER,
         "in": "header",
@@ -199,11 +199,11 @@ def _binary_header_parameter() -> Schema:
     }
 
 
-def _path_parameters(path: str, model_name: str) -> list[Schema]:
+def _path_parameters(path: str, model_name: str) -> list[Json]:
     parameters = []
     for name in re.findall(r"{(\w+)}", path):
         if name == "model_name":
-            schema: Schema = {"type": "string", "enum": [model_name], "example": model_name}
+            schema: Json = {"type": "string", "enum": [model_name], "example": model_name}
             text = "The served model's name; any other answers 404."
         else:
             schema, text = {"type": "string", "example": "1"}, "A version held: the serving one or the previous one."
@@ -249,7 +249,7 @@ V2_OK = {
 }
 
 INFERENCE_ERRORS = ("400", "401", "404", "413", "415", "429", "503")
-OPERATIONS: dict[str, Callable[[], Schema]] = {
+OPERATIONS: dict[str, Callable[[], Json]] = {
     "live": _op("probes", "Liveness: the process is up", _json(_ref("Liveness"), "Alive.")),
     "ready": _ready_op(
         "probes", "Readiness: the model is loaded, warmed up and its feature store reachable", "Readiness", "NotReady"
@@ -304,7 +304,7 @@ OPERATIONS: dict[str, Callable[[], Schema]] = {
 }
 
 
-def _webhook_op() -> Schema:
+def _webhook_op() -> Json:
     """Signed by MLflow (X-MLflow-Signature), not by a bearer token: 401 here means a bad signature."""
     operation = _op(
         "admin",
@@ -321,7 +321,7 @@ def _webhook_op() -> Schema:
 # ------------------------------------------------------------------------------------------ schemas
 
 
-def _object(properties: dict[str, Schema], *required: str, **extra: Any) -> Schema:
+def _object(properties: dict[str, Json], *required: str, **extra: Any) -> Json:
     return {"type": "object", "properties": properties, "required": list(required), **extra}
 
 
@@ -332,7 +332,7 @@ OPTIONAL_STRING = {"type": ["string", "null"]}
 DATATYPES = [*NUMERIC_DATATYPES, "BYTES"]
 
 
-def _schemas(feature_names: Sequence[str], entity_key: str | None, max_instances: int | None) -> dict[str, Schema]:
+def _schemas(feature_names: Sequence[str], entity_key: str | None, max_instances: int | None) -> dict[str, Json]:
     return {
         "Error": _object({"error": STRING}, "error"),
         "AdminStatus": _object(
@@ -351,7 +351,7 @@ def _schemas(feature_names: Sequence[str], entity_key: str | None, max_instances
     }
 
 
-def _probe_schemas() -> dict[str, Schema]:
+def _probe_schemas() -> dict[str, Json]:
     return {
         "Liveness": _object({"status": {"const": "alive"}}, "status"),
         "Readiness": _object(
@@ -371,16 +371,16 @@ def _probe_schemas() -> dict[str, Schema]:
     }
 
 
-def _v1_schemas(names: Sequence[str], entity_key: str | None, max_instances: int | None) -> dict[str, Schema]:
+def _v1_schemas(names: Sequence[str], entity_key: str | None, max_instances: int | None) -> dict[str, Json]:
     if names:
-        row: Schema = {
+        row: Json = {
             "type": "array",
             "items": FEATURE,
             "minItems": len(names),
             "maxItems": len(names),
             "description": f"The {len(names)} features in this order: {', '.join(names)}.",
         }
-        keyed: Schema = {
+        keyed: Json = {
             "type": "object",
             "properties": {name: FEATURE for name in names},
             "additionalProperties": False,
@@ -392,7 +392,7 @@ def _v1_schemas(names: Sequence[str], entity_key: str | None, max_instances: int
         keyed["properties"][entity_key] = {"type": "string", "minLength": 1, "maxLength": 256}
         keyed["anyOf"] = [{"required": keyed.pop("required")}, {"required": [entity_key]}]
         keyed["description"] = f"Features by name; with {entity_key}, the missing ones come from the feature store."
-    instances: Schema = {"type": "array", "items": {"anyOf": [_ref("V1Row"), _ref("V1KeyedInstance")]}, "minItems": 1}
+    instances: Json = {"type": "array", "items": {"anyOf": [_ref("V1Row"), _ref("V1KeyedInstance")]}, "minItems": 1}
     if max_instances:
         instances["maxItems"] = max_instances
     return {
@@ -434,7 +434,7 @@ def _v1_schemas(names: Sequence[str], entity_key: str | None, max_instances: int
     }
 
 
-def _v2_schemas() -> dict[str, Schema]:
+def _v2_schemas() -> dict[str, Json]:
     scalar = {"anyOf": [FEATURE, STRING, BOOLEAN]}
     # OIP's tensor_data is recursive; two levels of nesting cover row-major [N, F] data and keep generators finite.
     tensor_data = {

@@ -24,18 +24,17 @@ import tempfile
 import time
 from pathlib import Path
 
+from predictor.config import WORKER_COUNT_ENV, WORKER_INDEX_ENV, WORKER_STATE_ENV
+
 log = logging.getLogger(__name__)
 
-STATE_ENV = "PREDICTOR_WORKER_STATE_DIR"
-INDEX_ENV = "PREDICTOR_WORKER_INDEX"
-COUNT_ENV = "PREDICTOR_WORKER_COUNT"
 RESTART_BACKOFF_S = (1, 2, 5, 10)
 
 
 def requested(argv: list[str], environ: dict[str, str] | os._Environ[str]) -> int:
     """How many workers to supervise (0: this process serves itself), read before KServe is imported so
     the supervisor stays small (~15 MB instead of ~180 MB)."""
-    if environ.get(STATE_ENV):
+    if environ.get(WORKER_STATE_ENV):
         return 0  # we are one of the workers
     parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     parser.add_argument("--workers", type=int, default=1)
@@ -60,15 +59,15 @@ def supervise(count: int, argv: list[str]) -> int:
     metrics_dir(state_dir).mkdir()
     env = {
         **os.environ,
-        STATE_ENV: str(state_dir),
-        COUNT_ENV: str(count),
+        WORKER_STATE_ENV: str(state_dir),
+        WORKER_COUNT_ENV: str(count),
         "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir(state_dir)),
     }
     command = [sys.executable, "-m", "predictor", *argv]
     stopping: list[int] = []
 
     def spawn(index: int) -> subprocess.Popen[bytes]:
-        return subprocess.Popen(command, env={**env, INDEX_ENV: str(index)})
+        return subprocess.Popen(command, env={**env, WORKER_INDEX_ENV: str(index)})
 
     def forward(sig: int, _frame: object) -> None:
         stopping.append(sig)
