@@ -16,13 +16,26 @@ import httpx
 import pytest
 
 from predictor.config import Settings
-from tests.k8s.kube import ISVC_NAME, MANIFESTS, OVERLAYS, container, kubectl, render, run, the
+from tests.k8s.kube import (ISVC_NAME, KNATIVE_OVERLAYS, MANIFESTS, OVERLAYS, STANDARD_OVERLAYS, container, kubectl,
+                             render, run, the)
 from tests.k8s.strict import validate
 
 BASE = MANIFESTS / "base"
 COMPONENTS = sorted(p.name for p in (MANIFESTS / "components").iterdir() if p.is_dir())
 TARGETS = {"base": BASE, **{f"overlays/{name}": MANIFESTS / "overlays" / name for name in OVERLAYS}}
 POD_LABEL = "serving.kserve.io/inferenceservice"
+MODE = "serving.kserve.io/deploymentMode"
+# The knobs of the container that every overlay and mode must keep as the base declares them.
+CONTAINER_KEYS = ("args", "envFrom", "startupProbe", "readinessProbe", "livenessProbe", "resources", "securityContext")
+
+
+def settings_of(objects: list[dict[str, Any]]) -> dict[str, str]:
+    """The environment the predictor container starts with: the ConfigMap's data, then `env` (which wins)."""
+    box = container(the(objects, "InferenceService"))
+    (ref,) = [e["configMapRef"]["name"] for e in box["envFrom"]]
+    data = dict(next(o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"] == ref)["data"])
+    data.update({e["name"]: e["value"] for e in box.get("env", []) if "value" in e})
+    return data
 
 
 def with_components(tmp_path: Path, *components: str) -> Path:
@@ -52,9 +65,10 @@ def test_each_component_applies_to_the_base_alone(component: str, tmp_path: Path
     assert not errors, "\n".join(errors)
 
 
-def test_the_validator_rejects_what_the_api_server_rejects() -> None:
+@pytest.mark.parametrize("overlay", ["prod", "prod-serverless"])
+def test_the_validator_rejects_what_the_api_server_rejects(overlay: str) -> None:
     """Guards the check itself: typos, snake_case names, wrong types and missing fields are all reported."""
-    isvc = the(render(MANIFESTS / "overlays" / "prod"), "InferenceService")
+    isvc = the(render(MANIFESTS / "overlays" / overlay), "InferenceService")
     assert validate(isvc) == []
 
     def broken(path: str, value: Any) -> list[str]:
@@ -70,7 +84,7 @@ def test_the_validator_rejects_what_the_api_server_rejects() -> None:
             node[last] = value
         return validate(copied)
 
-    box = "spec.predictor.containers.0"
+    box = "spec.predictor.model" if overlay in STANDARD_OVERLAYS else "spec.predictor.containers.0"
     assert broken("spec.predictor.canaryTrafficPercnt", 10)  # a typo
     assert broken(f"{box}.ports.0.container_port", 8080)  # the client's spelling, not the API's
     assert broken(f"{box}.readinessProbe.path", "/health/ready")  # a field one level too high
@@ -78,28 +92,36 @@ def test_the_validator_rejects_what_the_api_server_rejects() -> None:
     assert broken(f"{box}.livenessProbe.httpGet.port", None)  # a required field missing
     assert broken("metadata.annotation", {})
     assert broken("spec.predictor", None)
+    if overlay in STANDARD_OVERLAYS:
+        assert broken(f"{box}.modelFormat.nmae", "mlflow")
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_overlays_keep_the_container(overlay: str) -> None:
-    """A merge patch on the containers list would silently drop image, args, env, ports or probes."""
+    """A merge patch on the containers list would silently drop image, args, env, ports or probes; moving the
+    container into `model` (Standard mode) must not lose any of them either."""
     base = container(the(render(BASE), "InferenceService"))
     ours = container(the(render(MANIFESTS / "overlays" / overlay), "InferenceService"))
     assert ours["image"].startswith("ghcr.io/dcmms/predictive-maintenance-predictor:")
-    for key in ("name", "args", "ports", "startupProbe", "readinessProbe", "livenessProbe", "resources",
-                "securityContext"):
-        assert ours[key] == base[key], key
+    for key in CONTAINER_KEYS:
+        assert (key in ours) == (key in base), key
+        if key != "envFrom":  # the ConfigMap's hash differs per overlay
+            assert ours.get(key) == base.get(key), key
     assert len(ours["envFrom"]) == len(base["envFrom"]) == 1
-    assert set(ours) == set(base)
+    assert [p for p in ours["ports"] if p in base["ports"]] == base["ports"] == [ours["ports"][0]]
+    assert ours["env"][0]["name"] == base["env"][0]["name"] == "PREDICTOR_MODEL_URI"
+    extra = {"modelFormat", "runtime"} if overlay in STANDARD_OVERLAYS else set()
+    gone = {"name"} if overlay in STANDARD_OVERLAYS else set()
+    assert set(ours) == (set(base) | extra) - gone
 
 
 @pytest.mark.parametrize("target", TARGETS)
 def test_the_container_runs_the_predictor_as_documented(target: str) -> None:
     predictor = the(render(TARGETS[target]), "InferenceService")["spec"]["predictor"]
     box = container(the(render(TARGETS[target]), "InferenceService"))
-    assert box["name"] == "kserve-container"
+    assert box.get("name", "kserve-container") == "kserve-container"
     assert box["args"] == ["--model_name", "predictive_maintenance"]
-    assert box["ports"] == [{"name": "http1", "containerPort": 8080, "protocol": "TCP"}]
+    assert box["ports"][0] == {"name": "http1", "containerPort": 8080, "protocol": "TCP"}
     assert box["startupProbe"]["httpGet"] == {"path": "/health/ready", "port": 8080}
     assert box["readinessProbe"]["httpGet"] == {"path": "/health/ready", "port": 8080}
     assert box["livenessProbe"]["httpGet"] == {"path": "/health/live", "port": 8080}
@@ -126,64 +148,84 @@ def test_the_generated_config_map_reaches_the_inference_service(target: str) -> 
 
 @pytest.mark.parametrize("target", TARGETS)
 def test_every_setting_is_one_the_predictor_reads(target: str) -> None:
-    objects = render(TARGETS[target])
-    ref = container(the(objects, "InferenceService"))["envFrom"][0]["configMapRef"]["name"]
-    data = next(o for o in objects if o["metadata"]["name"] == ref)["data"]
+    settings = settings_of(render(TARGETS[target]))
     known = {spec.metadata["env"] for spec in fields(Settings) if spec.metadata["env"]}
-    assert set(data) <= known, f"not read by predictor/config.py: {sorted(set(data) - known)}"
+    assert set(settings) <= known, f"not read by predictor/config.py: {sorted(set(settings) - known)}"
     assert {"MLFLOW_TRACKING_URI", "PREDICTOR_MODEL_URI", "PREDICTOR_MAX_BATCH_SIZE",
-            "PREDICTOR_MAX_BATCH_WAIT_MS", "PREDICTOR_LOG_LEVEL"} <= set(data)
+            "PREDICTOR_MAX_BATCH_WAIT_MS", "PREDICTOR_LOG_LEVEL"} <= set(settings)
 
 
-def test_the_settings_parse_as_the_container_would_start() -> None:
-    """The container's args and the prod ConfigMap, through the predictor's own settings parser."""
-    objects = render(MANIFESTS / "overlays" / "prod")
+@pytest.mark.parametrize("overlay", ["prod", "prod-serverless"])
+def test_the_settings_parse_as_the_container_would_start(overlay: str) -> None:
+    """The container's args, ConfigMap and env, through the predictor's own settings parser."""
+    objects = render(MANIFESTS / "overlays" / overlay)
     box = container(the(objects, "InferenceService"))
-    data = next(o for o in objects if o["metadata"]["name"] == box["envFrom"][0]["configMapRef"]["name"])["data"]
     # A subprocess: importing kserve parses sys.argv (see PITFALLS).
     code = ("import json, sys; from predictor.config import load_settings; "
             "s = load_settings(sys.argv[1:], json.loads(sys.stdin.read())); "
             "print(json.dumps([s.model_name, s.tracking_uri, s.resolved_model_uri, str(s.feature_store), "
             "s.max_batch_size, s.max_batch_wait_ms, s.log_level]))")
-    result = subprocess.run([sys.executable, "-c", code, *box["args"]], input=json.dumps(data),
+    result = subprocess.run([sys.executable, "-c", code, *box["args"]], input=json.dumps(settings_of(objects)),
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout.strip().splitlines()[-1]) == [
         "predictive_maintenance", "http://mlflow.dcmms-ml.svc:5000", "models:/predictive_maintenance/1",
-        "None", 64, 1.0, "INFO"]  # Feast stays off until a prepared repo is mounted (see base/predictor.env)
+        "None", 64, 1.0, "INFO"]  # Feast stays off unless components/feast is chosen
 
 
-def test_prod_is_serverless_with_canary_and_rps_autoscaling_in_dcmms_ml() -> None:
+def test_prod_is_standard_mode_in_dcmms_ml() -> None:
     objects = render(MANIFESTS / "overlays" / "prod")
+    assert {o["metadata"].get("namespace") for o in objects} == {"dcmms-ml"}
+    isvc = the(objects, "InferenceService")
+    # KServe's canary webhook compares with the literal "Standard" (its deprecated alias RawDeployment fails).
+    assert isvc["metadata"]["annotations"][MODE] == "Standard"
+    predictor = isvc["spec"]["predictor"]
+    model = predictor["model"]
+    assert (model["modelFormat"], model["runtime"]) == ({"name": "mlflow"}, "predictive-maintenance")
+    assert "name" not in model, "KServe refuses a name on a model"
+    runtime = the(objects, "ServingRuntime")
+    assert runtime["metadata"]["name"] == model["runtime"]
+    assert {"name": "mlflow", "autoSelect": False} in runtime["spec"]["supportedModelFormats"]
+    assert runtime["spec"]["containers"][0]["name"] == "kserve-container"
+    assert runtime["spec"]["containers"][0]["image"] == model["image"]
+    # Knative-only settings are silently ignored in Standard mode: none may appear.
+    assert not {"canaryTrafficPercent", "scaleMetric", "scaleTarget"} & set(predictor)
+    assert "serving.kserve.io/enable-tag-routing" not in isvc["metadata"]["annotations"]
+
+
+def test_prod_serverless_is_knative_with_canary_and_rps_autoscaling_in_dcmms_ml() -> None:
+    objects = render(MANIFESTS / "overlays" / "prod-serverless")
     assert {o["metadata"].get("namespace") for o in objects} == {"dcmms-ml"}
     assert {o["kind"] for o in objects} == {
         "InferenceService", "ServiceAccount", "ConfigMap", "NetworkPolicy", "PrometheusRule"}
     isvc = the(objects, "InferenceService")
     annotations = isvc["metadata"]["annotations"]
-    assert annotations["serving.kserve.io/deploymentMode"] == "Serverless"
+    assert annotations[MODE] == "Knative"
     assert annotations["serving.kserve.io/enable-tag-routing"] == "true"
     predictor = isvc["spec"]["predictor"]
     assert (predictor["minReplicas"], predictor["maxReplicas"]) == (1, 5)
     assert (predictor["scaleMetric"], predictor["scaleTarget"]) == ("rps", 100)
 
 
-def test_prod_pins_the_model_version_so_that_new_versions_go_through_the_canary() -> None:
-    """An alias would be hot-swapped by the predictor in every revision at once, past the traffic split."""
-    objects = render(MANIFESTS / "overlays" / "prod")
-    ref = container(the(objects, "InferenceService"))["envFrom"][0]["configMapRef"]["name"]
-    uri = next(o for o in objects if o["metadata"]["name"] == ref)["data"]["PREDICTOR_MODEL_URI"]
+@pytest.mark.parametrize("overlay", ["prod", "prod-serverless"])
+def test_prod_pins_the_model_version_so_that_new_versions_go_through_the_canary(overlay: str) -> None:
+    """An alias would be hot-swapped by the predictor in every pod at once, past the traffic split."""
+    uri = settings_of(render(MANIFESTS / "overlays" / overlay))["PREDICTOR_MODEL_URI"]
     name, _, version = uri.removeprefix("models:/").partition("/")
     assert name == "predictive_maintenance" and version.isdigit(), uri
 
 
-@pytest.mark.parametrize("target", [*TARGETS, "autoscaling-cpu"])
+KNATIVE_TARGETS = ["base", *(f"overlays/{o}" for o in KNATIVE_OVERLAYS), "knative-autoscaling-cpu"]
+
+
+@pytest.mark.parametrize("target", KNATIVE_TARGETS)
 def test_only_fields_that_knative_mode_reads(target: str, tmp_path: Path) -> None:
-    """No setting KServe ignores in Serverless mode, and no traffic split frozen into git."""
+    """No setting KServe ignores in Knative mode, and no traffic split frozen into git."""
     directory = TARGETS.get(target) or with_components(tmp_path, target)
     objects = render(directory)
     isvc = the(objects, "InferenceService")
     predictor = isvc["spec"]["predictor"]
-    assert isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Serverless"
+    assert isvc["metadata"]["annotations"][MODE] == "Knative"
     # Standard-mode-only settings: HPA objects, autoScaling metrics, the raw-mode canary list, KEDA.
     assert "HorizontalPodAutoscaler" not in {o["kind"] for o in objects}
     assert "autoScaling" not in predictor and "canary" not in isvc["spec"]
@@ -198,7 +240,7 @@ def test_only_fields_that_knative_mode_reads(target: str, tmp_path: Path) -> Non
     if "scaleMetric" in predictor:
         assert predictor["scaleMetric"] in allowed[autoscaler]
         assert 1 <= predictor["minReplicas"] <= predictor["maxReplicas"] == 5
-    if target == "autoscaling-cpu":
+    if target == "knative-autoscaling-cpu":
         assert (predictor["scaleMetric"], predictor["scaleTarget"], autoscaler) == (
             "cpu", 70, "hpa.autoscaling.knative.dev")
 
@@ -208,6 +250,7 @@ def test_dev_scales_to_zero_and_has_no_optional_features() -> None:
     assert {o["metadata"].get("namespace") for o in objects} == {"dcmms-ml-dev"}
     assert {o["kind"] for o in objects} == {"InferenceService", "ServiceAccount", "ConfigMap"}
     assert the(objects, "InferenceService")["spec"]["predictor"]["minReplicas"] == 0
+    assert settings_of(objects)["PREDICTOR_MODEL_URI"] == "models:/predictive_maintenance@staging"
 
 
 def test_network_policy_admits_the_backend_and_what_knative_needs() -> None:

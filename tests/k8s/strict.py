@@ -23,6 +23,10 @@ ROOTS: dict[tuple[str, str], str] = {
     ("v1", "ConfigMap"): "V1ConfigMap",
     ("networking.k8s.io/v1", "NetworkPolicy"): "V1NetworkPolicy",
     ("serving.kserve.io/v1beta1", "InferenceService"): "V1beta1InferenceService",
+    ("serving.kserve.io/v1alpha1", "ServingRuntime"): "V1alpha1ServingRuntime",
+    ("v1", "Secret"): "V1Secret",
+    ("policy/v1", "PodDisruptionBudget"): "V1PodDisruptionBudget",
+    ("batch/v1", "CronJob"): "V1CronJob",
 }
 PROMETHEUS_RULE = ("monitoring.coreos.com/v1", "PrometheusRule")
 
