@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import fields
@@ -94,6 +95,8 @@ def test_the_validator_rejects_what_the_api_server_rejects(overlay: str) -> None
     assert broken("spec.predictor", None)
     if overlay in STANDARD_OVERLAYS:
         assert broken(f"{box}.modelFormat.nmae", "mlflow")
+        assert broken("spec.predictor.autoScaling.metrics.0.resource.target.averageUtilisation", 70)
+        assert broken("spec.predictor.autoScaling.metrics.1.external.metric.serverAdress", "http://x")
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -307,3 +310,52 @@ def test_probe_and_metrics_paths_answer_on_the_real_predictor(demo_server: Any) 
 def test_kubectl_has_kustomize_built_in() -> None:
     result = run([kubectl(), "version", "--client"])
     assert result.returncode == 0 and "Kustomize Version" in result.stdout, result.stdout + result.stderr
+
+
+def test_prod_scales_one_to_five_on_cpu_70_or_100_requests_per_second_per_pod() -> None:
+    """The seed's rule as one HPA (via KEDA): both metrics on the stable predictor, none on anything else."""
+    isvc = the(render(MANIFESTS / "overlays" / "prod"), "InferenceService")
+    assert isvc["metadata"]["annotations"]["serving.kserve.io/autoscalerClass"] == "keda"
+    predictor = isvc["spec"]["predictor"]
+    assert (predictor["minReplicas"], predictor["maxReplicas"]) == (1, 5)
+    cpu, rps = predictor["autoScaling"]["metrics"]
+    assert cpu == {"type": "Resource",
+                   "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}}}
+    assert rps["type"] == "External"
+    metric, target = rps["external"]["metric"], rps["external"]["target"]
+    # KEDA's prometheus trigger reads target.value as its threshold and averages it over the pods.
+    assert target == {"type": "Value", "value": "100"}
+    assert metric["backend"] == "prometheus"
+    assert metric["serverAddress"].startswith("http://")
+    query = metric["query"]
+    assert query.startswith("sum(rate(model_predictions_total{") and query.endswith("}[1m]))")
+    assert 'model_name="predictive_maintenance"' in query and 'pod=~"predictive-maintenance-predictor-.*"' in query
+    # No HPA of our own beside KServe's (two controllers would fight over the Deployment).
+    assert "HorizontalPodAutoscaler" not in {o["kind"] for o in render(MANIFESTS / "overlays" / "prod")}
+
+
+def test_the_prometheus_address_is_written_once() -> None:
+    texts = [p.read_text() for p in MANIFESTS.rglob("*.yaml")]
+    assert sum(text.count("serverAddress:") for text in texts) == 1
+
+
+def test_the_cpu_request_is_sized_from_the_measurement_it_cites() -> None:
+    """100 req/s at the cited unbatched cost (0.65 ms CPU each) lands just under the 70% CPU target."""
+    box = container(the(render(MANIFESTS / "overlays" / "prod"), "InferenceService"))
+    request_millicores = int(box["resources"]["requests"]["cpu"].removesuffix("m"))
+    assert 0.6 <= 100 * 0.65 / request_millicores <= 0.7
+    source = (BASE / "inferenceservice.yaml").read_text()
+    assert "4,737" in source and "0.65 ms" in source
+
+
+def test_the_rps_query_parses_as_promql(tmp_path: Path) -> None:
+    """promtool (needed by the monitoring tests too) checks the KEDA query as a recording rule's expression."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.fail("promtool is not on PATH (the prometheus package provides it)", pytrace=False)
+    isvc = the(render(MANIFESTS / "overlays" / "prod"), "InferenceService")
+    query = isvc["spec"]["predictor"]["autoScaling"]["metrics"][1]["external"]["metric"]["query"]
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(json.dumps({"groups": [{"name": "keda", "rules": [{"record": "x:rps", "expr": query}]}]}))
+    result = run([promtool, "check", "rules", str(rules)])
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -39,6 +39,7 @@ _SCALARS: dict[str, tuple[type, ...]] = {
     "date": (str,),
     "object": (object,),
     "ResourceQuantity": (int, float, str),  # kserve's name for a Kubernetes quantity
+    "V1beta1MetricQuantity": (int, float, str),  # autoScaling targets: a quantity, int-or-string
 }
 _LIST = re.compile(r"(?:list|List)\[(.+)\]")
 _DICT = re.compile(r"(?:dict\(str, (.+)\)|Dict\[str, (.+)\])")
