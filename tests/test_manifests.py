@@ -256,24 +256,42 @@ def test_dev_scales_to_zero_and_has_no_optional_features() -> None:
     assert settings_of(objects)["PREDICTOR_MODEL_URI"] == "models:/predictive_maintenance@staging"
 
 
-def test_network_policy_admits_the_backend_and_what_knative_needs() -> None:
-    policy = the(render(MANIFESTS / "overlays" / "prod"), "NetworkPolicy")["spec"]
+def ports_from(namespace: str, rules: list[dict[str, Any]], side: str) -> set[int]:
+    return {port["port"] for rule in rules for peer in rule[side]
+            if peer.get("namespaceSelector", {}).get("matchLabels") == {"kubernetes.io/metadata.name": namespace}
+            for port in rule["ports"]}
+
+
+@pytest.mark.parametrize("overlay", ["prod", "prod-serverless"])
+def test_network_policy_admits_the_backend_and_what_the_mode_needs(overlay: str) -> None:
+    policy = the(render(MANIFESTS / "overlays" / overlay), "NetworkPolicy")["spec"]
     assert policy["podSelector"] == {"matchLabels": {POD_LABEL: ISVC_NAME}}
     assert sorted(policy["policyTypes"]) == ["Egress", "Ingress"]
-
-    def ports_from(namespace: str, rules: list[dict[str, Any]], side: str) -> set[int]:
-        return {port["port"] for rule in rules for peer in rule[side]
-                if peer.get("namespaceSelector", {}).get("matchLabels") == {"kubernetes.io/metadata.name": namespace}
-                for port in rule["ports"]}
-
-    assert ports_from("dcmms-backend", policy["ingress"], "from") == {8080, 8081, 8012}
-    assert ports_from("knative-serving", policy["ingress"], "from") == {8012, 9090}
-    assert ports_from("monitoring", policy["ingress"], "from") >= {8080}
+    knative = overlay != "prod"
+    # gRPC (8081) only from the callers, beside HTTP; Knative's queue-proxy port only in Knative mode.
+    assert ports_from("dcmms-backend", policy["ingress"], "from") == {8080, 8081} | ({8012} if knative else set())
+    assert ports_from("istio-system", policy["ingress"], "from") == {8080} | ({8012} if knative else set())
+    assert ports_from("knative-serving", policy["ingress"], "from") == ({8012, 9090} if knative else set())
+    assert ports_from("monitoring", policy["ingress"], "from") == {8080} | ({9091} if knative else set())
     # Every ingress rule names its sources: nothing is open to the whole cluster.
     assert all(rule.get("from") for rule in policy["ingress"])
-    assert ports_from("dcmms-ml", policy["egress"], "to") == {5000, 6379}
+    assert ports_from("dcmms-ml", policy["egress"], "to") == {5000}  # Redis only with components/feast
     assert ports_from("kube-system", policy["egress"], "to") == {53}
     assert all(rule.get("to") for rule in policy["egress"])
+
+
+def test_grpc_is_exposed_next_to_http_in_standard_mode_only() -> None:
+    """KServe's Standard-mode Service gets a port per container port (the first as 80) and marks a port named
+    *h2c*/*grpc* as appProtocol kubernetes.io/h2c; Knative would refuse a second port."""
+    standard = container(the(render(MANIFESTS / "overlays" / "prod"), "InferenceService"))
+    assert standard["ports"] == [{"name": "http1", "containerPort": 8080, "protocol": "TCP"},
+                                 {"name": "h2c", "containerPort": 8081, "protocol": "TCP"}]
+    for overlay in KNATIVE_OVERLAYS:
+        knative = container(the(render(MANIFESTS / "overlays" / overlay), "InferenceService"))
+        assert [p["containerPort"] for p in knative["ports"]] == [8080]
+    # The port the predictor listens on for gRPC is the one exposed (predictor/config.py's default).
+    grpc_default = next(f.default for f in fields(Settings) if f.name == "grpc_port")
+    assert grpc_default == 8081
 
 
 def test_pods_carry_the_label_the_network_policy_selects() -> None:
