@@ -283,10 +283,12 @@ def test_standard_canary_adds_the_overlays_model_and_image_beside_the_stable_pre
     check_kserve_canary_rules(after)
     (canary,) = after["spec"]["canary"]
     assert canary["trafficPercent"] == percent
+    # The new release's env as it renders (Feast's variables too: KServe replaces, not merges, the list).
+    release_env = container(the(render(release), "InferenceService"))["env"]
+    assert release_env[0] == {"name": "PREDICTOR_MODEL_URI", "value": "models:/predictive_maintenance/2"}
     assert canary["predictor"] == {"name": "canary", "model": {
         "modelFormat": {"name": "mlflow"}, "runtime": "predictive-maintenance",
-        "image": "ghcr.io/dcmms/predictive-maintenance-predictor:0.2.0",
-        "env": [{"name": "PREDICTOR_MODEL_URI", "value": "models:/predictive_maintenance/2"}]}}
+        "image": "ghcr.io/dcmms/predictive-maintenance-predictor:0.2.0", "env": release_env}}
     # The stable predictor keeps serving the current release, untouched.
     assert after["spec"]["predictor"] == before["spec"]["predictor"]
     assert container(after)["env"][0]["value"] == "models:/predictive_maintenance/1"

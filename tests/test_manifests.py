@@ -114,6 +114,7 @@ def test_overlays_keep_the_container(overlay: str) -> None:
     assert [p for p in ours["ports"] if p in base["ports"]] == base["ports"] == [ours["ports"][0]]
     assert ours["env"][0]["name"] == base["env"][0]["name"] == "PREDICTOR_MODEL_URI"
     extra = {"modelFormat", "runtime"} if overlay in STANDARD_OVERLAYS else set()
+    extra |= {"volumeMounts"} if overlay.startswith("prod") else set()  # components/feast's repo
     gone = {"name"} if overlay in STANDARD_OVERLAYS else set()
     assert set(ours) == (set(base) | extra) - gone
 
@@ -173,7 +174,7 @@ def test_the_settings_parse_as_the_container_would_start(overlay: str) -> None:
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout.strip().splitlines()[-1]) == [
         "predictive_maintenance", "http://mlflow.dcmms-ml.svc:5000", "models:/predictive_maintenance/1",
-        "None", 64, 1.0, "INFO"]  # Feast stays off unless components/feast is chosen
+        "/etc/feature-repo", 64, 1.0, "INFO"]  # components/feast mounts the repo there
 
 
 def test_prod_is_standard_mode_in_dcmms_ml() -> None:
@@ -200,7 +201,7 @@ def test_prod_serverless_is_knative_with_canary_and_rps_autoscaling_in_dcmms_ml(
     objects = render(MANIFESTS / "overlays" / "prod-serverless")
     assert {o["metadata"].get("namespace") for o in objects} == {"dcmms-ml"}
     assert {o["kind"] for o in objects} == {
-        "InferenceService", "ServiceAccount", "ConfigMap", "NetworkPolicy", "PrometheusRule"}
+        "InferenceService", "ServiceAccount", "ConfigMap", "NetworkPolicy", "PrometheusRule", "CronJob"}
     isvc = the(objects, "InferenceService")
     annotations = isvc["metadata"]["annotations"]
     assert annotations[MODE] == "Knative"
@@ -256,6 +257,11 @@ def test_dev_scales_to_zero_and_has_no_optional_features() -> None:
     assert settings_of(objects)["PREDICTOR_MODEL_URI"] == "models:/predictive_maintenance@staging"
 
 
+def predictor_policy(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    (policy,) = [o for o in objects if o["kind"] == "NetworkPolicy" and o["metadata"]["name"] == ISVC_NAME]
+    return policy
+
+
 def ports_from(namespace: str, rules: list[dict[str, Any]], side: str) -> set[int]:
     return {port["port"] for rule in rules for peer in rule[side]
             if peer.get("namespaceSelector", {}).get("matchLabels") == {"kubernetes.io/metadata.name": namespace}
@@ -264,7 +270,7 @@ def ports_from(namespace: str, rules: list[dict[str, Any]], side: str) -> set[in
 
 @pytest.mark.parametrize("overlay", ["prod", "prod-serverless"])
 def test_network_policy_admits_the_backend_and_what_the_mode_needs(overlay: str) -> None:
-    policy = the(render(MANIFESTS / "overlays" / overlay), "NetworkPolicy")["spec"]
+    policy = predictor_policy(render(MANIFESTS / "overlays" / overlay))["spec"]
     assert policy["podSelector"] == {"matchLabels": {POD_LABEL: ISVC_NAME}}
     assert sorted(policy["policyTypes"]) == ["Egress", "Ingress"]
     knative = overlay != "prod"
@@ -275,7 +281,8 @@ def test_network_policy_admits_the_backend_and_what_the_mode_needs(overlay: str)
     assert ports_from("monitoring", policy["ingress"], "from") == {8080} | ({9091} if knative else set())
     # Every ingress rule names its sources: nothing is open to the whole cluster.
     assert all(rule.get("from") for rule in policy["ingress"])
-    assert ports_from("dcmms-ml", policy["egress"], "to") == {5000}  # Redis only with components/feast
+    # MLflow; Redis and the Feast registry (PostgreSQL) because prod chooses components/feast.
+    assert ports_from("dcmms-ml", policy["egress"], "to") == {5000, 6379, 5432}
     assert ports_from("kube-system", policy["egress"], "to") == {53}
     assert all(rule.get("to") for rule in policy["egress"])
 
@@ -297,7 +304,7 @@ def test_grpc_is_exposed_next_to_http_in_standard_mode_only() -> None:
 def test_pods_carry_the_label_the_network_policy_selects() -> None:
     """KServe labels pods with the InferenceService's name: the policy must use that very name."""
     objects = render(MANIFESTS / "overlays" / "prod")
-    selector = the(objects, "NetworkPolicy")["spec"]["podSelector"]["matchLabels"]
+    selector = predictor_policy(objects)["spec"]["podSelector"]["matchLabels"]
     assert selector[POD_LABEL] == the(objects, "InferenceService")["metadata"]["name"]
 
 
