@@ -201,7 +201,8 @@ def test_prod_serverless_is_knative_with_canary_and_rps_autoscaling_in_dcmms_ml(
     objects = render(MANIFESTS / "overlays" / "prod-serverless")
     assert {o["metadata"].get("namespace") for o in objects} == {"dcmms-ml"}
     assert {o["kind"] for o in objects} == {
-        "InferenceService", "ServiceAccount", "ConfigMap", "NetworkPolicy", "PrometheusRule", "CronJob"}
+        "InferenceService", "ServiceAccount", "ConfigMap", "NetworkPolicy", "PrometheusRule", "CronJob",
+        "PodDisruptionBudget"}
     isvc = the(objects, "InferenceService")
     annotations = isvc["metadata"]["annotations"]
     assert annotations[MODE] == "Knative"
