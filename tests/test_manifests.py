@@ -385,3 +385,16 @@ def test_the_rps_query_parses_as_promql(tmp_path: Path) -> None:
     rules.write_text(json.dumps({"groups": [{"name": "keda", "rules": [{"record": "x:rps", "expr": query}]}]}))
     result = run([promtool, "check", "rules", str(rules)])
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_readme_lists_every_component_and_overlay_and_the_real_names() -> None:
+    """manifests/README.md is where operators look: it must not fall behind the directories, and it must give
+    the names KServe and KEDA create instead of the seed's invented ones."""
+    readme = (MANIFESTS / "README.md").read_text()
+    for component in COMPONENTS:
+        assert f"`components/{component}`" in readme, component
+    for overlay in OVERLAYS:
+        assert f"`overlays/{overlay}`" in readme, overlay
+    for name in ("keda-hpa-predictive-maintenance-predictor", "predictive-maintenance-predictor",
+                 "predictive-maintenance-canary-predictor", "kubectl get hpa -n dcmms-ml"):
+        assert name in readme, name
