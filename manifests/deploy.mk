@@ -48,9 +48,11 @@ has_canary = {"op":"test","path":"/spec/canary/0/predictor/name","value":"$(CANA
 # canary: the entry carries only what a canary changes, the model version (env, whose [0] is
 # PREDICTOR_MODEL_URI) and the image, both as the overlay renders them ($$env and $$image, filled in by the
 # recipe); KServe builds the canary's pods from the stable predictor with these merged over it. modelFormat
-# and runtime are copied from the live stable predictor (KServe wants a complete `model` on a canary).
+# and runtime are copied from the live stable predictor (KServe wants a complete `model` on a canary). The
+# CRD requires a container name on a canary's model (not on the stable one's, where the webhook forbids it):
+# kserve-container, the name KServe gives the predictor container anyway.
 # `add` on /spec/canary replaces the list: a second `make canary` updates the entry.
-canary_patch = [$(is_standard),{"op":"add","path":"/spec/canary","value":[{"trafficPercent":$(PERCENT),"predictor":{"name":"$(CANARY)","model":{"image":"'"$$image"'","env":'"$$env"'}}}]},{"op":"copy","from":"/spec/predictor/model/modelFormat","path":"/spec/canary/0/predictor/model/modelFormat"},{"op":"copy","from":"/spec/predictor/model/runtime","path":"/spec/canary/0/predictor/model/runtime"}]
+canary_patch = [$(is_standard),{"op":"add","path":"/spec/canary","value":[{"trafficPercent":$(PERCENT),"predictor":{"name":"$(CANARY)","model":{"name":"kserve-container","image":"'"$$image"'","env":'"$$env"'}}}]},{"op":"copy","from":"/spec/predictor/model/modelFormat","path":"/spec/canary/0/predictor/model/modelFormat"},{"op":"copy","from":"/spec/predictor/model/runtime","path":"/spec/canary/0/predictor/model/runtime"}]
 # promote: the stable predictor takes the canary's model version and image (KServe rolls the stable
 # Deployment to them), then the canary goes; its share returns to the stable predictor.
 promote_patch = [$(is_standard),$(has_canary),{"op":"copy","from":"/spec/canary/0/predictor/model/image","path":"/spec/predictor/model/image"},{"op":"copy","from":"/spec/canary/0/predictor/model/env","path":"/spec/predictor/model/env"},{"op":"remove","path":"/spec/canary"}]

@@ -121,7 +121,8 @@ def check_kserve_canary_rules(isvc: dict[str, Any]) -> None:
         assert 0 <= canary["trafficPercent"] <= 100
         assert not AUTOSCALING_FIELDS & set(canary["predictor"]), "a canary runs fixed replicas"
         assert "containers" not in canary["predictor"] and "workerSpec" not in canary["predictor"]
-        assert "name" not in canary["predictor"]["model"]
+        # The CRD requires a container name on a canary's model; KServe's own name for it.
+        assert canary["predictor"]["model"]["name"] == "kserve-container"
 
 
 def new_release(tmp_path: Path, version: int = 2, tag: str = "0.2.0") -> Path:
@@ -287,7 +288,7 @@ def test_standard_canary_adds_the_overlays_model_and_image_beside_the_stable_pre
     release_env = container(the(render(release), "InferenceService"))["env"]
     assert release_env[0] == {"name": "PREDICTOR_MODEL_URI", "value": "models:/predictive_maintenance/2"}
     assert canary["predictor"] == {"name": "canary", "model": {
-        "modelFormat": {"name": "mlflow"}, "runtime": "predictive-maintenance",
+        "name": "kserve-container", "modelFormat": {"name": "mlflow"}, "runtime": "predictive-maintenance",
         "image": "ghcr.io/dcmms/predictive-maintenance-predictor:0.2.0", "env": release_env}}
     # The stable predictor keeps serving the current release, untouched.
     assert after["spec"]["predictor"] == before["spec"]["predictor"]
