@@ -1,8 +1,8 @@
 # The predictor image: `python -m predictor` on python:3.11-slim, as a non-root user.
 #   make image                      # docker build -t <the image manifests/overlays/prod deploys> .
 # Two stages: the first installs exactly uv.lock (frozen: never re-resolved; the runtime dependencies plus the
-# `redis` extra, Feast's Redis online store used in the cluster; no dev tools) into a virtualenv, from
-# pyproject.toml and uv.lock only, so that layer is rebuilt only when the dependencies change, not on every code
+# `redis` extra: Feast's Redis online store and PostgreSQL registry driver, used in the cluster; no dev tools)
+# into a virtualenv, from pyproject.toml and uv.lock only, so that layer is rebuilt only when the dependencies change, not on every code
 # change; the second copies that virtualenv and the source. No build tools, caches or credentials reach the
 # final image.
 

@@ -147,15 +147,20 @@ def test_the_manifests_start_the_image_as_documented() -> None:
     assert cmd == box["args"] == ["--model_name", "predictive_maintenance"]
 
 
-def test_the_image_ships_the_feature_definitions_but_the_cluster_leaves_feast_off() -> None:
-    """The image holds the repo's definitions; a usable repo (registry + Redis) must be mounted to turn Feast on,
-    so the ConfigMap must not point the predictor at the unprepared copy (it would refuse to start)."""
+def test_the_cluster_never_points_feast_at_the_images_unprepared_repo() -> None:
+    """The image holds the demo repo's definitions only; the cluster mounts a prepared repo (components/feast)
+    at /etc/feature-repo, and the predictor is pointed there, never at the copy inside the image."""
     objects = render(MANIFESTS / "overlays" / "prod")
     box = container(the(objects, "InferenceService"))
-    data = next(o for o in objects if o["metadata"]["name"] == box["envFrom"][0]["configMapRef"]["name"])["data"]
+    env = {item["name"]: item.get("value") for item in box.get("env", [])}
+    configmaps = [o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"] in
+                  {ref["configMapRef"]["name"] for ref in box.get("envFrom", [])}]
+    for configmap in configmaps:
+        env.update(configmap.get("data", {}))
+    assert env.get("PREDICTOR_FEATURE_STORE") == "/etc/feature-repo"
+    assert "/etc/feature-repo" in [mount["mountPath"] for mount in box.get("volumeMounts", [])]
     final = stages()[-1]
     assert "COPY predictor ./predictor" in [f"{word} {args}" for word, args in final]
-    assert "PREDICTOR_FEATURE_STORE" not in data
     assert (PROJECT_ROOT / "predictor" / "demo" / "feature_repo" / "feature_store.redis.yaml").is_file()
 
 

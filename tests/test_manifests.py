@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import fields
@@ -16,13 +17,36 @@ import httpx
 import pytest
 
 from predictor.config import Settings
-from tests.k8s.kube import ISVC_NAME, MANIFESTS, OVERLAYS, container, kubectl, render, run, the
+from tests.k8s.kube import (
+    ISVC_NAME,
+    KNATIVE_OVERLAYS,
+    MANIFESTS,
+    OVERLAYS,
+    STANDARD_OVERLAYS,
+    container,
+    kubectl,
+    render,
+    run,
+    the,
+)
 from tests.k8s.strict import validate
 
 BASE = MANIFESTS / "base"
 COMPONENTS = sorted(p.name for p in (MANIFESTS / "components").iterdir() if p.is_dir())
 TARGETS = {"base": BASE, **{f"overlays/{name}": MANIFESTS / "overlays" / name for name in OVERLAYS}}
 POD_LABEL = "serving.kserve.io/inferenceservice"
+MODE = "serving.kserve.io/deploymentMode"
+# The knobs of the container that every overlay and mode must keep as the base declares them.
+CONTAINER_KEYS = ("args", "envFrom", "startupProbe", "readinessProbe", "livenessProbe", "resources", "securityContext")
+
+
+def settings_of(objects: list[dict[str, Any]]) -> dict[str, str]:
+    """The environment the predictor container starts with: the ConfigMap's data, then `env` (which wins)."""
+    box = container(the(objects, "InferenceService"))
+    (ref,) = [e["configMapRef"]["name"] for e in box["envFrom"]]
+    data = dict(next(o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"] == ref)["data"])
+    data.update({e["name"]: e["value"] for e in box.get("env", []) if "value" in e})
+    return data
 
 
 def with_components(tmp_path: Path, *components: str) -> Path:
@@ -57,9 +81,10 @@ def test_each_component_applies_to_the_base_alone(component: str, tmp_path: Path
     assert not errors, "\n".join(errors)
 
 
-def test_the_validator_rejects_what_the_api_server_rejects() -> None:
+@pytest.mark.parametrize("overlay", ["prod", "prod-serverless"])
+def test_the_validator_rejects_what_the_api_server_rejects(overlay: str) -> None:
     """Guards the check itself: typos, snake_case names, wrong types and missing fields are all reported."""
-    isvc = the(render(MANIFESTS / "overlays" / "prod"), "InferenceService")
+    isvc = the(render(MANIFESTS / "overlays" / overlay), "InferenceService")
     assert validate(isvc) == []
 
     def broken(path: str, value: Any) -> list[str]:
@@ -75,7 +100,7 @@ def test_the_validator_rejects_what_the_api_server_rejects() -> None:
             node[last] = value
         return validate(copied)
 
-    box = "spec.predictor.containers.0"
+    box = "spec.predictor.model" if overlay in STANDARD_OVERLAYS else "spec.predictor.containers.0"
     assert broken("spec.predictor.canaryTrafficPercnt", 10)  # a typo
     assert broken(f"{box}.ports.0.container_port", 8080)  # the client's spelling, not the API's
     assert broken(f"{box}.readinessProbe.path", "/health/ready")  # a field one level too high
@@ -83,36 +108,39 @@ def test_the_validator_rejects_what_the_api_server_rejects() -> None:
     assert broken(f"{box}.livenessProbe.httpGet.port", None)  # a required field missing
     assert broken("metadata.annotation", {})
     assert broken("spec.predictor", None)
+    if overlay in STANDARD_OVERLAYS:
+        assert broken(f"{box}.modelFormat.nmae", "mlflow")
+        assert broken("spec.predictor.autoScaling.metrics.0.resource.target.averageUtilisation", 70)
+        assert broken("spec.predictor.autoScaling.metrics.1.external.metric.serverAdress", "http://x")
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_overlays_keep_the_container(overlay: str) -> None:
-    """A merge patch on the containers list would silently drop image, args, env, ports or probes."""
+    """A merge patch on the containers list would silently drop image, args, env, ports or probes; moving the
+    container into `model` (Standard mode) must not lose any of them either."""
     base = container(the(render(BASE), "InferenceService"))
     ours = container(the(render(MANIFESTS / "overlays" / overlay), "InferenceService"))
     assert ours["image"].startswith("ghcr.io/dcmms/predictive-maintenance-predictor:")
-    for key in (
-        "name",
-        "args",
-        "ports",
-        "startupProbe",
-        "readinessProbe",
-        "livenessProbe",
-        "resources",
-        "securityContext",
-    ):
-        assert ours[key] == base[key], key
+    for key in CONTAINER_KEYS:
+        assert (key in ours) == (key in base), key
+        if key != "envFrom":  # the ConfigMap's hash differs per overlay
+            assert ours.get(key) == base.get(key), key
     assert len(ours["envFrom"]) == len(base["envFrom"]) == 1
-    assert set(ours) == set(base)
+    assert [p for p in ours["ports"] if p in base["ports"]] == base["ports"] == [ours["ports"][0]]
+    assert ours["env"][0]["name"] == base["env"][0]["name"] == "PREDICTOR_MODEL_URI"
+    extra = {"modelFormat", "runtime"} if overlay in STANDARD_OVERLAYS else set()
+    extra |= {"volumeMounts"} if overlay.startswith("prod") else set()  # components/feast's repo
+    gone = {"name"} if overlay in STANDARD_OVERLAYS else set()
+    assert set(ours) == (set(base) | extra) - gone
 
 
 @pytest.mark.parametrize("target", TARGETS)
 def test_the_container_runs_the_predictor_as_documented(target: str) -> None:
     predictor = the(render(TARGETS[target]), "InferenceService")["spec"]["predictor"]
     box = container(the(render(TARGETS[target]), "InferenceService"))
-    assert box["name"] == "kserve-container"
+    assert box.get("name", "kserve-container") == "kserve-container"
     assert box["args"] == ["--model_name", "predictive_maintenance"]
-    assert box["ports"] == [{"name": "http1", "containerPort": 8080, "protocol": "TCP"}]
+    assert box["ports"][0] == {"name": "http1", "containerPort": 8080, "protocol": "TCP"}
     assert box["startupProbe"]["httpGet"] == {"path": "/health/ready", "port": 8080}
     assert box["readinessProbe"]["httpGet"] == {"path": "/health/ready", "port": 8080}
     assert box["livenessProbe"]["httpGet"] == {"path": "/health/live", "port": 8080}
@@ -142,25 +170,23 @@ def test_the_generated_config_map_reaches_the_inference_service(target: str) -> 
 
 @pytest.mark.parametrize("target", TARGETS)
 def test_every_setting_is_one_the_predictor_reads(target: str) -> None:
-    objects = render(TARGETS[target])
-    ref = container(the(objects, "InferenceService"))["envFrom"][0]["configMapRef"]["name"]
-    data = next(o for o in objects if o["metadata"]["name"] == ref)["data"]
+    settings = settings_of(render(TARGETS[target]))
     known = {spec.metadata["env"] for spec in fields(Settings) if spec.metadata["env"]}
-    assert set(data) <= known, f"not read by predictor/config.py: {sorted(set(data) - known)}"
+    assert set(settings) <= known, f"not read by predictor/config.py: {sorted(set(settings) - known)}"
     assert {
         "MLFLOW_TRACKING_URI",
         "PREDICTOR_MODEL_URI",
         "PREDICTOR_MAX_BATCH_SIZE",
         "PREDICTOR_MAX_BATCH_WAIT_MS",
         "PREDICTOR_LOG_LEVEL",
-    } <= set(data)
+    } <= set(settings)
 
 
-def test_the_settings_parse_as_the_container_would_start() -> None:
-    """The container's args and the prod ConfigMap, through the predictor's own settings parser."""
-    objects = render(MANIFESTS / "overlays" / "prod")
+@pytest.mark.parametrize("overlay", ["prod", "prod-serverless"])
+def test_the_settings_parse_as_the_container_would_start(overlay: str) -> None:
+    """The container's args, ConfigMap and env, through the predictor's own settings parser."""
+    objects = render(MANIFESTS / "overlays" / overlay)
     box = container(the(objects, "InferenceService"))
-    data = next(o for o in objects if o["metadata"]["name"] == box["envFrom"][0]["configMapRef"]["name"])["data"]
     # A subprocess: importing kserve parses sys.argv (see PITFALLS).
     code = (
         "import json, sys; from predictor.config import load_settings; "
@@ -169,22 +195,46 @@ def test_the_settings_parse_as_the_container_would_start() -> None:
         "s.max_batch_size, s.max_batch_wait_ms, s.log_level]))"
     )
     result = subprocess.run(
-        [sys.executable, "-c", code, *box["args"]], input=json.dumps(data), capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", code, *box["args"]],
+        input=json.dumps(settings_of(objects)),
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout.strip().splitlines()[-1]) == [
         "predictive_maintenance",
         "http://mlflow.dcmms-ml.svc:5000",
         "models:/predictive_maintenance/1",
-        "None",
+        "/etc/feature-repo",
         64,
         1.0,
         "INFO",
-    ]  # Feast stays off until a prepared repo is mounted (see base/predictor.env)
+    ]  # components/feast mounts the repo there
 
 
-def test_prod_is_serverless_with_canary_and_rps_autoscaling_in_dcmms_ml() -> None:
+def test_prod_is_standard_mode_in_dcmms_ml() -> None:
     objects = render(MANIFESTS / "overlays" / "prod")
+    assert {o["metadata"].get("namespace") for o in objects} == {"dcmms-ml"}
+    isvc = the(objects, "InferenceService")
+    # KServe's canary webhook compares with the literal "Standard" (its deprecated alias RawDeployment fails).
+    assert isvc["metadata"]["annotations"][MODE] == "Standard"
+    predictor = isvc["spec"]["predictor"]
+    model = predictor["model"]
+    assert (model["modelFormat"], model["runtime"]) == ({"name": "mlflow"}, "predictive-maintenance")
+    assert "name" not in model, "KServe refuses a name on a model"
+    runtime = the(objects, "ServingRuntime")
+    assert runtime["metadata"]["name"] == model["runtime"]
+    assert {"name": "mlflow", "autoSelect": False} in runtime["spec"]["supportedModelFormats"]
+    assert runtime["spec"]["containers"][0]["name"] == "kserve-container"
+    assert runtime["spec"]["containers"][0]["image"] == model["image"]
+    # Knative-only settings are silently ignored in Standard mode: none may appear.
+    assert not {"canaryTrafficPercent", "scaleMetric", "scaleTarget"} & set(predictor)
+    assert "serving.kserve.io/enable-tag-routing" not in isvc["metadata"]["annotations"]
+
+
+def test_prod_serverless_is_knative_with_canary_and_rps_autoscaling_in_dcmms_ml() -> None:
+    objects = render(MANIFESTS / "overlays" / "prod-serverless")
     assert {o["metadata"].get("namespace") for o in objects} == {"dcmms-ml"}
     assert {o["kind"] for o in objects} == {
         "InferenceService",
@@ -192,33 +242,37 @@ def test_prod_is_serverless_with_canary_and_rps_autoscaling_in_dcmms_ml() -> Non
         "ConfigMap",
         "NetworkPolicy",
         "PrometheusRule",
+        "CronJob",
+        "PodDisruptionBudget",
     }
     isvc = the(objects, "InferenceService")
     annotations = isvc["metadata"]["annotations"]
-    assert annotations["serving.kserve.io/deploymentMode"] == "Serverless"
+    assert annotations[MODE] == "Knative"
     assert annotations["serving.kserve.io/enable-tag-routing"] == "true"
     predictor = isvc["spec"]["predictor"]
     assert (predictor["minReplicas"], predictor["maxReplicas"]) == (1, 5)
     assert (predictor["scaleMetric"], predictor["scaleTarget"]) == ("rps", 100)
 
 
-def test_prod_pins_the_model_version_so_that_new_versions_go_through_the_canary() -> None:
-    """An alias would be hot-swapped by the predictor in every revision at once, past the traffic split."""
-    objects = render(MANIFESTS / "overlays" / "prod")
-    ref = container(the(objects, "InferenceService"))["envFrom"][0]["configMapRef"]["name"]
-    uri = next(o for o in objects if o["metadata"]["name"] == ref)["data"]["PREDICTOR_MODEL_URI"]
+@pytest.mark.parametrize("overlay", ["prod", "prod-serverless"])
+def test_prod_pins_the_model_version_so_that_new_versions_go_through_the_canary(overlay: str) -> None:
+    """An alias would be hot-swapped by the predictor in every pod at once, past the traffic split."""
+    uri = settings_of(render(MANIFESTS / "overlays" / overlay))["PREDICTOR_MODEL_URI"]
     name, _, version = uri.removeprefix("models:/").partition("/")
     assert name == "predictive_maintenance" and version.isdigit(), uri
 
 
-@pytest.mark.parametrize("target", [*TARGETS, "autoscaling-cpu"])
+KNATIVE_TARGETS = ["base", *(f"overlays/{o}" for o in KNATIVE_OVERLAYS), "knative-autoscaling-cpu"]
+
+
+@pytest.mark.parametrize("target", KNATIVE_TARGETS)
 def test_only_fields_that_knative_mode_reads(target: str, tmp_path: Path) -> None:
-    """No setting KServe ignores in Serverless mode, and no traffic split frozen into git."""
+    """No setting KServe ignores in Knative mode, and no traffic split frozen into git."""
     directory = TARGETS.get(target) or with_components(tmp_path, target)
     objects = render(directory)
     isvc = the(objects, "InferenceService")
     predictor = isvc["spec"]["predictor"]
-    assert isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Serverless"
+    assert isvc["metadata"]["annotations"][MODE] == "Knative"
     # Standard-mode-only settings: HPA objects, autoScaling metrics, the raw-mode canary list, KEDA.
     assert "HorizontalPodAutoscaler" not in {o["kind"] for o in objects}
     assert "autoScaling" not in predictor and "canary" not in isvc["spec"]
@@ -233,7 +287,7 @@ def test_only_fields_that_knative_mode_reads(target: str, tmp_path: Path) -> Non
     if "scaleMetric" in predictor:
         assert predictor["scaleMetric"] in allowed[autoscaler]
         assert 1 <= predictor["minReplicas"] <= predictor["maxReplicas"] == 5
-    if target == "autoscaling-cpu":
+    if target == "knative-autoscaling-cpu":
         assert (predictor["scaleMetric"], predictor["scaleTarget"], autoscaler) == (
             "cpu",
             70,
@@ -246,36 +300,63 @@ def test_dev_scales_to_zero_and_has_no_optional_features() -> None:
     assert {o["metadata"].get("namespace") for o in objects} == {"dcmms-ml-dev"}
     assert {o["kind"] for o in objects} == {"InferenceService", "ServiceAccount", "ConfigMap"}
     assert the(objects, "InferenceService")["spec"]["predictor"]["minReplicas"] == 0
+    assert settings_of(objects)["PREDICTOR_MODEL_URI"] == "models:/predictive_maintenance@staging"
 
 
-def test_network_policy_admits_the_backend_and_what_knative_needs() -> None:
-    policy = the(render(MANIFESTS / "overlays" / "prod"), "NetworkPolicy")["spec"]
+def predictor_policy(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    (policy,) = [o for o in objects if o["kind"] == "NetworkPolicy" and o["metadata"]["name"] == ISVC_NAME]
+    return policy
+
+
+def ports_from(namespace: str, rules: list[dict[str, Any]], side: str) -> set[int]:
+    return {
+        port["port"]
+        for rule in rules
+        for peer in rule[side]
+        if peer.get("namespaceSelector", {}).get("matchLabels") == {"kubernetes.io/metadata.name": namespace}
+        for port in rule["ports"]
+    }
+
+
+@pytest.mark.parametrize("overlay", ["prod", "prod-serverless"])
+def test_network_policy_admits_the_backend_and_what_the_mode_needs(overlay: str) -> None:
+    policy = predictor_policy(render(MANIFESTS / "overlays" / overlay))["spec"]
     assert policy["podSelector"] == {"matchLabels": {POD_LABEL: ISVC_NAME}}
     assert sorted(policy["policyTypes"]) == ["Egress", "Ingress"]
-
-    def ports_from(namespace: str, rules: list[dict[str, Any]], side: str) -> set[int]:
-        return {
-            port["port"]
-            for rule in rules
-            for peer in rule[side]
-            if peer.get("namespaceSelector", {}).get("matchLabels") == {"kubernetes.io/metadata.name": namespace}
-            for port in rule["ports"]
-        }
-
-    assert ports_from("dcmms-backend", policy["ingress"], "from") == {8080, 8081, 8012}
-    assert ports_from("knative-serving", policy["ingress"], "from") == {8012, 9090}
-    assert ports_from("monitoring", policy["ingress"], "from") >= {8080}
+    knative = overlay != "prod"
+    # gRPC (8081) only from the callers, beside HTTP; Knative's queue-proxy port only in Knative mode.
+    assert ports_from("dcmms-backend", policy["ingress"], "from") == {8080, 8081} | ({8012} if knative else set())
+    assert ports_from("istio-system", policy["ingress"], "from") == {8080} | ({8012} if knative else set())
+    assert ports_from("knative-serving", policy["ingress"], "from") == ({8012, 9090} if knative else set())
+    assert ports_from("monitoring", policy["ingress"], "from") == {8080} | ({9091} if knative else set())
     # Every ingress rule names its sources: nothing is open to the whole cluster.
     assert all(rule.get("from") for rule in policy["ingress"])
-    assert ports_from("dcmms-ml", policy["egress"], "to") == {5000, 6379}
+    # MLflow; Redis and the Feast registry (PostgreSQL) because prod chooses components/feast.
+    assert ports_from("dcmms-ml", policy["egress"], "to") == {5000, 6379, 5432}
     assert ports_from("kube-system", policy["egress"], "to") == {53}
     assert all(rule.get("to") for rule in policy["egress"])
+
+
+def test_grpc_is_exposed_next_to_http_in_standard_mode_only() -> None:
+    """KServe's Standard-mode Service gets a port per container port (the first as 80) and marks a port named
+    *h2c*/*grpc* as appProtocol kubernetes.io/h2c; Knative would refuse a second port."""
+    standard = container(the(render(MANIFESTS / "overlays" / "prod"), "InferenceService"))
+    assert standard["ports"] == [
+        {"name": "http1", "containerPort": 8080, "protocol": "TCP"},
+        {"name": "h2c", "containerPort": 8081, "protocol": "TCP"},
+    ]
+    for overlay in KNATIVE_OVERLAYS:
+        knative = container(the(render(MANIFESTS / "overlays" / overlay), "InferenceService"))
+        assert [p["containerPort"] for p in knative["ports"]] == [8080]
+    # The port the predictor listens on for gRPC is the one exposed (predictor/config.py's default).
+    grpc_default = next(f.default for f in fields(Settings) if f.name == "grpc_port")
+    assert grpc_default == 8081
 
 
 def test_pods_carry_the_label_the_network_policy_selects() -> None:
     """KServe labels pods with the InferenceService's name: the policy must use that very name."""
     objects = render(MANIFESTS / "overlays" / "prod")
-    selector = the(objects, "NetworkPolicy")["spec"]["podSelector"]["matchLabels"]
+    selector = predictor_policy(objects)["spec"]["podSelector"]["matchLabels"]
     assert selector[POD_LABEL] == the(objects, "InferenceService")["metadata"]["name"]
 
 
@@ -306,3 +387,71 @@ def test_probe_and_metrics_paths_answer_on_the_real_predictor(demo_server: Any) 
 def test_kubectl_has_kustomize_built_in() -> None:
     result = run([kubectl(), "version", "--client"])
     assert result.returncode == 0 and "Kustomize Version" in result.stdout, result.stdout + result.stderr
+
+
+def test_prod_scales_one_to_five_on_cpu_70_or_100_requests_per_second_per_pod() -> None:
+    """The seed's rule as one HPA (via KEDA): both metrics on the stable predictor, none on anything else."""
+    isvc = the(render(MANIFESTS / "overlays" / "prod"), "InferenceService")
+    assert isvc["metadata"]["annotations"]["serving.kserve.io/autoscalerClass"] == "keda"
+    predictor = isvc["spec"]["predictor"]
+    assert (predictor["minReplicas"], predictor["maxReplicas"]) == (1, 5)
+    cpu, rps = predictor["autoScaling"]["metrics"]
+    assert cpu == {
+        "type": "Resource",
+        "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}},
+    }
+    assert rps["type"] == "External"
+    metric, target = rps["external"]["metric"], rps["external"]["target"]
+    # KEDA's prometheus trigger reads target.value as its threshold and averages it over the pods.
+    assert target == {"type": "Value", "value": "100"}
+    assert metric["backend"] == "prometheus"
+    assert metric["serverAddress"].startswith("http://")
+    query = metric["query"]
+    assert query.startswith("sum(rate(model_predictions_total{") and query.endswith("}[1m]))")
+    assert 'model_name="predictive_maintenance"' in query and 'pod=~"predictive-maintenance-predictor-.*"' in query
+    # No HPA of our own beside KServe's (two controllers would fight over the Deployment).
+    assert "HorizontalPodAutoscaler" not in {o["kind"] for o in render(MANIFESTS / "overlays" / "prod")}
+
+
+def test_the_prometheus_address_is_written_once() -> None:
+    texts = [p.read_text() for p in MANIFESTS.rglob("*.yaml")]
+    assert sum(text.count("serverAddress:") for text in texts) == 1
+
+
+def test_the_cpu_request_is_sized_from_the_measurement_it_cites() -> None:
+    """100 req/s at the cited unbatched cost (0.65 ms CPU each) lands just under the 70% CPU target."""
+    box = container(the(render(MANIFESTS / "overlays" / "prod"), "InferenceService"))
+    request_millicores = int(box["resources"]["requests"]["cpu"].removesuffix("m"))
+    assert 0.6 <= 100 * 0.65 / request_millicores <= 0.7
+    source = (BASE / "inferenceservice.yaml").read_text()
+    assert "4,737" in source and "0.65 ms" in source
+
+
+def test_the_rps_query_parses_as_promql(tmp_path: Path) -> None:
+    """promtool (needed by the monitoring tests too) checks the KEDA query as a recording rule's expression."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.fail("promtool is not on PATH (the prometheus package provides it)", pytrace=False)
+    isvc = the(render(MANIFESTS / "overlays" / "prod"), "InferenceService")
+    query = isvc["spec"]["predictor"]["autoScaling"]["metrics"][1]["external"]["metric"]["query"]
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(json.dumps({"groups": [{"name": "keda", "rules": [{"record": "x:rps", "expr": query}]}]}))
+    result = run([promtool, "check", "rules", str(rules)])
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_readme_lists_every_component_and_overlay_and_the_real_names() -> None:
+    """manifests/README.md is where operators look: it must not fall behind the directories, and it must give
+    the names KServe and KEDA create instead of the seed's invented ones."""
+    readme = (MANIFESTS / "README.md").read_text()
+    for component in COMPONENTS:
+        assert f"`components/{component}`" in readme, component
+    for overlay in OVERLAYS:
+        assert f"`overlays/{overlay}`" in readme, overlay
+    for name in (
+        "keda-hpa-predictive-maintenance-predictor",
+        "predictive-maintenance-predictor",
+        "predictive-maintenance-canary-predictor",
+        "kubectl get hpa -n dcmms-ml",
+    ):
+        assert name in readme, name

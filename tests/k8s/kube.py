@@ -15,7 +15,10 @@ import yaml
 from tests.servers import PROJECT_ROOT
 
 MANIFESTS = PROJECT_ROOT / "manifests"
-OVERLAYS = ("dev", "prod")
+OVERLAYS = ("dev", "prod", "prod-serverless")
+# Overlays by KServe deployment mode (the annotation each renders; test_manifests checks it).
+STANDARD_OVERLAYS = ("prod",)
+KNATIVE_OVERLAYS = ("dev", "prod-serverless")
 ISVC_NAME = "predictive-maintenance"
 
 
@@ -55,7 +58,14 @@ def the(objects: list[dict[str, Any]], kind: str) -> dict[str, Any]:
 
 
 def container(isvc: dict[str, Any]) -> dict[str, Any]:
-    containers: list[dict[str, Any]] = isvc["spec"]["predictor"]["containers"]
+    """The predictor's container: ``containers[0]`` in Knative mode, ``model`` in Standard mode (the same
+    container, moved by components/standard-mode so that KServe admits spec.canary)."""
+    predictor = isvc["spec"]["predictor"]
+    if "model" in predictor:
+        assert "containers" not in predictor, "a predictor has one implementation"
+        model: dict[str, Any] = predictor["model"]
+        return model
+    containers: list[dict[str, Any]] = predictor["containers"]
     assert len(containers) == 1, containers
     return containers[0]
 

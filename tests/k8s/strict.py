@@ -23,6 +23,10 @@ ROOTS: dict[tuple[str, str], str] = {
     ("v1", "ConfigMap"): "V1ConfigMap",
     ("networking.k8s.io/v1", "NetworkPolicy"): "V1NetworkPolicy",
     ("serving.kserve.io/v1beta1", "InferenceService"): "V1beta1InferenceService",
+    ("serving.kserve.io/v1alpha1", "ServingRuntime"): "V1alpha1ServingRuntime",
+    ("v1", "Secret"): "V1Secret",
+    ("policy/v1", "PodDisruptionBudget"): "V1PodDisruptionBudget",
+    ("batch/v1", "CronJob"): "V1CronJob",
 }
 PROMETHEUS_RULE = ("monitoring.coreos.com/v1", "PrometheusRule")
 
@@ -35,6 +39,7 @@ _SCALARS: dict[str, tuple[type, ...]] = {
     "date": (str,),
     "object": (object,),
     "ResourceQuantity": (int, float, str),  # kserve's name for a Kubernetes quantity
+    "V1beta1MetricQuantity": (int, float, str),  # autoScaling targets: a quantity, int-or-string
 }
 _LIST = re.compile(r"(?:list|List)\[(.+)\]")
 _DICT = re.compile(r"(?:dict\(str, (.+)\)|Dict\[str, (.+)\])")
