@@ -153,8 +153,12 @@ def test_the_cluster_never_points_feast_at_the_images_unprepared_repo() -> None:
     objects = render(MANIFESTS / "overlays" / "prod")
     box = container(the(objects, "InferenceService"))
     env = {item["name"]: item.get("value") for item in box.get("env", [])}
-    configmaps = [o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"] in
-                  {ref["configMapRef"]["name"] for ref in box.get("envFrom", [])}]
+    configmaps = [
+        o
+        for o in objects
+        if o["kind"] == "ConfigMap"
+        and o["metadata"]["name"] in {ref["configMapRef"]["name"] for ref in box.get("envFrom", [])}
+    ]
     for configmap in configmaps:
         env.update(configmap.get("data", {}))
     assert env.get("PREDICTOR_FEATURE_STORE") == "/etc/feature-repo"

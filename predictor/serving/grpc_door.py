@@ -22,7 +22,9 @@ from kserve.protocol.dataplane import DataPlane
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import add_GRPCInferenceServiceServicer_to_server
 from kserve.protocol.grpc.servicer import InferenceServicer
+from kserve.protocol.infer_type import InferRequest, InferResponse
 from kserve.protocol.model_repository_extension import ModelRepositoryExtension
+from kserve.utils.utils import to_headers
 
 from predictor import errors
 from predictor.errors import BadRequest, ModelNotFoundError
@@ -36,6 +38,9 @@ log = logging.getLogger(__name__)
 SERVICE = "inference.GRPCInferenceService"
 # What each method needs, exactly as its REST twin: inference and the repository need a token; probes,
 # metadata and health never do (kubelets and load balancers carry none).
+DATATYPES = frozenset(
+    ("BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64", "FP16", "FP32", "FP64", "BYTES")
+)
 ACCESS: dict[str, Kind] = {"ModelInfer": "inference", "RepositoryModelLoad": "admin", "RepositoryModelUnload": "admin"}
 
 
@@ -101,6 +106,21 @@ class Servicer(InferenceServicer):
         return pb.ModelMetadataResponse(
             name=self.model.name, versions=self.model.versions(), platform="mlflow", inputs=tensors, outputs=outputs
         )
+
+    async def ModelInfer(self, request: pb.ModelInferRequest, context: Any) -> pb.ModelInferResponse:
+        """KServe's own, plus what it drops: the requested version (as /v2/models/NAME/versions/V/infer)."""
+        self._check_name(request.model_name, request.model_version)
+        self.validate_grpc_request(request)
+        for tensor in request.inputs:  # KServe would say only "invalid content type"
+            if tensor.datatype not in DATATYPES:
+                raise BadRequest(
+                    f"input {tensor.name!r:.60} has datatype {tensor.datatype!r:.20}, which is not an Open "
+                    f"Inference Protocol datatype ({', '.join(sorted(DATATYPES))})"
+                )
+        infer_request = InferRequest.from_grpc(request)  # type: ignore[operator]  # shadowed by a bool attribute
+        response, _ = await self.model(infer_request, to_headers(context), version=request.model_version or None)
+        assert isinstance(response, InferResponse)
+        return response.to_grpc()
 
     async def RepositoryModelLoad(
         self, request: pb.RepositoryModelLoadRequest, context: Any
