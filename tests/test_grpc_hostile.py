@@ -100,7 +100,7 @@ def client(demo_server: PredictorProcess) -> Iterator[GRPCInferenceServiceStub]:
 
 @pytest.mark.parametrize(
     ("case", "bad", "code", "fragment"),
-    [case if not isinstance(case, tuple) else pytest.param(*case, id=case[0]) for case in CASES],
+    [pytest.param(*case, id=case[0]) if type(case) is tuple else case for case in CASES],
 )
 def test_a_malformed_request_gets_its_code_and_a_message_naming_the_fault(
     client: GRPCInferenceServiceStub, case: str, bad: pb.ModelInferRequest, code: grpc.StatusCode, fragment: str
