@@ -36,5 +36,11 @@ COPY predictor ./predictor
 USER 10001
 # 8080: HTTP (v1, v2 REST, probes, /metrics); 8081: gRPC (v2).
 EXPOSE 8080 8081
+# For `docker run` and Compose (Kubernetes ignores HEALTHCHECK and uses the manifests' probes): liveness on
+# /health, with the image's Python (the slim image has no curl). A non-2xx answer or no answer raises, so
+# the command exits non-zero. Plain HTTP on the default port: with --ssl_certfile or another --http_port,
+# override it (`docker run --health-cmd ...`). The start period covers imports and the model load.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/health', timeout=4)"]
 ENTRYPOINT ["python", "-m", "predictor"]
 CMD ["--model_name", "predictive_maintenance"]

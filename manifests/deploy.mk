@@ -32,6 +32,9 @@ OVERLAY_DIR = $(DEPLOY_MK_DIR)/overlays/$(OVERLAY)
 rendered_field = $(shell $(KUBECTL) kustomize $(OVERLAY_DIR) 2>/dev/null | sed -n 's|^ *$(1): *||p' | head -n 1)
 # The image the overlay deploys (so `make image` builds exactly that); override with IMAGE=repo/name:tag.
 IMAGE ?= $(eval IMAGE := $(call rendered_field,image))$(IMAGE)
+# What `docker build -t` can name: the image without its digest (prod pins repo/name:tag@sha256:...; a digest
+# exists only once the image is pushed, and is then written into the overlay, see overlays/prod).
+IMAGE_TAG = $(firstword $(subst @, ,$(IMAGE)))
 # Standard or Knative (or the deprecated Serverless), as the overlay's InferenceService says.
 MODE ?= $(eval MODE := $(call rendered_field,serving.kserve.io/deploymentMode))$(MODE)
 standard = $(filter Standard,$(MODE))
@@ -114,12 +117,13 @@ status: export CMD = $(if $(standard),$(status_standard),$(status_knative))
 status: ## what is serving: each predictor (or revision) with its share of the traffic, readiness, scaling
 	@$(need_overlay); $(run)
 
-image: export CMD = $(DOCKER) build -t $(IMAGE) .
+image: export CMD = $(DOCKER) build -t $(IMAGE_TAG) .
 image: ## build the container image the overlay deploys (IMAGE=repo/name:tag to override; needs Docker)
 	@test -n "$(IMAGE)" || { echo "error: could not read the image from $(OVERLAY_DIR); pass IMAGE=repo/name:tag" >&2; exit 2; }
 	@echo "\$$ $$CMD"; if [ "$(DRY_RUN)" = 1 ]; then exit 0; fi; \
 	command -v $(DOCKER) >/dev/null 2>&1 || { echo "error: '$(DOCKER)' not found: building the image needs a container engine (Docker, or DOCKER=podman)" >&2; exit 127; }; \
-	eval "$$CMD" && echo "built $(IMAGE); push it with: $(DOCKER) push $(IMAGE)"
+	eval "$$CMD" && echo "built $(IMAGE_TAG); push it with: $(DOCKER) push $(IMAGE_TAG)" && \
+	echo "then pin it: put the sha256 digest the push prints in \`digest:\` of $(OVERLAY_DIR)/kustomization.yaml"
 
 # Knative mode: what deploy (PERCENT=100) and canary (PERCENT=N) apply: the overlay, plus the traffic patch
 # on the InferenceService in the same object, so that a new revision is born at its share instead of at 100%.

