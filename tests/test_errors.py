@@ -52,3 +52,11 @@ def test_an_unexpected_exception_is_a_500_that_does_not_leak_its_text() -> None:
     unexpected = answer(KeyError("/secret/path"))
     assert (unexpected.status, unexpected.grpc_code) == (HTTPStatus.INTERNAL_SERVER_ERROR, StatusCode.INTERNAL)
     assert "secret" not in unexpected.message
+
+
+def test_the_openapi_documents_error_responses_are_the_tables_words() -> None:
+    from predictor.serving.openapi import ERRORS
+
+    for cls in error_classes():
+        assert (cls.__doc__ or "").strip() in ERRORS[str(int(cls.status))], cls.__name__
+        assert cls.grpc_code.name in ERRORS[str(int(cls.status))], cls.__name__

@@ -21,6 +21,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
+from predictor import errors
 from predictor.codec import MAX_MAGNITUDE, NUMERIC_DATATYPES, OUTPUT_NAMES
 
 JSON = "application/json"
@@ -137,15 +138,16 @@ def _json(schema: Json, description: str) -> Json:
     return {"description": description, "content": {JSON: {"schema": schema}}}
 
 
-ERRORS = {
-    "400": "Malformed body: bad JSON, wrong type, shape or feature count, NaN/Infinity; the message says what to send.",
-    "401": "A bearer token is missing or wrong (only when tokens are configured: --auth_tokens, --auth_token_file).",
-    "404": "The path names a model (or version) this server does not serve, or an entity id with no stored features.",
-    "413": "Body larger than --max_body_bytes, or more instances than --max_instances.",
-    "415": "Content-Type is neither JSON nor, for v2, the binary tensor extension.",
-    "429": "This client's token bucket is empty (only with --rate_limit_rps); retry after Retry-After seconds.",
-    "503": "The model is still loading, its registry is unreachable, or the feature store is down.",
-}
+def _error_descriptions() -> dict[str, str]:
+    """Per HTTP status, what errors.py says of every class answered with it (and its gRPC code)."""
+    by_status: dict[str, list[str]] = {}
+    for cls in errors.error_classes():
+        text = f"{(cls.__doc__ or '').strip()} (`{cls.error_type}`; gRPC {cls.grpc_code.name})"
+        by_status.setdefault(str(int(cls.status)), []).append(text)
+    return {status: " ".join(texts) for status, texts in by_status.items()}
+
+
+ERRORS = _error_descriptions()
 ERROR_HEADERS = {
     "401": {"WWW-Authenticate": {"description": "The bearer challenge.", "schema": {"type": "string"}}},
     "429": {"Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}}},
