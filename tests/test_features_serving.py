@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import httpx
@@ -11,7 +10,15 @@ import pytest
 
 from predictor.demo.columns import FEATURE_NAMES
 from predictor.demo.feast_setup import prepare_feature_store
-from tests.feast_helpers import NULL_FEATURE, NULL_ID, REDIS_SERVER, REPO_SOURCE, STALE_ID, RedisProcess, demo_telemetry
+from tests.feast_helpers import (
+    NULL_FEATURE,
+    NULL_ID,
+    REPO_SOURCE,
+    STALE_ID,
+    RedisProcess,
+    demo_telemetry,
+    start_redis_process,
+)
 from tests.servers import MODEL_NAME, PredictorProcess, free_port, start_predictor, wait_until
 
 V1 = f"/v1/models/{MODEL_NAME}:predict"
@@ -108,12 +115,7 @@ def test_fill_policy_fills_from_training_defaults_and_says_so(
 
 
 def start_redis(port: int) -> RedisProcess:
-    process = subprocess.Popen(
-        [REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    redis = RedisProcess(process, port)
+    redis = RedisProcess(start_redis_process(port), port)
 
     def answers() -> bool:
         import redis as client
@@ -123,7 +125,11 @@ def start_redis(port: int) -> RedisProcess:
         except client.exceptions.ConnectionError:
             return False
 
-    wait_until(answers, 10, 0.05, "redis PING")
+    try:
+        wait_until(answers, 10, 0.05, "redis PING")
+    except BaseException:
+        redis.stop()
+        raise
     return redis
 
 
