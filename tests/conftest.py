@@ -71,9 +71,15 @@ def _source_tree_entries() -> set[str]:
         cwd=PROJECT_ROOT,
         capture_output=True,
         text=True,
-        check=True,
     )
-    return {line for line in done.stdout.splitlines() if not any(part in line for part in ALLOWED_NEW)}
+    if done.returncode != 0:  # not a git work tree (a copy, e.g. `make mutation`'s): nothing to compare
+        return set()
+    # New files only (untracked or ignored): a tracked file edited while the suite runs is not the suite's doing.
+    return {
+        line
+        for line in done.stdout.splitlines()
+        if line[:2] in ("??", "!!") and not any(part in line for part in ALLOWED_NEW)
+    }
 
 
 def _stat(pid: int) -> tuple[str, int, int] | None:

@@ -190,3 +190,20 @@ def start_predictor(
     )
     process.start()
     return process
+
+
+def scrape(base_url: str, headers: dict[str, str] | None = None) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """Every sample of ``/metrics``, keyed by (name, labels)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(f"{base_url}/metrics", headers=headers, timeout=10).text
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def sample(samples: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str) -> float:
+    """One sample's value from ``scrape()``; 0 when the series does not exist (yet)."""
+    return samples.get((name, frozenset(labels.items())), 0.0)
