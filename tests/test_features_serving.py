@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import httpx
@@ -100,16 +101,32 @@ def test_stale_and_null_features_are_rejected_by_default(server: PredictorProces
 def test_fill_policy_fills_from_training_defaults_and_says_so(
     tracking_uri: str, sqlite_repo: Path, tmp_path: Path
 ) -> None:
+    sink = tmp_path / "predictions.jsonl"
     process = start_predictor(
-        tracking_uri, tmp_path, "--feature_store", str(sqlite_repo), "--missing_feature_policy", "fill"
+        tracking_uri,
+        tmp_path,
+        "--feature_store",
+        str(sqlite_repo),
+        "--missing_feature_policy",
+        "fill",
+        "--prediction_log",
+        str(sink),
     )
     try:
         process.wait_ready()
         response = httpx.post(
-            process.http_url + V1, json={"instances": [{"equipment_id": IDS[0]}, {"equipment_id": NULL_ID}]}
+            process.http_url + V1,
+            json={"instances": [{"equipment_id": IDS[0]}, {"equipment_id": NULL_ID}]},
+            headers={"x-request-id": "fill-1"},
         )
         assert response.status_code == 200, response.text
         assert response.json()["filled_features"] == {"1": [NULL_FEATURE]}
+        # the prediction log says which entity each row was looked up for, and what was filled
+        wait_until(lambda: sink.exists() and len(sink.read_text().splitlines()) == 2, 20, 0.1, "two log lines")
+        lines = [json.loads(line) for line in sink.read_text().splitlines()]
+        assert [(line["request_id"], line["entity_id"]) for line in lines] == [("fill-1", IDS[0]), ("fill-1", NULL_ID)]
+        assert "filled" not in lines[0] and lines[1]["filled"] == [NULL_FEATURE]
+        assert lines[1]["features"][NULL_FEATURE] is not None  # the value the model saw: the filled one
     finally:
         process.stop()
 
