@@ -249,6 +249,20 @@ SEED_ALIASES = {
 }
 
 
+class _Off:
+    """An empty path given on purpose (``--model_cache_dir ""``): the feature is off, not "use the default"."""
+
+    def __repr__(self) -> str:
+        return "OFF"
+
+
+OFF = _Off()
+
+
+def _path_or_off(value: str) -> Path | _Off:
+    return Path(value) if value else OFF
+
+
 def _flag_type(kind: Any) -> Any:
     text = str(kind)
     if "bool" in text:
@@ -258,7 +272,7 @@ def _flag_type(kind: Any) -> Any:
     if "float" in text:
         return float
     if "Path" in text:
-        return lambda value: Path(value) if value else None
+        return _path_or_off
     return str
 
 
@@ -310,7 +324,10 @@ def load_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str] 
             values[spec.name] = given
         elif env and environ.get(env):
             values[spec.name] = _flag_type(spec.type)(environ[env])
-    return Settings(**values)
+        elif env and env in environ and _flag_type(spec.type) is _path_or_off:
+            values[spec.name] = OFF  # set but empty: a path setting turned off
+    off: Any = None
+    return Settings(**{name: off if value is OFF else value for name, value in values.items()})
 
 
 def markdown_table() -> str:

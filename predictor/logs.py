@@ -17,8 +17,9 @@ TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 # (category, message regex, module regex): what a clean start would otherwise print.
 KNOWN_WARNINGS: tuple[tuple[type[Warning], str, str], ...] = (
-    # KServe 0.21 still uses FastAPI's ORJSONResponse; our routes answer with plain Responses.
-    (DeprecationWarning, ".*ORJSONResponse is deprecated.*", ""),
+    # KServe 0.21 still uses FastAPI's ORJSONResponse; our routes answer with plain Responses. FastAPI's
+    # FastAPIDeprecationWarning is a UserWarning, not a DeprecationWarning: filter on Warning.
+    (Warning, ".*ORJSONResponse is deprecated.*", ""),
     # MLflow's SQLAlchemy store uses the legacy `noload` loader strategy.
     (Warning, ".*noload.*", ""),
     # MLflow warns about pydantic/pkg_resources details on import.

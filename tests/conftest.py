@@ -1,13 +1,26 @@
-"""Shared fixtures: a real MLflow registry with the demo model, and a real predictor serving it."""
+"""Shared fixtures: a real MLflow registry with the demo model, and a real predictor serving it.
+
+And one check on the whole run (``leak_check``): when the session ends, no process the suite started may
+still be running, and the source tree must hold no new file (compared with ``git status`` at the start).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.servers import PredictorProcess, start_predictor
+from tests.servers import PROJECT_ROOT, SCRATCH_ROOT, STARTED_SESSIONS, PredictorProcess, start_predictor
+
+#: What a run may add to the source tree: the venv, build metadata and the tools' caches.
+ALLOWED_NEW = (".venv", ".egg-info", ".pytest_cache", "__pycache__", ".ruff_cache", ".mypy_cache", ".hypothesis")
 
 
 @pytest.fixture(scope="session")
@@ -33,3 +46,87 @@ def demo_server(tracking_uri: str, tmp_path_factory: pytest.TempPathFactory) -> 
         yield server.wait_ready()
     finally:
         server.stop()
+
+
+@pytest.fixture
+def predictors(tmp_path: Path) -> Iterator[Callable[..., PredictorProcess]]:
+    """``start_predictor`` whose processes this test's teardown stops, whatever happened before any wait."""
+    started: list[PredictorProcess] = []
+
+    def start(tracking_uri: str, *extra: str, **kwargs: object) -> PredictorProcess:
+        log_dir = kwargs.pop("log_dir", tmp_path / "logs")
+        process = start_predictor(tracking_uri, log_dir, *extra, **kwargs)  # type: ignore[arg-type]
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.stop()
+
+
+# ------------------------------------------------------------------------------------------ leak check
+def _source_tree_entries() -> set[str]:
+    done = subprocess.run(
+        ["git", "status", "--porcelain", "--ignored", "--untracked-files=all"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:  # not a git work tree (a copy, e.g. `make mutation`'s): nothing to compare
+        return set()
+    # New files only (untracked or ignored): a tracked file edited while the suite runs is not the suite's doing.
+    return {
+        line
+        for line in done.stdout.splitlines()
+        if line[:2] in ("??", "!!") and not any(part in line for part in ALLOWED_NEW)
+    }
+
+
+def _stat(pid: int) -> tuple[str, int, int] | None:
+    """(state, parent pid, session id) of a process, None if it is gone."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text.rsplit(")", 1)[1].split()  # the command name, in parentheses, may hold spaces
+    return fields[0], int(fields[1]), int(fields[3])
+
+
+def _left_running() -> dict[int, str]:
+    """Live processes the suite started: descendants of this process, or members of a session it started."""
+    me, table = os.getpid(), {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (stat := _stat(int(entry.name))) is not None and stat[0] != "Z":
+            table[int(entry.name)] = stat
+    ours = {pid for pid, (_, _, session) in table.items() if session in STARTED_SESSIONS}
+    frontier = {me}
+    while frontier:
+        children = {pid for pid, (_, parent, _) in table.items() if parent in frontier} - ours
+        ours |= children
+        frontier = children
+    ours.discard(me)
+    left = {}
+    for pid in ours:
+        try:
+            left[pid] = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+    return left
+
+
+@pytest.fixture(scope="session", autouse=True)
+def leak_check() -> Iterator[None]:
+    """Set up first, torn down last: after every other fixture has stopped its processes."""
+    before = _source_tree_entries()
+    yield
+    deadline = time.monotonic() + 10  # bounded: a process stopped a moment ago may still be exiting
+    while (left := _left_running()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    for pid in left:  # clean up, then fail the run
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    new = sorted(_source_tree_entries() - before)
+    shutil.rmtree(SCRATCH_ROOT, ignore_errors=True)
+    problems = [f"still running: pid {pid}: {command}" for pid, command in sorted(left.items())]
+    problems += [f"new in the source tree: {entry}" for entry in new]
+    assert not problems, "the test run left things behind:\n" + "\n".join(problems)

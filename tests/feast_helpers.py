@@ -15,6 +15,7 @@ import pandas as pd
 
 import predictor
 from predictor.demo.training import telemetry_with_ids
+from tests.servers import scratch_dir, track
 
 REPO_SOURCE = Path(predictor.__file__).resolve().parent / "demo" / "feature_repo"
 REDIS_SERVER = "/usr/bin/redis-server"
@@ -62,6 +63,19 @@ class RedisProcess:
                 self.process.wait(timeout=5)
 
 
+def start_redis_process(port: int) -> subprocess.Popen[bytes]:
+    """``redis-server`` on ``port`` without persistence, in a scratch directory and a session of its own."""
+    return track(
+        subprocess.Popen(
+            [REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            cwd=scratch_dir("redis-"),
+            start_new_session=True,
+        )
+    )
+
+
 @contextmanager
 def redis_server(wait_s: float = 10.0) -> Iterator[RedisProcess]:
     """A throw-away ``redis-server`` on a free loopback port, without persistence; stopped by PID on exit."""
@@ -70,12 +84,7 @@ def redis_server(wait_s: float = 10.0) -> Iterator[RedisProcess]:
     from redis.retry import Retry
 
     port = free_port()
-    process = subprocess.Popen(
-        [REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    server = RedisProcess(process, port)
+    server = RedisProcess(start_redis_process(port), port)
     try:
         client = redis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0))
         deadline = time.monotonic() + wait_s
@@ -84,7 +93,7 @@ def redis_server(wait_s: float = 10.0) -> Iterator[RedisProcess]:
                 client.ping()
                 break
             except redis.exceptions.ConnectionError:
-                if process.poll() is not None or time.monotonic() > deadline:
+                if server.process.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"redis-server did not answer PING on port {port}") from None
                 time.sleep(0.05)
         client.close()

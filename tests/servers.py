@@ -1,7 +1,10 @@
 """Real processes for the tests: the predictor (and other servers) on free loopback ports.
 
 Every process is started in its own session, waited for within a bounded time, and stopped by PID
-(SIGTERM, then SIGKILL) — also when the test fails.
+(SIGTERM, then SIGKILL) — also when the test fails. Each runs in a scratch working directory of its own
+(never the source tree: MLflow, for one, writes ``mlruns/`` into its working directory), and its session
+is remembered in ``STARTED_SESSIONS`` so that ``tests/conftest.py`` can check at the end of the run that
+nothing was left running.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +23,10 @@ import httpx
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 MODEL_NAME = "predictive_maintenance"
+#: Session ids of every process started through ``Process`` or ``track`` (each leads its own session).
+STARTED_SESSIONS: set[int] = set()
+#: Parent of the scratch working directories; removed by tests/conftest.py at the end of the run.
+SCRATCH_ROOT = Path(tempfile.gettempdir()) / f"predictor-tests-{os.getpid()}"
 SEED_ROWS = [[75.3, 24, 0.15, 0.65, 0.8, 2.5, 1, 0, 0, 0], [60.2, 36, 0.25, 0.45, 1.2, 5.0, 0, 1, 1, 1]]
 
 
@@ -37,6 +45,18 @@ def wait_until(predicate, timeout_s: float, interval_s: float = 0.1, what: str =
     raise TimeoutError(f"{what} not reached within {timeout_s}s")
 
 
+def scratch_dir(prefix: str = "cwd-") -> Path:
+    """A fresh empty directory under ``SCRATCH_ROOT``: the default working directory of a child."""
+    SCRATCH_ROOT.mkdir(exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=SCRATCH_ROOT))
+
+
+def track(popen: subprocess.Popen[bytes]) -> subprocess.Popen[bytes]:
+    """Remember a child started elsewhere (it must lead its own session: ``start_new_session=True``)."""
+    STARTED_SESSIONS.add(popen.pid)
+    return popen
+
+
 @dataclass
 class Process:
     """A child process with its log in a file; ``stop()`` is idempotent."""
@@ -44,19 +64,23 @@ class Process:
     args: list[str]
     log_path: Path
     env: dict[str, str] = field(default_factory=dict)
-    cwd: Path = PROJECT_ROOT
+    cwd: Path | None = None  # None: a fresh scratch directory, chosen at start()
     popen: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Process:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        if self.cwd is None:
+            self.cwd = scratch_dir()
         with self.log_path.open("wb") as log:  # the child keeps its own copy of the descriptor
-            self.popen = subprocess.Popen(
-                self.args,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=self.cwd,
-                env={**os.environ, **self.env},
-                start_new_session=True,
+            self.popen = track(
+                subprocess.Popen(
+                    self.args,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    cwd=self.cwd,
+                    env={**os.environ, **self.env},
+                    start_new_session=True,
+                )
             )
         return self
 
@@ -114,7 +138,11 @@ class PredictorProcess(Process):
         try:
             wait_until(ready, timeout_s, 0.2, "predictor readiness")
         except TimeoutError as exc:
+            self.stop()  # whoever started it may not have reached its try/finally yet
             raise TimeoutError(f"{exc}\n--- server log ---\n{self.log()}") from exc
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def wait_live(self, timeout_s: float = 60) -> PredictorProcess:
@@ -124,7 +152,11 @@ class PredictorProcess(Process):
             except httpx.HTTPError:
                 return False
 
-        wait_until(live, timeout_s, 0.1, "predictor liveness")
+        try:
+            wait_until(live, timeout_s, 0.1, "predictor liveness")
+        except BaseException:
+            self.stop()
+            raise
         return self
 
 
@@ -158,3 +190,20 @@ def start_predictor(
     )
     process.start()
     return process
+
+
+def scrape(base_url: str, headers: dict[str, str] | None = None) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """Every sample of ``/metrics``, keyed by (name, labels)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(f"{base_url}/metrics", headers=headers, timeout=10).text
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def sample(samples: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str) -> float:
+    """One sample's value from ``scrape()``; 0 when the series does not exist (yet)."""
+    return samples.get((name, frozenset(labels.items())), 0.0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.servers import MODEL_NAME, SEED_ROWS, start_predictor, wait_until
+from tests.servers import MODEL_NAME, SEED_ROWS, sample, scrape, start_predictor, wait_until
 
 V1 = f"/v1/models/{MODEL_NAME}:predict"
 BODY = {"instances": SEED_ROWS}
@@ -73,12 +73,24 @@ def test_token_file_rotation_needs_no_restart(guarded) -> None:
 
 
 def test_rate_limit_is_429_with_retry_after_per_client(guarded) -> None:
-    server, _ = guarded
-    with httpx.Client(base_url=server.http_url, headers=bearer("env-token")) as client:
+    server, token_file = guarded
+    token_file.write_text("alpha-token\n")  # the rotation test (which may run first) leaves beta-token only
+    wait_until(
+        lambda: httpx.post(server.http_url + V1, json=BODY, headers=bearer("alpha-token")).status_code in (200, 429),
+        10,
+        0.3,
+        "alpha-token to be accepted again",
+    )
+    metrics_auth = bearer("env-token")
+    limited_before = sample(scrape(server.http_url, metrics_auth), "requests_rate_limited_total")
+    with httpx.Client(base_url=server.http_url, headers=bearer("alpha-token")) as client:
         statuses = [client.post(V1, json=BODY) for _ in range(20)]
     limited = [r for r in statuses if r.status_code == 429]
     assert limited, [r.status_code for r in statuses]
     assert int(limited[0].headers["retry-after"]) >= 1
     assert "rate limit of 5 requests/s" in limited[0].json()["error"]
-    metrics = httpx.get(server.http_url + "/metrics", headers=bearer("env-token")).text
-    assert "requests_rate_limited_total" in metrics
+    # another client (another token) still has its own full bucket
+    with httpx.Client(base_url=server.http_url, headers=bearer("env-token")) as other:
+        assert other.post(V1, json=BODY).status_code == 200
+    limited_after = sample(scrape(server.http_url, metrics_auth), "requests_rate_limited_total")
+    assert limited_after - limited_before >= len(limited)

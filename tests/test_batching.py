@@ -9,7 +9,6 @@ import asyncio
 import threading
 
 import numpy as np
-import pytest
 
 from predictor.models.batching import DirectPredictor, MicroBatcher
 
@@ -121,38 +120,55 @@ def test_direct_predictor_when_batching_is_off() -> None:
     assert model.calls == [1] * 5
 
 
-@pytest.mark.parametrize("concurrency", [1, 50])
-def test_real_server_batches_give_identical_answers(demo_server, concurrency: int) -> None:
-    """Batched and unbatched predictions agree row for row (forest probabilities are exact per row)."""
+def test_real_server_forms_batches_under_concurrency_and_they_give_identical_answers(demo_server) -> None:
+    """50 concurrent one-row requests share model calls (model_batch_rows), and each gets the same answer as
+    the row had in one 50-row request (forest probabilities are exact per row)."""
     import httpx
 
-    rng = np.random.default_rng(concurrency)
-    rows = np.round(rng.uniform(0, 100, (concurrency, 10)), 3).tolist()
+    from tests.servers import sample, scrape
+
+    rng = np.random.default_rng(50)
+    rows = np.round(rng.uniform(0, 100, (50, 10)), 3).tolist()
     url = f"{demo_server.http_url}/v1/models/predictive_maintenance:predict"
     together = httpx.post(url, json={"instances": rows}).json()["probabilities"]
+
+    def calls() -> tuple[float, float]:
+        """(model calls so far, those that took a single row)."""
+        samples = scrape(demo_server.http_url)
+        labels = {"model_name": "predictive_maintenance"}
+        return sample(samples, "model_batch_rows_count", **labels), sample(
+            samples, "model_batch_rows_bucket", le="1.0", **labels
+        )
 
     async def one_by_one() -> list:
         async with httpx.AsyncClient(timeout=30) as client:
             responses = await asyncio.gather(*(client.post(url, json={"instances": [row]}) for row in rows))
         return [r.json()["probabilities"][0] for r in responses]
 
-    np.testing.assert_allclose(asyncio.run(one_by_one()), together)
+    (calls_before, single_before) = calls()
+    separately = asyncio.run(one_by_one())
+    (calls_after, single_after) = calls()
+    np.testing.assert_allclose(separately, together)
+    assert calls_after - calls_before < 50, "no two concurrent requests shared a model call"
+    assert single_after - single_before < calls_after - calls_before, "every model call took a single row"
 
 
 def test_a_lone_client_never_waits_for_company() -> None:
-    """After a batch of one, the next request goes at once even with a long max wait (no 2 s stall)."""
+    """After a batch of one request, the next request goes at once: with an hour's max wait, a request that
+    waited for company would never finish within the (hang-guard) bound, since none comes."""
     model = RecordingModel()
+    hour = 3600.0
 
     async def scenario() -> None:
-        batcher = MicroBatcher(model, max_batch_rows=64, max_wait_s=2.0)
-        first = asyncio.ensure_future(batcher.predict(request(1)))
+        batcher = MicroBatcher(model, max_batch_rows=2, max_wait_s=hour)
+        first = asyncio.ensure_future(batcher.predict(request(1)))  # waits for company …
         await asyncio.sleep(0.01)
-        second = asyncio.ensure_future(batcher.predict(request(2)))  # joins the first's wait: a batch of 2
-        await asyncio.gather(first, second)
-        await batcher.predict(request(3))  # may wait once: the last batch had company
-        for value in (4, 5, 6):  # now alone: must not wait 2 s each
-            await asyncio.wait_for(batcher.predict(request(value)), timeout=1.5)
+        second = asyncio.ensure_future(batcher.predict(request(2)))  # … which fills the batch: it goes at once
+        await asyncio.wait_for(asyncio.gather(first, second), timeout=30)
+        await asyncio.wait_for(batcher.predict(request(3, rows=2)), timeout=30)  # full alone: a batch of 1 request
+        for value in (4, 5, 6):  # now alone: must not wait for company
+            await asyncio.wait_for(batcher.predict(request(value)), timeout=30)
         await batcher.close()
 
     asyncio.run(scenario())
-    assert model.calls[0] == 2 and model.calls[-3:] == [1, 1, 1]
+    assert model.calls == [2, 2, 1, 1, 1]

@@ -66,3 +66,15 @@ def test_a_bad_choice_is_refused_with_the_allowed_values(capsys: pytest.CaptureF
     with pytest.raises(SystemExit):
         load_settings(["--log_format", "xml"], {})
     assert "choose from 'text', 'json'" in capsys.readouterr().err
+
+
+def test_an_empty_model_cache_dir_turns_the_cache_off_by_flag_or_environment() -> None:
+    """The README says "Empty: off": an empty value must not fall back to the default .data/model-cache."""
+    from pathlib import Path
+
+    assert load_settings([], {}).model_cache_dir == Path(".data/model-cache")
+    assert load_settings(["--model_cache_dir", ""], {}).model_cache_dir is None
+    assert load_settings([], {"PREDICTOR_MODEL_CACHE_DIR": ""}).model_cache_dir is None
+    environ = {"PREDICTOR_MODEL_CACHE_DIR": "/var/cache/predictor"}
+    assert load_settings(["--model_cache_dir", ""], environ).model_cache_dir is None  # the flag wins
+    assert load_settings([], environ).model_cache_dir == Path("/var/cache/predictor")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -88,9 +87,7 @@ def test_prepare_builds_the_repo_outside_the_source_tree(sqlite_repo: Path) -> N
 
 def test_prepare_again_is_idempotent_and_reports_progress(sqlite_repo: Path, telemetry: pd.DataFrame) -> None:
     messages: list[str] = []
-    started = time.perf_counter()
     assert prepare_feature_store(REPO_SOURCE, sqlite_repo, telemetry, progress=messages.append) == sqlite_repo
-    assert time.perf_counter() - started < 5
     assert [m.split()[1] for m in messages] == ["writing", "wrote", "apply", "materialize", "ready"]
     assert np.array_equal(Lookup(sqlite_repo).fetch("pump-0000").values[0], _row(telemetry, "pump-0000"))
 

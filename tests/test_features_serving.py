@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import subprocess
+import json
 from pathlib import Path
 
 import httpx
@@ -11,7 +11,15 @@ import pytest
 
 from predictor.demo.columns import FEATURE_NAMES
 from predictor.demo.feast_setup import prepare_feature_store
-from tests.feast_helpers import NULL_FEATURE, NULL_ID, REDIS_SERVER, REPO_SOURCE, STALE_ID, RedisProcess, demo_telemetry
+from tests.feast_helpers import (
+    NULL_FEATURE,
+    NULL_ID,
+    REPO_SOURCE,
+    STALE_ID,
+    RedisProcess,
+    demo_telemetry,
+    start_redis_process,
+)
 from tests.servers import MODEL_NAME, PredictorProcess, free_port, start_predictor, wait_until
 
 V1 = f"/v1/models/{MODEL_NAME}:predict"
@@ -93,27 +101,38 @@ def test_stale_and_null_features_are_rejected_by_default(server: PredictorProces
 def test_fill_policy_fills_from_training_defaults_and_says_so(
     tracking_uri: str, sqlite_repo: Path, tmp_path: Path
 ) -> None:
+    sink = tmp_path / "predictions.jsonl"
     process = start_predictor(
-        tracking_uri, tmp_path, "--feature_store", str(sqlite_repo), "--missing_feature_policy", "fill"
+        tracking_uri,
+        tmp_path,
+        "--feature_store",
+        str(sqlite_repo),
+        "--missing_feature_policy",
+        "fill",
+        "--prediction_log",
+        str(sink),
     )
     try:
         process.wait_ready()
         response = httpx.post(
-            process.http_url + V1, json={"instances": [{"equipment_id": IDS[0]}, {"equipment_id": NULL_ID}]}
+            process.http_url + V1,
+            json={"instances": [{"equipment_id": IDS[0]}, {"equipment_id": NULL_ID}]},
+            headers={"x-request-id": "fill-1"},
         )
         assert response.status_code == 200, response.text
         assert response.json()["filled_features"] == {"1": [NULL_FEATURE]}
+        # the prediction log says which entity each row was looked up for, and what was filled
+        wait_until(lambda: sink.exists() and len(sink.read_text().splitlines()) == 2, 20, 0.1, "two log lines")
+        lines = [json.loads(line) for line in sink.read_text().splitlines()]
+        assert [(line["request_id"], line["entity_id"]) for line in lines] == [("fill-1", IDS[0]), ("fill-1", NULL_ID)]
+        assert "filled" not in lines[0] and lines[1]["filled"] == [NULL_FEATURE]
+        assert lines[1]["features"][NULL_FEATURE] is not None  # the value the model saw: the filled one
     finally:
         process.stop()
 
 
 def start_redis(port: int) -> RedisProcess:
-    process = subprocess.Popen(
-        [REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    redis = RedisProcess(process, port)
+    redis = RedisProcess(start_redis_process(port), port)
 
     def answers() -> bool:
         import redis as client
@@ -123,7 +142,11 @@ def start_redis(port: int) -> RedisProcess:
         except client.exceptions.ConnectionError:
             return False
 
-    wait_until(answers, 10, 0.05, "redis PING")
+    try:
+        wait_until(answers, 10, 0.05, "redis PING")
+    except BaseException:
+        redis.stop()
+        raise
     return redis
 
 

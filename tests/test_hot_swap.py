@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -10,7 +11,9 @@ import pytest
 
 from predictor.demo.training import register_demo_model
 from tests.load import run_load
-from tests.servers import MODEL_NAME, SEED_ROWS, start_predictor, wait_until
+from tests.servers import MODEL_NAME, SEED_ROWS, PredictorProcess, wait_until
+
+Start = Callable[..., PredictorProcess]
 
 
 @pytest.fixture()
@@ -24,52 +27,61 @@ def version_of(base_url: str) -> str | None:
     return httpx.get(f"{base_url}/v1/models/{MODEL_NAME}").json()["version"]
 
 
-def test_alias_move_swaps_under_load_with_zero_failures_and_rollback_flips_back(
-    own_registry: str, tmp_path: Path
+def test_alias_move_swaps_under_load_with_zero_failures_and_rollback_flips_back_and_forward_again(
+    own_registry: str, tmp_path: Path, predictors: Start
 ) -> None:
-    server = start_predictor(own_registry, tmp_path / "logs", "--poll_interval_s", "0.5").wait_ready()
-    try:
+    server = predictors(own_registry, "--poll_interval_s", "0.5")
+    server.wait_ready()
 
-        async def scenario():
-            stop = asyncio.Event()
-            load = asyncio.ensure_future(run_load(server.http_url, stop, concurrency=16, max_seconds=60))
-            await asyncio.sleep(1.5)
-            # a different model (logistic regression) on the same features becomes @production: version 2
-            await asyncio.to_thread(
-                register_demo_model, own_registry, kind="logreg", artifact_root=tmp_path / "artifacts", force=True
-            )
-            await asyncio.to_thread(wait_until, lambda: version_of(server.http_url) == "2", 30, 0.2, "swap to 2")
-            await asyncio.sleep(1.5)
-            stop.set()
-            return await load
+    async def scenario():
+        stop = asyncio.Event()
+        load = asyncio.ensure_future(run_load(server.http_url, stop, concurrency=16, max_seconds=60))
+        await asyncio.sleep(1.5)
+        # a different model (logistic regression) on the same features becomes @production: version 2
+        await asyncio.to_thread(
+            register_demo_model, own_registry, kind="logreg", artifact_root=tmp_path / "artifacts", force=True
+        )
+        await asyncio.to_thread(wait_until, lambda: version_of(server.http_url) == "2", 30, 0.2, "swap to 2")
+        await asyncio.sleep(1.5)
+        stop.set()
+        return await load
 
-        result = asyncio.run(scenario())
-        print(f"hot swap under load: {result.ok} requests ok, {result.failed} failed, versions {dict(result.versions)}")
-        assert result.failed == 0 and result.refused == 0, (result.statuses, result.errors[:5])
-        assert result.versions["1"] > 0 and result.versions["2"] > 0, result.versions
-        metrics = httpx.get(server.http_url + "/metrics").text
-        assert f'model_loaded{{model_name="{MODEL_NAME}",model_version="1"}} 0.0' in metrics
-        assert f'model_loaded{{model_name="{MODEL_NAME}",model_version="2"}} 1.0' in metrics
+    result = asyncio.run(scenario())
+    print(f"hot swap under load: {result.ok} requests ok, {result.failed} failed, versions {dict(result.versions)}")
+    assert result.failed == 0 and result.refused == 0, (result.statuses, result.errors[:5])
+    assert result.versions["1"] > 0 and result.versions["2"] > 0, result.versions
+    metrics = httpx.get(server.http_url + "/metrics").text
+    assert f'model_loaded{{model_name="{MODEL_NAME}",model_version="1"}} 0.0' in metrics
+    assert f'model_loaded{{model_name="{MODEL_NAME}",model_version="2"}} 1.0' in metrics
 
-        # both versions stay held: v2 versioned routes serve each of them
-        metadata = httpx.get(f"{server.http_url}/v2/models/{MODEL_NAME}").json()
-        assert sorted(metadata["versions"]) == ["1", "2"]
-        infer = {"inputs": [{"name": "x", "shape": [2, 10], "datatype": "FP64", "data": SEED_ROWS}]}
-        for version in ("1", "2"):
-            answer = httpx.post(f"{server.http_url}/v2/models/{MODEL_NAME}/versions/{version}/infer", json=infer)
-            assert answer.status_code == 200 and answer.json()["model_version"] == version
-        assert httpx.post(f"{server.http_url}/v2/models/{MODEL_NAME}/versions/7/infer", json=infer).status_code == 404
+    # both versions stay held: v2 versioned routes serve each of them
+    metadata = httpx.get(f"{server.http_url}/v2/models/{MODEL_NAME}").json()
+    assert sorted(metadata["versions"]) == ["1", "2"]
+    infer = {"inputs": [{"name": "x", "shape": [2, 10], "datatype": "FP64", "data": SEED_ROWS}]}
+    for version in ("1", "2"):
+        answer = httpx.post(f"{server.http_url}/v2/models/{MODEL_NAME}/versions/{version}/infer", json=infer)
+        assert answer.status_code == 200 and answer.json()["model_version"] == version
+    assert httpx.post(f"{server.http_url}/v2/models/{MODEL_NAME}/versions/7/infer", json=infer).status_code == 404
 
-        # rollback is a pointer flip (no registry round trip), and flips back again
-        status = httpx.post(f"{server.http_url}/admin/rollback").json()
-        assert status["serving"] == "1" and status["previous"] == "2"
-        assert version_of(server.http_url) == "1"
-    finally:
-        server.stop()
+    # rollback is a pointer flip (no registry round trip), and flips forward again
+    status = httpx.post(f"{server.http_url}/admin/rollback").json()
+    assert status["serving"] == "1" and status["previous"] == "2"
+    assert version_of(server.http_url) == "1"
+    metrics = httpx.get(server.http_url + "/metrics").text
+    assert f'model_loaded{{model_name="{MODEL_NAME}",model_version="1"}} 1.0' in metrics
+    assert f'model_loaded{{model_name="{MODEL_NAME}",model_version="2"}} 0.0' in metrics
+    # the registry still names 2, but has not moved: a check (as every poll makes) keeps the rollback
+    status = httpx.post(f"{server.http_url}/admin/reload").json()
+    assert status["serving"] == "1" and status["last_registry_error"] is None
+    status = httpx.post(f"{server.http_url}/admin/rollback").json()
+    assert status["serving"] == "2" and status["previous"] == "1"
+    assert version_of(server.http_url) == "2"
+    answer = httpx.post(f"{server.http_url}/v1/models/{MODEL_NAME}:predict", json={"instances": SEED_ROWS})
+    assert answer.json()["model_version"] == "2"
 
 
 def test_an_incompatible_new_version_is_refused_and_the_old_one_keeps_serving(
-    own_registry: str, tmp_path: Path
+    own_registry: str, predictors: Start
 ) -> None:
     import mlflow
     import numpy as np
@@ -78,49 +90,46 @@ def test_an_incompatible_new_version_is_refused_and_the_old_one_keeps_serving(
     from mlflow.models import infer_signature
     from sklearn.linear_model import LogisticRegression
 
-    server = start_predictor(own_registry, tmp_path / "logs", "--poll_interval_s", "0").wait_ready()
-    try:
-        mlflow.set_tracking_uri(own_registry)
-        frame = pd.DataFrame(np.random.default_rng(0).uniform(size=(20, 3)), columns=["a", "b", "c"])
-        estimator = LogisticRegression().fit(frame.to_numpy(), np.arange(20) % 2)
-        with mlflow.start_run():
-            info = mlflow.sklearn.log_model(
-                estimator,
-                name="model",
-                signature=infer_signature(frame),
-                registered_model_name=MODEL_NAME,
-                serialization_format="cloudpickle",
-            )
-        MlflowClient().set_registered_model_alias(MODEL_NAME, "production", str(info.registered_model_version))
-        status = httpx.post(f"{server.http_url}/admin/reload").json()
-        assert status["serving"] == "1"
-        assert "expects features ['a', 'b', 'c']" in status["last_registry_error"]
-        assert (
-            httpx.post(f"{server.http_url}/v1/models/{MODEL_NAME}:predict", json={"instances": SEED_ROWS}).status_code
-            == 200
+    server = predictors(own_registry, "--poll_interval_s", "0")
+    server.wait_ready()
+    mlflow.set_tracking_uri(own_registry)
+    frame = pd.DataFrame(np.random.default_rng(0).uniform(size=(20, 3)), columns=["a", "b", "c"])
+    estimator = LogisticRegression().fit(frame.to_numpy(), np.arange(20) % 2)
+    with mlflow.start_run():
+        info = mlflow.sklearn.log_model(
+            estimator,
+            name="model",
+            signature=infer_signature(frame),
+            registered_model_name=MODEL_NAME,
+            serialization_format="cloudpickle",
         )
-    finally:
-        server.stop()
+    MlflowClient().set_registered_model_alias(MODEL_NAME, "production", str(info.registered_model_version))
+    status = httpx.post(f"{server.http_url}/admin/reload").json()
+    assert status["serving"] == "1"
+    assert "expects features ['a', 'b', 'c']" in status["last_registry_error"]
+    assert (
+        httpx.post(f"{server.http_url}/v1/models/{MODEL_NAME}:predict", json={"instances": SEED_ROWS}).status_code
+        == 200
+    )
 
 
-def test_a_restart_serves_the_cached_version_then_follows_the_registry(own_registry: str, tmp_path: Path) -> None:
+def test_a_restart_serves_the_cached_version_then_follows_the_registry(
+    own_registry: str, tmp_path: Path, predictors: Start
+) -> None:
     cache = str(tmp_path / "model-cache")
-    first = start_predictor(own_registry, tmp_path / "logs", "--model_cache_dir", cache).wait_ready()
+    first = predictors(own_registry, "--model_cache_dir", cache)
+    first.wait_ready()
     first.stop()
     assert "local model cache" not in first.log(100_000)
     # while the server is down, the alias moves to a new version
     register_demo_model(own_registry, kind="logreg", artifact_root=tmp_path / "artifacts", force=True)
-    second = start_predictor(
-        own_registry, tmp_path / "logs", "--model_cache_dir", cache, "--poll_interval_s", "0"
-    ).wait_ready()
-    try:
-        assert "serving version 1 from the local model cache" in second.log(100_000)
-        wait_until(lambda: version_of(second.http_url) == "2", 60, 0.2, "revalidation against the registry")
-        assert (
-            httpx.post(f"{second.http_url}/v1/models/{MODEL_NAME}:predict", json={"instances": SEED_ROWS}).json()[
-                "model_version"
-            ]
-            == "2"
-        )
-    finally:
-        second.stop()
+    second = predictors(own_registry, "--model_cache_dir", cache, "--poll_interval_s", "0")
+    second.wait_ready()
+    assert "serving version 1 from the local model cache" in second.log(100_000)
+    wait_until(lambda: version_of(second.http_url) == "2", 60, 0.2, "revalidation against the registry")
+    assert (
+        httpx.post(f"{second.http_url}/v1/models/{MODEL_NAME}:predict", json={"instances": SEED_ROWS}).json()[
+            "model_version"
+        ]
+        == "2"
+    )

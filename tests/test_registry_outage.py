@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.servers import MODEL_NAME, SEED_ROWS, Process, free_port, start_predictor, wait_until
+from tests.servers import MODEL_NAME, SEED_ROWS, Process, free_port, sample, scrape, start_predictor, wait_until
 
 
 def mlflow_server(registry_dir: Path, port: int, log_dir: Path) -> Process:
@@ -31,13 +31,24 @@ def mlflow_server(registry_dir: Path, port: int, log_dir: Path) -> Process:
     )
 
 
-def test_registry_down_at_start_then_back(tracking_uri: str, registry_dir: Path, tmp_path: Path) -> None:
+def test_registry_down_at_start_then_back_and_a_restart_from_the_cache_while_it_is_down(
+    tracking_uri: str, registry_dir: Path, tmp_path: Path
+) -> None:
+    """Down at start: live, not ready, model_loaded{version="none"}; back: ready by itself, following the
+    Production stage over HTTP; down again and the predictor restarted: it serves from its cache."""
     port = free_port()
-    predictor = start_predictor(f"http://127.0.0.1:{port}", tmp_path, "--poll_interval_s", "1").wait_live()
-    registry = None
+    cache = str(tmp_path / "model-cache")
+    flags = ("--model_uri", "models:/predictive_maintenance/Production", "--model_cache_dir", cache)
+    predictor = start_predictor(f"http://127.0.0.1:{port}", tmp_path, "--poll_interval_s", "1", *flags)
+    registry = restarted = None
     try:
+        predictor.wait_live()
         not_ready = httpx.get(predictor.http_url + "/ready")
         assert not_ready.status_code == 503
+        assert sample(scrape(predictor.http_url), "model_loaded", model_name=MODEL_NAME, model_version="none") == 0
+        assert ("model_loaded", frozenset({"model_name": MODEL_NAME, "model_version": "none"}.items())) in scrape(
+            predictor.http_url
+        )
         wait_until(
             lambda: "cannot resolve" in httpx.get(predictor.http_url + "/ready").json()["error"],
             30,
@@ -65,8 +76,24 @@ def test_registry_down_at_start_then_back(tracking_uri: str, registry_dir: Path,
         )
         assert httpx.get(predictor.http_url + "/ready").status_code == 200
         assert predictor.alive()
+
+        predictor.stop()  # the registry is still down: a restart serves the cached version
+        restarted = start_predictor(f"http://127.0.0.1:{port}", tmp_path, "--poll_interval_s", "1", *flags)
+        restarted.wait_ready()
+        assert "serving version 1 from the local model cache" in restarted.log(100_000)
+        answer = httpx.post(f"{restarted.http_url}/v1/models/{MODEL_NAME}:predict", json={"instances": SEED_ROWS})
+        assert answer.status_code == 200 and answer.json()["model_version"] == "1"
+        wait_until(
+            lambda: httpx.get(restarted.http_url + "/admin/versions").json()["last_registry_error"] is not None,
+            60,
+            0.3,
+            "the failed revalidation reported",
+        )
+        assert httpx.get(restarted.http_url + "/ready").status_code == 200
     finally:
         predictor.stop()
+        if restarted is not None:
+            restarted.stop()
         if registry is not None:
             registry.stop()
 
@@ -94,12 +121,13 @@ def test_an_mlflow_webhook_swaps_without_polling(tmp_path: Path, monkeypatch) ->
     registry.env.update(allow)
     for name, value in allow.items():  # the client checks the URL too
         monkeypatch.setenv(name, value)
-    registry.start()
     tracking = f"http://127.0.0.1:{port}"
-    predictor = start_predictor(
-        tracking, tmp_path, "--poll_interval_s", "0", env={"PREDICTOR_WEBHOOK_SECRET": "s3cret"}
-    )
+    predictor = None
     try:
+        registry.start()
+        predictor = start_predictor(
+            tracking, tmp_path, "--poll_interval_s", "0", env={"PREDICTOR_WEBHOOK_SECRET": "s3cret"}
+        )
         predictor.wait_ready(timeout_s=120)
         MlflowClient(tracking_uri=tracking, registry_uri=tracking).create_webhook(
             name="predictor",
@@ -118,5 +146,6 @@ def test_an_mlflow_webhook_swaps_without_polling(tmp_path: Path, monkeypatch) ->
         unsigned = httpx.post(f"{predictor.http_url}/admin/webhook/mlflow", json={"entity": "model_version_alias"})
         assert unsigned.status_code == 401
     finally:
-        predictor.stop()
+        if predictor is not None:
+            predictor.stop()
         registry.stop()

@@ -156,12 +156,20 @@ def test_v2_metadata_lists_signature_inputs_and_outputs(client: httpx.Client) ->
 
 
 def test_errors_are_counted_by_type(client: httpx.Client) -> None:
+    from tests.servers import sample, scrape
+
+    labels = {"model_name": MODEL_NAME, "model_version": "1"}
+    base = str(client.base_url)
+    before = scrape(base)
     client.post(V1, json={"instances": [[1, 2]]})
-    metrics = client.get("/metrics").text
+    client.post(V1, json={"instances": [[1, 2]]})
+    after = scrape(base)
+    name = "model_prediction_errors_total"
     assert (
-        f'model_prediction_errors_total{{error_type="bad_request",model_name="{MODEL_NAME}",model_version="1"}}'
-        in metrics
+        sample(after, name, error_type="bad_request", **labels)
+        == sample(before, name, error_type="bad_request", **labels) + 2
     )
+    assert sample(after, name, error_type="internal", **labels) == sample(before, name, error_type="internal", **labels)
 
 
 def test_latency_histogram_resolves_milliseconds(client: httpx.Client) -> None:

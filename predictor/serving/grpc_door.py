@@ -208,9 +208,10 @@ class GrpcServer:
         await self.server.start()
         await self.server.wait_for_termination()
 
-    async def stop(self) -> None:
+    async def stop(self, grace_s: float | None = None) -> None:
+        """Refuse new calls; wait for those in flight at most ``grace_s`` (default: the grace period)."""
         if self.server is not None:
-            await self.server.stop(grace=self.grace_period_s)
+            await self.server.stop(grace=self.grace_period_s if grace_s is None else grace_s)
 
 
 def _peer_host(peer: str | None) -> str | None:

@@ -14,6 +14,7 @@ signal stops waiting for requests in flight.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import socket
@@ -65,6 +66,7 @@ class PredictorServer(ModelServer):
         self.grpc: GrpcServer | None = None
         self.tls = tls
         self._shutdown_task: asyncio.Task[None] | None = None
+        self._stop_now_task: asyncio.Task[None] | None = None  # held: the loop keeps only weak references
 
     # ------------------------------------------------------------------------------ start
     def start(self, models: list[Any] | None = None) -> None:
@@ -133,19 +135,26 @@ class PredictorServer(ModelServer):
         loop.add_signal_handler(signal.SIGINT, self._on_signal, signal.SIGINT)
         await asyncio.gather(*self.servers)  # returns once uvicorn has finished every request in flight
         if self._shutdown_task is not None:
-            await self._shutdown_task
+            with contextlib.suppress(asyncio.CancelledError):  # a second signal cancels the drain
+                await self._shutdown_task
         for action in self.on_shutdown:  # only now: a request still running could log one more prediction
             await asyncio.to_thread(action)
         log.info("stopped")
 
     # ------------------------------------------------------------------------------ stop
     def _on_signal(self, sig: int) -> None:
-        if self._shutdown_task is not None:  # a second signal: stop waiting
+        if self._shutdown_task is not None:  # a second signal: stop draining and waiting, on both ports
             log.warning("second %s: exiting without waiting for requests in flight", signal.Signals(sig).name)
-            if self.http is not None:
-                self.http.uvicorn.stop(force=True)
+            self._shutdown_task.cancel()
+            self._stop_now_task = asyncio.get_running_loop().create_task(self._stop_now())
             return
         self._shutdown_task = asyncio.get_running_loop().create_task(self._shutdown(sig))
+
+    async def _stop_now(self) -> None:
+        if self.http is not None:
+            self.http.uvicorn.stop(force=True)
+        if self.grpc is not None:
+            await self.grpc.stop(grace_s=0)
 
     async def _shutdown(self, sig: int) -> None:
         from kserve.utils.inference_client_factory import InferenceClientFactory

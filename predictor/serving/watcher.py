@@ -3,6 +3,11 @@
 Loading, the signature check and the warm-up all happen before the swap, on this thread; the swap is a
 pointer assignment, so requests never see a half-loaded model and those in flight finish on the version
 that started them. A version that fails to load or warm up is skipped (and retried at the next poll).
+
+The watcher acts when the registry *moves*, not whenever it disagrees with what is served: after an
+operator's ``/admin/rollback`` the registry still names the version rolled back from, and re-adopting it at
+the next poll would silently undo the rollback. It stays rolled back until the reference moves again (or
+a second rollback rolls forward).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ class RegistryWatcher:
         self.interval_s = interval_s
         self.stopping = stopping
         self.last_error: str | None = None
+        self._registry_named: str | None = None  # the version the reference named at the last good check
         self._lock = threading.Lock()  # one check at a time (poll thread, admin reload, webhook)
         self._wake = threading.Event()
 
@@ -51,16 +57,17 @@ class RegistryWatcher:
             try:
                 source = registry.resolve(settings.resolved_model_uri, settings.tracking_uri)
                 current = self.model.serving
-                if current is not None and source.version == current.version:
-                    self.last_error = None
+                if current is not None and source.version in (current.version, self._registry_named):
+                    # in step, or the registry has not moved since an operator rolled back: keep serving
+                    self._registry_named, self.last_error = source.version, None
                     return current.version
                 held = self.model.held(source.version)
                 if held is not None:  # e.g. the alias moved back to the previous version
                     self.model.activate(held)
-                    return held.version
-                log.info("registry: %s now names version %s; loading it", source.uri, source.version)
-                self.model.adopt(registry.load(source, settings.tracking_uri, settings.compile_forest))
-                self.last_error = None
+                else:
+                    log.info("registry: %s now names version %s; loading it", source.uri, source.version)
+                    self.model.adopt(registry.load(source, settings.tracking_uri, settings.compile_forest))
+                self._registry_named, self.last_error = source.version, None
                 return source.version
             except Exception as exc:  # the current version keeps serving
                 self.last_error = str(exc)
