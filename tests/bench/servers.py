@@ -1,12 +1,16 @@
 """The servers under test: how each is launched, spoken to, timed to readiness and stopped.
 
-| name      | what                                                        | protocol                         |
-|-----------|-------------------------------------------------------------|----------------------------------|
-| ours      | ``python -m predictor`` (this project)                      | KServe v1                        |
-| ours-w2   | the same with ``--workers 2``                               | KServe v1                        |
-| baseline  | ``baseline_predictor.py``, the obvious KServe predictor     | KServe v1                        |
-| mlflow    | ``mlflow models serve --env-manager local``                 | POST /invocations (pandas split) |
-| mlserver  | Seldon MLServer + mlserver-mlflow, in its own venv          | Open Inference Protocol (v2)     |
+| name        | what                                                                 | protocol                   |
+|-------------|----------------------------------------------------------------------|----------------------------|
+| floor       | ``floor.py``: bare Starlette + uvicorn, a constant answer (issue 15) | KServe v1                  |
+| ours        | ``python -m predictor`` from the registry, empty model cache         | KServe v1                  |
+| ours-cached | the same restarted in place: started once to fill its model cache,   | KServe v1                  |
+|             | stopped, started again on the same ``--model_cache_dir``             |                            |
+| ours-serve  | ``make serve``'s flags: Feast on (a prepared repo), restarted cached | KServe v1                  |
+| ours-w2     | ours with ``--workers 2``                                            | KServe v1                  |
+| baseline    | ``baseline_predictor.py``, the obvious KServe predictor              | KServe v1                  |
+| mlflow      | ``mlflow models serve --env-manager local``                          | POST /invocations (split)  |
+| mlserver    | Seldon MLServer + mlserver-mlflow, in its own venv                   | Open Inference Protocol v2 |
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from tests.bench.procs import Memory, free_port, stop_group
 from tests.bench.registry import MODEL_NAMES, BenchRegistry, local_copy
 
 BASELINE_SCRIPT = Path(__file__).with_name("baseline_predictor.py")
+FLOOR_SCRIPT = Path(__file__).with_name("floor.py")
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,13 @@ class Context:
     work: Path  # scratch space under bench-results/
     mlserver: Path | None  # MLServer's executable in its own venv
     mlserver_status: str  # why it is None
+    feature_repo: Path | None = None  # a prepared Feast repo, for `make serve`'s flags
+    feature_repo_status: str = "not requested"  # why it is None
+
+    @property
+    def model_caches(self) -> Path:
+        """Where every start of ours keeps its model cache; emptied at the start of a run."""
+        return self.work / "model-cache"
 
 
 @dataclass(frozen=True)
@@ -81,18 +93,30 @@ def _env(context: Context, **extra: str) -> dict[str, str]:
     return env
 
 
-def _ours(workers: int) -> Launcher:
+def _ours(workers: int = 1, kept_cache: str | None = None, feast: bool = False) -> Launcher:
+    """``kept_cache``: the name of a model cache that outlives the start (restart in place); else a fresh, empty
+    one per start, so that the cold start measured is a true one."""
+
     def launch(context: Context, kind: ModelKind, ports: Ports) -> Launch:
+        cache = context.model_caches / (f"{kept_cache}-{kind}" if kept_cache else f"fresh-{ports.http}")
         argv = [str(context.python), "-m", "predictor", "--model_name", MODEL_NAMES[kind],
                 "--tracking_uri", context.registry.tracking_uri,
                 "--http_port", str(ports.http), "--grpc_port", str(ports.grpc),
-                # a fresh, empty model cache per start: the cold start measured is a true one
-                "--model_cache_dir", str(context.work / f"model-cache-{ports.http}")]  # fmt: skip
+                "--model_cache_dir", str(cache)]  # fmt: skip
         if workers > 1:
             argv += ["--workers", str(workers)]
+        if feast:
+            if context.feature_repo is None:
+                raise ServerFailed(context.feature_repo_status)
+            argv += ["--feature_store", str(context.feature_repo)]
         return Launch(argv, _env(context), Path.cwd())
 
     return launch
+
+
+def _floor(context: Context, kind: ModelKind, ports: Ports) -> Launch:
+    argv = [str(context.python), str(FLOOR_SCRIPT), "--model_name", MODEL_NAMES[kind], "--http_port", str(ports.http)]
+    return Launch(argv, _env(context), Path.cwd())
 
 
 def _baseline(context: Context, kind: ModelKind, ports: Ports) -> Launch:
@@ -130,12 +154,17 @@ class ServerSpec:
     protocol: Protocol
     workers: int
     launcher: Launcher
+    restart_in_place: bool = False  # started once and stopped before the start that is measured
+    feature_repo: bool = False  # needs Context.feature_repo
 
 
 SERVERS: dict[str, ServerSpec] = {
     spec.name: spec
     for spec in (
-        ServerSpec("ours", "ours", V1, 1, _ours(1)),
+        ServerSpec("floor", "floor: bare Starlette", V1, 1, _floor),
+        ServerSpec("ours", "ours", V1, 1, _ours()),
+        ServerSpec("ours-cached", "ours from its model cache", V1, 1, _ours(kept_cache="cached"), True),
+        ServerSpec("ours-serve", "ours, make serve's flags", V1, 1, _ours(kept_cache="serve", feast=True), True, True),
         ServerSpec("ours-w2", "ours --workers 2", V1, 2, _ours(2)),
         ServerSpec("baseline", "obvious KServe predictor", V1, 1, _baseline),
         ServerSpec("mlflow", "mlflow models serve", MLFLOW, 1, _mlflow),
