@@ -5,10 +5,11 @@ Drawn on a bare ``matplotlib.figure.Figure`` (the Agg canvas, no pyplot, no disp
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
-from tests.bench.plan import CONCURRENCY_AXIS, ROWS_AXIS, SCENARIO_BY_KEY
+from tests.bench.plan import CONCURRENCY_AXIS, FLOOR, ROWS_AXIS, SCENARIO_BY_KEY
 from tests.bench.report import Summary
 
 # (axis keys, x value of a scenario, x label, throughput label, throughput of a summary)
@@ -24,6 +25,7 @@ def growth_chart(
     """Write the 2×2 chart (throughput on top, p99 below; rows left, concurrency right) to ``path``; None, and
     nothing written, when neither axis has two measured points."""
     from matplotlib.figure import Figure
+    from matplotlib.ticker import LogFormatter
 
     if not any(_points(summaries, server, axis) for server in servers for axis, *_ in _PANELS):
         return None
@@ -36,9 +38,12 @@ def growth_chart(
             if not points:
                 continue
             xs = [getattr(SCENARIO_BY_KEY[summary.scenario], x_field) for summary in points]
+            # The floor is a reference, not a contender: dashed and grey.
+            style = {"linestyle": "--", "color": "grey"} if server == FLOOR else {}
             label = labels.get(server, server)
-            top.plot(xs, [getattr(summary, rate_field) for summary in points], marker="o", label=label)
-            bottom.plot(xs, [summary.p99_ms for summary in points], marker="o", label=label)
+            top.plot(xs, [getattr(summary, rate_field) for summary in points], marker="o", label=label, **style)
+            p99s = [math.nan if summary.p99_ms is None else summary.p99_ms for summary in points]
+            bottom.plot(xs, p99s, marker="o", label=label, **style)
         top.set(ylabel=f"throughput, {rate_label}", title=f"throughput by {x_field}")
         bottom.set(xlabel=x_label, ylabel="p99, ms", title=f"p99 latency by {x_field}")
         ticks = [getattr(SCENARIO_BY_KEY[key], x_field) for key in axis]
@@ -47,6 +52,9 @@ def growth_chart(
             panel.set_xticks(ticks, [str(tick) for tick in ticks])
             panel.set_xticks([], minor=True)
             panel.set_yscale("log")
+            # Plain numbers (60, not 6×10¹), minor ticks labelled only when the axis spans less than a decade or so.
+            panel.yaxis.set_major_formatter(LogFormatter())
+            panel.yaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(1, 0.5)))
             panel.grid(True, which="both", alpha=0.3)
             if panel.has_data():
                 panel.legend(fontsize="small")
@@ -57,5 +65,5 @@ def growth_chart(
 
 def _points(summaries: dict[tuple[str, str], Summary], server: str, axis: Sequence[str]) -> list[Summary]:
     """The server's measured points along ``axis``, when there are at least two (a line needs two)."""
-    points = [s for key in axis if (s := summaries.get((server, key))) and s.req_per_s and s.p99_ms is not None]
+    points = [summary for key in axis if (summary := summaries.get((server, key))) and summary.req_per_s]
     return points if len(points) >= 2 else []

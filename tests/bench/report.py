@@ -365,7 +365,8 @@ def growth_table(
         for key in measured:
             summary = summaries.get((server, key))
             rate = None if summary is None else summary.rows_per_s if by_rows else summary.req_per_s
-            cells.append("—" if summary is None or rate is None else f"{_num(rate)} ({_num(summary.p99_ms)} ms)")
+            p99 = "" if summary is None or summary.p99_ms is None else f" ({_num(summary.p99_ms)} ms)"
+            cells.append("—" if summary is None or rate is None else f"{_num(rate)}{p99}")
         if any(cell != "—" for cell in cells):
             rows.append([labels.get(server, server), *cells])
     unit = "rows/s (p99)" if by_rows else "req/s (p99)"
