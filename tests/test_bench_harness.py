@@ -30,7 +30,7 @@ from tests.bench.plan import CONCURRENCY_AXIS, GROWTH_SERVERS, ROWS_AXIS, SCENAR
 from tests.bench.procs import Memory, descendants, free_port, group_cpu_s
 from tests.bench.registry import BenchRegistry
 from tests.bench.run import Bench, Config, load_config, render
-from tests.bench.servers import SERVERS, V1, Context, Launch, Ports, ServerFailed, ServerSpec, serve
+from tests.bench.servers import SERVERS, V1, Context, Launch, Ports, ServerFailed, ServerSpec, make_serve_argv, serve
 from tests.servers import PredictorProcess
 
 HEY_OK = """
@@ -357,12 +357,20 @@ def test_ours_three_ways_launch_as_documented(tmp_path: Path) -> None:
     context = _context(tmp_path, feature_repo=tmp_path / "repo")
     fresh = [SERVERS["ours"].launcher(context, "forest", Ports.pick()).argv for _ in range(2)]
     kept = [SERVERS["ours-cached"].launcher(context, "forest", Ports.pick()).argv for _ in range(2)]
-    serve_flags = SERVERS["ours-serve"].launcher(context, "forest", Ports.pick()).argv
+    ports = Ports.pick()
+    serve_flags = SERVERS["ours-serve"].launcher(context, "forest", ports).argv
+    make_serve = make_serve_argv(context.python, "predictive_maintenance", ports, Path.cwd())
 
     assert _flag(fresh[0], "--model_cache_dir") != _flag(fresh[1], "--model_cache_dir")  # empty on every start
     assert _flag(kept[0], "--model_cache_dir") == _flag(kept[1], "--model_cache_dir")  # the restart finds it full
     assert SERVERS["ours-cached"].restart_in_place and not SERVERS["ours"].restart_in_place
+    # make serve's own command, flag for flag; only the paths are the bench's.
+    assert [word for word in serve_flags if word.startswith("--")] == [w for w in make_serve if w.startswith("--")]
+    assert serve_flags[:3] == [sys.executable, "-m", "predictor"] and _flag(serve_flags, "--http_port") == str(
+        ports.http
+    )
     assert _flag(serve_flags, "--feature_store") == str(tmp_path / "repo")
+    assert _flag(serve_flags, "--tracking_uri") == context.registry.tracking_uri
     assert _flag(serve_flags, "--model_cache_dir") not in (_flag(kept[0], "--model_cache_dir"), None)
     assert "--feature_store" not in kept[0]
     with pytest.raises(ServerFailed, match="no Feast repo"):
