@@ -5,7 +5,6 @@ Drawn on a bare ``matplotlib.figure.Figure`` (the Agg canvas, no pyplot, no disp
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -42,12 +41,17 @@ def growth_chart(
             style = {"linestyle": "--", "color": "grey"} if server == FLOOR else {}
             label = labels.get(server, server)
             top.plot(xs, [getattr(summary, rate_field) for summary in points], marker="o", label=label, **style)
-            p99s = [math.nan if summary.p99_ms is None else summary.p99_ms for summary in points]
-            bottom.plot(xs, p99s, marker="o", label=label, **style)
+            # hey gives no p99 for a run of very few answers: that point is left out of the latency line.
+            timed = [(x, summary.p99_ms) for x, summary in zip(xs, points, strict=True) if summary.p99_ms]
+            if timed:
+                bottom.plot(*zip(*timed, strict=True), marker="o", label=label, **style)
         top.set(ylabel=f"throughput, {rate_label}", title=f"throughput by {x_field}")
         bottom.set(xlabel=x_label, ylabel="p99, ms", title=f"p99 latency by {x_field}")
         ticks = [getattr(SCENARIO_BY_KEY[key], x_field) for key in axis]
         for panel in (top, bottom):
+            if not panel.has_data():  # a log scale with nothing on it cannot be drawn
+                panel.text(0.5, 0.5, "no data", transform=panel.transAxes, ha="center")
+                continue
             panel.set_xscale("log")
             panel.set_xticks(ticks, [str(tick) for tick in ticks])
             panel.set_xticks([], minor=True)
@@ -56,8 +60,7 @@ def growth_chart(
             panel.yaxis.set_major_formatter(LogFormatter())
             panel.yaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(1, 0.5)))
             panel.grid(True, which="both", alpha=0.3)
-            if panel.has_data():
-                panel.legend(fontsize="small")
+            panel.legend(fontsize="small")
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, format="png", dpi=100)
     return path

@@ -233,7 +233,7 @@ def render(meta: dict[str, Any], bench: Bench) -> tuple[str, dict[str, Any]]:
     results = report.Results(summaries, starts, {name: spec.workers for name, spec in SERVERS.items()})
     verdicts = report.judge(results, variants)
     floor_verdicts = report.judge(results, variants, report.FLOOR_GOALS)
-    growth = report.growth_tables(summaries, labels, bench.config.servers)
+    growth = report.growth_tables(summaries, labels, bench.config.servers) if bench.config.growth else ""
     versions = ", ".join(f"{name} {value}" for name, value in meta["versions"].items())
     text = "\n\n".join([
         f"# make bench: {meta['date']}",
@@ -264,6 +264,16 @@ def render(meta: dict[str, Any], bench: Bench) -> tuple[str, dict[str, Any]]:
         "targets": {label: dict(zip(variants, cells, strict=False)) for label, cells in verdicts + floor_verdicts},
     }
     return text + "\n", data
+
+
+def write_chart(bench: Bench) -> Path | None:
+    labels = {name: spec.label for name, spec in SERVERS.items()}
+    summaries = report.summarize(bench.measurements)
+    try:
+        return growth_chart(summaries, labels, bench.config.servers, bench.config.chart)
+    except Exception as exc:  # a boundary: the tables are written already and must not be lost to a drawing
+        print(f"the growth chart could not be drawn: {exc!r}", file=sys.stderr)
+        return None
 
 
 class Interrupted(BaseException):
@@ -322,8 +332,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     text, data = render(meta, bench)
     (config.out / "latest.md").write_text(text)
     (config.out / "latest.json").write_text(json.dumps(data, indent=2, default=str))
-    labels = {name: spec.label for name, spec in SERVERS.items()}
-    chart = growth_chart(report.summarize(bench.measurements), labels, config.servers, config.chart)
+    chart = write_chart(bench) if config.growth else None
     written = f"{config.out / 'latest.md'}, latest.json" + (f" and {chart.name}" if chart else "")
     print("\n" + text + f"\n(written to {written}; took {meta['elapsed_s']:.0f} s)")
     return interrupted or (1 if bench.harness_errors else 0)
