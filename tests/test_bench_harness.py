@@ -277,9 +277,13 @@ def test_floor_table_shows_every_round_and_flags_errors() -> None:
     cells = [cell.strip() for cell in ours.strip("|").split("|")]
 
     assert cells == ["ours", "1-row @50", "11,000", "52%", "9,000–12,000", "4.0 / 4.0 / 5.0", "9.0 / 12.0 / 8.0",
-                     "8.0–12.0", "0.11", "0"]  # fmt: skip
+                     "8.0–12.0", "0.11", "0", "3/3"]  # fmt: skip
     assert "| the floor " in table and "100%" in table
     assert "5 ✗" in next(line for line in table.splitlines() if line.startswith("| baseline"))
+    # A round lost to a failed start is said, not hidden behind the median of the others.
+    lost = [*FLOOR_RUN, Measurement("ours", "1row@50", 3, failure="not ready after 90 s")]
+    table = report.floor_table(report.summarize(lost), {}, ["ours"])
+    assert "3/4 ✗ (not ready after 90 s)" in table
 
 
 def test_goals_of_issue_15() -> None:

@@ -49,6 +49,7 @@ class Summary:
     rounds_p50_ms: tuple[float, ...] = ()
     rounds_p99_ms: tuple[float, ...] = ()
     cpu_s_per_1k: float | None = None  # server CPU-seconds per 1,000 answered requests, median over rounds
+    attempts: int = 0  # rounds tried, successful or not
 
 
 def summarize(measurements: Sequence[Measurement]) -> dict[tuple[str, str], Summary]:
@@ -81,6 +82,7 @@ def _summary(key: tuple[str, str], runs: list[Measurement]) -> Summary:
         rounds_p50_ms=p50s,
         rounds_p99_ms=p99s,
         cpu_s_per_1k=_median(_cpu_per_1k(run.cpu_s, run.result) for run in done),
+        attempts=len(runs),
     )  # fmt: skip
 
 
@@ -328,7 +330,7 @@ def _spread(values: Sequence[float]) -> str:
 
 def floor_table(summaries: dict[tuple[str, str], Summary], labels: dict[str, str], servers: Sequence[str]) -> str:
     """Every server against the floor, round by round: the throughput's share and spread, p50/p99 in each round,
-    the CPU each request cost, and the errors (a ✗ when there were any)."""
+    the CPU each request cost, the errors and the rounds that produced a number (a ✗ on either when not all)."""
     rows = []
     for scenario in SCENARIOS:
         for server in servers:
@@ -336,7 +338,7 @@ def floor_table(summaries: dict[tuple[str, str], Summary], labels: dict[str, str
             if summary is None:
                 continue
             if summary.req_per_s is None:
-                rows.append([labels.get(server, server), scenario.label, summary.failure or "no data", *[""] * 7])
+                rows.append([labels.get(server, server), scenario.label, summary.failure or "no data", *[""] * 8])
                 continue
             share = floor_share(summaries, server, scenario.key)
             rows.append([
@@ -344,9 +346,11 @@ def floor_table(summaries: dict[tuple[str, str], Summary], labels: dict[str, str
                 "—" if share is None else f"{share:.0%}", _spread(summary.rounds_req_per_s),
                 _per_round(summary.rounds_p50_ms), _per_round(summary.rounds_p99_ms), _spread(summary.rounds_p99_ms),
                 _num(summary.cpu_s_per_1k, 2), f"{summary.errors} ✗" if summary.errors else "0",
+                f"{summary.rounds}/{summary.attempts}" + ("" if summary.rounds == summary.attempts
+                                                          else f" ✗ ({summary.failure})"),
             ])  # fmt: skip
     headers = ["server", "scenario", "req/s", "of floor", "req/s min–max", "p50 ms by round", "p99 ms by round",
-               "p99 min–max", "CPU s / 1k req", "errors"]  # fmt: skip
+               "p99 min–max", "CPU s / 1k req", "errors", "rounds"]  # fmt: skip
     return markdown_table(headers, rows)
 
 
