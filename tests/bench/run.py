@@ -314,7 +314,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if any(SERVERS[server].feature_repo for server in config.servers):
         print(f"==> preparing the demo Feast repo under {config.out / 'feature_repo'}", flush=True)
         try:
-            feature_repo, feature_repo_status = prepare_feature_repo(config.out / "feature_repo"), "prepared"
+            feature_repo = prepare_feature_repo(config.out / "feature_repo", config.out / "logs" / "feast-prepare.log")
+            feature_repo_status = "prepared"
         except Exception as exc:  # a boundary: the servers that need it report the reason, the others still run
             feature_repo_status = f"no Feast repo ({exc!r:.120})"
     context = Context(Path(sys.executable), registry, config.out, mlserver, mlserver_status,
