@@ -1,25 +1,37 @@
-"""The `make bench` harness's own logic: hey parsing, medians, ratios, targets, request bodies, knobs.
+"""The `make bench` harness's own logic: hey parsing, medians, spreads, shares of the floor, CPU accounting, ratios,
+targets, the growth table and chart, request bodies, launchers, knobs.
 
-No server is started and nothing is timed: the benchmark's numbers are read from its report, never asserted.
+Nothing is timed: the benchmark's numbers are read from its report, never asserted. The few servers started here
+(the floor, a process that exits, the real predictor for its answer's shape) are started to check what they say.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
+import shutil
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
 from predictor.demo.columns import FEATURE_NAMES
 from predictor.demo.training import ModelKind
 from tests.bench import payloads, report
+from tests.bench.chart import growth_chart
 from tests.bench.load import HarnessError, HeyResult, parse_hey
-from tests.bench.plan import Measurement, Start
-from tests.bench.procs import Memory, descendants, free_port
+from tests.bench.plan import CONCURRENCY_AXIS, GROWTH_SERVERS, ROWS_AXIS, SCENARIO_BY_KEY, Measurement, Start
+from tests.bench.procs import Memory, descendants, free_port, group_cpu_s
 from tests.bench.registry import BenchRegistry
-from tests.bench.run import load_config
-from tests.bench.servers import V1, Context, Launch, Ports, ServerFailed, ServerSpec, serve
+from tests.bench.run import Bench, Config, load_config, render
+from tests.bench.servers import SERVERS, V1, Context, Launch, Ports, ServerFailed, ServerSpec, make_serve_argv, serve
+from tests.servers import PredictorProcess
 
 HEY_OK = """
 Summary:
@@ -220,3 +232,225 @@ def test_a_server_that_exits_is_reported_and_its_group_stopped(tmp_path: Path) -
         running.wait_ready(timeout_s=30)
     assert running.process.returncode == 3
     assert "raise SystemExit(3)" in (tmp_path / "broken.log").read_text()
+
+
+# --- issue 15: the floor, CPU per request, every round, growth --------------------------------------------------
+
+
+def _round(rate: float, p50_ms: float, p99_ms: float, cpu_s: float | None, seconds: float = 10.0) -> HeyResult:
+    return HeyResult(seconds, {200: round(rate * seconds)}, 0, {50: p50_ms / 1000, 99: p99_ms / 1000})
+
+
+def _rounds(server: str, scenario: str, *rounds: tuple[float, float, float, float | None]) -> list[Measurement]:
+    """(req/s, p50 ms, p99 ms, CPU s) per round."""
+    return [Measurement(server, scenario, i, _round(*r), 100.0, cpu_s=r[3]) for i, r in enumerate(rounds)]
+
+
+FLOOR_RUN = [
+    *_rounds("floor", "1row@50", (20_000, 2, 4, 10.0), (22_000, 2, 5, 11.0), (21_000, 2, 4, 10.5)),
+    *_rounds("ours", "1row@50", (9_000, 4, 9, 12.0), (12_000, 4, 12, 13.0), (11_000, 5, 8, 12.1)),
+    *_rounds("ours-w2", "100row@8", (800, 9, 20, 9.0)),
+    *_rounds("ours", "100row@8", (400, 18, 30, 8.0)),
+]
+
+
+def test_shares_of_the_floor_spread_and_cpu_per_request() -> None:
+    summaries = report.summarize(FLOOR_RUN)
+    ours = summaries[("ours", "1row@50")]
+
+    assert report.floor_share(summaries, "ours", "1row@50") == pytest.approx(11_000 / 21_000)
+    assert ours.rounds_req_per_s == pytest.approx((9_000, 12_000, 11_000))
+    assert ours.rounds_p99_ms == pytest.approx((9, 12, 8))
+    # Round by round 12 s / 90k, 13 s / 120k, 12.1 s / 110k requests: per 1,000, the median is 0.11 s.
+    assert ours.cpu_s_per_1k == pytest.approx(0.11)
+    # The logreg model is measured against the floor's 1-row @50: the floor serves no model.
+    logreg = report.summarize([*FLOOR_RUN, *_rounds("ours", "logreg-1row@50", (10_500, 4, 9, 12.0))])
+    assert report.floor_share(logreg, "ours", "logreg-1row@50") == pytest.approx(0.5)
+    assert report.floor_share(summaries, "ours", "100row@8") is None  # no floor at 100 rows in this run
+
+
+def test_floor_table_shows_every_round_and_flags_errors() -> None:
+    failing = [Measurement("baseline", "1row@50", 0, HeyResult(10, {200: 1000, 503: 4}, 1, {50: 0.05, 99: 0.2}))]
+    summaries = report.summarize([*FLOOR_RUN, *failing])
+    table = report.floor_table(summaries, {"floor": "the floor"}, ["floor", "ours", "baseline"])
+    ours = next(line for line in table.splitlines() if line.startswith("| ours ") and "1-row @50" in line)
+    cells = [cell.strip() for cell in ours.strip("|").split("|")]
+
+    assert cells == ["ours", "1-row @50", "11,000", "52%", "9,000–12,000", "4.0 / 4.0 / 5.0", "9.0 / 12.0 / 8.0",
+                     "8.0–12.0", "0.11", "0", "3/3"]  # fmt: skip
+    assert "| the floor " in table and "100%" in table
+    assert "5 ✗" in next(line for line in table.splitlines() if line.startswith("| baseline"))
+    # A round lost to a failed start is said, not hidden behind the median of the others.
+    lost = [*FLOOR_RUN, Measurement("ours", "1row@50", 3, failure="not ready after 90 s")]
+    table = report.floor_table(report.summarize(lost), {}, ["ours"])
+    assert "3/4 ✗ (not ready after 90 s)" in table
+
+
+def test_goals_of_issue_15() -> None:
+    results = _results(FLOOR_RUN)
+    two_rounds = _results(_rounds("ours", "1row@50", (9_000, 4, 9, None), (9_000, 4, 9, None)))
+
+    assert report.floor_share_at_least("1row@50", 0.5)(results, "ours") == "met (52%)"
+    assert report.floor_share_at_least("1row@50", 0.6)(results, "ours") == "not met (52%)"
+    assert report.p99_every_round_at_most("1row@50", 10, 3)(results, "ours") == "not met (worst 12.0 ms)"
+    assert report.p99_every_round_at_most("1row@50", 12, 3)(results, "ours") == "met (worst 12.0 ms)"
+    assert report.p99_every_round_at_most("1row@50", 10, 3)(two_rounds, "ours").startswith("n/a (2 of 3 rounds")
+    assert report.workers_scale_at_least("100row@8", "ours", 1.6)(results, "ours-w2") == "met (2.00×)"
+    assert report.workers_scale_at_least("100row@8", "ours", 1.6)(results, "ours") == "n/a"
+    verdicts = report.judge(results, ["ours", "ours-w2"], report.FLOOR_GOALS)
+    assert len(verdicts) == len(report.FLOOR_GOALS) and all(len(cells) == 2 for _, cells in verdicts)
+
+
+def _growth_run() -> list[Measurement]:
+    measurements = []
+    for server, speed in (("floor", 20.0), ("ours", 4.0), ("baseline", 0.2)):
+        for key in (*ROWS_AXIS, *CONCURRENCY_AXIS):
+            scenario = SCENARIO_BY_KEY[key]
+            rate = speed * 1000 / scenario.rows**0.5
+            measurements += _rounds(server, key, (rate, 1, 2 + scenario.concurrency / speed, None))
+    return measurements
+
+
+def test_growth_tables_use_rows_per_second_on_the_rows_axis() -> None:
+    summaries = report.summarize(_growth_run())
+    rows = report.growth_table(summaries, {}, ["ours", "baseline"], ROWS_AXIS)
+    concurrency = report.growth_table(summaries, {}, ["ours"], CONCURRENCY_AXIS)
+
+    assert rows is not None and concurrency is not None
+    headers = [cell.strip() for cell in rows.splitlines()[0].strip("|").split("|")]
+    assert headers == ["server: rows/s (p99)", "1-row @8", "10-row @8", "100-row @8", "1000-row @8"]
+    # 1,000 rows at 4000/√1000 = 126.5 req/s (1,265 answers in 10 s): 126,500 rows/s; p99 2 + 8/4 ms.
+    assert "126,500 (4.0 ms)" in rows
+    assert "4,000 (52.0 ms)" in concurrency  # 1 row @200
+    assert report.growth_table(report.summarize(FLOOR_RUN), {}, ["ours"], ROWS_AXIS) is None  # 2 points needed
+    assert report.growth_tables(report.summarize(FLOOR_RUN), {}, ["ours"]) == ""
+
+
+def test_growth_chart_is_a_png(tmp_path: Path) -> None:
+    chart = growth_chart(report.summarize(_growth_run()), {"ours": "ours"}, ["floor", "ours", "baseline"],
+                         tmp_path / "out" / "growth.png")  # fmt: skip
+
+    assert chart == tmp_path / "out" / "growth.png"
+    assert chart.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    # Runs so short that hey gave no p99 at all: the latency panels are empty, the chart is still drawn.
+    untimed = [Measurement("mlflow", key, 0, HeyResult(1.0, {200: 20})) for key in ("1row@1", "1row@50")]
+    assert growth_chart(report.summarize(untimed), {}, ["mlflow"], tmp_path / "untimed.png") is not None
+    assert growth_chart(report.summarize(FLOOR_RUN), {}, ["ours"], tmp_path / "none.png") is None
+    assert not (tmp_path / "none.png").exists()
+
+
+def test_growth_is_a_knob_and_adds_the_grid_to_the_growth_servers_only() -> None:
+    assert load_config([], {}).growth is False
+    assert load_config([], {"BENCH_GROWTH": "1"}).growth is True
+    assert load_config(["--no-growth"], {"BENCH_GROWTH": "1"}).growth is False
+    grid_only = SCENARIO_BY_KEY["1000row@8"]
+    assert not any(grid_only.runs(server, growth=False) for server in SERVERS)
+    assert [server for server in SERVERS if grid_only.runs(server, growth=True)] == list(GROWTH_SERVERS)
+    assert SCENARIO_BY_KEY["1row@1"].runs("mlflow", growth=False)
+    assert SCENARIO_BY_KEY["1row@50"].runs("floor", growth=False)  # the floor is in every default run
+    assert not SCENARIO_BY_KEY["1row@200"].runs("ours-cached", growth=True)
+
+
+def _context(tmp_path: Path, feature_repo: Path | None = None) -> Context:
+    registry = BenchRegistry("sqlite:///unused.db", tmp_path)
+    return Context(Path(sys.executable), registry, tmp_path, None, "n/a", feature_repo, "no Feast repo (test)")
+
+
+def _flag(argv: list[str], name: str) -> str | None:
+    return argv[argv.index(name) + 1] if name in argv else None
+
+
+def test_ours_three_ways_launch_as_documented(tmp_path: Path) -> None:
+    context = _context(tmp_path, feature_repo=tmp_path / "repo")
+    fresh = [SERVERS["ours"].launcher(context, "forest", Ports.pick()).argv for _ in range(2)]
+    kept = [SERVERS["ours-cached"].launcher(context, "forest", Ports.pick()).argv for _ in range(2)]
+    ports = Ports.pick()
+    serve_flags = SERVERS["ours-serve"].launcher(context, "forest", ports).argv
+    make_serve = make_serve_argv(context.python, "predictive_maintenance", ports, Path.cwd())
+
+    assert _flag(fresh[0], "--model_cache_dir") != _flag(fresh[1], "--model_cache_dir")  # empty on every start
+    assert _flag(kept[0], "--model_cache_dir") == _flag(kept[1], "--model_cache_dir")  # the restart finds it full
+    assert SERVERS["ours-cached"].restart_in_place and not SERVERS["ours"].restart_in_place
+    # make serve's own command, flag for flag; only the paths are the bench's.
+    assert [word for word in serve_flags if word.startswith("--")] == [w for w in make_serve if w.startswith("--")]
+    assert serve_flags[:3] == [sys.executable, "-m", "predictor"] and _flag(serve_flags, "--http_port") == str(
+        ports.http
+    )
+    assert _flag(serve_flags, "--feature_store") == str(tmp_path / "repo")
+    assert _flag(serve_flags, "--tracking_uri") == context.registry.tracking_uri
+    assert _flag(serve_flags, "--model_cache_dir") not in (_flag(kept[0], "--model_cache_dir"), None)
+    assert "--feature_store" not in kept[0]
+    with pytest.raises(ServerFailed, match="no Feast repo"):
+        SERVERS["ours-serve"].launcher(_context(tmp_path), "forest", Ports.pick())
+
+
+def _shape(value: Any) -> Any:
+    """The JSON's structure with every leaf replaced by its type."""
+    if isinstance(value, dict):
+        return {key: _shape(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_shape(item) for item in value]
+    return type(value).__name__
+
+
+def test_the_floor_answers_what_ours_answers_for_one_row(tmp_path: Path, demo_server: PredictorProcess) -> None:
+    body = json.dumps(payloads.v1_body(payloads.sample_rows(1))).encode()
+    with serve(SERVERS["floor"], _context(tmp_path), "forest", tmp_path / "floor.log") as floor:
+        floor.wait_ready(timeout_s=60)
+        floors = httpx.post(floor.predict_url, content=body, headers={"Content-Type": "application/json"}).json()
+    ours = httpx.post(f"{demo_server.http_url}/v1/models/{demo_server.model_name}:predict", content=body,
+                      headers={"Content-Type": "application/json"}).json()  # fmt: skip
+
+    assert _shape(floors) == _shape(ours)
+    assert floors["model_name"] == ours["model_name"]
+
+
+_BURN_CHILD = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.3: pass"
+_BURN = f"""
+import subprocess, sys, time
+start = time.process_time()
+while time.process_time() - start < 0.3:
+    pass
+subprocess.run([sys.executable, "-c", {_BURN_CHILD!r}])
+print(time.process_time(), flush=True)
+time.sleep(60)
+"""
+
+
+def test_cpu_of_a_process_group_counts_its_reaped_children(tmp_path: Path) -> None:
+    """A real group: a leader that burns 0.3 s of CPU, then waits for a child that burns 0.3 s more and exits."""
+    spawned = time.monotonic()
+    with subprocess.Popen([sys.executable, "-c", _BURN], stdout=subprocess.PIPE, text=True,
+                          start_new_session=True) as leader:  # fmt: skip
+        try:
+            assert leader.stdout is not None
+            own_cpu = float(leader.stdout.readline())  # the leader's own CPU, child done
+            used = group_cpu_s(leader.pid)
+            wall = time.monotonic() - spawned
+        finally:
+            os.killpg(leader.pid, signal.SIGKILL)
+
+    # /proc counts in clock ticks (10 ms): the leader's own time, then the reaped child's 0.3 s on top of it.
+    assert used >= own_cpu + 0.3 - 0.05
+    # One process after the other, so no more than the wall time (it would be far more with anyone else's counted).
+    assert used <= wall + 0.1
+    assert group_cpu_s(leader.pid) == 0.0  # the group is gone
+
+
+@pytest.mark.skipif(shutil.which("hey") is None, reason="the benchmark's load generator `hey` is not installed")
+def test_a_short_run_of_the_floor_restarted_in_place(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The whole path of one server: a first start and stop, the start measured, a load run charged with CPU, the
+    report; nothing about the numbers is asserted but that they are there."""
+    monkeypatch.setitem(SERVERS, "floor", dataclasses.replace(SERVERS["floor"], restart_in_place=True))
+    config = Config(0.5, 1, 0, ("floor",), ("1row@50",), tmp_path)
+    bench = Bench(config, str(shutil.which("hey")), _context(tmp_path))
+    bench.run()
+    text, data = render({"date": "now", "nproc": 2, "cpu": "cpu", "python": "3", "versions": {}, "mlserver": "no",
+                         "rounds": 1, "duration_s": 0.5, "warmup_s": 0}, bench)  # fmt: skip
+
+    assert (tmp_path / "logs" / "r1-floor-forest.first.log").exists()
+    [measurement] = bench.measurements
+    assert measurement.failure is None and measurement.result is not None and measurement.result.ok > 0
+    assert measurement.cpu_s is not None and measurement.cpu_s >= 0
+    assert "## Against the floor" in text and "100%" in text
+    assert data["summaries"][0]["cpu_s_per_1k"] is not None

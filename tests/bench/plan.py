@@ -8,7 +8,20 @@ from predictor.demo.training import ModelKind
 from tests.bench.load import HeyResult
 from tests.bench.procs import Memory
 
-ALL_SERVERS = ("ours", "ours-w2", "baseline", "mlflow", "mlserver")
+# ours three ways (issue 15): from the registry with an empty cache, restarted from its filled local cache, and
+# with `make serve`'s flags (Feast on, cached) — then --workers 2, the peers, and the floor under them all.
+OURS = ("ours", "ours-cached", "ours-serve", "ours-w2")
+PEERS = ("baseline", "mlflow", "mlserver")
+FLOOR = "floor"
+ALL_SERVERS = (FLOOR, *OURS, *PEERS)
+FOREST_DEFAULT = (FLOOR, *OURS, *PEERS)
+
+# Growth (issue 15): rows per request at a fixed concurrency, and concurrency at one row per request. Off by
+# default (BENCH_GROWTH=1 adds GROWTH_SERVERS to every grid point; `make bench-growth` runs the grid alone).
+GROWTH_ROWS = (1, 10, 100, 1000)
+GROWTH_ROWS_CONCURRENCY = 8
+GROWTH_CONCURRENCY = (1, 8, 50, 200)
+GROWTH_SERVERS = (FLOOR, "ours", "ours-w2", *PEERS)
 
 
 @dataclass(frozen=True)
@@ -18,18 +31,38 @@ class Scenario:
     kind: ModelKind
     rows: int  # rows per request
     concurrency: int
-    servers: tuple[str, ...]
+    servers: tuple[str, ...]  # who runs it in every run
+    growth: bool = False  # a point of the growth grid: GROWTH_SERVERS run it too when growth is on
+
+    def runs(self, server: str, growth: bool) -> bool:
+        return server in self.servers or (growth and self.growth and server in GROWTH_SERVERS)
+
+    @property
+    def floor_key(self) -> str:
+        """The floor's scenario with the same rows and concurrency (it serves no model, so any kind is the same)."""
+        return f"{self.rows}row@{self.concurrency}"
+
+
+def _grid(rows: int, concurrency: int, servers: tuple[str, ...] = ()) -> Scenario:
+    return Scenario(f"{rows}row@{concurrency}", f"{rows}-row @{concurrency}", "forest", rows, concurrency, servers,
+                    growth=True)  # fmt: skip
 
 
 SCENARIOS: tuple[Scenario, ...] = (
-    Scenario("1row@50", "1-row @50", "forest", 1, 50, ALL_SERVERS),
-    Scenario("100row@8", "100-row @8", "forest", 100, 8, ALL_SERVERS),
-    # mlflow serve runs one request at a time per worker; the issue measured it at 1 concurrent too.
-    Scenario("1row@1", "1-row @1", "forest", 1, 1, ("mlflow",)),
-    # A model that is nearly free, so the server's own overhead shows.
+    _grid(1, 50, FOREST_DEFAULT),
+    _grid(100, 8, FOREST_DEFAULT),
+    # mlflow serve runs one request at a time per worker; issue 5 measured it at 1 concurrent too.
+    _grid(1, 1, ("mlflow",)),
+    # A model that is nearly free, so the server's own overhead shows (against the floor's 1-row @50: the floor
+    # has no model, so it is not run twice).
     Scenario("logreg-1row@50", "logreg 1-row @50", "logreg", 1, 50, ("ours", "ours-w2", "baseline")),
+    # The rest of the growth grid, run only when growth is on.
+    *(_grid(rows, GROWTH_ROWS_CONCURRENCY) for rows in GROWTH_ROWS if rows not in (1, 100)),
+    _grid(1, GROWTH_ROWS_CONCURRENCY),  # 1 row @8: on both axes
+    *(_grid(1, concurrency) for concurrency in GROWTH_CONCURRENCY if concurrency not in (1, 8, 50)),
 )
 SCENARIO_BY_KEY = {scenario.key: scenario for scenario in SCENARIOS}
+GROWTH_KEYS = tuple(scenario.key for scenario in SCENARIOS if scenario.growth)
 
 
 @dataclass(frozen=True)
@@ -42,6 +75,7 @@ class Measurement:
     result: HeyResult | None = None
     rss_mb: float | None = None  # the server's process tree right after the run
     failure: str | None = None
+    cpu_s: float | None = None  # CPU-seconds of the server's process group during the timed run
 
 
 @dataclass(frozen=True)
@@ -55,3 +89,7 @@ class Start:
     after_load: Memory | None = None  # once ready and settled, before any traffic
     after_run: Memory | None = None  # after its last scenario
     failure: str | None = None
+
+
+ROWS_AXIS = tuple(f"{rows}row@{GROWTH_ROWS_CONCURRENCY}" for rows in GROWTH_ROWS)
+CONCURRENCY_AXIS = tuple(f"1row@{concurrency}" for concurrency in GROWTH_CONCURRENCY)

@@ -1,4 +1,5 @@
-"""Processes of the benchmark: free loopback ports, resident memory of a process tree, stopping by group.
+"""Processes of the benchmark: free loopback ports, resident memory of a process tree, the CPU time of a process
+group, stopping by group.
 
 Every server is started in its own session (``start_new_session=True``), so its process-group id is the PID we
 spawned; stopping signals that group and nothing else.
@@ -26,14 +27,19 @@ def free_port() -> int:
         return port
 
 
-def _parent_of(pid: int) -> int | None:
+def _stat_fields(pid: int | str) -> list[str] | None:
+    """/proc/PID/stat from field 3 (state) on, so that field N of proc(5) is at index N - 3; None once gone."""
     try:
         stat = (PROC / str(pid) / "stat").read_text()
     except OSError:
         return None
     # The command name (field 2) is in parentheses and may contain spaces: split after the last ')'.
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return int(fields[1])
+    return stat[stat.rindex(")") + 2 :].split()
+
+
+def _parent_of(pid: int) -> int | None:
+    fields = _stat_fields(pid)
+    return None if fields is None else int(fields[4 - 3])
 
 
 def descendants(root: int) -> list[int]:
@@ -75,6 +81,24 @@ class Memory:
         if not sizes:
             return cls(0.0, 0.0, 0)
         return cls(sum(sizes) / 1024, max(sizes) / 1024, len(sizes))
+
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")  # the unit of /proc/PID/stat's times (100 per second on Linux)
+
+
+def group_cpu_s(pgid: int) -> float:
+    """CPU-seconds (user + system) used so far by the live processes of process group ``pgid``.
+
+    Each one's own utime + stime (fields 14, 15) plus cutime + cstime (16, 17): the time of children it has
+    already waited for, so that a worker which exits between two readings is still counted — by its reaper, which
+    in a server's group is the supervisor. Subtract two readings to charge a timed run; 0.0 once the group is gone.
+    """
+    ticks = 0
+    for entry in PROC.iterdir():
+        fields = _stat_fields(entry.name) if entry.name.isdigit() else None
+        if fields is not None and int(fields[5 - 3]) == pgid:
+            ticks += sum(int(fields[n - 3]) for n in (14, 15, 16, 17))
+    return ticks / _CLOCK_TICKS
 
 
 def settle(root: int, timeout_s: float = 8.0, interval_s: float = 0.5, tolerance_mb: float = 3.0) -> Memory:

@@ -1,7 +1,8 @@
-"""A throwaway MLflow registry holding the two demo models every server is measured on."""
+"""A throwaway MLflow registry holding the two demo models every server is measured on; the demo Feast repo."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 from dataclasses import dataclass
@@ -48,3 +49,16 @@ def local_copy(registry: BenchRegistry, kind: ModelKind, destination: Path) -> P
     mlflow.set_tracking_uri(registry.tracking_uri)
     mlflow.set_registry_uri(registry.tracking_uri)
     return Path(mlflow.artifacts.download_artifacts(registry.model_uri(kind), dst_path=str(destination)))
+
+
+def prepare_feature_repo(target: Path, log: Path) -> Path:
+    """The demo Feast repo applied and materialized under ``target`` (SQLite online store), as `make bootstrap`
+    prepares ``.data/feature_repo`` for `make serve`; anything there before is replaced. Feast's own progress
+    output goes to ``log``, keeping the console for the results."""
+    from predictor.demo.bootstrap import FEATURE_REPO_SOURCE
+    from predictor.demo.feast_setup import prepare_feature_store
+
+    shutil.rmtree(target, ignore_errors=True)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("w") as out, contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+        return prepare_feature_store(FEATURE_REPO_SOURCE, target, progress=lambda line: print(line, file=out))

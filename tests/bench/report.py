@@ -1,4 +1,5 @@
-"""From the raw records of a run to the tables: medians over rounds, our ratios to each peer, the targets.
+"""From the raw records of a run to the tables: medians and spreads over rounds, shares of the floor, CPU per
+request, our ratios to each peer, the growth grid, the targets.
 
 Pure functions of the records (no I/O, no clock), so ``tests/test_bench_harness.py`` can check them quickly.
 """
@@ -9,10 +10,18 @@ import statistics
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from tests.bench.plan import SCENARIO_BY_KEY, SCENARIOS, Measurement, Start
-
-OURS = ("ours", "ours-w2")
-PEERS = ("baseline", "mlflow", "mlserver")
+from tests.bench.load import HeyResult
+from tests.bench.plan import (
+    CONCURRENCY_AXIS,
+    FLOOR,
+    OURS,
+    PEERS,
+    ROWS_AXIS,
+    SCENARIO_BY_KEY,
+    SCENARIOS,
+    Measurement,
+    Start,
+)
 
 
 def _median(values: Iterable[float | None]) -> float | None:
@@ -35,6 +44,12 @@ class Summary:
     errors: int = 0  # summed over rounds: non-2xx responses and transport errors
     rss_mb: float | None = None
     failure: str | None = None  # why no round produced a number
+    # each successful round, in order: the spread the medians hide
+    rounds_req_per_s: tuple[float, ...] = ()
+    rounds_p50_ms: tuple[float, ...] = ()
+    rounds_p99_ms: tuple[float, ...] = ()
+    cpu_s_per_1k: float | None = None  # server CPU-seconds per 1,000 answered requests, median over rounds
+    attempts: int = 0  # rounds tried, successful or not
 
 
 def summarize(measurements: Sequence[Measurement]) -> dict[tuple[str, str], Summary]:
@@ -51,6 +66,7 @@ def _summary(key: tuple[str, str], runs: list[Measurement]) -> Summary:
         return Summary(server, scenario, 0, failure=next((run.failure for run in runs if run.failure), "no data"))
     results = [run.result for run in done if run.result is not None]
     rate = _median(result.ok_per_s for result in results)
+    p50s, p99s = (tuple(p for r in results if (p := r.percentile_ms(percent)) is not None) for percent in (50, 99))
     rows = SCENARIO_BY_KEY[scenario].rows if scenario in SCENARIO_BY_KEY else 1
     return Summary(
         server, scenario, len(done),
@@ -62,7 +78,28 @@ def _summary(key: tuple[str, str], runs: list[Measurement]) -> Summary:
         errors=sum(result.errors for result in results),
         rss_mb=_median(run.rss_mb for run in done),
         failure=next((run.failure for run in runs if run.failure), None),
+        rounds_req_per_s=tuple(result.ok_per_s for result in results),
+        rounds_p50_ms=p50s,
+        rounds_p99_ms=p99s,
+        cpu_s_per_1k=_median(_cpu_per_1k(run.cpu_s, run.result) for run in done),
+        attempts=len(runs),
     )  # fmt: skip
+
+
+def _cpu_per_1k(cpu_s: float | None, result: HeyResult | None) -> float | None:
+    """CPU-seconds per 1,000 answered requests (any status: the server spent the time on each)."""
+    answered = sum(result.status_counts.values()) if result else 0
+    return None if cpu_s is None or not answered else cpu_s / answered * 1000
+
+
+def floor_share(summaries: dict[tuple[str, str], Summary], server: str, scenario: str) -> float | None:
+    """``server``'s throughput in ``scenario`` as a fraction of the floor's with the same rows and concurrency."""
+    ours = summaries.get((server, scenario))
+    known = SCENARIO_BY_KEY.get(scenario)
+    floor = summaries.get((FLOOR, known.floor_key)) if known else None
+    if ours is None or not ours.req_per_s or floor is None or not floor.req_per_s:
+        return None
+    return ours.req_per_s / floor.req_per_s
 
 
 @dataclass(frozen=True)
@@ -186,8 +223,64 @@ TARGETS: tuple[tuple[str, Check], ...] = (
 )
 
 
-def judge(results: Results, variants: Sequence[str]) -> list[tuple[str, list[str]]]:
-    return [(label, [check(results, server) for server in variants]) for label, check in TARGETS]
+# --- goals of issue 15: against the floor, in every round ---------------------------------------------------------
+
+
+def floor_share_at_least(scenario: str, minimum: float) -> Check:
+    def check(results: Results, server: str) -> str:
+        share = floor_share(results.summaries, server, scenario)
+        if share is None:
+            return "n/a"
+        ours = results.summaries.get((server, scenario))
+        met = share >= minimum and not (ours and ours.errors)
+        return f"{'met' if met else 'not met'} ({share:.0%}{_errors_note(ours)})"
+
+    return check
+
+
+def p99_every_round_at_most(scenario: str, limit_ms: float, min_rounds: int) -> Check:
+    """Every round's p99 within the limit, over at least ``min_rounds`` rounds, and no error in any of them."""
+
+    def check(results: Results, server: str) -> str:
+        summary = results.summaries.get((server, scenario))
+        if summary is None or not summary.rounds_p99_ms:
+            return "n/a"
+        worst = max(summary.rounds_p99_ms)
+        if len(summary.rounds_p99_ms) < min_rounds:
+            return f"n/a ({len(summary.rounds_p99_ms)} of {min_rounds} rounds; worst {worst:.1f} ms)"
+        met = worst <= limit_ms and not summary.errors
+        return f"{'met' if met else 'not met'} (worst {worst:.1f} ms{_errors_note(summary)})"
+
+    return check
+
+
+def workers_scale_at_least(scenario: str, single: str, minimum: float) -> Check:
+    """A multi-worker variant's throughput ≥ ``minimum`` × the single worker's; n/a for single-worker servers."""
+
+    def check(results: Results, server: str) -> str:
+        if results.workers.get(server, 1) < 2:
+            return "n/a"
+        value = ratio(results.summaries, server, single, (scenario,))
+        if value is None:
+            return "n/a"
+        ours = results.summaries.get((server, scenario))
+        met = value >= minimum and not (ours and ours.errors)
+        return f"{'met' if met else 'not met'} ({value:.2f}×{_errors_note(ours)})"
+
+    return check
+
+
+FLOOR_GOALS: tuple[tuple[str, Check], ...] = (
+    ("1-row @50: ≥ 50% of the floor's throughput", floor_share_at_least("1row@50", 0.5)),
+    ("1-row @50: p99 ≤ 10 ms in every one of ≥ 3 rounds", p99_every_round_at_most("1row@50", 10, 3)),
+    ("100-row @8: --workers 2 ≥ 1.6× one worker", workers_scale_at_least("100row@8", "ours", 1.6)),
+)
+
+
+def judge(
+    results: Results, variants: Sequence[str], targets: Sequence[tuple[str, Check]] = TARGETS
+) -> list[tuple[str, list[str]]]:
+    return [(label, [check(results, server) for server in variants]) for label, check in targets]
 
 
 # --- rendering ----------------------------------------------------------------------------------------------------
@@ -225,6 +318,68 @@ def load_table(summaries: dict[tuple[str, str], Summary], labels: dict[str, str]
             ])  # fmt: skip
     headers = ["server", "scenario", "req/s", "rows/s", "p50 ms", "p95 ms", "p99 ms", "errors", "RSS MB"]
     return markdown_table(headers, rows)
+
+
+def _per_round(values: Sequence[float]) -> str:
+    return " / ".join(_num(value) for value in values) or "—"
+
+
+def _spread(values: Sequence[float]) -> str:
+    return f"{_num(min(values))}–{_num(max(values))}" if values else "—"
+
+
+def floor_table(summaries: dict[tuple[str, str], Summary], labels: dict[str, str], servers: Sequence[str]) -> str:
+    """Every server against the floor, round by round: the throughput's share and spread, p50/p99 in each round,
+    the CPU each request cost, the errors and the rounds that produced a number (a ✗ on either when not all)."""
+    rows = []
+    for scenario in SCENARIOS:
+        for server in servers:
+            summary = summaries.get((server, scenario.key))
+            if summary is None:
+                continue
+            if summary.req_per_s is None:
+                rows.append([labels.get(server, server), scenario.label, summary.failure or "no data", *[""] * 8])
+                continue
+            share = floor_share(summaries, server, scenario.key)
+            rows.append([
+                labels.get(server, server), scenario.label, _num(summary.req_per_s),
+                "—" if share is None else f"{share:.0%}", _spread(summary.rounds_req_per_s),
+                _per_round(summary.rounds_p50_ms), _per_round(summary.rounds_p99_ms), _spread(summary.rounds_p99_ms),
+                _num(summary.cpu_s_per_1k, 2), f"{summary.errors} ✗" if summary.errors else "0",
+                f"{summary.rounds}/{summary.attempts}" + ("" if summary.rounds == summary.attempts
+                                                          else f" ✗ ({summary.failure})"),
+            ])  # fmt: skip
+    headers = ["server", "scenario", "req/s", "of floor", "req/s min–max", "p50 ms by round", "p99 ms by round",
+               "p99 min–max", "CPU s / 1k req", "errors", "rounds"]  # fmt: skip
+    return markdown_table(headers, rows)
+
+
+def growth_table(
+    summaries: dict[tuple[str, str], Summary], labels: dict[str, str], servers: Sequence[str], axis: Sequence[str]
+) -> str | None:
+    """One row per server, one column per grid point: throughput (rows/s on the rows axis, req/s on the
+    concurrency axis) and p99; None when fewer than two points of ``axis`` were measured."""
+    measured = [key for key in axis if any(summaries.get((server, key)) for server in servers)]
+    if len(measured) < 2:
+        return None
+    by_rows = len({SCENARIO_BY_KEY[key].rows for key in measured}) > 1
+    rows = []
+    for server in servers:
+        cells = []
+        for key in measured:
+            summary = summaries.get((server, key))
+            rate = None if summary is None else summary.rows_per_s if by_rows else summary.req_per_s
+            p99 = "" if summary is None or summary.p99_ms is None else f" ({_num(summary.p99_ms)} ms)"
+            cells.append("—" if summary is None or rate is None else f"{_num(rate)}{p99}")
+        if any(cell != "—" for cell in cells):
+            rows.append([labels.get(server, server), *cells])
+    unit = "rows/s (p99)" if by_rows else "req/s (p99)"
+    return markdown_table([f"server: {unit}", *(SCENARIO_BY_KEY[key].label for key in measured)], rows)
+
+
+def growth_tables(summaries: dict[tuple[str, str], Summary], labels: dict[str, str], servers: Sequence[str]) -> str:
+    tables = [growth_table(summaries, labels, servers, axis) for axis in (ROWS_AXIS, CONCURRENCY_AXIS)]
+    return "\n\n".join(table for table in tables if table)
 
 
 def start_table(starts: dict[tuple[str, str], StartSummary], labels: dict[str, str]) -> str:

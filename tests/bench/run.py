@@ -1,12 +1,15 @@
 """`make bench`: every server in turn on the same registered models, the same load, several interleaved rounds.
 
-    .venv/bin/python -m tests.bench.run [--duration S] [--rounds N] [--servers a,b] [--scenarios a,b]
+    .venv/bin/python -m tests.bench.run [--duration S] [--rounds N] [--servers a,b] [--scenarios a,b] [--growth]
 
 Each flag may come from the environment instead: BENCH_DURATION (seconds per timed run, default 10),
-BENCH_ROUNDS (default 2; the tables show medians), BENCH_WARMUP (seconds, default 2), BENCH_SERVERS
-(default ours,ours-w2,baseline,mlflow,mlserver), BENCH_SCENARIOS (default all: 1row@50,100row@8,1row@1,
-logreg-1row@50), BENCH_OUT (default bench-results). All traffic goes to 127.0.0.1 on free ports; every
-server is stopped by its process group, also on failure or Ctrl-C. Writes OUT/latest.md and OUT/latest.json.
+BENCH_ROUNDS (default 2; the tables show medians, the floor table every round), BENCH_WARMUP (seconds,
+default 2), BENCH_SERVERS (default all: floor,ours,ours-cached,ours-serve,ours-w2,baseline,mlflow,mlserver),
+BENCH_SCENARIOS (default all: 1row@50,100row@8,1row@1,logreg-1row@50 and the growth grid's 10row@8,1000row@8,
+1row@8,1row@200, which only run with growth on), BENCH_GROWTH=1 (the growth grid: floor, ours, ours-w2 and the
+peers at 1/10/100/1000 rows @8 and 1 row @1/8/50/200), BENCH_OUT (default bench-results). All traffic goes to
+127.0.0.1 on free ports; every server is stopped by its process group, also on failure or Ctrl-C. Writes
+OUT/latest.md and OUT/latest.json, and OUT/growth.png when the growth grid was measured.
 
 Exits 0 whenever the tables could be produced, whatever the numbers say; 2 when the harness cannot run
 (``hey`` missing, the registry could not be built, a bad flag), 1 when some measurement was lost to the harness.
@@ -32,11 +35,12 @@ from typing import Any
 
 from predictor.demo.training import ModelKind
 from tests.bench import payloads, report
+from tests.bench.chart import growth_chart
 from tests.bench.load import HarnessError, http, run_hey
 from tests.bench.mlserver_env import MLSERVER_VERSION, ensure_mlserver
-from tests.bench.plan import ALL_SERVERS, SCENARIO_BY_KEY, SCENARIOS, Measurement, Scenario, Start
-from tests.bench.procs import settle
-from tests.bench.registry import prepare_registry
+from tests.bench.plan import ALL_SERVERS, OURS, SCENARIO_BY_KEY, SCENARIOS, Measurement, Scenario, Start
+from tests.bench.procs import group_cpu_s, settle
+from tests.bench.registry import prepare_feature_repo, prepare_registry
 from tests.bench.servers import SERVERS, Context, Protocol, RunningServer, ServerFailed, serve
 
 KINDS: tuple[ModelKind, ...] = ("forest", "logreg")
@@ -50,7 +54,12 @@ class Config:
     servers: tuple[str, ...]
     scenarios: tuple[str, ...]
     out: Path
+    growth: bool = False
     ready_timeout_s: float = 90.0
+
+    @property
+    def chart(self) -> Path:
+        return self.out / "growth.png"
 
 
 def _names(text: str, known: Sequence[str], what: str) -> tuple[str, ...]:
@@ -69,11 +78,14 @@ def load_config(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Confi
     parser.add_argument("--servers", default=environ.get("BENCH_SERVERS", ",".join(ALL_SERVERS)))
     parser.add_argument("--scenarios", default=environ.get("BENCH_SCENARIOS", ",".join(SCENARIO_BY_KEY)))
     parser.add_argument("--out", type=Path, default=Path(environ.get("BENCH_OUT", "bench-results")))
+    growth = environ.get("BENCH_GROWTH", "0").strip().lower() not in ("", "0", "no", "false")
+    parser.add_argument("--growth", action=argparse.BooleanOptionalAction, default=growth)
     args = parser.parse_args(argv)
     if args.duration <= 0 or args.rounds < 1 or args.warmup < 0:
         parser.error("--duration must be > 0, --rounds ≥ 1, --warmup ≥ 0")
     return Config(args.duration, args.rounds, args.warmup, _names(args.servers, ALL_SERVERS, "server"),
-                  _names(args.scenarios, tuple(SCENARIO_BY_KEY), "scenario"), args.out.resolve())  # fmt: skip
+                  _names(args.scenarios, tuple(SCENARIO_BY_KEY), "scenario"), args.out.resolve(),
+                  args.growth)  # fmt: skip
 
 
 @dataclass
@@ -98,7 +110,7 @@ class Bench:
             order = self.config.servers if round_ % 2 == 0 else tuple(reversed(self.config.servers))
             for kind in KINDS:
                 for server in order:
-                    scenarios = [s for s in SCENARIOS if s.kind == kind and server in s.servers
+                    scenarios = [s for s in SCENARIOS if s.kind == kind and s.runs(server, self.config.growth)
                                  and s.key in self.config.scenarios]  # fmt: skip
                     if scenarios:
                         self.run_server(server, kind, scenarios, round_)
@@ -108,6 +120,10 @@ class Bench:
         tag = f"[round {round_ + 1}/{self.config.rounds}] {spec.label} ({kind})"
         log = self.config.out / "logs" / f"r{round_ + 1}-{server}-{kind}.log"
         try:
+            if spec.restart_in_place:  # the first start fills the model cache; the second is the one measured
+                with serve(spec, self.context, kind, log.with_suffix(".first.log")) as first:
+                    print(f"{tag}: first start (fills its cache) ready in "
+                          f"{first.wait_ready(self.config.ready_timeout_s):.1f} s; restarting", flush=True)  # fmt: skip
             with serve(spec, self.context, kind, log) as running:
                 cold_start = running.wait_ready(self.config.ready_timeout_s)
                 after_load = settle(running.process.pid)
@@ -131,8 +147,10 @@ class Bench:
         try:
             if self.config.warmup_s > 0:
                 run_hey(self.hey, running.predict_url, body, scenario.concurrency, self.config.warmup_s)
+            cpu_before = group_cpu_s(running.process.pid)
             result = run_hey(self.hey, running.predict_url, body, scenario.concurrency, self.config.duration_s,
                              log=logs / f"{stem}.hey.txt")  # fmt: skip
+            cpu_s = group_cpu_s(running.process.pid) - cpu_before
         except HarnessError as exc:
             self.harness_errors += 1
             print(f"{tag} {scenario.label}: {exc}", flush=True)
@@ -140,9 +158,12 @@ class Bench:
         memory = running.memory()
         crashed = running.process.poll()
         print(f"{tag} {scenario.label}: {result.ok_per_s:.1f} req/s, p50 {result.percentile_ms(50) or 0:.1f} ms, "
-              f"p99 {result.percentile_ms(99) or 0:.1f} ms, {result.errors} errors", flush=True)  # fmt: skip
+              f"p99 {result.percentile_ms(99) or 0:.1f} ms, {result.errors} errors, {cpu_s:.1f} CPU s",
+              flush=True)  # fmt: skip
         failure = None if crashed is None else f"exited during the run ({crashed})"
-        return Measurement(running.spec.name, scenario.key, round_, result, memory.total_mb, failure)
+        # A group whose processes died mid-run lost their CPU time with them: no charge rather than a wrong one.
+        cpu = cpu_s if crashed is None and cpu_s >= 0 else None
+        return Measurement(running.spec.name, scenario.key, round_, result, memory.total_mb, failure, cpu)
 
     @staticmethod
     def sanity_check(running: RunningServer, body: Path) -> str | None:
@@ -200,6 +221,7 @@ def machine(config: Config, mlserver_status: str) -> dict[str, Any]:
         "rounds": config.rounds,
         "servers": list(config.servers),
         "scenarios": list(config.scenarios),
+        "growth": config.growth,
     }
 
 
@@ -207,9 +229,11 @@ def render(meta: dict[str, Any], bench: Bench) -> tuple[str, dict[str, Any]]:
     labels = {name: spec.label for name, spec in SERVERS.items()}
     summaries = report.summarize(bench.measurements)
     starts = report.summarize_starts(bench.starts)
-    variants = [server for server in report.OURS if server in bench.config.servers]
+    variants = [server for server in OURS if server in bench.config.servers]
     results = report.Results(summaries, starts, {name: spec.workers for name, spec in SERVERS.items()})
     verdicts = report.judge(results, variants)
+    floor_verdicts = report.judge(results, variants, report.FLOOR_GOALS)
+    growth = report.growth_tables(summaries, labels, bench.config.servers) if bench.config.growth else ""
     versions = ", ".join(f"{name} {value}" for name, value in meta["versions"].items())
     text = "\n\n".join([
         f"# make bench: {meta['date']}",
@@ -218,12 +242,18 @@ def render(meta: dict[str, Any], bench: Bench) -> tuple[str, dict[str, Any]]:
         f"{meta['warmup_s']:g} s warm-up, servers interleaved; medians shown. Load: hey, keep-alive, 127.0.0.1.",
         "## Load (RandomForest-100 unless logreg; req/s counts 2xx only; RSS = whole process tree after the run)",
         report.load_table(summaries, labels, bench.config.servers),
+        "## Against the floor, round by round (issue 15; share = median req/s ÷ the floor's at the same rows and "
+        "concurrency; CPU = the server's process group, user + system, during the timed run)",
+        report.floor_table(summaries, labels, bench.config.servers),
         "## Start and memory (cold start = spawn → first 200 from the readiness route)",
         report.start_table(starts, labels),
         "## Our throughput ÷ each peer's, same scenario",
         report.ratio_table(summaries, labels),
         "## Targets (issue 5)",
         report.targets_table(verdicts, variants, labels) if variants else "(no variant of ours was run)",
+        "## Goals (issue 15)",
+        report.targets_table(floor_verdicts, variants, labels) if variants else "(no variant of ours was run)",
+        *(["## Growth (throughput and p99; chart: growth.png)", growth] if growth else []),
     ])  # fmt: skip
     data = {
         "meta": meta,
@@ -231,9 +261,19 @@ def render(meta: dict[str, Any], bench: Bench) -> tuple[str, dict[str, Any]]:
         "starts": [asdict(s) for s in bench.starts],
         "summaries": [asdict(s) for s in summaries.values()],
         "start_summaries": [asdict(s) for s in starts.values()],
-        "targets": {label: dict(zip(variants, cells, strict=False)) for label, cells in verdicts},
+        "targets": {label: dict(zip(variants, cells, strict=False)) for label, cells in verdicts + floor_verdicts},
     }
     return text + "\n", data
+
+
+def write_chart(bench: Bench) -> Path | None:
+    labels = {name: spec.label for name, spec in SERVERS.items()}
+    summaries = report.summarize(bench.measurements)
+    try:
+        return growth_chart(summaries, labels, bench.config.servers, bench.config.chart)
+    except Exception as exc:  # a boundary: the tables are written already and must not be lost to a drawing
+        print(f"the growth chart could not be drawn: {exc!r}", file=sys.stderr)
+        return None
 
 
 class Interrupted(BaseException):
@@ -270,7 +310,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "mlserver" in config.servers:
         mlserver, mlserver_status = ensure_mlserver(config.out / "venvs" / "mlserver",
                                                     config.out / "logs" / "mlserver-install.log")  # fmt: skip
-    context = Context(Path(sys.executable), registry, config.out, mlserver, mlserver_status)
+    feature_repo, feature_repo_status = (None, "not requested")
+    if any(SERVERS[server].feature_repo for server in config.servers):
+        print(f"==> preparing the demo Feast repo under {config.out / 'feature_repo'}", flush=True)
+        try:
+            feature_repo = prepare_feature_repo(config.out / "feature_repo", config.out / "logs" / "feast-prepare.log")
+            feature_repo_status = "prepared"
+        except Exception as exc:  # a boundary: the servers that need it report the reason, the others still run
+            feature_repo_status = f"no Feast repo ({exc!r:.120})"
+    context = Context(Path(sys.executable), registry, config.out, mlserver, mlserver_status,
+                      feature_repo, feature_repo_status)  # fmt: skip
+    shutil.rmtree(context.model_caches, ignore_errors=True)
     bench = Bench(config, hey, context)
     meta = machine(config, mlserver_status)
     interrupted = 0
@@ -283,7 +333,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     text, data = render(meta, bench)
     (config.out / "latest.md").write_text(text)
     (config.out / "latest.json").write_text(json.dumps(data, indent=2, default=str))
-    print("\n" + text + f"\n(written to {config.out / 'latest.md'} and latest.json; took {meta['elapsed_s']:.0f} s)")
+    chart = write_chart(bench) if config.growth else None
+    written = f"{config.out / 'latest.md'}, latest.json" + (f" and {chart.name}" if chart else "")
+    print("\n" + text + f"\n(written to {written}; took {meta['elapsed_s']:.0f} s)")
     return interrupted or (1 if bench.harness_errors else 0)
 
 

@@ -1,18 +1,24 @@
 """The servers under test: how each is launched, spoken to, timed to readiness and stopped.
 
-| name      | what                                                        | protocol                         |
-|-----------|-------------------------------------------------------------|----------------------------------|
-| ours      | ``python -m predictor`` (this project)                      | KServe v1                        |
-| ours-w2   | the same with ``--workers 2``                               | KServe v1                        |
-| baseline  | ``baseline_predictor.py``, the obvious KServe predictor     | KServe v1                        |
-| mlflow    | ``mlflow models serve --env-manager local``                 | POST /invocations (pandas split) |
-| mlserver  | Seldon MLServer + mlserver-mlflow, in its own venv          | Open Inference Protocol (v2)     |
+| name        | what                                                                 | protocol                   |
+|-------------|----------------------------------------------------------------------|----------------------------|
+| floor       | ``floor.py``: bare Starlette + uvicorn, a constant answer (issue 15) | KServe v1                  |
+| ours        | ``python -m predictor`` from the registry, empty model cache         | KServe v1                  |
+| ours-cached | the same restarted in place: started once to fill its model cache,   | KServe v1                  |
+|             | stopped, started again on the same ``--model_cache_dir``             |                            |
+| ours-serve  | ``make serve``'s command as ``make -n serve`` prints it (Feast on),  | KServe v1                  |
+|             | pointed at the bench's registry and Feast repo, restarted cached     |                            |
+| ours-w2     | ours with ``--workers 2``                                            | KServe v1                  |
+| baseline    | ``baseline_predictor.py``, the obvious KServe predictor              | KServe v1                  |
+| mlflow      | ``mlflow models serve --env-manager local``                          | POST /invocations (split)  |
+| mlserver    | Seldon MLServer + mlserver-mlflow, in its own venv                   | Open Inference Protocol v2 |
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -27,6 +33,7 @@ from tests.bench.procs import Memory, free_port, stop_group
 from tests.bench.registry import MODEL_NAMES, BenchRegistry, local_copy
 
 BASELINE_SCRIPT = Path(__file__).with_name("baseline_predictor.py")
+FLOOR_SCRIPT = Path(__file__).with_name("floor.py")
 
 
 @dataclass(frozen=True)
@@ -62,6 +69,13 @@ class Context:
     work: Path  # scratch space under bench-results/
     mlserver: Path | None  # MLServer's executable in its own venv
     mlserver_status: str  # why it is None
+    feature_repo: Path | None = None  # a prepared Feast repo, for `make serve`'s flags
+    feature_repo_status: str = "not requested"  # why it is None
+
+    @property
+    def model_caches(self) -> Path:
+        """Where every start of ours keeps its model cache; emptied at the start of a run."""
+        return self.work / "model-cache"
 
 
 @dataclass(frozen=True)
@@ -81,18 +95,62 @@ def _env(context: Context, **extra: str) -> dict[str, str]:
     return env
 
 
-def _ours(workers: int) -> Launcher:
+def _ours(workers: int = 1, kept_cache: str | None = None) -> Launcher:
+    """``kept_cache``: the name of a model cache that outlives the start (restart in place); else a fresh, empty
+    one per start, so that the cold start measured is a true one."""
+
     def launch(context: Context, kind: ModelKind, ports: Ports) -> Launch:
         argv = [str(context.python), "-m", "predictor", "--model_name", MODEL_NAMES[kind],
                 "--tracking_uri", context.registry.tracking_uri,
                 "--http_port", str(ports.http), "--grpc_port", str(ports.grpc),
-                # a fresh, empty model cache per start: the cold start measured is a true one
-                "--model_cache_dir", str(context.work / f"model-cache-{ports.http}")]  # fmt: skip
+                "--model_cache_dir", str(_model_cache(context, kind, ports, kept_cache))]  # fmt: skip
         if workers > 1:
             argv += ["--workers", str(workers)]
         return Launch(argv, _env(context), Path.cwd())
 
     return launch
+
+
+def _model_cache(context: Context, kind: ModelKind, ports: Ports, kept: str | None) -> Path:
+    return context.model_caches / (f"{kept}-{kind}" if kept else f"fresh-{ports.http}")
+
+
+def _make_serve(context: Context, kind: ModelKind, ports: Ports) -> Launch:
+    """`make serve`'s own command, read from ``make -n serve`` so that a flag added there is measured here too;
+    only where it points is ours: the bench's registry, its prepared Feast repo, a model cache kept across starts."""
+    argv = make_serve_argv(context.python, MODEL_NAMES[kind], ports, Path.cwd())
+    if "--feature_store" in argv and context.feature_repo is None:
+        raise ServerFailed(context.feature_repo_status)
+    for flag, value in (("--tracking_uri", context.registry.tracking_uri),
+                        ("--feature_store", str(context.feature_repo)),
+                        ("--model_cache_dir", str(_model_cache(context, kind, ports, "serve")))):  # fmt: skip
+        if flag in argv:
+            argv[argv.index(flag) + 1] = value
+    return Launch(argv, _env(context), Path.cwd())
+
+
+def make_serve_argv(python: Path, model_name: str, ports: Ports, project: Path) -> list[str]:
+    """The ``python -m predictor ...`` line that ``make serve`` would run (``make -n`` prints, runs nothing)."""
+    variables = [f"PY={python}", f"MODEL_NAME={model_name}", f"HTTP_PORT={ports.http}", f"GRPC_PORT={ports.grpc}"]
+    env = {name: value for name, value in os.environ.items() if name not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+    try:
+        done = subprocess.run(["make", "--no-print-directory", "-n", "serve", *variables], cwd=project, env=env,
+                              capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ServerFailed(f"could not read make serve's command ({exc})") from exc
+    for line in done.stdout.replace("\\\n", " ").splitlines():
+        try:
+            words = shlex.split(line)
+        except ValueError:  # not a command line we could want (an unbalanced quote in an echo)
+            continue
+        if words[1:3] == ["-m", "predictor"]:
+            return words
+    raise ServerFailed(f"make -n serve printed no `-m predictor` line (exit {done.returncode})")
+
+
+def _floor(context: Context, kind: ModelKind, ports: Ports) -> Launch:
+    argv = [str(context.python), str(FLOOR_SCRIPT), "--model_name", MODEL_NAMES[kind], "--http_port", str(ports.http)]
+    return Launch(argv, _env(context), Path.cwd())
 
 
 def _baseline(context: Context, kind: ModelKind, ports: Ports) -> Launch:
@@ -130,12 +188,17 @@ class ServerSpec:
     protocol: Protocol
     workers: int
     launcher: Launcher
+    restart_in_place: bool = False  # started once and stopped before the start that is measured
+    feature_repo: bool = False  # needs Context.feature_repo
 
 
 SERVERS: dict[str, ServerSpec] = {
     spec.name: spec
     for spec in (
-        ServerSpec("ours", "ours", V1, 1, _ours(1)),
+        ServerSpec("floor", "floor: bare Starlette", V1, 1, _floor),
+        ServerSpec("ours", "ours", V1, 1, _ours()),
+        ServerSpec("ours-cached", "ours from its model cache", V1, 1, _ours(kept_cache="cached"), True),
+        ServerSpec("ours-serve", "ours, make serve's flags", V1, 1, _make_serve, True, True),
         ServerSpec("ours-w2", "ours --workers 2", V1, 2, _ours(2)),
         ServerSpec("baseline", "obvious KServe predictor", V1, 1, _baseline),
         ServerSpec("mlflow", "mlflow models serve", MLFLOW, 1, _mlflow),
