@@ -31,7 +31,7 @@ from predictor.metrics import Metrics
 from predictor.models import registry
 from predictor.models.batching import DirectPredictor, MicroBatcher
 from predictor.models.cache import ModelCache
-from predictor.models.flavors import Outputs
+from predictor.models.flavors import PICKLE_FORMATS, Outputs
 from predictor.protocol import grpc, mlflow, v1, v2
 from predictor.protocol.rows import Rows, V2Request, datatype_of
 from predictor.protocol.schema import Schema
@@ -108,13 +108,17 @@ class PredictorModel(Model):
 
         Returns False when it served the locally cached version, which the caller must then revalidate."""
         cached = self.cache.get(self.settings.compile_forest) if self.serving is None else None
+        if cached is not None and not self.settings.allow_pickle and cached.serialization in PICKLE_FORMATS:
+            cached = None  # cached before --allow_pickle false: the registry's copy is refused the same way
         if cached is not None:
             log.info("serving version %s from the local model cache; checking the registry next", cached.version)
             self.activate(self.prepare(cached))
             return False
         source = registry.resolve(self.settings.resolved_model_uri, self.settings.tracking_uri)
         log.info("loading %s (version %s)", source.uri, source.version)
-        self.adopt(registry.load(source, self.settings.tracking_uri, self.settings.compile_forest))
+        self.adopt(
+            registry.load(source, self.settings.tracking_uri, self.settings.compile_forest, self.settings.allow_pickle)
+        )
         return True
 
     def adopt(self, loaded: registry.LoadedModel) -> None:
@@ -129,8 +133,17 @@ class PredictorModel(Model):
             self.previous = replaced
             self.metrics.loaded.labels(self.name, replaced.version).set(0)
         self.metrics.loaded.labels(self.name, serving.version).set(1)
+        model = serving.model
+        self.metrics.model_format.labels(self.name, serving.version, model.flavor, model.serialization).set(1)
         self.ready = True
-        log.info("model %s version %s is serving", self.name, serving.version)
+        log.info(
+            "model %s version %s is serving (flavor %s, stored as %s, %s path)",
+            self.name,
+            serving.version,
+            model.flavor,
+            model.serialization,
+            "float64 matrix" if model.matrix else "typed DataFrame",
+        )
 
     def rollback(self) -> Serving:
         """Swap back to the previously served version (which becomes the one to roll forward to)."""

@@ -177,7 +177,9 @@ def custom_pyfunc() -> OwnModel:
     import mlflow.pyfunc
 
     class Scorer(mlflow.pyfunc.PythonModel):  # type: ignore[misc]
-        def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> pd.DataFrame:
+        # No type hints on purpose: MLflow would read them as the model's signature (one "Any" input)
+        # instead of the DataFrame signature given below.
+        def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
             return _score(model_input)
 
     frame = _data()[["temperature", "site"]].head(4)
@@ -187,9 +189,13 @@ def custom_pyfunc() -> OwnModel:
     frame["active"] = [True, False, True, True]
 
     def save(path: Path) -> None:
-        mlflow.pyfunc.save_model(
-            str(path), python_model=Scorer(), signature=_signature(frame, _score(frame)), pip_requirements=PIP
-        )
+        import warnings
+
+        with warnings.catch_warnings():  # "no input_example": the signature is given, on purpose
+            warnings.simplefilter("ignore", UserWarning)
+            mlflow.pyfunc.save_model(
+                str(path), python_model=Scorer(), signature=_signature(frame, _score(frame)), pip_requirements=PIP
+            )
 
     return OwnModel(
         "custom_pyfunc",

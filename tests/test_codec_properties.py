@@ -24,23 +24,10 @@ from hypothesis import strategies as st
 from hypothesis.configuration import set_hypothesis_home_dir
 from hypothesis.extra.numpy import arrays
 
+from predictor.errors import BadRequest, PayloadTooLarge
 from predictor.protocol import v1, v2
 from predictor.protocol.rows import NUMERIC_DATATYPES, OUTPUT_NAMES, Rows
 from predictor.protocol.schema import MAX_MAGNITUDE, Column, Schema
-
-
-def _doubles(names: tuple[str, ...], **options: Any) -> Schema:
-    return Schema(tuple(Column(name, "double") for name in names), **options)
-
-
-decode_v1 = v1.decode
-
-
-def decode_v2_rest(body: bytes, header_length: str | None, schema: Schema) -> Any:
-    return v2.decode(body, header_length, schema, OUTPUT_NAMES)
-
-
-from predictor.errors import BadRequest, PayloadTooLarge
 
 # Hypothesis keeps caches in ./.hypothesis by default; tests never write into the source tree.
 set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "predictor-hypothesis")
@@ -55,6 +42,19 @@ PROPERTY = settings(
 ROUND_TRIP = settings(PROPERTY, max_examples=100)
 
 NAMES = ("temperature_c", "age_months", "load_ratio")
+
+
+def _doubles(names: tuple[str, ...], **options: Any) -> Schema:
+    return Schema(tuple(Column(name, "double") for name in names), **options)
+
+
+decode_v1 = v1.decode
+
+
+def decode_v2_rest(body: bytes, header_length: str | None, schema: Schema) -> Any:
+    return v2.decode(body, header_length, schema, OUTPUT_NAMES)
+
+
 SCHEMAS = [_doubles(NAMES), _doubles(NAMES, entity_key="equipment_id"), _doubles(("x",), max_instances=3)]
 SCHEMA_IDS = ["plain", "entity", "narrow"]
 KEYS = [

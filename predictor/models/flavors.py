@@ -25,6 +25,7 @@ from predictor.errors import ModelLoadError
 
 Outputs = np.ndarray | dict[str, np.ndarray]
 PACKAGE = "predictive-maintenance-predictor"
+PICKLE_FORMATS = ("pickle", "cloudpickle")  # loading these runs whatever code the file names
 # Flavors whose library is an optional extra of this package (flavor -> import name, extra).
 _EXTRAS = {"xgboost": ("xgboost", "xgboost"), "lightgbm": ("lightgbm", "lightgbm")}
 

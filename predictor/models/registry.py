@@ -113,7 +113,7 @@ def load(
     columns, tensor = from_signature(metadata.signature)
     serialization = flavors.serialization_format(metadata.flavors)
     log.info("version %s is stored as %s (flavors: %s)", source.version, serialization, ", ".join(metadata.flavors))
-    if not allow_pickle and serialization in ("pickle", "cloudpickle"):
+    if not allow_pickle and serialization in flavors.PICKLE_FORMATS:
         raise ModelLoadError(
             f"version {source.version} is stored as {serialization}, and --allow_pickle is false (loading a "
             "pickle runs any code it names). Re-log it with skops: mlflow.sklearn.log_model(model, ..., "

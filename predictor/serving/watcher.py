@@ -59,7 +59,9 @@ class RegistryWatcher:
                     self.model.activate(held)
                     return held.version
                 log.info("registry: %s now names version %s; loading it", source.uri, source.version)
-                self.model.adopt(registry.load(source, settings.tracking_uri, settings.compile_forest))
+                self.model.adopt(
+                    registry.load(source, settings.tracking_uri, settings.compile_forest, settings.allow_pickle)
+                )
                 self.last_error = None
                 return source.version
             except Exception as exc:  # the current version keeps serving
