@@ -122,7 +122,8 @@ def coerce(value: Any, column: Column, where: str) -> Any:
         return None
     kind = column.type
     if kind in ("double", "float"):
-        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        # true/false count as 1.0/0.0 here, as they always have (and as the matrix fast path reads them).
+        if not isinstance(value, (bool, int, float, np.bool_, np.integer, np.floating)):
             raise _wrong(value, column, where, "a number")
         number = float(value)
         if not abs(number) <= MAX_MAGNITUDE:  # also refuses NaN
