@@ -191,11 +191,8 @@ def requested_outputs(outputs: Any, available: Sequence[str]) -> dict[str, bool 
 
 
 def datatype_of(array: np.ndarray) -> str:
-    kind = array.dtype.kind
-    if kind == "b":
-        return "BOOL"
-    if kind in "iu":
-        return "INT64"
-    if kind == "f":
-        return "FP64"
+    """The v2 datatype of exactly this dtype (XGBoost answers float32: FP64 would make gRPC pack it wrongly)."""
+    for name, dtype in NUMERIC_DATATYPES.items():
+        if array.dtype == np.dtype(dtype):
+            return name
     return "BYTES"
