@@ -119,6 +119,12 @@ class Settings:
         "scikit-learn's exact probabilities; ~50x less CPU per call). false: scikit-learn's predict_proba.",
         env="PREDICTOR_COMPILE_FOREST",
     )
+    allow_pickle: bool = _opt(
+        True,
+        "Load models stored as pickle or cloudpickle (loading one runs any code it names). false: only skops, "
+        "native booster formats and other non-pickle formats load; the refusal says how to re-log with skops.",
+        env="PREDICTOR_ALLOW_PICKLE",
+    )
     # --- request limits ---------------------------------------------------------------------------
     max_instances: int = _opt(10_000, "Most rows accepted in one request (413 above).", env="PREDICTOR_MAX_INSTANCES")
     max_body_bytes: int = _opt(

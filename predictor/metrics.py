@@ -26,6 +26,7 @@ class Metrics:
     latency: Histogram
     errors: Counter
     loaded: Gauge
+    model_format: Gauge
     batch_rows: Histogram
     feature_lookup_latency: Histogram
     features_missing: Counter
@@ -58,6 +59,14 @@ class Metrics:
                 MODEL_LABELS,
                 registry=registry,
                 multiprocess_mode="min",  # --workers N: a version counts as loaded only when every worker holds it
+            ),
+            model_format=Gauge(
+                "model_format_info",
+                "1 per loaded version, labelled with its MLflow flavor and how its artefact is serialised "
+                "(skops, cloudpickle, pickle, native ...): pickles run code when loaded.",
+                (*MODEL_LABELS, "flavor", "serialization"),
+                registry=registry,
+                multiprocess_mode="max",
             ),
             batch_rows=Histogram(
                 "model_batch_rows",

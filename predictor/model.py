@@ -1,9 +1,10 @@
 """The kserve.Model: load, then per request decode → features → predict → encode, for v1 and v2 over REST
 and gRPC.
 
-It orchestrates and does no I/O itself: the registry adapter loads, the codec decodes, the feature
-source looks up, the batcher computes. ``self.serving`` is the version in use; a request keeps the
-``Serving`` it started with, so replacing the pointer (hot swap) never disturbs requests in flight.
+It orchestrates and does no I/O itself: the registry adapter loads, the protocol modules decode against
+the typed schema, the feature source looks up, the batcher computes. ``self.serving`` is the version in
+use; a request keeps the ``Serving`` it started with, so replacing the pointer (hot swap) never disturbs
+requests in flight.
 
 KServe's own ``preprocess``/``predict``/``postprocess`` hooks are not overridden: their declared types
 (``dict | InferRequest``) cannot carry our decoded rows, so ``__call__`` runs our stages itself (which
@@ -20,16 +21,20 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pandas as pd
 from kserve.model import InferenceVerb, Model
-from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
+from kserve.protocol.infer_type import InferRequest
 
-from predictor import codec
 from predictor.config import Settings
 from predictor.errors import BadRequest, ModelNotFoundError, ModelNotReadyError, PredictorError
 from predictor.metrics import Metrics
 from predictor.models import registry
 from predictor.models.batching import DirectPredictor, MicroBatcher
 from predictor.models.cache import ModelCache
+from predictor.models.flavors import PICKLE_FORMATS, Outputs
+from predictor.protocol import grpc, mlflow, v1, v2
+from predictor.protocol.rows import Rows, V2Request, datatype_of
+from predictor.protocol.schema import Schema
 
 if TYPE_CHECKING:
     from predictor.features import FeatureSource
@@ -44,6 +49,11 @@ class V1Body:
 
 
 @dataclass(frozen=True)
+class MlflowBody:
+    payload: Any  # parsed JSON of MLflow's scoring protocol (/invocations)
+
+
+@dataclass(frozen=True)
 class V2Body:
     body: bytes
     header_length: str | None  # Inference-Header-Content-Length, when the binary extension is used
@@ -55,7 +65,7 @@ class Serving:
 
     model: registry.LoadedModel
     batcher: MicroBatcher | DirectPredictor
-    schema: codec.Schema  # what requests must match: built once per version, not per request
+    schema: Schema  # what requests must match: built once per version, not per request
 
     @property
     def version(self) -> str:
@@ -64,12 +74,12 @@ class Serving:
 
 @dataclass
 class _Call:
-    payload: V1Body | V2Body | InferRequest
+    payload: V1Body | V2Body | MlflowBody | InferRequest
     serving: Serving
-    rows: codec.Rows | None = None
-    v2: codec.V2Request | None = None
+    rows: Rows | None = None
+    v2: V2Request | None = None
     filled: dict[int, list[str]] = field(default_factory=dict)
-    outputs: np.ndarray | None = None
+    outputs: Outputs | None = None
 
 
 class PredictorModel(Model):
@@ -98,13 +108,17 @@ class PredictorModel(Model):
 
         Returns False when it served the locally cached version, which the caller must then revalidate."""
         cached = self.cache.get(self.settings.compile_forest) if self.serving is None else None
+        if cached is not None and not self.settings.allow_pickle and cached.serialization in PICKLE_FORMATS:
+            cached = None  # cached before --allow_pickle false: the registry's copy is refused the same way
         if cached is not None:
             log.info("serving version %s from the local model cache; checking the registry next", cached.version)
             self.activate(self.prepare(cached))
             return False
         source = registry.resolve(self.settings.resolved_model_uri, self.settings.tracking_uri)
         log.info("loading %s (version %s)", source.uri, source.version)
-        self.adopt(registry.load(source, self.settings.tracking_uri, self.settings.compile_forest))
+        self.adopt(
+            registry.load(source, self.settings.tracking_uri, self.settings.compile_forest, self.settings.allow_pickle)
+        )
         return True
 
     def adopt(self, loaded: registry.LoadedModel) -> None:
@@ -119,8 +133,17 @@ class PredictorModel(Model):
             self.previous = replaced
             self.metrics.loaded.labels(self.name, replaced.version).set(0)
         self.metrics.loaded.labels(self.name, serving.version).set(1)
+        model = serving.model
+        self.metrics.model_format.labels(self.name, serving.version, model.flavor, model.serialization).set(1)
         self.ready = True
-        log.info("model %s version %s is serving", self.name, serving.version)
+        log.info(
+            "model %s version %s is serving (flavor %s, stored as %s, %s path)",
+            self.name,
+            serving.version,
+            model.flavor,
+            model.serialization,
+            "float64 matrix" if model.matrix else "typed DataFrame",
+        )
 
     def rollback(self) -> Serving:
         """Swap back to the previously served version (which becomes the one to roll forward to)."""
@@ -140,10 +163,10 @@ class PredictorModel(Model):
     def prepare(self, loaded: registry.LoadedModel) -> Serving:
         """Build and warm up a ``Serving`` for a newly loaded version, refusing an incompatible signature."""
         current = self.serving
-        if current is not None and loaded.feature_names != current.model.feature_names:
+        if current is not None and loaded.columns != current.model.columns:
             raise PredictorError(
-                f"version {loaded.version} expects features {list(loaded.feature_names)}, but clients send "
-                f"{list(current.model.feature_names)}: not swapping (deploy it under a new model name instead)"
+                f"version {loaded.version} expects columns {_described(loaded)}, but clients send "
+                f"{_described(current.model)}: not swapping (deploy it under a new model name instead)"
             )
         serving = self._serving_for(loaded)
         self._warm_up(serving)
@@ -157,26 +180,32 @@ class PredictorModel(Model):
             )
         else:
             batcher = DirectPredictor(loaded.predict_fn, record)
-        schema = codec.Schema(
-            loaded.feature_names, self.features.entity_key if self.features else None, self.settings.max_instances
+        schema = Schema(
+            loaded.columns,
+            self.features.entity_key if self.features else None,
+            self.settings.max_instances,
+            matrix=loaded.matrix,
+            tensor=loaded.tensor,
         )
         return Serving(loaded, batcher, schema)
 
     @staticmethod
     def _warm_up(serving: Serving) -> None:
         """Readiness means a prediction has succeeded, not merely that a file was read."""
-        defaults = serving.model.feature_defaults
-        row = np.array([[defaults.get(name, 0.0) for name in serving.model.feature_names]])
-        result = serving.model.predict_fn(row)
-        if len(result) != 1:
-            raise PredictorError(f"warm-up prediction returned {len(result)} rows for 1")
+        model = serving.model
+        row = registry.warm_up_row(model.columns, model.feature_defaults, None, [])
+        # A typed row was already predicted while loading (registry.build); this one checks the fast path.
+        result = model.predict_fn(row.astype(np.float64) if model.matrix else row)
+        count = len(next(iter(result.values()))) if isinstance(result, dict) else len(result)
+        if count != 1:
+            raise PredictorError(f"warm-up prediction returned {count} rows for 1")
 
     # ------------------------------------------------------------------------------ requests
     # KServe declares ``InferReturnType`` but its DataPlane unpacks ``(response, headers)``: we return what
     # it unpacks.
     async def __call__(  # type: ignore[override]
         self,
-        body: V1Body | V2Body | InferRequest,
+        body: V1Body | V2Body | MlflowBody | InferRequest,
         headers: dict[str, str] | None = None,
         verb: InferenceVerb = InferenceVerb.PREDICT,
         version: str | None = None,
@@ -216,14 +245,17 @@ class PredictorModel(Model):
 
     async def decode(self, call: _Call) -> _Call:
         schema = call.serving.schema
+        outputs = call.serving.model.output_names
         payload = call.payload
         if isinstance(payload, V1Body):
-            call.rows = codec.decode_v1(payload.payload, schema)
+            call.rows = v1.decode(payload.payload, schema)
+        elif isinstance(payload, MlflowBody):
+            call.rows = mlflow.decode(payload.payload, schema)
         elif isinstance(payload, V2Body):
-            call.v2 = codec.decode_v2_rest(payload.body, payload.header_length, schema)
+            call.v2 = v2.decode(payload.body, payload.header_length, schema, outputs)
             call.rows = call.v2.rows
         elif isinstance(payload, InferRequest):
-            call.v2 = _from_grpc(payload, schema)
+            call.v2 = grpc.decode(payload, schema, outputs)
             call.rows = call.v2.rows
         else:
             raise BadRequest("unsupported request payload")
@@ -231,26 +263,29 @@ class PredictorModel(Model):
             call.filled = await self._fill_from_store(call.rows, call.serving)
         return call
 
-    async def _fill_from_store(self, rows: codec.Rows, serving: Serving) -> dict[int, list[str]]:
+    async def _fill_from_store(self, rows: Rows, serving: Serving) -> dict[int, list[str]]:
         if self.features is None:
             raise BadRequest(
                 "this server has no feature store: send all features, or start it with "
                 "--feature_store PATH to look them up by id"
             )
         assert rows.entity_ids is not None
+        columns = serving.model.columns
+        gaps = np.asarray(pd.isna(rows.values), dtype=bool)  # NaN (matrix) or None (typed rows)
+        gaps[:, [not c.required for c in columns]] = False  # an optional column may stay empty
         positions = [i for i, entity in enumerate(rows.entity_ids) if entity is not None]
-        if len(positions) != rows.count and np.isnan(np.delete(rows.values, positions, axis=0)).any():
+        if len(positions) != rows.count and np.delete(gaps, positions, axis=0).any():
             raise BadRequest("a row without an entity id is missing features")
         ids = [entity for entity in rows.entity_ids if entity is not None]
-        subset = rows.values[positions]
+        subset, holes = rows.values[positions], gaps[positions]
         # Ask only for what some caller left out: features the caller sent override the stored ones.
-        needed = [j for j in range(subset.shape[1]) if np.isnan(subset[:, j]).any()]
+        needed = [j for j in range(subset.shape[1]) if holes[:, j].any()]
         if not needed:
             return {}
-        names = [serving.model.feature_names[j] for j in needed]
+        names = [columns[j].name for j in needed]
         fetched = await self.features.fetch(ids, names, serving.model.feature_defaults)
         block = subset[:, needed]
-        subset[:, needed] = np.where(np.isnan(block), fetched.values, block)
+        subset[:, needed] = np.where(holes[:, needed], fetched.values, block)
         rows.values[positions] = subset
         return {positions[k]: found for k, entity in enumerate(ids) if (found := fetched.filled.get(entity))}
 
@@ -268,36 +303,28 @@ class PredictorModel(Model):
     def encode(self, call: _Call, headers: dict[str, str] | None) -> Any:
         model = call.serving.model
         assert call.outputs is not None
-        predictions, probabilities = _split(call.outputs, model)
+        outputs = _named_outputs(call.outputs, model)
         if self.prediction_log is not None:
-            self._log(call, predictions, probabilities, headers)
-        if isinstance(call.payload, V1Body):
-            return codec.encode_v1(predictions, probabilities, self.name, model.version, call.filled)
-        outputs = {"predictions": predictions}
-        if probabilities is not None:
-            outputs["probabilities"] = probabilities
+            self._log(call, outputs, headers)
+        payload = call.payload
+        if isinstance(payload, V1Body):
+            return v1.encode(outputs, self.name, model.version, call.filled)
+        if isinstance(payload, MlflowBody):
+            return mlflow.encode(outputs, model.output_names if model.frame_outputs else None)
         assert call.v2 is not None
-        if isinstance(call.payload, V2Body):
-            return codec.encode_v2_rest(call.v2, outputs, self.name, model.version)
-        return InferResponse(
-            response_id=call.v2.id,
-            model_name=self.name,
-            model_version=model.version,
-            infer_outputs=[
-                InferOutput(name, list(a.shape), codec.datatype_of(a), data=a) for name, a in outputs.items()
-            ],
-        )
+        if isinstance(payload, V2Body):
+            return v2.encode(call.v2, outputs, self.name, model.version)
+        return grpc.encode(call.v2, outputs, self.name, model.version)
 
-    def _log(
-        self, call: _Call, predictions: np.ndarray, probabilities: np.ndarray | None, headers: dict[str, str] | None
-    ) -> None:
+    def _log(self, call: _Call, outputs: dict[str, np.ndarray], headers: dict[str, str] | None) -> None:
         from predictor.monitoring.prediction_log import PredictionRecord
 
         assert call.rows is not None and self.prediction_log is not None
         if call.v2 is not None:
             request_id, protocol = call.v2.id, "grpc" if isinstance(call.payload, InferRequest) else "v2"
         else:
-            request_id, protocol = (headers or {}).get("x-request-id") or uuid.uuid4().hex, "v1"
+            protocol = "mlflow" if isinstance(call.payload, MlflowBody) else "v1"
+            request_id = (headers or {}).get("x-request-id") or uuid.uuid4().hex
         self.prediction_log.record(
             PredictionRecord(
                 request_id=request_id,
@@ -307,8 +334,8 @@ class PredictorModel(Model):
                 protocol=protocol,
                 feature_names=call.serving.model.feature_names,
                 features=call.rows.values,
-                predictions=predictions,
-                probabilities=probabilities,
+                predictions=outputs.get("predictions", next(iter(outputs.values()))),
+                probabilities=outputs.get("probabilities"),
                 entity_ids=call.rows.entity_ids,
                 filled=call.filled,
             )
@@ -316,26 +343,44 @@ class PredictorModel(Model):
 
     # ------------------------------------------------------------------------------ metadata
     def metadata_inputs(self) -> list[dict[str, Any]]:
+        """What v2 accepts: one [N, F] tensor when every column is numeric, one [N] tensor per column when
+        not all are doubles (both when both fit)."""
         serving = self.serving
         if serving is None:
             return []
-        names = serving.model.feature_names
-        return [
-            {
-                "name": "input-0",
-                "datatype": "FP64",
-                "shape": [-1, len(names)],
-                "parameters": {"feature_names": ",".join(names)},
-            }
-        ]
+        schema = serving.schema
+        inputs: list[dict[str, Any]] = []
+        if schema.numeric:
+            inputs.append(
+                {
+                    "name": "input-0",
+                    "datatype": "FP64",
+                    "shape": [-1, schema.width],
+                    "parameters": {"feature_names": ",".join(schema.feature_names)},
+                }
+            )
+        if not schema.tensor and not all(c.type == "double" for c in schema.columns):
+            inputs += [
+                {
+                    "name": c.name,
+                    "datatype": c.datatype,
+                    "shape": [-1],
+                    "parameters": {"type": c.type, "required": c.required},
+                }
+                for c in schema.columns
+            ]
+        return inputs
 
     def metadata_outputs(self) -> list[dict[str, Any]]:
         serving = self.serving
         if serving is None:
             return []
-        outputs = [{"name": "predictions", "datatype": _class_datatype(serving.model), "shape": [-1]}]
-        if serving.model.classes is not None:
-            outputs.append({"name": "probabilities", "datatype": "FP64", "shape": [-1, len(serving.model.classes)]})
+        model = serving.model
+        types = model.output_types or {"predictions": _class_datatype(model), "probabilities": "FP64"}
+        outputs = []
+        for name in model.output_names:
+            shape = [-1, len(model.classes)] if name == "probabilities" and model.classes is not None else [-1]
+            outputs.append({"name": name, "datatype": types.get(name, "FP64"), "shape": shape})
         return outputs
 
     def get_input_types(self) -> list[dict[str, Any]]:
@@ -345,33 +390,18 @@ class PredictorModel(Model):
         return self.metadata_outputs()
 
 
-def _split(outputs: np.ndarray, model: registry.LoadedModel) -> tuple[np.ndarray, np.ndarray | None]:
+def _named_outputs(outputs: Outputs, model: registry.LoadedModel) -> dict[str, np.ndarray]:
+    """The model's answer, named: labels are ``classes[argmax]`` of the probabilities (one model pass)."""
+    if isinstance(outputs, dict):
+        return outputs
     if model.classes is None:
-        return np.asarray(outputs), None
-    return model.classes[np.argmax(outputs, axis=1)], outputs
+        return {"predictions": np.asarray(outputs)}
+    return {"predictions": model.classes[np.argmax(outputs, axis=1)], "probabilities": outputs}
 
 
 def _class_datatype(model: registry.LoadedModel) -> str:
-    return codec.datatype_of(model.classes) if model.classes is not None else "FP64"
+    return datatype_of(model.classes) if model.classes is not None else "FP64"
 
 
-def _from_grpc(request: InferRequest, schema: codec.Schema) -> codec.V2Request:
-    tensors = []
-    for i, tensor in enumerate(request.inputs):
-        try:
-            array = tensor.as_numpy()
-        except Exception as exc:  # kserve raises plain errors for malformed contents
-            raise BadRequest(f"inputs[{i}] ({tensor.name}) cannot be read as {tensor.datatype}: {exc}") from exc
-        if tensor.datatype == "BYTES":
-            array = np.asarray(
-                [v.decode() if isinstance(v, bytes) else str(v) for v in array.reshape(-1)], dtype=object
-            )
-        expected = int(np.prod(tensor.shape)) if tensor.shape else 1
-        if array.size != expected:
-            raise BadRequest(
-                f"inputs[{i}] ({tensor.name}) has shape {list(tensor.shape)} but carries {array.size} values"
-            )
-        tensors.append(codec.Tensor(tensor.name, tensor.datatype, list(tensor.shape), array.reshape(-1)))
-    if not tensors:
-        raise BadRequest("the request has no inputs")
-    return codec.V2Request(codec.rows_from_tensors(tensors, schema), request.id or str(uuid.uuid4()))
+def _described(model: registry.LoadedModel) -> list[str]:
+    return [f"{c.name} ({c.type}{'' if c.required else ', optional'})" for c in model.columns]

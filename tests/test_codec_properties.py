@@ -1,4 +1,4 @@
-"""Properties of the codec, checked with Hypothesis on the functions themselves (no server).
+"""Properties of the v1 / v2 decoders, checked with Hypothesis on the functions themselves (no server).
 
 1. Whatever JSON arrives, ``decode_v1`` and ``decode_v2_rest`` either return rows — a float64 [N, F]
    array of finite values within float32's range (NaN only where a feature store fills it in) — or raise
@@ -24,8 +24,10 @@ from hypothesis import strategies as st
 from hypothesis.configuration import set_hypothesis_home_dir
 from hypothesis.extra.numpy import arrays
 
-from predictor.codec import MAX_MAGNITUDE, NUMERIC_DATATYPES, Rows, Schema, decode_v1, decode_v2_rest
 from predictor.errors import BadRequest, PayloadTooLarge
+from predictor.protocol import v1, v2
+from predictor.protocol.rows import NUMERIC_DATATYPES, OUTPUT_NAMES, Rows
+from predictor.protocol.schema import MAX_MAGNITUDE, Column, Schema
 
 # Hypothesis keeps caches in ./.hypothesis by default; tests never write into the source tree.
 set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "predictor-hypothesis")
@@ -40,7 +42,20 @@ PROPERTY = settings(
 ROUND_TRIP = settings(PROPERTY, max_examples=100)
 
 NAMES = ("temperature_c", "age_months", "load_ratio")
-SCHEMAS = [Schema(NAMES), Schema(NAMES, entity_key="equipment_id"), Schema(("x",), max_instances=3)]
+
+
+def _doubles(names: tuple[str, ...], **options: Any) -> Schema:
+    return Schema(tuple(Column(name, "double") for name in names), **options)
+
+
+decode_v1 = v1.decode
+
+
+def decode_v2_rest(body: bytes, header_length: str | None, schema: Schema) -> Any:
+    return v2.decode(body, header_length, schema, OUTPUT_NAMES)
+
+
+SCHEMAS = [_doubles(NAMES), _doubles(NAMES, entity_key="equipment_id"), _doubles(("x",), max_instances=3)]
 SCHEMA_IDS = ["plain", "entity", "narrow"]
 KEYS = [
     "instances",

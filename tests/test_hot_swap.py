@@ -106,7 +106,7 @@ def test_an_incompatible_new_version_is_refused_and_the_old_one_keeps_serving(
     MlflowClient().set_registered_model_alias(MODEL_NAME, "production", str(info.registered_model_version))
     status = httpx.post(f"{server.http_url}/admin/reload").json()
     assert status["serving"] == "1"
-    assert "expects features ['a', 'b', 'c']" in status["last_registry_error"]
+    assert "expects columns ['a (double)', 'b (double)', 'c (double)']" in status["last_registry_error"]
     assert (
         httpx.post(f"{server.http_url}/v1/models/{MODEL_NAME}:predict", json={"instances": SEED_ROWS}).status_code
         == 200

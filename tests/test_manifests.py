@@ -181,10 +181,7 @@ def test_the_generated_config_map_reaches_the_inference_service(target: str) -> 
 def test_every_setting_is_one_the_predictor_reads(target: str) -> None:
     settings = settings_of(render(TARGETS[target]))
     known = {spec.metadata["env"] for spec in fields(Settings) if spec.metadata["env"]}
-    # --allow_pickle (issue 12, part 3) is being added beside this change: until it is in predictor/config.py
-    # its variable is allowed here. Once it is, this set is empty and the check is whole again.
-    pending = {"PREDICTOR_ALLOW_PICKLE"} - known
-    unread = set(settings) - known - PROCESS_ENV - pending
+    unread = set(settings) - known - PROCESS_ENV
     assert not unread, f"not read by predictor/config.py: {sorted(unread)}"
     assert {
         "MLFLOW_TRACKING_URI",
@@ -206,8 +203,7 @@ def test_the_settings_parse_as_the_container_would_start(overlay: str) -> None:
         "s = load_settings(sys.argv[1:], json.loads(sys.stdin.read())); "
         "print(json.dumps([s.model_name, s.tracking_uri, s.resolved_model_uri, str(s.feature_store), "
         "s.max_batch_size, s.max_batch_wait_ms, s.log_level, str(s.auth_token_file), s.protect_metrics, "
-        # --allow_pickle is being added beside this change (issue 12, part 3): checked once it exists.
-        "getattr(s, 'allow_pickle', False)]))"
+        "s.allow_pickle]))"
     )
     result = subprocess.run(
         [sys.executable, "-c", code, *box["args"]],

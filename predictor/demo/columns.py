@@ -1,7 +1,7 @@
 """The demo model's input schema: the one list of feature names and what they mean.
 
 The demo data generator, the model signature logged to MLflow and the Feast feature view are all built
-from ``FEATURES``. At serving time the codec reads the names from the *loaded model's signature*, so a
+from ``FEATURES``. At serving time the server reads the names from the *loaded model's signature*, so a
 user's own model with other features needs no change here.
 """
 

@@ -21,6 +21,8 @@ from predictor.demo.columns import ENTITY_KEY, FEATURE_NAMES
 log = logging.getLogger(__name__)
 
 ModelKind = Literal["forest", "logreg"]
+# The non-default types skops must be told to trust when loading each demo model (MLflow lists them).
+SKOPS_TRUSTED_TYPES: dict[str, list[str]] = {"forest": ["sklearn.tree._tree.Tree"], "logreg": []}
 EQUIPMENT_TYPES = ("pump", "compressor", "turbine", "fan")
 
 
@@ -136,8 +138,10 @@ def register_demo_model(
             registered_model_name=name,
             # Training means: what the "fill" missing-feature policy substitutes (read back by registry.py).
             metadata={"feature_defaults": features.mean().round(6).to_dict()},
-            # cloudpickle: skops refuses to load a forest without a list of trusted types.
-            serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_CLOUDPICKLE,
+            # skops: loading it runs no code, so the demo also serves with --allow_pickle false. skops
+            # refuses types beyond its defaults unless they are listed: the forest's trees are the only one.
+            serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_SKOPS,
+            skops_trusted_types=SKOPS_TRUSTED_TYPES[kind],
         )
         version = str(info.registered_model_version)
         client.set_registered_model_alias(name, alias, version)

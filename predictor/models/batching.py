@@ -18,15 +18,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from predictor.models.flavors import Outputs
+
 log = logging.getLogger(__name__)
 
-PredictFn = Callable[[np.ndarray], np.ndarray]
+PredictFn = Callable[[np.ndarray], Outputs]
 
 
 @dataclass
 class _Pending:
     rows: np.ndarray
-    future: asyncio.Future[np.ndarray]
+    future: asyncio.Future[Outputs]
 
 
 class MicroBatcher:
@@ -48,12 +50,12 @@ class MicroBatcher:
         # One thread: model calls are CPU-bound and the GIL would serialise a second one anyway.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
 
-    async def predict(self, rows: np.ndarray) -> np.ndarray:
+    async def predict(self, rows: np.ndarray) -> Outputs:
         loop = asyncio.get_running_loop()
         if self._queue is None:
             self._queue = asyncio.Queue()
             self._worker = loop.create_task(self._run(), name="micro-batcher")
-        future: asyncio.Future[np.ndarray] = loop.create_future()
+        future: asyncio.Future[Outputs] = loop.create_future()
         self._queue.put_nowait(_Pending(rows, future))
         return await future
 
@@ -118,7 +120,7 @@ class MicroBatcher:
         start = 0
         for pending in live:
             end = start + pending.rows.shape[0]
-            _settle(pending.future, outputs[start:end])
+            _settle(pending.future, _rows(outputs, start, end))
             start = end
 
 
@@ -130,7 +132,7 @@ class DirectPredictor:
         self._on_batch = on_batch or (lambda rows: None)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
 
-    async def predict(self, rows: np.ndarray) -> np.ndarray:
+    async def predict(self, rows: np.ndarray) -> Outputs:
         self._on_batch(rows.shape[0])
         return await asyncio.get_running_loop().run_in_executor(self._executor, self._predict, rows)
 
@@ -138,9 +140,13 @@ class DirectPredictor:
         self._executor.shutdown(wait=True)
 
 
-def _settle(
-    future: asyncio.Future[np.ndarray], result: np.ndarray | None = None, exc: BaseException | None = None
-) -> None:
+def _rows(outputs: Outputs, start: int, end: int) -> Outputs:
+    if isinstance(outputs, dict):  # one array per output (a pyfunc answering a DataFrame)
+        return {name: array[start:end] for name, array in outputs.items()}
+    return outputs[start:end]
+
+
+def _settle(future: asyncio.Future[Outputs], result: Outputs | None = None, exc: BaseException | None = None) -> None:
     if future.done():
         return
     if exc is not None:

@@ -2,9 +2,10 @@
 
 Importing MLflow, resolving the alias and downloading the artifacts take ~4 s of a ~7 s cold start. On
 start the server serves the cached version at once (stale-while-revalidate), then asks the registry in
-the background and swaps if the alias has moved meanwhile. Only scikit-learn models are kept, pickled by
-this process into its own directory; any unreadable entry is ignored. A compiled forest is kept as its
-NumPy arrays, so a cached start does not even import scikit-learn.
+the background and swaps if the alias has moved meanwhile. Only scikit-learn-API models are kept, pickled by
+this process into its own directory (trusted whatever ``--allow_pickle`` says: this process wrote it); any
+unreadable entry is ignored. A compiled forest is kept as its NumPy arrays, so a cached start does not
+even import scikit-learn.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import os
 import pickle
 from pathlib import Path
 
-from predictor.models import registry
+from predictor.models import flavors, registry
 from predictor.models.forest import PackedForest
 
 log = logging.getLogger(__name__)
@@ -35,14 +36,20 @@ class ModelCache:
             entry = pickle.loads(self.path.read_bytes())
             if isinstance(entry.get("forest"), PackedForest) and compile_forests:
                 return registry.LoadedModel(
-                    entry["source"], entry["feature_names"], entry["forest"], entry["classes"], entry["defaults"]
+                    entry["source"],
+                    entry["columns"],
+                    entry["forest"],
+                    entry["classes"],
+                    entry["defaults"],
+                    tensor=entry["tensor"],
+                    flavor=entry["flavor"],
+                    serialization=entry["serialization"],
+                    output_names=("predictions", "probabilities"),
                 )
-            return registry.from_estimator(
-                entry["source"],
-                entry["feature_names"],
-                entry["defaults"],
-                pickle.loads(entry["estimator"]),
-                compile_forests,
+            estimator = pickle.loads(entry["estimator"])
+            adapter = flavors.from_estimator(estimator, entry["flavor"], entry["serialization"])
+            return registry.build(
+                entry["source"], entry["columns"], entry["tensor"], entry["defaults"], adapter, compile_forests
             )
         except Exception as exc:  # a cache from another version of the code, a truncated file…
             log.warning("ignoring the model cache %s: %s", self.path, exc)
@@ -53,7 +60,10 @@ class ModelCache:
             return
         entry = {
             "source": loaded.source,
-            "feature_names": loaded.feature_names,
+            "columns": loaded.columns,
+            "tensor": loaded.tensor,
+            "flavor": loaded.flavor,
+            "serialization": loaded.serialization,
             "classes": loaded.classes,
             "defaults": loaded.feature_defaults,
             # pickled on its own: unpickling it imports scikit-learn, which a cached forest does not need

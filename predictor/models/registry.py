@@ -8,14 +8,20 @@ have no registry version: they report the run id (``run-<id8>``) or ``local``.
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from predictor.errors import ModelLoadError
+from predictor.models import flavors
+from predictor.models.flavors import Outputs
+from predictor.protocol.rows import datatype_of
+from predictor.protocol.schema import Column, Schema, from_signature
 
 log = logging.getLogger(__name__)
 
@@ -34,19 +40,31 @@ class ModelSource:
 
 @dataclass(frozen=True)
 class LoadedModel:
-    """A model ready to call: the hot path never touches MLflow or pandas."""
+    """A model ready to call: on the matrix path the hot path never touches MLflow or pandas."""
 
     source: ModelSource
-    feature_names: tuple[str, ...]
-    # rows (float64 [N, F]) -> probabilities [N, C] (or predictions [N] when the model has no predict_proba)
-    predict_fn: Callable[[np.ndarray], np.ndarray]
+    columns: tuple[Column, ...]
+    # rows [N, F] (float64 when ``matrix``, else typed objects) -> probabilities [N, C] for a classifier,
+    # predictions [N] otherwise, or one array per output for a pyfunc answering a DataFrame
+    predict_fn: Callable[[np.ndarray], Outputs]
     classes: np.ndarray | None
-    feature_defaults: dict[str, float] = field(default_factory=dict)
-    estimator: Any = None  # the scikit-learn object, when there is one (what the local cache keeps)
+    feature_defaults: dict[str, Any] = field(default_factory=dict)
+    estimator: Any = None  # the scikit-learn-API object, when there is one (what the local cache keeps)
+    matrix: bool = True  # rows travel as a float64 matrix (see protocol/schema.py)
+    tensor: bool = False  # the signature is one unnamed [N, F] tensor
+    flavor: str = "sklearn"
+    serialization: str = "unknown"  # skops / cloudpickle / pickle / native (...): what loading it trusted
+    output_names: tuple[str, ...] = ("predictions",)
+    frame_outputs: bool = False  # a pyfunc answered a DataFrame: its columns are the outputs
+    output_types: dict[str, str] = field(default_factory=dict)  # output name -> v2 datatype (metadata)
 
     @property
     def version(self) -> str:
         return self.source.version
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns)
 
     @property
     def has_probabilities(self) -> bool:
@@ -74,11 +92,14 @@ def resolve(uri: str, tracking_uri: str) -> ModelSource:
     return ModelSource(uri, "local", str(path.resolve()))
 
 
-def load(source: ModelSource, tracking_uri: str, compile_forests: bool = True) -> LoadedModel:
-    """Download (cached by MLflow) and load the model with its native flavor where we can.
+def load(
+    source: ModelSource, tracking_uri: str, compile_forests: bool = True, allow_pickle: bool = True
+) -> LoadedModel:
+    """Download (cached by MLflow) and load the model natively with its flavor (``flavors.py``).
 
     ``compile_forests``: evaluate random forests with ``predictor.models.forest`` (identical results, far fewer
-    Python calls per prediction) instead of scikit-learn's per-tree loop."""
+    Python calls per prediction) instead of scikit-learn's per-tree loop. ``allow_pickle=False`` refuses
+    models stored as pickle or cloudpickle (loading those runs whatever code the file names)."""
     import mlflow
     from mlflow.models import Model
 
@@ -89,81 +110,141 @@ def load(source: ModelSource, tracking_uri: str, compile_forests: bool = True) -
         metadata = Model.load(str(local_dir))
     except Exception as exc:
         raise ModelLoadError(f"cannot download {source.download_uri}: {_first_line(exc)}") from exc
-    feature_names = _feature_names(metadata)
+    columns, tensor = from_signature(metadata.signature)
+    serialization = flavors.serialization_format(metadata.flavors)
+    log.info("version %s is stored as %s (flavors: %s)", source.version, serialization, ", ".join(metadata.flavors))
+    if not allow_pickle and serialization in flavors.PICKLE_FORMATS:
+        raise ModelLoadError(
+            f"version {source.version} is stored as {serialization}, and --allow_pickle is false (loading a "
+            "pickle runs any code it names). Re-log it with skops: mlflow.sklearn.log_model(model, ..., "
+            'serialization_format="skops", skops_trusted_types=[...the types MLflow lists...])'
+        )
+    adapter = flavors.load(local_dir, metadata.flavors)
     defaults = _feature_defaults(metadata)
-    if "sklearn" in metadata.flavors:
-        import mlflow.sklearn
-
-        estimator = mlflow.sklearn.load_model(str(local_dir))
-        return from_estimator(source, feature_names, defaults, estimator, compile_forests)
-    pyfunc = mlflow.pyfunc.load_model(str(local_dir))
-    return LoadedModel(source, feature_names, _pyfunc_predict(pyfunc, feature_names), None, defaults)
+    return build(source, columns, tensor, defaults, adapter, compile_forests, _example(metadata, local_dir))
 
 
-def from_estimator(
+def build(
     source: ModelSource,
-    feature_names: tuple[str, ...],
-    defaults: dict[str, float],
-    estimator: Any,
+    columns: tuple[Column, ...],
+    tensor: bool,
+    defaults: dict[str, Any],
+    adapter: flavors.Adapter,
     compile_forests: bool = True,
+    example: dict[str, Any] | None = None,
 ) -> LoadedModel:
-    """Wrap a scikit-learn estimator: one ``predict_proba`` pass gives predictions and probabilities."""
-    _drop_fitted_column_names(estimator, feature_names)
-    _single_threaded(estimator)
-    if hasattr(estimator, "predict_proba"):
+    """Choose the matrix or the DataFrame path by trying both on a typed warm-up row, then wrap the model."""
+    typed = Schema(columns, matrix=False)
+    row = warm_up_row(columns, defaults, example, flavors.lightgbm_first_categories(adapter))
+    try:
+        reference = adapter.predict_frame(typed.frame(row))
+    except Exception as exc:
+        raise ModelLoadError(
+            f"the model cannot predict a typed warm-up row {row.tolist()}: {_first_line(exc)}"
+        ) from exc
+    names: tuple[str, ...] = tuple(reference) if isinstance(reference, dict) else ("predictions",)
+    if adapter.classes is not None:
+        names = ("predictions", "probabilities")
+    matrix_fn = _matrix_path(adapter, typed, row, reference)
+    predict: Callable[[np.ndarray], Outputs]
+    if matrix_fn is not None:
         from predictor.models.forest import compile_forest
 
-        predict_proba = (compile_forest(estimator) if compile_forests else None) or estimator.predict_proba
-        return LoadedModel(source, feature_names, predict_proba, np.asarray(estimator.classes_), defaults, estimator)
-    return LoadedModel(source, feature_names, estimator.predict, None, defaults, estimator)
+        compiled = compile_forest(adapter.estimator) if compile_forests and adapter.estimator is not None else None
+        predict = compiled or matrix_fn
+    else:
+        if adapter.restore_names is not None:
+            adapter.restore_names()
+
+        def predict(rows: np.ndarray) -> Outputs:
+            return adapter.predict_frame(typed.frame(rows))  # one DataFrame per micro-batch
+
+    return LoadedModel(
+        source,
+        columns,
+        predict,
+        adapter.classes,
+        feature_defaults=defaults,
+        estimator=adapter.estimator,
+        matrix=matrix_fn is not None,
+        tensor=tensor,
+        flavor=adapter.flavor,
+        serialization=adapter.serialization,
+        output_names=names,
+        frame_outputs=isinstance(reference, dict),
+        output_types=_output_types(reference, adapter.classes),
+    )
 
 
-def _feature_names(metadata: Any) -> tuple[str, ...]:
-    signature = metadata.signature
-    if signature is None or signature.inputs is None or not signature.inputs.has_input_names():
-        raise ModelLoadError(
-            "the model has no input signature with column names; log it with "
-            "signature=mlflow.models.infer_signature(X_train_dataframe, ...)"
-        )
-    return tuple(signature.inputs.input_names())
+def _output_types(reference: Outputs, classes: np.ndarray | None) -> dict[str, str]:
+    if isinstance(reference, dict):
+        return {name: datatype_of(np.asarray(array)) for name, array in reference.items()}
+    if classes is not None:
+        return {"predictions": datatype_of(classes), "probabilities": "FP64"}
+    return {"predictions": datatype_of(np.asarray(reference))}
 
 
-def _feature_defaults(metadata: Any) -> dict[str, float]:
+def _matrix_path(
+    adapter: flavors.Adapter, typed: Schema, row: np.ndarray, reference: Outputs
+) -> Callable[[np.ndarray], Outputs] | None:
+    """The float64 fast path, when every column is numeric and the model answers it exactly as a DataFrame."""
+    if adapter.predict_matrix is None or not typed.numeric:
+        return None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # e.g. "X does not have valid feature names": not on every call
+            answer = adapter.predict_matrix(row.astype(np.float64))
+    except Exception as exc:
+        log.info("the model needs DataFrames (%s)", _first_line(exc))
+        return None
+    if isinstance(answer, dict) or isinstance(reference, dict) or not np.array_equal(answer, reference):
+        return None
+    return adapter.predict_matrix
+
+
+def warm_up_row(
+    columns: tuple[Column, ...], defaults: dict[str, Any], example: dict[str, Any] | None, categories: list[Any]
+) -> np.ndarray:
+    """One typed row (an all-float row fails for long and string columns): the logged input example where
+    there is one, else the logged defaults, else a neutral value of each column's type."""
+    neutral: dict[str, Any] = {
+        "double": 0.0,
+        "float": 0.0,
+        "long": 0,
+        "integer": 0,
+        "boolean": False,
+        "string": "",
+        "datetime": np.datetime64("2000-01-01T00:00:00", "ns"),
+        "binary": b"",
+    }
+    strings = iter(categories)
+    row = np.empty((1, len(columns)), dtype=object)
+    for j, column in enumerate(columns):
+        value = (example or {}).get(column.name, defaults.get(column.name))
+        if value is None and column.type == "string":
+            value = next(strings, None)
+        row[0, j] = neutral[column.type] if value is None else value
+    return row
+
+
+def _example(metadata: Any, local_dir: Path) -> dict[str, Any] | None:
+    try:
+        example = metadata.load_input_example(str(local_dir))
+    except Exception:  # no example, or one this MLflow cannot read: the neutral row will do
+        return None
+    if isinstance(example, pd.DataFrame) and len(example):
+        return {str(k): (None if pd.isna(v) else v) for k, v in example.iloc[0].items()}
+    return None
+
+
+def _feature_defaults(metadata: Any) -> dict[str, Any]:
     """Per-feature fill values logged with the model (``metadata={"feature_defaults": {...}}``), if any."""
     logged = (metadata.metadata or {}).get(FEATURE_DEFAULTS_KEY) or {}
     try:
-        return {str(name): float(value) for name, value in logged.items()}
+        return {str(name): value if isinstance(value, str) else float(value) for name, value in logged.items()}
     except (AttributeError, TypeError, ValueError):
         log.warning("ignoring malformed %s in the model's metadata", FEATURE_DEFAULTS_KEY)
         return {}
-
-
-def _drop_fitted_column_names(estimator: Any, feature_names: tuple[str, ...]) -> None:
-    # The hot path passes NumPy rows already in signature order; sklearn would warn on every call that they
-    # lack the column names it was fitted with. Check the order once here, then drop the names.
-    fitted = getattr(estimator, "feature_names_in_", None)
-    if fitted is None:
-        return
-    if tuple(fitted) != feature_names:
-        raise ModelLoadError(
-            f"the estimator was fitted on columns {list(fitted)} but its signature lists {list(feature_names)}"
-        )
-    del estimator.feature_names_in_
-
-
-def _single_threaded(estimator: Any) -> None:
-    # Micro-batching already fills each call; joblib threads per call only add overhead on small batches.
-    if hasattr(estimator, "n_jobs"):
-        estimator.n_jobs = None
-
-
-def _pyfunc_predict(pyfunc: Any, feature_names: tuple[str, ...]) -> Callable[[np.ndarray], np.ndarray]:
-    import pandas as pd
-
-    def predict(rows: np.ndarray) -> np.ndarray:
-        return np.asarray(pyfunc.predict(pd.DataFrame(rows, columns=list(feature_names))))
-
-    return predict
 
 
 def _first_line(exc: BaseException) -> str:

@@ -66,6 +66,12 @@ class Lifecycle:
             "serving": current.version if current else None,
             "previous": previous.version if previous else None,
             "versions": self.model.versions(),
+            # How each loaded version is stored: a pickle runs code when loaded (see --allow_pickle).
+            "formats": {
+                s.version: {"flavor": s.model.flavor, "serialization": s.model.serialization}
+                for s in (current, previous)
+                if s is not None
+            },
             "last_registry_error": self.watcher.last_error,
         }
 

@@ -1,6 +1,6 @@
 """The OpenAPI 3.1 document at ``GET /openapi.json``: our routes, with the bodies FastAPI cannot see.
 
-Our handlers read raw bodies (the codec parses them), so FastAPI's generated document has no request
+Our handlers read raw bodies (the protocol modules parse them), so FastAPI's generated document has no request
 schemas and promises 422s we never send. This module replaces ``app.openapi`` with a builder that walks
 the routes ``rest.Routes`` registered (the one list of paths) and describes each handler: request and
 response schemas (the Open Inference Protocol's, written from its specification and narrowed to what this
@@ -22,7 +22,8 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
 from predictor import errors
-from predictor.codec import MAX_MAGNITUDE, NUMERIC_DATATYPES, OUTPUT_NAMES
+from predictor.protocol.rows import NUMERIC_DATATYPES, OUTPUT_NAMES
+from predictor.protocol.schema import MAX_MAGNITUDE
 
 JSON = "application/json"
 BINARY = "application/octet-stream"
@@ -329,7 +330,11 @@ def _object(properties: dict[str, Json], *required: str, **extra: Any) -> Json:
 
 STRING, BOOLEAN = {"type": "string"}, {"type": "boolean"}
 NUMBER = {"type": "number"}
-FEATURE = {"type": "number", "minimum": -MAX_MAGNITUDE, "maximum": MAX_MAGNITUDE}  # what the codec accepts
+FEATURE = {
+    "type": "number",
+    "minimum": -MAX_MAGNITUDE,
+    "maximum": MAX_MAGNITUDE,
+}  # what the schema accepts for a double
 OPTIONAL_STRING = {"type": ["string", "null"]}
 DATATYPES = [*NUMERIC_DATATYPES, "BYTES"]
 

@@ -18,7 +18,6 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from predictor import errors, logs
-from predictor.codec import parse_json
 from predictor.errors import (
     BadRequest,
     ModelNotFoundError,
@@ -27,7 +26,8 @@ from predictor.errors import (
     PredictorError,
     UnsupportedMediaType,
 )
-from predictor.model import PredictorModel, V1Body, V2Body
+from predictor.model import MlflowBody, PredictorModel, V1Body, V2Body
+from predictor.protocol.schema import parse_json
 from predictor.serving import webhook
 from predictor.serving.access import AccessControl
 
@@ -113,6 +113,10 @@ class Routes:
             app.add_api_route(prefix, self.v2_metadata, methods=get, tags=["v2"])
             app.add_api_route(prefix + "/ready", self.v2_model_ready, methods=get, tags=["v2"])
             app.add_api_route(prefix + "/infer", self.v2_infer, methods=post, tags=["v2"])
+        # MLflow's scoring protocol, so clients of `mlflow models serve` switch with no change.
+        # Not in our OpenAPI document yet (openapi.OPERATIONS describes every documented route).
+        app.add_api_route("/invocations", self.invocations, methods=post, include_in_schema=False)
+        app.add_api_route("/ping", self.ping, methods=get, include_in_schema=False)
         app.add_api_route("/admin/versions", self.admin_versions, methods=get, tags=["admin"])
         app.add_api_route("/admin/rollback", self.admin_rollback, methods=post, tags=["admin"])
         app.add_api_route("/admin/reload", self.admin_reload, methods=post, tags=["admin"])
@@ -173,6 +177,27 @@ class Routes:
             )
         payload = parse_json(await self._body(request))
         response, _ = await self.model(V1Body(payload), dict(request.headers))
+        return json_response(response, headers=self._closing())
+
+    # ------------------------------------------------------------------------------ MLflow scoring
+    async def ping(self) -> Response:
+        # `mlflow models serve` answers 200 once its model is loaded: so do we (503 before).
+        reason = self.not_ready_reason()
+        if reason is not None:
+            return json_response({"status": "not ready", "error": reason}, status_code=503)
+        return Response("\n", media_type="application/json")
+
+    async def invocations(self, request: Request) -> Response:
+        logs.request_id.set(request.headers.get("x-request-id"))
+        self.access.check(request, "inference")
+        content_type = _media_type(request)
+        if content_type is not None and content_type not in JSON_TYPES:
+            raise UnsupportedMediaType(
+                f"Content-Type {content_type} is not supported here: send JSON (dataframe_split, "
+                "dataframe_records, instances or inputs) with -H 'Content-Type: application/json'"
+            )
+        payload = parse_json(await self._body(request))
+        response, _ = await self.model(MlflowBody(payload), dict(request.headers))
         return json_response(response, headers=self._closing())
 
     # ------------------------------------------------------------------------------ v2

@@ -1,0 +1,166 @@
+"""One adapter per MLflow flavor: load the model natively and say how to call it.
+
+Every adapter answers a DataFrame with the signature's dtypes (``predict_frame``); estimators that are
+happy with a float64 matrix also get ``predict_matrix``, which ``registry`` adopts only after checking,
+on the warm-up rows, that it answers exactly what the DataFrame call answers and warns about nothing.
+A classifier answers probabilities ``[N, C]`` (labels are ``classes[argmax]``, one model pass for both);
+a regressor or a plain pyfunc answers predictions ``[N]``; a pyfunc answering a DataFrame answers one
+output per column.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import importlib.util
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from predictor.errors import ModelLoadError
+
+Outputs = np.ndarray | dict[str, np.ndarray]
+PACKAGE = "predictive-maintenance-predictor"
+PICKLE_FORMATS = ("pickle", "cloudpickle")  # loading these runs whatever code the file names
+# Flavors whose library is an optional extra of this package (flavor -> import name, extra).
+_EXTRAS = {"xgboost": ("xgboost", "xgboost"), "lightgbm": ("lightgbm", "lightgbm")}
+
+
+@dataclass
+class Adapter:
+    flavor: str  # the MLflow flavor it was loaded with
+    serialization: str  # how the artefact is stored: skops, cloudpickle, pickle, native (ubj), ...
+    predict_frame: Callable[[pd.DataFrame], Outputs]
+    predict_matrix: Callable[[np.ndarray], Outputs] | None = None
+    classes: np.ndarray | None = None
+    estimator: Any = None  # the scikit-learn-API object, when there is one
+    restore_names: Callable[[], None] | None = None  # undo what made ``predict_matrix`` possible
+
+
+def serialization_format(flavors: dict[str, Any]) -> str:
+    """How the model's artefact is serialised, read from its MLmodel file (no loading)."""
+    for name in ("sklearn", "lightgbm"):
+        conf = flavors.get(name)
+        if conf is not None:
+            return str(conf.get("serialization_format") or ("native" if name == "lightgbm" else "pickle"))
+    if "xgboost" in flavors:
+        return f"native ({flavors['xgboost'].get('model_format', 'xgb')})"
+    pyfunc = flavors.get("python_function", {})
+    if pyfunc.get("python_model") or pyfunc.get("cloudpickle_version"):
+        # Models-from-code name a .py file; a logged PythonModel instance is a cloudpickle.
+        return "python code" if str(pyfunc.get("python_model", "")).endswith(".py") else "cloudpickle"
+    return "unknown"
+
+
+def load(local_dir: Path, flavors: dict[str, Any]) -> Adapter:
+    serialization = serialization_format(flavors)
+    for flavor in ("sklearn", "xgboost", "lightgbm"):
+        if flavor in flavors:
+            _require(flavor)
+            module = importlib.import_module(f"mlflow.{flavor}")
+            try:
+                model = module.load_model(str(local_dir))
+            except ImportError as exc:
+                raise ModelLoadError(f"the {flavor} model needs a missing package: {exc}") from exc
+            return from_estimator(model, flavor, serialization)
+    import mlflow.pyfunc
+
+    try:
+        pyfunc = mlflow.pyfunc.load_model(str(local_dir))
+    except ModuleNotFoundError as exc:
+        raise ModelLoadError(
+            f"the model needs the Python package {exc.name!r}, which this image lacks; install it next to "
+            f"the server (pip install {exc.name})"
+        ) from exc
+    return Adapter("pyfunc", serialization, _pyfunc_predict(pyfunc))
+
+
+def _require(flavor: str) -> None:
+    if flavor in _EXTRAS and importlib.util.find_spec(_EXTRAS[flavor][0]) is None:
+        module, extra = _EXTRAS[flavor]
+        raise ModelLoadError(
+            f"the model was logged with mlflow.{flavor} and needs the {module} package, which is not installed: "
+            f"pip install '{PACKAGE}[{extra}]'"
+        )
+
+
+def from_estimator(model: Any, flavor: str, serialization: str) -> Adapter:
+    """An adapter over a scikit-learn-API object (scikit-learn, XGBoost, LightGBM)."""
+    _single_threaded(model)
+    classifier = hasattr(model, "predict_proba") and hasattr(model, "classes_")
+    call = model.predict_proba if classifier else model.predict
+    classes = np.asarray(model.classes_) if classifier else None
+    prepare = _lightgbm_categories(model) if flavor == "lightgbm" else (lambda frame: frame)
+
+    def predict_frame(frame: pd.DataFrame) -> Outputs:
+        return np.asarray(call(prepare(frame)))
+
+    adapter = Adapter(flavor, serialization, predict_frame, classes=classes, estimator=model)
+    if flavor == "lightgbm" and getattr(getattr(model, "booster_", None), "pandas_categorical", None):
+        return adapter  # categorical columns need their pandas categories: no matrix path
+    fitted = getattr(model, "feature_names_in_", None)
+    if fitted is not None:
+        # On a float64 matrix scikit-learn would warn, on every call, that the columns lost their names.
+        # A Pipeline's names are a read-only property: it keeps them, and gets DataFrames.
+        try:
+            del model.feature_names_in_
+        except AttributeError:
+            return adapter
+
+        def restore() -> None:
+            model.feature_names_in_ = fitted
+
+        adapter.restore_names = restore
+
+    def predict_matrix(rows: np.ndarray) -> Outputs:
+        return np.asarray(call(rows))
+
+    adapter.predict_matrix = predict_matrix
+    return adapter
+
+
+def _lightgbm_categories(model: Any) -> Callable[[pd.DataFrame], pd.DataFrame]:
+    """LightGBM needs its training categories back (a plain string column is not enough: LightGBM#5244).
+
+    MLflow records ``category`` columns as ``string``; LightGBM keeps the categories of its categorical
+    columns in training-column order, which is the order the signature lists them in."""
+    booster = getattr(model, "booster_", model)
+    categories = getattr(booster, "pandas_categorical", None) or []
+
+    def prepare(frame: pd.DataFrame) -> pd.DataFrame:
+        text = [name for name in frame.columns if frame[name].dtype == object]
+        if not categories or len(text) != len(categories):
+            return frame
+        frame = frame.copy()
+        for name, known in zip(text, categories, strict=True):
+            frame[name] = pd.Categorical(frame[name], categories=known)
+        return frame
+
+    return prepare
+
+
+def lightgbm_first_categories(adapter: Adapter) -> list[Any]:
+    """A known category per categorical column (for a warm-up row LightGBM can read)."""
+    booster = getattr(adapter.estimator, "booster_", adapter.estimator)
+    return [known[0] for known in (getattr(booster, "pandas_categorical", None) or []) if len(known)]
+
+
+def _pyfunc_predict(pyfunc: Any) -> Callable[[pd.DataFrame], Outputs]:
+    def predict(frame: pd.DataFrame) -> Outputs:
+        result = pyfunc.predict(frame)
+        if isinstance(result, pd.DataFrame):
+            return {str(name): result[name].to_numpy() for name in result.columns}
+        return np.asarray(result)
+
+    return predict
+
+
+def _single_threaded(estimator: Any) -> None:
+    # Micro-batching already fills each call; joblib threads per call only add overhead on small batches.
+    if hasattr(estimator, "n_jobs"):
+        with contextlib.suppress(AttributeError):  # a read-only property on some wrappers
+            estimator.n_jobs = None

@@ -1,0 +1,1 @@
+"""Wire formats, each decoding against the one typed schema (``protocol/schema.py``)."""

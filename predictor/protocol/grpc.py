@@ -1,0 +1,60 @@
+"""The Open Inference Protocol over gRPC: KServe's ``InferRequest`` ↔ rows, and outputs → ``InferResponse``."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+import numpy as np
+from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
+
+from predictor.errors import BadRequest
+from predictor.protocol.rows import Tensor, V2Request, datatype_of, requested_outputs, rows_from_tensors
+from predictor.protocol.schema import Schema
+
+
+def decode(request: InferRequest, schema: Schema, outputs: Sequence[str]) -> V2Request:
+    tensors = []
+    for i, tensor in enumerate(request.inputs):
+        try:
+            array = tensor.as_numpy()
+        except Exception as exc:  # kserve raises plain errors for malformed contents
+            raise BadRequest(f"inputs[{i}] ({tensor.name}) cannot be read as {tensor.datatype}: {exc}") from exc
+        if tensor.datatype == "BYTES":
+            text = np.empty(array.size, dtype=object)
+            try:
+                text[:] = [v.decode() if isinstance(v, bytes) else str(v) for v in array.reshape(-1)]
+            except UnicodeDecodeError as exc:
+                raise BadRequest(f"inputs[{i}] ({tensor.name}): a BYTES element is not UTF-8") from exc
+            array = text
+        expected = int(np.prod(tensor.shape)) if tensor.shape else 1
+        if array.size != expected:
+            raise BadRequest(
+                f"inputs[{i}] ({tensor.name}) has shape {list(tensor.shape)} but carries {array.size} values"
+            )
+        tensors.append(Tensor(tensor.name, tensor.datatype, list(tensor.shape), array.reshape(-1)))
+    if not tensors:
+        raise BadRequest("the request has no inputs")
+    asked = [{"name": o.name} for o in request.request_outputs or []]
+    return V2Request(
+        rows_from_tensors(tensors, schema),
+        request.id or str(uuid.uuid4()),
+        requested=requested_outputs(asked or None, outputs),
+    )
+
+
+def encode(request: V2Request, outputs: dict[str, np.ndarray], model_name: str, version: str) -> InferResponse:
+    names = list(request.requested) or list(outputs)
+    return InferResponse(
+        response_id=request.id,
+        model_name=model_name,
+        model_version=version,
+        infer_outputs=[_output(name, outputs[name]) for name in names],
+    )
+
+
+def _output(name: str, array: np.ndarray) -> InferOutput:
+    datatype = datatype_of(array)
+    if datatype == "BYTES":  # kserve serialises BYTES from an object array of bytes
+        array = np.asarray([str(v).encode() for v in array.reshape(-1)], dtype=object).reshape(array.shape)
+    return InferOutput(name, list(array.shape), datatype, data=array)

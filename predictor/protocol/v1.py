@@ -1,0 +1,105 @@
+"""KServe v1: ``{"instances": [...]}`` (or ``"inputs"``) ↔ typed rows.
+
+Each instance is a list in signature order or an object keyed by column, with JSON values of each
+column's type; with a feature store, an object may carry the entity id and any features to override.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from predictor.errors import BadRequest
+from predictor.protocol.rows import Rows
+from predictor.protocol.schema import MAX_MAGNITUDE, Schema, check_count, coerce, kind, show
+
+
+def decode(payload: Any, schema: Schema) -> Rows:
+    if not isinstance(payload, dict):
+        raise BadRequest(f'body must be a JSON object like {{"instances": [[...]]}}, got a JSON {kind(payload)}')
+    key = "instances" if "instances" in payload else "inputs" if "inputs" in payload else None
+    if key is None:
+        raise BadRequest(f'missing key "instances": send {{"instances": [[...], ...]}} with {schema.expected()}')
+    return decode_instances(payload[key], schema, key)
+
+
+def decode_instances(instances: Any, schema: Schema, key: str) -> Rows:
+    if not isinstance(instances, list):
+        raise BadRequest(f'"{key}" must be a list of instances, got a JSON {kind(instances)}')
+    check_count(len(instances), schema, key)
+    fast = _as_matrix(instances, schema) if schema.matrix else None
+    if fast is not None:
+        return Rows(fast)
+    values = schema.empty(len(instances))
+    entity_ids: list[str | None] = [None] * len(instances)
+    for i, instance in enumerate(instances):
+        where = f"{key}[{i}]"
+        if isinstance(instance, list):
+            values[i] = _list_row(instance, schema, where)
+        elif isinstance(instance, dict):
+            entity_ids[i] = _keyed_row(instance, schema, values[i], where)
+        else:
+            raise BadRequest(
+                f"{where} must be a list of {schema.width} values or an object keyed by column "
+                f"name, got a JSON {kind(instance)}"
+            )
+    return Rows(values, entity_ids if any(e is not None for e in entity_ids) else None)
+
+
+def encode(
+    outputs: dict[str, np.ndarray], model_name: str, version: str, filled: dict[int, list[str]] | None = None
+) -> dict[str, Any]:
+    response: dict[str, Any] = {name: array.tolist() for name, array in outputs.items()}
+    response["model_name"] = model_name
+    response["model_version"] = version
+    if filled:
+        response["filled_features"] = {str(row): names for row, names in sorted(filled.items())}
+    return response
+
+
+def _as_matrix(instances: list[Any], schema: Schema) -> np.ndarray | None:
+    """The fast path: a clean list of equal-length numeric lists becomes one array without a Python loop."""
+    try:
+        array = np.asarray(instances)
+    except (ValueError, TypeError):
+        return None
+    if array.ndim != 2 or array.shape[1] != schema.width or array.dtype.kind not in "fiub":
+        return None
+    array = array.astype(np.float64, copy=False)
+    if not (np.abs(array) <= MAX_MAGNITUDE).all():  # also False for NaN and ±inf
+        return None  # the slow path names the offending value
+    integral = [j for j, c in enumerate(schema.columns) if c.type in ("long", "integer")]
+    if integral and (array[:, integral] != np.round(array[:, integral])).any():
+        return None  # 1.5 in a long column: the slow path names it
+    return array
+
+
+def _list_row(instance: list[Any], schema: Schema, where: str) -> list[Any]:
+    if len(instance) != schema.width:
+        raise BadRequest(f"{where} has {len(instance)} values; the model expects {schema.expected()}")
+    row = [coerce(value, column, where) for value, column in zip(instance, schema.columns, strict=True)]
+    return [np.nan if v is None else v for v in row] if schema.matrix else row
+
+
+def _keyed_row(instance: dict[str, Any], schema: Schema, out: np.ndarray, where: str) -> str | None:
+    key = schema.entity_key
+    unknown = [k for k in instance if k not in schema.index and k != key]
+    if unknown:
+        hint = f" or {key}" if key else ""
+        raise BadRequest(f"{where} has unknown keys {unknown}; expected {schema.expected()}{hint}")
+    for j, column in enumerate(schema.columns):
+        if column.name in instance:
+            value = coerce(instance[column.name], column, where)
+            if value is not None:
+                out[j] = value
+    entity_id = instance.get(key) if key else None
+    if entity_id is not None:
+        if not isinstance(entity_id, str) or not entity_id or len(entity_id) > 256:
+            raise BadRequest(f"{where}.{key} must be a non-empty string id, got {show(entity_id)}")
+        return entity_id
+    missing = [c.name for c in schema.columns if c.required and c.name not in instance]
+    if missing:
+        hint = f" (or send {key} to fetch them from the feature store)" if key else ""
+        raise BadRequest(f"{where} is missing required columns {missing}{hint}")
+    return None
