@@ -72,15 +72,7 @@ CASES = [
         grpc.StatusCode.INVALID_ARGUMENT,
         "FP128",
     ),
-    pytest.param(
-        "an unknown output",
-        request(fp64([1, 10], ROW), outputs=["nope"]),
-        grpc.StatusCode.INVALID_ARGUMENT,
-        "nope",
-        marks=pytest.mark.xfail(
-            strict=True, reason="gRPC ignores requested outputs until the typed protocol modules land (issue 11)"
-        ),
-    ),
+    ("an unknown output", request(fp64([1, 10], ROW), outputs=["nope"]), grpc.StatusCode.INVALID_ARGUMENT, "nope"),
     ("an unknown model", request(fp64([1, 10], ROW), model="nope"), grpc.StatusCode.NOT_FOUND, "nope"),
     ("an unknown version", request(fp64([1, 10], ROW), version="99"), grpc.StatusCode.NOT_FOUND, "99"),
     (

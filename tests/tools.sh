@@ -15,7 +15,8 @@
 set -euo pipefail
 
 PYTHON=${PYTHON:-python3.11}
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# Bash alone (no dirname): tests/test_install.py runs this script on a PATH of stand-ins.
+ROOT=$(cd "${BASH_SOURCE[0]%/*}/.." && pwd)
 # Where `pypi:` tools live: one isolated environment each, launchers in .venv/bin. tests/test_policy.py runs
 # them with `uv tool run` and the same UV_TOOL_DIR.
 TOOL_DIR=$ROOT/.venv/tools
@@ -40,11 +41,14 @@ DAEMONS="redis-server prometheus"
 die() { echo "error: $*" >&2; exit 1; }
 
 present() {
-    case $1:$2 in
+    case $1:${2:-} in
         ensurepip:*) "$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1 ;;
         # The pinned version in its tool environment, not just any program of that name on PATH.
-        *:pypi:*) local spec=${2#pypi:}
-                  UV_TOOL_DIR=$TOOL_DIR "$UV" tool list 2>/dev/null | grep -qx "${spec%%==*} v${spec#*==}" ;;
+        *:pypi:*) local spec=${2#pypi:} line
+                  while IFS= read -r line; do
+                      [ "$line" = "${spec%%==*} v${spec#*==}" ] && return 0
+                  done < <(UV_TOOL_DIR=$TOOL_DIR "$UV" tool list 2>/dev/null)
+                  return 1 ;;
         *) command -v "$1" >/dev/null 2>&1 ;;
     esac
 }

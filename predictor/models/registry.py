@@ -137,7 +137,11 @@ def build(
     typed = Schema(columns, matrix=False)
     row = warm_up_row(columns, defaults, example, flavors.lightgbm_first_categories(adapter))
     try:
-        reference = adapter.predict_frame(typed.frame(row))
+        # A probe, not traffic: scikit-learn's "X has feature names, but … was fitted without" (a model fitted on
+        # arrays) is expected here, and the matrix path chosen below is what such a model is then served by.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            reference = adapter.predict_frame(typed.frame(row))
     except Exception as exc:
         raise ModelLoadError(
             f"the model cannot predict a typed warm-up row {row.tolist()}: {_first_line(exc)}"
