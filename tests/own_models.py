@@ -7,6 +7,7 @@ server must answer over every request format.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -197,6 +198,11 @@ def custom_pyfunc() -> OwnModel:
     def save(path: Path) -> None:
         import warnings
 
+        import cloudpickle
+
+        # The server runs in a scratch directory where `tests` is not importable, as a user's server would not
+        # have the user's training code: pickle this module's classes and functions by value.
+        cloudpickle.register_pickle_by_value(sys.modules[__name__])
         with warnings.catch_warnings():  # "no input_example": the signature is given, on purpose
             warnings.simplefilter("ignore", UserWarning)
             mlflow.pyfunc.save_model(
