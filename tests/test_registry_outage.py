@@ -126,7 +126,13 @@ def test_an_mlflow_webhook_swaps_without_polling(tmp_path: Path, monkeypatch) ->
     try:
         registry.start()
         predictor = start_predictor(
-            tracking, tmp_path, "--poll_interval_s", "0", env={"PREDICTOR_WEBHOOK_SECRET": "s3cret"}
+            tracking,
+            tmp_path,
+            "--poll_interval_s",
+            "0",
+            "--access_log",
+            "true",
+            env={"PREDICTOR_WEBHOOK_SECRET": "s3cret"},
         )
         predictor.wait_ready(timeout_s=120)
         MlflowClient(tracking_uri=tracking, registry_uri=tracking).create_webhook(
@@ -142,7 +148,8 @@ def test_an_mlflow_webhook_swaps_without_polling(tmp_path: Path, monkeypatch) ->
             0.3,
             "the webhook-triggered swap",
         )
-        assert "/admin/webhook/mlflow" in predictor.log(200_000)
+        # the access log (on for this test) shows the delivery: MLflow called us, we did not poll
+        assert '"POST /admin/webhook/mlflow HTTP/1.1" 200' in predictor.log(200_000)
         unsigned = httpx.post(f"{predictor.http_url}/admin/webhook/mlflow", json={"entity": "model_version_alias"})
         assert unsigned.status_code == 401
     finally:
