@@ -61,14 +61,23 @@ class Column:
 
     def bin_of(self, values: Any) -> npt.NDArray[np.int64]:
         """The bin index of each value (O(n log bins) for numeric, O(n) hash lookups for categorical)."""
+        array = np.asarray(values).ravel()
         if self.kind == "numeric" and self.edges is not None:
-            numbers = pd.to_numeric(pd.Series(np.asarray(values).ravel()), errors="coerce").to_numpy(np.float64)
+            if array.dtype.kind in "biuf":
+                numbers = array.astype(np.float64)
+            else:  # object columns (typed rows): anything not a number counts as missing
+                numbers = pd.to_numeric(pd.Series(array), errors="coerce").to_numpy(np.float64)
             index = np.searchsorted(self.edges, numbers, side="left").astype(np.int64)
             index[np.isnan(numbers)] = self.bins - 1
             return index
         lookup = {category: i for i, category in enumerate(self.categories)}
         other = len(self.categories)
-        return np.fromiter((lookup.get(_label(v), other) for v in np.asarray(values).ravel()), dtype=np.int64)
+        try:
+            distinct, inverse = np.unique(array, return_inverse=True)  # few distinct values: map those only
+        except TypeError:  # mixed types that do not sort
+            return np.fromiter((lookup.get(_label(v), other) for v in array), dtype=np.int64, count=array.size)
+        mapped = np.fromiter((lookup.get(_label(v), other) for v in distinct), dtype=np.int64, count=distinct.size)
+        return mapped[inverse.ravel()]
 
     def as_json(self) -> dict[str, Any]:
         if self.kind == "numeric" and self.edges is not None:

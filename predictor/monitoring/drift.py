@@ -10,7 +10,7 @@ so each row costs O(columns) once, and sets
 - ``model_feature_drift_psi{model_name, model_version, feature}`` and
 - ``model_prediction_drift_psi{model_name, model_version}``
 
-after each batch it drains, once the window holds ``min_rows`` rows. ``snapshot()`` is the JSON of
+at most once a second (``EXPORT_INTERVAL_S``), once the window holds ``min_rows`` rows. ``snapshot()`` is the JSON of
 ``GET /admin/drift``; ``close()`` stops the worker and removes the version's series (a hot swap builds a new
 monitor for the new version).
 """
@@ -22,6 +22,7 @@ import itertools
 import logging
 import queue
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,9 @@ log = logging.getLogger(__name__)
 DEFAULT_WINDOW_ROWS = 2000
 ALERT_PSI = 0.2  # the alert's threshold (manifests/components/monitoring); 0.1–0.2 is usually read as "watch"
 _STOP = object()
+# The gauges are recomputed at most this often (and on flush): PSI over a 2,000-row window moves slowly, and
+# Prometheus scrapes every 15-30 s.
+EXPORT_INTERVAL_S = 1.0
 
 
 class _Window:
@@ -140,25 +144,37 @@ class DriftMonitor:
         self._metrics.dropped_rows.labels(self.model_name, self.model_version).inc(count)
 
     def _run(self) -> None:
+        dirty, last_export = False, 0.0
         while True:
-            items = [self._queue.get()]
-            while True:  # drain what is there, then update the gauges once
+            try:
+                items = [self._queue.get(timeout=EXPORT_INTERVAL_S)]
+            except queue.Empty:
+                items = []
+            while True:  # drain what is there: one pass per column for all of it
                 try:
                     items.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-            for item in items:
-                if isinstance(item, tuple):
-                    rows, predictions = item
-                    try:
-                        self._add(rows, predictions)
-                    except Exception:  # a boundary: one malformed batch must not stop the worker
-                        log.exception("drift: could not bin %d rows", len(rows))
-            self._export()
-            for item in items:
-                if isinstance(item, threading.Event):
-                    item.set()
-            if any(item is _STOP for item in items):
+            batches = [item for item in items if isinstance(item, tuple)]
+            if batches:
+                dirty = True
+                try:
+                    self._add(*_coalesce(batches))
+                except Exception:  # a boundary: one malformed batch must not stop the worker: retry one by one
+                    for rows, predictions in batches:
+                        try:
+                            self._add(rows, predictions)
+                        except Exception:
+                            log.exception("drift: could not bin %d rows", len(rows))
+            waiting = [item for item in items if isinstance(item, threading.Event)]
+            stopping = any(item is _STOP for item in items)
+            now = time.monotonic()
+            if dirty and (waiting or stopping or now - last_export >= EXPORT_INTERVAL_S):
+                self._export()
+                dirty, last_export = False, now
+            for event in waiting:
+                event.set()
+            if stopping:
                 return
 
     def _add(self, rows: pd.DataFrame | npt.NDArray[Any], predictions: Any) -> None:
@@ -229,6 +245,15 @@ class DriftMonitor:
         for name in self._names:
             _remove(self._metrics.feature_psi, self.model_name, self.model_version, name)
         _remove(self._metrics.prediction_psi, self.model_name, self.model_version)
+
+
+def _coalesce(batches: list[tuple[Any, Any]]) -> tuple[Any, npt.NDArray[Any]]:
+    """Everything drained at once as one frame or matrix, and one prediction vector."""
+    predictions = np.concatenate([np.asarray(p).ravel() for _, p in batches])
+    if all(isinstance(rows, pd.DataFrame) for rows, _ in batches):
+        return pd.concat([rows for rows, _ in batches], ignore_index=True), predictions
+    matrices = [r.to_numpy() if isinstance(r, pd.DataFrame) else np.asarray(r) for r, _ in batches]
+    return np.concatenate(matrices), predictions
 
 
 def _bin_names(column: Column) -> list[str]:

@@ -9,9 +9,10 @@ the splits on one feature are merged into one *slot* ``j`` with
 
 The leaf's share of the conditional expectation ``E[f(x) | x_S]`` is the game
 ``g(S) = v · Π_{j∈S} o_j · Π_{j∉S} z_j``, whose Shapley value for slot ``i`` is
-``v (o_i − z_i) Σ_k k!(d−1−k)!/d! · e_k``, ``e_k`` the coefficients of ``Π_{j≠i} (z_j + o_j t)`` — the
-"extend/unwind" of the paper, done here as a polynomial product and one synthetic division, vectorised over
-every leaf of a path length ``d`` at once. The sum over slots is ``v (Π o − Π z)``, so per row
+``v (o_i − z_i) Σ_k k!(d−1−k)!/d! · e_k``, ``e_k`` the coefficients of ``Π_{j≠i} (z_j + o_j t)`` — what the
+paper's "extend/unwind" computes. Here it is computed as ``v (o_i − z_i) ∫₀¹ Π_{j≠i} (z_j (1−t) + o_j t) dt``
+(the same number: see ``_slot_weights``), by an exact Gauss–Legendre rule, vectorised over every leaf of a
+path length ``d`` at once. The sum over slots is ``v (Π o − Π z)``, so per row
 ``expected_value + Σ φ = f(x)`` exactly (up to float rounding), which the tests check against scikit-learn.
 """
 
@@ -19,7 +20,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from math import factorial
 from typing import Any
 
 import numpy as np
@@ -60,8 +60,9 @@ class _Group:
     z: Floats  # [L, d]
     values: Floats  # [L, K]
     slot_offset: int  # where this group's slots start in the flat slot numbering
-    weights: Floats  # [d]: k!(d-1-k)!/d!
-    inv_z: Floats  # [L, d]: 1 / z, 0 where z = 0
+    nodes: Floats  # [G]: Gauss–Legendre nodes on [0, 1], exact for the degree d−1 integrands
+    weights: Floats  # [G]
+    z_rest: Floats  # [L, d, G]: z (1 − node)
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,7 @@ class TreeEnsemble:
             members = np.flatnonzero(merged.d == d)
             if members.size == 0:
                 continue
-            weights = np.array([factorial(k) * factorial(d - 1 - k) / factorial(d) for k in range(d)])
+            nodes, weights = np.polynomial.legendre.leggauss(d // 2 + 1)
             z = merged.z[members, :d]
             groups.append(
                 _Group(
@@ -105,8 +106,9 @@ class TreeEnsemble:
                     z=z,
                     values=merged.values[members],
                     slot_offset=offset,
-                    weights=weights,
-                    inv_z=np.divide(1.0, z, out=np.zeros_like(z), where=z > 0),
+                    nodes=(nodes + 1) / 2,
+                    weights=weights / 2,
+                    z_rest=z[..., None] * (1.0 - (nodes + 1) / 2),
                 )
             )
             valid = merged.edge_slot[members] >= 0  # [Lg, depth]
@@ -163,7 +165,7 @@ class TreeEnsemble:
         for group in self.groups:
             leaves = group.feature.shape[0]
             o = ones[:, group.slot_offset : group.slot_offset + leaves * group.d].reshape(n_rows, leaves, group.d)
-            weight = _slot_weights(o.astype(np.float64), group.z, group.inv_z, group.weights)  # [N, L, d]
+            weight = _slot_weights(o.astype(np.float64), group.z, group.z_rest, group.nodes, group.weights)  # [N, L, d]
             reached = o.all(axis=2).astype(np.float64)  # the leaf the row lands in
             output += (reached - group.z.prod(axis=1)) @ group.values
             target = (np.arange(n_rows)[:, None, None] * self.n_features + group.feature).ravel()
@@ -176,25 +178,19 @@ class TreeEnsemble:
                 )
 
 
-def _slot_weights(o: Floats, z: Floats, inv_z: Floats, weights: Floats) -> Floats:
-    """``(o_i − z_i) Σ_k w_k e_k(i)`` for every slot ``i`` of every leaf: [N, L, d]."""
-    n_rows, leaves, d = o.shape
-    # coefficients of P(t) = Π_j (z_j + o_j t), lowest power first: [N, L, d+1]
-    poly = np.zeros((n_rows, leaves, d + 1))
-    poly[..., 0] = 1.0
-    for j in range(d):
-        poly[..., 1 : j + 2] = poly[..., 1 : j + 2] * z[:, j, None] + poly[..., : j + 1] * o[..., j, None]
-        poly[..., 0] *= z[:, j]
-    # P / (z_i + o_i t) for every i: when o_i = 0 a division by z_i (z_i = 0 makes the slot's weight
-    # (o_i − z_i)·… = 0 anyway); when o_i = 1 a synthetic division from the top, q_{d-1} = p_d and
-    # q_{k-1} = p_k − z_i q_k.
-    by_z = (poly[..., :d] @ weights)[..., None] * inv_z
-    quotient = np.repeat(poly[..., d : d + 1], d, axis=2)
-    by_division = weights[d - 1] * quotient
-    for k in range(d - 1, 0, -1):
-        quotient = poly[..., k : k + 1] - z * quotient
-        by_division += weights[k - 1] * quotient
-    return (o - z) * np.where(o > 0, by_division, by_z)
+def _slot_weights(o: Floats, z: Floats, z_rest: Floats, nodes: Floats, weights: Floats) -> Floats:
+    """``(o_i − z_i) ∫₀¹ Π_{j≠i} (z_j (1−t) + o_j t) dt`` for every slot ``i`` of every leaf: [N, L, d].
+
+    That integral is the Shapley weighting ``Σ_k k!(d−1−k)!/d! · e_k`` (each weight is the Beta integral
+    ``∫ t^k (1−t)^(d−1−k) dt``), and, the integrand being a polynomial of degree d−1, Gauss–Legendre with
+    ``d//2 + 1`` nodes computes it exactly.
+    """
+    factors = z_rest + o[..., None] * nodes  # [N, L, d, G]; z_rest = z (1 − t), fixed per leaf
+    total = factors.prod(axis=2, keepdims=True)
+    # factors > 0 unless o_j = z_j = 0, where the slot's weight (o_j − z_j)·… is 0 anyway (and the others' total is 0)
+    without = np.divide(total, factors, out=np.zeros_like(factors), where=factors > 0)
+    weighted: Floats = (o - z) * (without @ weights)
+    return weighted
 
 
 @dataclass(frozen=True)
