@@ -33,6 +33,7 @@ def test_bootstrap_registers_a_baseline_and_a_challenger(tmp_path: Path) -> None
     assert "challenger already registered: version 2" in again  # idempotent
 
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
+    mlflow.set_registry_uri(f"sqlite:///{tmp_path}/mlflow.db")  # process-global: another test may have set it
     production = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{NAME}@production"))
     challenger = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{NAME}@challenger"))
     assert (production / "drift_baseline.json").exists() and (challenger / "drift_baseline.json").exists()
