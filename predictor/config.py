@@ -202,6 +202,12 @@ class Settings:
     prediction_log_sample_rate: float = _opt(
         1.0, "Share of requests written to the prediction log (0..1).", env="PREDICTOR_PREDICTION_LOG_SAMPLE_RATE"
     )
+    drift_window_rows: int = _opt(
+        2000,
+        "Live rows each worker compares with the model's training baseline (drift_baseline.json) for the "
+        "model_feature_drift_psi / model_prediction_drift_psi gauges and GET /admin/drift.",
+        env="PREDICTOR_DRIFT_WINDOW_ROWS",
+    )
     # --- multi-worker (set by the supervisor for its workers) --------------------------------------
     worker_state_dir: Path | None = _opt(None, "Shared state of --workers N.", env=WORKER_STATE_ENV, internal=True)
     worker_index: int = _opt(0, "This worker's number.", env=WORKER_INDEX_ENV, internal=True)

@@ -12,7 +12,8 @@
     ├── RateLimited               429  RESOURCE_EXHAUSTED   the client's token bucket is empty (Retry-After)
     ├── ModelNotReadyError        503  UNAVAILABLE          loading, warm-up not passed, registry unreachable
     ├── FeatureStoreUnavailable   503  UNAVAILABLE          the online store cannot be reached
-    └── ModelLoadError            500  INTERNAL             loading failed (readiness stays off; we retry)
+    ├── ModelLoadError            500  INTERNAL             loading failed (readiness stays off; we retry)
+    └── ExplanationNotSupported   501  UNIMPLEMENTED        :explain on a model kind we cannot explain exactly
 
 ``answer(exc)`` gives the HTTP status, gRPC code, message and headers of any exception: ours by their
 class attributes, KServe's own errors by their meaning, anything else as a 500 / INTERNAL that does not
@@ -155,6 +156,14 @@ class ModelLoadError(PredictorError):
     """Loading failed (readiness stays off and the server retries)."""
 
     error_type = "load_failed"
+
+
+class ExplanationNotSupported(PredictorError):
+    """An explanation was asked of a model kind we cannot explain exactly (the message lists those we can)."""
+
+    status = HTTPStatus.NOT_IMPLEMENTED
+    grpc_code = StatusCode.UNIMPLEMENTED
+    error_type = "explanation_not_supported"
 
 
 @dataclass(frozen=True)

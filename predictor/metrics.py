@@ -99,3 +99,99 @@ class Metrics:
                 registry=registry,
             ),
         )
+
+
+# Share of rows / |p_shadow − p_live|: fine near 0, where agreeing models sit.
+PROBABILITY_GAP_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)
+
+
+@dataclass(frozen=True)
+class DriftMetrics:
+    """PSI of live traffic against the training baseline (predictor/monitoring/drift.py).
+
+    With --workers N each worker keeps its own window; the gauges export the largest PSI of the workers
+    (``multiprocess_mode="max"``), which is what the alert should see."""
+
+    feature_psi: Gauge
+    prediction_psi: Gauge
+    dropped_rows: Counter
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry = REGISTRY) -> DriftMetrics:
+        return cls(
+            feature_psi=Gauge(
+                "model_feature_drift_psi",
+                "Population stability index of one input column over the live window vs the training baseline.",
+                (*MODEL_LABELS, "feature"),
+                registry=registry,
+                multiprocess_mode="max",
+            ),
+            prediction_psi=Gauge(
+                "model_prediction_drift_psi",
+                "Population stability index of the predicted classes over the live window vs the training baseline.",
+                MODEL_LABELS,
+                registry=registry,
+                multiprocess_mode="max",
+            ),
+            dropped_rows=Counter(
+                "model_drift_dropped_rows_total",
+                "Rows not added to the drift window (its queue was full).",
+                MODEL_LABELS,
+                registry=registry,
+            ),
+        )
+
+
+@dataclass(frozen=True)
+class ShadowMetrics:
+    """The challenger scored beside the live model (predictor/monitoring/shadow.py). ``model_version`` is
+    the live version, ``shadow_version`` the challenger's."""
+
+    predictions: Counter
+    agreement: Gauge
+    probability_gap: Histogram
+    latency: Histogram
+    errors: Counter
+    dropped: Counter
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry = REGISTRY) -> ShadowMetrics:
+        labels = (*MODEL_LABELS, "shadow_version")
+        return cls(
+            predictions=Counter(
+                "model_shadow_predictions_total", "Rows the shadow model scored.", labels, registry=registry
+            ),
+            agreement=Gauge(
+                "model_shadow_agreement_ratio",
+                "Share of the last N shadow-scored rows where the shadow predicts the live model's class.",
+                labels,
+                registry=registry,
+                multiprocess_mode="min",
+            ),
+            probability_gap=Histogram(
+                "model_shadow_probability_difference",
+                "Per row, the largest |p_shadow − p_live| over the classes.",
+                labels,
+                buckets=PROBABILITY_GAP_BUCKETS,
+                registry=registry,
+            ),
+            latency=Histogram(
+                "model_shadow_latency_seconds",
+                "One shadow model call (a whole request's rows), in seconds.",
+                labels,
+                buckets=LATENCY_BUCKETS,
+                registry=registry,
+            ),
+            errors=Counter(
+                "model_shadow_errors_total",
+                "Shadow model calls that raised or answered an unusable shape (live answers are unaffected).",
+                labels,
+                registry=registry,
+            ),
+            dropped=Counter(
+                "model_shadow_dropped_total",
+                "Requests not shadow-scored because the shadow queue was full.",
+                labels,
+                registry=registry,
+            ),
+        )

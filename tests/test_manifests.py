@@ -374,16 +374,17 @@ def test_pods_carry_the_label_the_network_policy_selects() -> None:
     assert selector[POD_LABEL] == the(objects, "InferenceService")["metadata"]["name"]
 
 
-def test_dashboard_has_the_four_panels_of_the_seed() -> None:
+def test_dashboard_has_the_four_panels_of_the_seed_then_drift_and_shadow() -> None:
     objects = render(MANIFESTS / "overlays" / "prod")
     (dashboard_map,) = [o for o in objects if o["kind"] == "ConfigMap" and "dashboard" in o["metadata"]["name"]]
     assert dashboard_map["metadata"]["labels"]["grafana_dashboard"] == "1"
     (text,) = dashboard_map["data"].values()
     panels = json.loads(text)["panels"]
     titles = [p["title"].lower() for p in panels]
-    assert len(panels) == 4
-    for word, panel in zip(("request rate", "latency", "error rate", "pods"), titles, strict=False):
+    assert len(panels) == 6
+    for word, panel in zip(("request rate", "latency", "error rate", "pods", "drift", "shadow"), titles, strict=True):
         assert word in panel
+    assert len({p["id"] for p in panels}) == len({(p["gridPos"]["x"], p["gridPos"]["y"]) for p in panels}) == 6
     assert [t["legendFormat"] for t in panels[1]["targets"]] == ["P50", "P95", "P99"]
 
 

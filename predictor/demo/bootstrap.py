@@ -1,7 +1,8 @@
 """``python -m predictor.demo.bootstrap``: the local, embedded default that ``make serve`` runs on.
 
 Creates the MLflow registry (SQLite) in the data folder, trains and registers the demo model unless
-``predictive_maintenance@production`` already exists, and builds the Feast repo (SQLite online store)
+``predictive_maintenance@production`` already exists (with its drift baseline), a challenger version under
+``@challenger`` (for ``--shadow_model_uri``) unless that exists, and builds the Feast repo (SQLite online store)
 with the demo telemetry. Idempotent; prints a line per step with its duration.
 """
 
@@ -30,7 +31,7 @@ def step(number: int, total: int, text: str) -> Iterator[None]:
 def bootstrap(
     data_dir: Path, model_name: str = DEFAULT_MODEL_NAME, force: bool = False, with_features: bool = True
 ) -> None:
-    from predictor.demo.training import register_demo_model
+    from predictor.demo.training import CHALLENGER_ALIAS, register_challenger, register_demo_model
 
     data_dir.mkdir(parents=True, exist_ok=True)
     tracking_uri = f"sqlite:///{data_dir}/mlflow.db"
@@ -41,6 +42,11 @@ def bootstrap(
         )
         state = "trained and registered" if registered.created else "already registered"
         print(f"    {state}: version {registered.version} (@production, stage Production)")
+        challenger = register_challenger(
+            tracking_uri, name=model_name, artifact_root=data_dir / "mlartifacts", force=force
+        )
+        state = "trained and registered" if challenger.created else "already registered"
+        print(f"    challenger {state}: version {challenger.version} (@{CHALLENGER_ALIAS}, for --shadow_model_uri)")
     if with_features:
         from predictor.demo.feast_setup import prepare_feature_store
 

@@ -70,13 +70,15 @@ def telemetry_with_ids(count: int = 200, seed: int = 7) -> pd.DataFrame:
     return frame
 
 
-def train(kind: ModelKind = "forest", rows: int = 5000, seed: int = 42) -> Any:  # a fitted sklearn estimator
+def train(
+    kind: ModelKind = "forest", rows: int = 5000, seed: int = 42, n_estimators: int = 100
+) -> Any:  # a fitted sklearn estimator
     from sklearn.ensemble import RandomForestClassifier
     from sklearn.linear_model import LogisticRegression
 
     features, labels = generate_telemetry(rows, seed)
     if kind == "forest":
-        model = RandomForestClassifier(n_estimators=100, max_depth=12, random_state=seed)
+        model = RandomForestClassifier(n_estimators=n_estimators, max_depth=12, random_state=seed)
     else:
         model = LogisticRegression(max_iter=1000)
     # Fitted on a bare array: the server passes NumPy rows in signature order, never a DataFrame.
@@ -98,16 +100,22 @@ def register_demo_model(
     alias: str = "production",
     artifact_root: Path | None = None,
     force: bool = False,
+    seed: int = 42,
+    n_estimators: int = 100,
+    stage: str | None = "Production",
 ) -> Registered:
     """Train and register the demo model unless ``name@alias`` already exists (idempotent).
 
-    Points the alias and the deprecated ``Production`` stage at the new version, since the seed's URIs
-    use both.
+    Points the alias and (unless ``stage`` is None) the deprecated ``Production`` stage at the new version,
+    since the seed's URIs use both. The version carries its drift baseline (``drift_baseline.json``, from the
+    training rows and the model's predictions on them: ``predictor.monitoring.baseline``).
     """
     import mlflow
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
     from mlflow.models import infer_signature
+
+    from predictor.monitoring.baseline import log_drift_baseline
 
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     if not force:
@@ -117,7 +125,7 @@ def register_demo_model(
         except MlflowException:
             pass
     log.info("training the demo %s model on generated telemetry", kind)
-    estimator, features = train(kind)
+    estimator, features = train(kind, seed=seed, n_estimators=n_estimators)
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
     experiment = "predictive-maintenance-demo"
@@ -127,9 +135,9 @@ def register_demo_model(
     mlflow.set_experiment(experiment)
     example = features.head(5)
     signature = infer_signature(example, estimator.predict(example.to_numpy()))
-    with mlflow.start_run(run_name=f"demo-{kind}"), warnings.catch_warnings():
+    with mlflow.start_run(run_name=f"demo-{kind}-{alias}"), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        mlflow.log_params({"kind": kind, "features": len(FEATURE_NAMES)})
+        mlflow.log_params({"kind": kind, "features": len(FEATURE_NAMES), "seed": seed, "n_estimators": n_estimators})
         info = mlflow.sklearn.log_model(
             estimator,
             name="model",
@@ -143,8 +151,31 @@ def register_demo_model(
             serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_SKOPS,
             skops_trusted_types=SKOPS_TRUSTED_TYPES[kind],
         )
+        log_drift_baseline(
+            features, estimator.predict(features.to_numpy()), model_id=info.model_id, tracking_uri=tracking_uri
+        )
         version = str(info.registered_model_version)
         client.set_registered_model_alias(name, alias, version)
-        client.transition_model_version_stage(name, version, "Production", archive_existing_versions=True)
-    log.info("registered %s version %s as @%s and stage Production", name, version, alias)
+        if stage is not None:
+            client.transition_model_version_stage(name, version, stage, archive_existing_versions=True)
+    log.info("registered %s version %s as @%s%s", name, version, alias, f" and stage {stage}" if stage else "")
     return Registered(name, version, created=True)
+
+
+CHALLENGER_ALIAS = "challenger"
+
+
+def register_challenger(
+    tracking_uri: str, name: str = DEFAULT_MODEL_NAME, artifact_root: Path | None = None, force: bool = False
+) -> Registered:
+    """A second forest (another seed, 60 trees) as ``name@challenger``, for ``--shadow_model_uri``; stage untouched."""
+    return register_demo_model(
+        tracking_uri,
+        name=name,
+        alias=CHALLENGER_ALIAS,
+        artifact_root=artifact_root,
+        force=force,
+        seed=7,
+        n_estimators=60,
+        stage=None,
+    )

@@ -1,0 +1,269 @@
+"""Drift of live traffic against the training baseline: PSI per input column and for the predicted classes.
+
+``DriftMonitor.for_model(model_dir, ...)`` reads the baseline logged with the model (``baseline.py``); a model
+without one gets ``None`` and one log line, and exports no drift series. ``observe(rows, predictions)`` is
+called from the request path's tap, after the response: it puts a reference on a bounded queue and returns
+(never blocks, never raises; a full queue drops the rows and counts them). A worker thread bins the rows and
+keeps the last ``window_rows`` rows (``--drift_window_rows``) as a ring of bin indices with running counts,
+so each row costs O(columns) once, and sets
+
+- ``model_feature_drift_psi{model_name, model_version, feature}`` and
+- ``model_prediction_drift_psi{model_name, model_version}``
+
+at most once a second (``EXPORT_INTERVAL_S``), once the window holds ``min_rows`` rows. ``snapshot()`` is the JSON of
+``GET /admin/drift``; ``close()`` stops the worker and removes the version's series (a hot swap builds a new
+monitor for the new version).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import queue
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from predictor.metrics import DriftMetrics
+from predictor.monitoring.baseline import ARTIFACT_NAME, Baseline, Column, psi
+
+log = logging.getLogger(__name__)
+
+DEFAULT_WINDOW_ROWS = 2000
+ALERT_PSI = 0.2  # the alert's threshold (manifests/components/monitoring); 0.1–0.2 is usually read as "watch"
+_STOP = object()
+# The gauges are recomputed at most this often (and on flush): PSI over a 2,000-row window moves slowly, and
+# Prometheus scrapes every 15-30 s.
+EXPORT_INTERVAL_S = 1.0
+
+
+class _Window:
+    """The last ``size`` values of one column as bin indices, with the count per bin kept up to date."""
+
+    def __init__(self, column: Column, size: int) -> None:
+        self.column = column
+        self.ring = np.full(size, -1, dtype=np.int64)  # -1: an empty slot
+        self.counts = np.zeros(column.bins, dtype=np.int64)
+        self.filled = 0
+        self.next = 0
+
+    def add(self, bins: npt.NDArray[np.int64]) -> None:
+        size = self.ring.size
+        bins = bins[-size:]
+        positions = (self.next + np.arange(bins.size)) % size
+        replaced = self.ring[positions]
+        replaced = replaced[replaced >= 0]
+        self.counts += np.bincount(bins, minlength=self.column.bins)
+        self.counts -= np.bincount(replaced, minlength=self.column.bins)
+        self.ring[positions] = bins
+        self.filled = min(size, self.filled + bins.size)
+        self.next = int((self.next + bins.size) % size)
+
+    def shares(self) -> npt.NDArray[np.float64]:
+        return self.counts / max(1, self.filled)
+
+    def psi(self) -> float:
+        return psi(self.column.shares, self.shares())
+
+
+class DriftMonitor:
+    def __init__(
+        self,
+        baseline: Baseline,
+        model_name: str,
+        model_version: str,
+        metrics: DriftMetrics,
+        window_rows: int = DEFAULT_WINDOW_ROWS,
+        min_rows: int = 100,
+        queue_batches: int = 1000,
+    ) -> None:
+        self.baseline = baseline
+        self.model_name, self.model_version = model_name, model_version
+        self._metrics = metrics
+        self.window_rows = window_rows
+        self.min_rows = min(min_rows, window_rows)
+        self._features = [_Window(column, window_rows) for column in baseline.features]
+        self._names = [column.name for column in baseline.features]
+        self._prediction = _Window(baseline.predictions, window_rows)
+        self._lock = threading.Lock()  # the windows: worker vs snapshot()
+        self._drop_lock = threading.Lock()
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=queue_batches)
+        self.observed_rows = 0
+        self.dropped_rows = 0
+        self._worker = threading.Thread(target=self._run, name=f"drift-{model_name}-{model_version}", daemon=True)
+        self._worker.start()
+
+    @classmethod
+    def for_model(
+        cls, model_dir: Path, model_name: str, model_version: str, metrics: DriftMetrics, **options: Any
+    ) -> DriftMonitor | None:
+        """A monitor for the model downloaded to ``model_dir``, or None (logged once) when it has no baseline."""
+        try:
+            baseline = Baseline.from_model_dir(model_dir)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.warning(
+                "model %s version %s: unreadable %s (%s): no drift series",
+                model_name,
+                model_version,
+                ARTIFACT_NAME,
+                exc,
+            )
+            return None
+        if baseline is None:
+            log.info(
+                "model %s version %s has no %s: no drift series (log one with "
+                "predictor.monitoring.baseline.log_drift_baseline)",
+                model_name,
+                model_version,
+                ARTIFACT_NAME,
+            )
+            return None
+        return cls(baseline, model_name, model_version, metrics, **options)
+
+    def observe(self, rows: pd.DataFrame | npt.NDArray[Any], predictions: Sequence[Any] | npt.NDArray[Any]) -> None:
+        """Queue live rows (columns in the baseline's order, or a DataFrame with its names) and their predicted
+        classes. Never blocks, never raises."""
+        try:
+            self._queue.put_nowait((rows, predictions))
+        except queue.Full:
+            self._count_drop(rows)
+        except Exception:  # a boundary: the request path must never fail because of drift monitoring
+            log.exception("drift: could not queue rows")
+
+    def _count_drop(self, rows: Any) -> None:
+        count = len(rows)
+        with self._drop_lock:  # its own lock: the worker's may be held for a whole batch
+            self.dropped_rows += count
+        self._metrics.dropped_rows.labels(self.model_name, self.model_version).inc(count)
+
+    def _run(self) -> None:
+        dirty, last_export = False, 0.0
+        while True:
+            try:
+                items = [self._queue.get(timeout=EXPORT_INTERVAL_S)]
+            except queue.Empty:
+                items = []
+            while True:  # drain what is there: one pass per column for all of it
+                try:
+                    items.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            batches = [item for item in items if isinstance(item, tuple)]
+            if batches:
+                dirty = True
+                try:
+                    self._add(*_coalesce(batches))
+                except Exception:  # a boundary: one malformed batch must not stop the worker: retry one by one
+                    for rows, predictions in batches:
+                        try:
+                            self._add(rows, predictions)
+                        except Exception:
+                            log.exception("drift: could not bin %d rows", len(rows))
+            waiting = [item for item in items if isinstance(item, threading.Event)]
+            stopping = any(item is _STOP for item in items)
+            now = time.monotonic()
+            if dirty and (waiting or stopping or now - last_export >= EXPORT_INTERVAL_S):
+                self._export()
+                dirty, last_export = False, now
+            for event in waiting:
+                event.set()
+            if stopping:
+                return
+
+    def _add(self, rows: pd.DataFrame | npt.NDArray[Any], predictions: Any) -> None:
+        if isinstance(rows, pd.DataFrame):
+            columns = [rows[name].to_numpy() for name in self._names]
+        else:
+            matrix = np.asarray(rows)
+            columns = [matrix[:, i] for i in range(len(self._names))]
+        binned = [window.column.bin_of(values) for window, values in zip(self._features, columns, strict=True)]
+        predicted = self._prediction.column.bin_of(np.asarray(predictions))
+        with self._lock:
+            for window, bins in zip(self._features, binned, strict=True):
+                window.add(bins)
+            self._prediction.add(predicted)
+            self.observed_rows += len(predicted)
+
+    def _export(self) -> None:
+        with self._lock:
+            if self._prediction.filled < self.min_rows:
+                return
+            values = [(name, window.psi()) for name, window in zip(self._names, self._features, strict=True)]
+            prediction = self._prediction.psi()
+        for name, value in values:
+            self._metrics.feature_psi.labels(self.model_name, self.model_version, name).set(value)
+        self._metrics.prediction_psi.labels(self.model_name, self.model_version).set(prediction)
+
+    def flush(self, timeout_s: float = 10.0) -> bool:
+        """Wait until what was queued so far is in the window and the gauges (tests; a final snapshot)."""
+        reached = threading.Event()
+        try:
+            self._queue.put(reached, timeout=timeout_s)
+        except queue.Full:
+            return False
+        return reached.wait(timeout_s)
+
+    def snapshot(self) -> dict[str, Any]:
+        """``GET /admin/drift``: the window, the PSI per column and for the predictions, baseline vs live shares."""
+        with self._lock:
+            ready = self._prediction.filled >= self.min_rows
+
+            def column(window: _Window) -> dict[str, Any]:
+                return {
+                    "psi": round(window.psi(), 6) if ready else None,
+                    "bins": _bin_names(window.column),
+                    "baseline": np.round(window.column.shares, 6).tolist(),
+                    "live": np.round(window.shares(), 6).tolist(),
+                }
+
+            return {
+                "model_name": self.model_name,
+                "model_version": self.model_version,
+                "window_rows": self.window_rows,
+                "rows_in_window": self._prediction.filled,
+                "observed_rows": self.observed_rows,
+                "dropped_rows": self.dropped_rows,
+                "alert_psi": ALERT_PSI,
+                "features": {name: column(window) for name, window in zip(self._names, self._features, strict=True)},
+                "prediction": column(self._prediction),
+            }
+
+    def close(self) -> None:
+        """Stop the worker and remove this version's series."""
+        try:
+            self._queue.put(_STOP, timeout=5)
+            self._worker.join(timeout=5)
+        except queue.Full:
+            log.warning("drift: worker of %s version %s did not stop (queue full)", self.model_name, self.model_version)
+        for name in self._names:
+            _remove(self._metrics.feature_psi, self.model_name, self.model_version, name)
+        _remove(self._metrics.prediction_psi, self.model_name, self.model_version)
+
+
+def _coalesce(batches: list[tuple[Any, Any]]) -> tuple[Any, npt.NDArray[Any]]:
+    """Everything drained at once as one frame or matrix, and one prediction vector."""
+    predictions = np.concatenate([np.asarray(p).ravel() for _, p in batches])
+    if all(isinstance(rows, pd.DataFrame) for rows, _ in batches):
+        return pd.concat([rows for rows, _ in batches], ignore_index=True), predictions
+    matrices = [r.to_numpy() if isinstance(r, pd.DataFrame) else np.asarray(r) for r, _ in batches]
+    return np.concatenate(matrices), predictions
+
+
+def _bin_names(column: Column) -> list[str]:
+    if column.kind == "numeric" and column.edges is not None:
+        edges = [f"{e:.6g}" for e in column.edges]
+        bounds = ["-inf", *edges, "inf"]
+        return [f"({lo}, {hi}]" for lo, hi in itertools.pairwise(bounds)] + ["missing"]
+    return [*column.categories, "other"]
+
+
+def _remove(metric: Any, *labels: str) -> None:
+    with contextlib.suppress(KeyError):  # never exported (the window never reached min_rows)
+        metric.remove(*labels)

@@ -1,0 +1,146 @@
+"""Shadow scoring with two real versions of a classifier: the series grow, agreement is what the two models
+really agree on, and neither a slow nor a failing shadow ever blocks or fails the caller."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import numpy as np
+import pytest
+from prometheus_client import CollectorRegistry
+
+from predictor.demo.training import generate_telemetry, train
+from predictor.metrics import ShadowMetrics
+from predictor.monitoring.shadow import ShadowResult, ShadowScorer
+
+LABELS = {"model_name": "pm", "model_version": "1", "shadow_version": "2"}
+
+
+@pytest.fixture(scope="module")
+def versions() -> tuple[Any, Any]:
+    """Version 1 (the champion) and version 2 (the challenger: another seed, fewer trees)."""
+    from sklearn.ensemble import RandomForestClassifier
+
+    champion, _ = train("forest", rows=2000, seed=1)
+    features, labels = generate_telemetry(2000, seed=2)
+    challenger = RandomForestClassifier(n_estimators=40, max_depth=6, random_state=2).fit(features.to_numpy(), labels)
+    return champion, challenger
+
+
+def value(registry: CollectorRegistry, name: str) -> float:
+    found = registry.get_sample_value(name, LABELS)
+    assert found is not None, name
+    return found
+
+
+def scorer(registry: CollectorRegistry | ShadowMetrics, predict: Any, classes: Any, **options: Any) -> ShadowScorer:
+    metrics = registry if isinstance(registry, ShadowMetrics) else ShadowMetrics.create(registry)
+    return ShadowScorer(predict, classes, "pm", "1", "2", metrics, **options)
+
+
+def test_the_challengers_series_grow_and_agreement_is_the_real_one(versions: tuple[Any, Any]) -> None:
+    champion, challenger = versions
+    registry = CollectorRegistry()
+    results: list[ShadowResult] = []
+    shadow = scorer(registry, challenger.predict_proba, challenger.classes_, on_result=results.append)
+    features, _ = generate_telemetry(1000, seed=9)
+    rows = features.to_numpy()
+    try:
+        for start in range(0, 1000, 20):  # 50 requests of 20 rows, as the live path answers them
+            batch = rows[start : start + 20]
+            live_proba = champion.predict_proba(batch)
+            shadow.submit(batch, champion.classes_[live_proba.argmax(axis=1)], live_proba, f"req-{start}")
+        assert shadow.flush()
+    finally:
+        shadow.close()
+    live_labels = champion.predict(rows)
+    expected_agreement = float(np.mean(live_labels == challenger.predict(rows)))
+    assert 0.7 < expected_agreement < 1.0  # two genuinely different versions
+    assert value(registry, "model_shadow_predictions_total") == 1000
+    assert value(registry, "model_shadow_latency_seconds_count") == 50
+    assert value(registry, "model_shadow_probability_difference_count") == 1000
+    gaps = np.abs(champion.predict_proba(rows) - challenger.predict_proba(rows)).max(axis=1)
+    assert value(registry, "model_shadow_probability_difference_sum") == pytest.approx(gaps.sum())
+    assert registry.get_sample_value("model_shadow_errors_total", LABELS) in (None, 0.0)
+    assert [r.request_id for r in results][:2] == ["req-0", "req-20"]
+    assert np.array_equal(np.concatenate([r.predictions for r in results]).astype(int), challenger.predict(rows))
+    # close() removed the gauge; the snapshot kept the figure
+    assert shadow.snapshot()["agreement_ratio"] == pytest.approx(expected_agreement, abs=1e-6)
+
+
+def test_agreement_is_over_the_last_rows_only(versions: tuple[Any, Any]) -> None:
+    champion, _ = versions
+    registry = CollectorRegistry()
+    shadow = scorer(registry, champion.predict_proba, champion.classes_, agreement_rows=100)
+    rows = generate_telemetry(300, seed=4)[0].to_numpy()
+    labels = champion.predict(rows)
+    try:
+        shadow.submit(rows[:200], 1 - labels[:200], None, "disagrees")  # the live side said the opposite
+        shadow.submit(rows[200:], labels[200:], None, "agrees")
+        assert shadow.flush()
+        assert value(registry, "model_shadow_agreement_ratio") == 1.0
+        assert registry.get_sample_value("model_shadow_probability_difference_count", LABELS) in (None, 0.0)
+    finally:
+        shadow.close()
+
+
+def test_a_failing_shadow_never_reaches_the_caller(versions: tuple[Any, Any]) -> None:
+    champion, _ = versions
+    registry = CollectorRegistry()
+
+    def broken(rows: Any) -> Any:
+        raise RuntimeError("the challenger's artefact is corrupt")
+
+    rows = generate_telemetry(10, seed=5)[0].to_numpy()
+    live = champion.predict_proba(rows)
+    metrics = ShadowMetrics.create(registry)
+    for predict in (broken, lambda r: np.zeros((1, 7))):  # raises; answers a nonsense shape
+        shadow = scorer(metrics, predict, champion.classes_)
+        try:
+            for i in range(5):
+                shadow.submit(rows, live.argmax(axis=1), live, f"r{i}")  # must not raise
+            assert shadow.flush()
+        finally:
+            shadow.close()
+    assert value(registry, "model_shadow_errors_total") == 10
+    assert registry.get_sample_value("model_shadow_predictions_total", LABELS) in (None, 0.0)
+
+
+def test_submit_never_blocks_on_a_slow_shadow_and_counts_its_drops(versions: tuple[Any, Any]) -> None:
+    champion, _ = versions
+    registry = CollectorRegistry()
+    release = threading.Event()
+
+    def stuck(rows: Any) -> Any:
+        release.wait(30)
+        return champion.predict_proba(rows)
+
+    shadow = scorer(registry, stuck, champion.classes_, queue_requests=4)
+    rows = generate_telemetry(5, seed=6)[0].to_numpy()
+    live = champion.predict_proba(rows)
+    try:
+        started = time.perf_counter()
+        for i in range(200):
+            shadow.submit(rows, live.argmax(axis=1), live, f"r{i}")
+        elapsed = time.perf_counter() - started
+        assert elapsed < 1.0  # 200 submits against a stuck shadow: nothing waits for it
+        assert value(registry, "model_shadow_dropped_total") >= 195
+    finally:
+        release.set()
+        shadow.close()
+
+
+def test_the_sample_rate_is_honoured(versions: tuple[Any, Any]) -> None:
+    champion, _ = versions
+    registry = CollectorRegistry()
+    shadow = scorer(registry, champion.predict_proba, champion.classes_, sample_rate=0.0)
+    rows = generate_telemetry(5, seed=7)[0].to_numpy()
+    try:
+        for i in range(20):
+            shadow.submit(rows, np.zeros(5), None, f"r{i}")
+        assert shadow.flush()
+        assert shadow.snapshot()["scored_rows"] == 0
+    finally:
+        shadow.close()
