@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import sqlite3
 import time
 from collections.abc import Mapping, Sequence
@@ -292,8 +293,24 @@ def _duration(seconds: float) -> str:
     return f"{seconds:g} s"
 
 
+# Importing Feast (feast.metrics) puts the whole process into prometheus-client's multiprocess mode by setting
+# these variables; our metrics are not multiprocess unless --workers says so, so they are put back.
+_FEAST_SETS = ("PROMETHEUS_MULTIPROC_DIR", "PROMETHEUS_MULTIPROCESS_DIR")
+
+
+def import_feast() -> None:
+    """Import Feast once, leaving the process's prometheus mode as it was."""
+    before = {name: os.environ.get(name) for name in _FEAST_SETS}
+    import feast.metrics  # noqa: F401  # the module that sets them
+
+    for name, value in before.items():
+        if value is None:
+            os.environ.pop(name, None)
+
+
 def _open_store(repo_path: Path, feature_view: str) -> tuple[FeatureStore, FeatureView]:
     """The repo's store and its ``feature_view``; unreadable → ``FeatureStoreUnavailable``."""
+    import_feast()
     from feast import FeatureStore
     from feast.errors import FeastError
     from feast.repo_config import FeastConfigError

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from predictor.features import import_feast
 from tests.servers import PROJECT_ROOT, SCRATCH_ROOT, STARTED_SESSIONS, PredictorProcess, start_predictor
 
 #: What a run may add to the source tree: the venv, build metadata and the tools' caches.
@@ -130,3 +131,7 @@ def leak_check() -> Iterator[None]:
     problems = [f"still running: pid {pid}: {command}" for pid, command in sorted(left.items())]
     problems += [f"new in the source tree: {entry}" for entry in new]
     assert not problems, "the test run left things behind:\n" + "\n".join(problems)
+
+
+# Feast switches the process to prometheus multiprocess mode when first imported: import it here, undone.
+import_feast()

@@ -27,9 +27,10 @@ def test_bootstrap_registers_a_baseline_and_a_challenger(tmp_path: Path) -> None
     import mlflow.sklearn
 
     command = [sys.executable, "-m", "predictor.demo.bootstrap", "--data_dir", str(tmp_path), "--no_features"]
-    first = subprocess.run(command, capture_output=True, text=True, timeout=600, check=True).stdout
+    # in tmp_path: MLflow writes a stray ./mlruns into the working directory for logged models
+    first = subprocess.run(command, capture_output=True, text=True, timeout=600, check=True, cwd=tmp_path).stdout
     assert "[1/1] demo model" in first and "challenger trained and registered: version 2 (@challenger" in first
-    again = subprocess.run(command, capture_output=True, text=True, timeout=600, check=True).stdout
+    again = subprocess.run(command, capture_output=True, text=True, timeout=600, check=True, cwd=tmp_path).stdout
     assert "challenger already registered: version 2" in again  # idempotent
 
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")

@@ -41,7 +41,9 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     uri = f"sqlite:///{folder}/mlflow.db"
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
-    mlflow.set_experiment(mlflow.create_experiment("drift", artifact_location=(folder / "artifacts").as_uri()))
+    mlflow.set_experiment(
+        experiment_id=mlflow.create_experiment("drift", artifact_location=(folder / "artifacts").as_uri())
+    )
     features, labels = typed_telemetry(3000, seed=1)
     prepare = ColumnTransformer([("type", OneHotEncoder(), ["equipment_type"])], remainder="passthrough")
     model = Pipeline([("prepare", prepare), ("forest", RandomForestClassifier(n_estimators=20, random_state=0))])

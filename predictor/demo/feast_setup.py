@@ -45,6 +45,9 @@ def prepare_feature_store(
     ``telemetry`` has the entity key and the features; ``event_timestamp``/``created`` default to now.
     ``ttl`` overrides the feature view's TTL declared in the definitions (2 days).
     """
+    from predictor.features import import_feast
+
+    import_feast()
     from feast import FeatureStore
 
     target = target_dir.resolve()
