@@ -16,37 +16,15 @@ import httpx
 import pytest
 
 from tests.grpc_calls import code_of, infer_request, stub
-from tests.servers import MODEL_NAME, SEED_ROWS, PredictorProcess, free_port, wait_until
+from tests.servers import MODEL_NAME, SEED_ROWS, PredictorProcess, start_predictor, wait_until
 from tests.tls_files import Authority
 
 PREDICT = f"/v1/models/{MODEL_NAME}:predict"
 
 
 def start_tls_server(tracking_uri: str, tmp_path: Path, *extra: str) -> PredictorProcess:
-    http_port, grpc_port = free_port(), free_port()
-    args = [
-        sys.executable,
-        "-m",
-        "predictor",
-        "--model_name",
-        MODEL_NAME,
-        "--tracking_uri",
-        tracking_uri,
-        "--http_port",
-        str(http_port),
-        "--grpc_port",
-        str(grpc_port),
-        "--model_cache_dir",
-        str(tmp_path / "cache"),
-        "--ssl_certfile",
-        str(tmp_path / "tls.crt"),
-        "--ssl_keyfile",
-        str(tmp_path / "tls.key"),
-        *extra,
-    ]
-    return PredictorProcess(
-        args, tmp_path / "predictor.log", cwd=tmp_path, http_port=http_port, grpc_port=grpc_port
-    ).start()
+    tls = ("--ssl_certfile", str(tmp_path / "tls.crt"), "--ssl_keyfile", str(tmp_path / "tls.key"))
+    return start_predictor(tracking_uri, tmp_path, *tls, *extra)
 
 
 def https_ready(server: PredictorProcess, ca: Path, cert: tuple[str, str] | None = None) -> bool:
