@@ -208,6 +208,17 @@ class Settings:
         "model_feature_drift_psi / model_prediction_drift_psi gauges and GET /admin/drift.",
         env="PREDICTOR_DRIFT_WINDOW_ROWS",
     )
+    # --- shadow scoring -------------------------------------------------------------------------------
+    shadow_model_uri: str | None = _opt(
+        None,
+        "A challenger to score live requests beside the served model, after each response is sent, on its own "
+        "thread (e.g. models:/NAME@challenger; it follows its alias like the served model). Its answers never "
+        "reach clients: model_shadow_* metrics, GET /admin/shadow and the prediction log compare them.",
+        env="PREDICTOR_SHADOW_MODEL_URI",
+    )
+    shadow_sample_rate: float = _opt(
+        1.0, "Share of live requests the shadow model scores (0..1).", env="PREDICTOR_SHADOW_SAMPLE_RATE"
+    )
     # --- multi-worker (set by the supervisor for its workers) --------------------------------------
     worker_state_dir: Path | None = _opt(None, "Shared state of --workers N.", env=WORKER_STATE_ENV, internal=True)
     worker_index: int = _opt(0, "This worker's number.", env=WORKER_INDEX_ENV, internal=True)

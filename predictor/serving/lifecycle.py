@@ -10,9 +10,10 @@ import gc
 import logging
 import threading
 from collections.abc import Callable
+from typing import Any
 
 from predictor.config import Settings
-from predictor.errors import PredictorError
+from predictor.errors import ModelNotFoundError, ModelNotReadyError, PredictorError
 from predictor.model import PredictorModel
 from predictor.serving import workers
 from predictor.serving.watcher import RegistryWatcher
@@ -49,6 +50,8 @@ class Lifecycle:
 
     def start_background(self) -> None:
         _thread(self._load_with_retries, "model-loader")
+        if self.model.challenger is not None:
+            self.model.challenger.start()
         if self.model.features is not None:
             _thread(self._watch_feature_store, "feature-store-check")
 
@@ -74,6 +77,30 @@ class Lifecycle:
             },
             "last_registry_error": self.watcher.last_error,
         }
+
+    def drift(self) -> dict[str, Any]:
+        """``GET /admin/drift``: the served version's window against its training baseline."""
+        serving = self.model.serving
+        if serving is None:
+            raise ModelNotReadyError("model is still loading: drift is measured on the version it serves")
+        if serving.drift is None:
+            return {
+                "model_name": self.model.name,
+                "model_version": serving.version,
+                "monitored": False,
+                "reason": "this version was logged without drift_baseline.json: log one with "
+                "predictor.monitoring.baseline.log_drift_baseline(X_train, predictions)",
+            }
+        return {"monitored": True, **serving.drift.snapshot()}
+
+    def shadow(self) -> dict[str, Any]:
+        """``GET /admin/shadow``: the challenger, or how to configure one."""
+        challenger = self.model.challenger
+        if challenger is None:
+            raise ModelNotFoundError(
+                "no shadow model is configured: start with --shadow_model_uri models:/NAME@challenger"
+            )
+        return challenger.status()
 
     def reload(self) -> None:
         self.watcher.check()

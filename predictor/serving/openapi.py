@@ -304,6 +304,30 @@ OPERATIONS: dict[str, Callable[[], Json]] = {
         "429",
     ),
     "mlflow_webhook": lambda: _webhook_op(),
+    "v1_explain": _op(
+        "v1",
+        "Explain predictions: per instance, how much each input column moved the predicted class's probability",
+        _json(_ref("V1ExplainResponse"), "base_value + the contributions = the predicted class's probability."),
+        *INFERENCE_ERRORS,
+        "501",
+        body=V1_BODY,
+    ),
+    "admin_drift": _op(
+        "admin",
+        "Live rows against the training baseline: population stability index per column and for the predictions",
+        _json({"type": "object"}, "This worker's window; monitored is false for a version without a baseline."),
+        "401",
+        "429",
+        "503",
+    ),
+    "admin_shadow": _op(
+        "admin",
+        "The shadow model (--shadow_model_uri): its version, agreement with the served model, errors",
+        _json({"type": "object"}, "Status of the challenger."),
+        "401",
+        "404",
+        "429",
+    ),
 }
 
 
@@ -428,6 +452,28 @@ def _v1_schemas(names: Sequence[str], entity_key: str | None, max_instances: int
                 },
             },
             "predictions",
+            "model_name",
+            "model_version",
+        ),
+        "V1ExplainResponse": _object(
+            {
+                "explanations": {
+                    "type": "array",
+                    "items": _object(
+                        {
+                            "class": {"type": ["number", "string", "boolean"]},
+                            "base_value": NUMBER,
+                            "contributions": {"type": "object", "additionalProperties": NUMBER},
+                        },
+                        "class",
+                        "base_value",
+                        "contributions",
+                    ),
+                },
+                "model_name": STRING,
+                "model_version": STRING,
+            },
+            "explanations",
             "model_name",
             "model_version",
         ),

@@ -35,6 +35,10 @@ from predictor.serving.access import AccessControl
 class Admin(Protocol):
     def status(self) -> dict[str, Any]: ...
 
+    def drift(self) -> dict[str, Any]: ...
+
+    def shadow(self) -> dict[str, Any]: ...
+
     def reload(self) -> None: ...
 
     def wake(self) -> None: ...
@@ -121,6 +125,9 @@ class Routes:
         app.add_api_route("/admin/rollback", self.admin_rollback, methods=post, tags=["admin"])
         app.add_api_route("/admin/reload", self.admin_reload, methods=post, tags=["admin"])
         app.add_api_route("/admin/webhook/mlflow", self.mlflow_webhook, methods=post, tags=["admin"])
+        app.add_api_route("/v1/models/{model_name}:explain", self.v1_explain, methods=post, tags=["v1"])
+        app.add_api_route("/admin/drift", self.admin_drift, methods=get, tags=["admin"])
+        app.add_api_route("/admin/shadow", self.admin_shadow, methods=get, tags=["admin"])
         # KServe's model-repository extension would unload the only model without any access check.
         app.add_api_route(
             "/v2/repository/models/{model_name}/load", self.repository_load, methods=post, include_in_schema=False
@@ -253,6 +260,31 @@ class Routes:
         self.access.check(request, "admin")
         await asyncio.to_thread(self.admin.reload)
         return json_response(self.admin.status())
+
+    async def admin_drift(self, request: Request) -> Response:
+        """Live rows against the training baseline, per column (this worker's window)."""
+        self.access.check(request, "metrics")
+        return json_response(self.admin.drift())
+
+    async def admin_shadow(self, request: Request) -> Response:
+        """The challenger (--shadow_model_uri): its version, agreement with the served model, errors."""
+        self.access.check(request, "metrics")
+        return json_response(self.admin.shadow())
+
+    # ------------------------------------------------------------------------------ explanations
+    async def v1_explain(self, model_name: str, request: Request) -> Response:
+        """The same bodies as :predict; per row the predicted class, a base value and each input column's
+        contribution, adding up to the predicted probability."""
+        self._check_name(model_name)
+        logs.request_id.set(request.headers.get("x-request-id"))
+        self.access.check(request, "inference")
+        content_type = _media_type(request)
+        if content_type is not None and content_type not in JSON_TYPES:
+            raise UnsupportedMediaType(
+                f"Content-Type {content_type} is not supported: send JSON with -H 'Content-Type: application/json'"
+            )
+        payload = parse_json(await self._body(request))
+        return json_response(await self.model.explanations(V1Body(payload)))
 
     async def mlflow_webhook(self, request: Request) -> Response:
         """MLflow's signed registry events (the signature is the credential: MLflow sends no bearer token)."""
