@@ -7,7 +7,9 @@ No timing is asserted: waits only guard against hangs (the drift and shadow work
 
 from __future__ import annotations
 
+import sys
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ import orjson
 import pytest
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.infer_type import InferResponse
+from sklearn.linear_model import LogisticRegression
 
 from predictor.demo.columns import FEATURE_NAMES
 from predictor.demo.training import generate_telemetry, register_challenger, register_demo_model
@@ -30,9 +33,13 @@ SHIFTED = "temperature_c"
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[PredictorProcess, Path]]:
+def tracking_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return f"sqlite:///{tmp_path_factory.mktemp('watch-registry')}/mlflow.db"
+
+
+@pytest.fixture(scope="module")
+def server(tracking_uri: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[PredictorProcess, Path]]:
     root = tmp_path_factory.mktemp("watch")
-    tracking_uri = f"sqlite:///{root}/mlflow.db"
     register_demo_model(tracking_uri, name=NAME, artifact_root=root / "artifacts")
     register_challenger(tracking_uri, name=NAME, artifact_root=root / "artifacts")
     log_path = root / "predictions.jsonl"
@@ -47,6 +54,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Predictor
         str(WINDOW),
         "--prediction_log",
         str(log_path),
+        "--poll_interval_s",
+        "1",  # the challenger's alias is moved by the last test
         model_name=NAME,
     )
     try:
@@ -89,6 +98,41 @@ def metric(server: PredictorProcess, name: str, **labels: str) -> float | None:
             if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
                 return float(sample.value)
     return None
+
+
+class BreaksOnBatches(LogisticRegression):
+    """A challenger that loads and warms up (one row) but fails on every real request (several rows)."""
+
+    def predict_proba(self, X: Any) -> Any:
+        if len(X) > 1:
+            raise RuntimeError("the challenger broke")
+        return super().predict_proba(X)
+
+
+def register_broken_challenger(tracking_uri: str) -> str:
+    """Version 3 of NAME, a BreaksOnBatches, moved under @challenger; returns its version."""
+    import cloudpickle
+    import mlflow
+    from mlflow import MlflowClient
+    from mlflow.models import infer_signature
+
+    features, labels = generate_telemetry(500, seed=41)
+    model = BreaksOnBatches(max_iter=500).fit(features, labels)
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the server cannot import the tests package
+    mlflow.set_tracking_uri(tracking_uri)
+    with mlflow.start_run(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        info = mlflow.sklearn.log_model(
+            model,
+            name="model",
+            signature=infer_signature(features, model.predict_proba(features.head(1))),
+            serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_CLOUDPICKLE,
+            registered_model_name=NAME,
+            pip_requirements=["mlflow"],
+        )
+    version = str(info.registered_model_version)
+    MlflowClient(tracking_uri).set_registered_model_alias(NAME, "challenger", version)
+    return version
 
 
 def test_explanations_of_the_demo_forest_add_up_over_v1_v2_and_grpc(
@@ -221,3 +265,37 @@ def test_the_challenger_scores_live_traffic_and_its_answers_are_logged_beside_th
         if b'"shadowed-' in line and b'"protocol":"v1"' in line
     ]
     assert len(live) == 100  # the live lines are there too, one per row
+
+
+def test_a_failing_challenger_never_fails_a_live_request(
+    server: tuple[PredictorProcess, Path], tracking_uri: str
+) -> None:
+    """The alias moves to a challenger that raises on every request: it is followed, its errors are counted, and
+    every live answer is still a 200 with the champion's prediction."""
+    process, _ = server
+    broken = register_broken_challenger(tracking_uri)
+    until(
+        lambda: httpx.get(f"{process.http_url}/admin/shadow", timeout=10).json()["shadow_version"] == broken,
+        "the challenger's alias to be followed",
+    )
+    features, _ = generate_telemetry(50, seed=51)
+    rows = features.to_numpy()
+    expected = httpx.post(
+        f"{process.http_url}/v1/models/{NAME}:explain", json={"instances": rows[:5].tolist()}, timeout=30
+    ).json()["explanations"]
+    with httpx.Client(timeout=10) as client:
+        for start in range(0, 50, 5):
+            response = client.post(
+                f"{process.http_url}/v1/models/{NAME}:predict", json={"instances": rows[start : start + 5].tolist()}
+            )
+            assert response.status_code == 200, response.text
+            assert response.json()["model_version"] == "1"
+            if start == 0:
+                assert response.json()["predictions"] == [e["class"] for e in expected]
+    labels = {"model_name": NAME, "model_version": "1", "shadow_version": broken}
+    errors = until(lambda: (v := metric(process, "model_shadow_errors_total", **labels)) and v >= 10 and v, "errors")
+    assert errors >= 10
+    status = httpx.get(f"{process.http_url}/admin/shadow", timeout=10).json()
+    (scorer,) = [s for s in status["scorers"] if s["shadow_version"] == broken]
+    assert scorer["errors"] >= 10 and scorer["scored_rows"] == 0
+    assert httpx.get(f"{process.http_url}/ready", timeout=10).status_code == 200
