@@ -205,7 +205,7 @@ class Settings:
     drift_window_rows: int = _opt(
         2000,
         "Live rows each worker compares with the model's training baseline (drift_baseline.json) for the "
-        "model_feature_drift_psi / model_prediction_drift_psi gauges and GET /admin/drift.",
+        "model_feature_drift_psi / model_prediction_drift_psi gauges and GET /admin/drift. 0 turns drift off.",
         env="PREDICTOR_DRIFT_WINDOW_ROWS",
     )
     # --- shadow scoring -------------------------------------------------------------------------------

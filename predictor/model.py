@@ -207,7 +207,7 @@ class PredictorModel(Model):
         preparation = functools.partial(frame_preparation, flavor=loaded.flavor)
         explainer = OnDemand(loaded.the_estimator, loaded.feature_names, what, preparation)
         drift = None
-        if self.drift_metrics is not None:
+        if self.drift_metrics is not None and self.settings.drift_window_rows > 0:
             window = self.settings.drift_window_rows
             drift = DriftMonitor.for_document(
                 loaded.drift_baseline,
