@@ -84,12 +84,17 @@ class Lifecycle:
         if serving is None:
             raise ModelNotReadyError("model is still loading: drift is measured on the version it serves")
         if serving.drift is None:
+            reason = (
+                "drift monitoring is off (--drift_window_rows 0)"
+                if self.settings.drift_window_rows <= 0
+                else "this version was logged without drift_baseline.json: log one with "
+                "predictor.monitoring.baseline.log_drift_baseline(X_train, predictions)"
+            )
             return {
                 "model_name": self.model.name,
                 "model_version": serving.version,
                 "monitored": False,
-                "reason": "this version was logged without drift_baseline.json: log one with "
-                "predictor.monitoring.baseline.log_drift_baseline(X_train, predictions)",
+                "reason": reason,
             }
         return {"monitored": True, **serving.drift.snapshot()}
 
