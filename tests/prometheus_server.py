@@ -56,10 +56,16 @@ def binary(name: str) -> str:
     return found
 
 
+def scrape(job: str, target: str, metrics_path: str = "/metrics", **labels: str) -> dict[str, Any]:
+    """One scrape config: ``target`` as job ``job``, with extra target ``labels`` (as a pod's would carry)."""
+    static: dict[str, Any] = {"targets": [target], **({"labels": labels} if labels else {})}
+    return {"job_name": job, "metrics_path": metrics_path, "static_configs": [static]}
+
+
 def start_prometheus(
-    directory: Path, targets: Sequence[str], metrics_path: str = "/metrics", rule_files: Sequence[Path] = ()
+    directory: Path, scrape_configs: Sequence[dict[str, Any]], rule_files: Sequence[Path] = ()
 ) -> Prometheus:
-    """Started and ready (bounded wait), or stopped again and an error raised with its log."""
+    """Scraping every second; started and ready (bounded wait), or stopped again and the error raised."""
     directory.mkdir(parents=True, exist_ok=True)
     config = directory / "prometheus.yml"
     config.write_text(
@@ -67,13 +73,7 @@ def start_prometheus(
             {
                 "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
                 "rule_files": [str(rule) for rule in rule_files],
-                "scrape_configs": [
-                    {
-                        "job_name": "predictor",
-                        "metrics_path": metrics_path,
-                        "static_configs": [{"targets": list(targets)}],
-                    }
-                ],
+                "scrape_configs": list(scrape_configs),
             }
         )
     )

@@ -20,7 +20,7 @@ import httpx
 import numpy as np
 
 from predictor.demo.training import generate_telemetry, register_demo_model
-from tests.prometheus_server import Prometheus, start_prometheus
+from tests.prometheus_server import Prometheus, scrape, start_prometheus
 from tests.servers import start_predictor
 
 NAME = "predictive_maintenance"
@@ -46,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
         prometheus: Prometheus | None = None
         try:
             server.wait_ready()
-            prometheus = start_prometheus(root / "prometheus", [f"127.0.0.1:{server.http_port}"])
+            target = f"127.0.0.1:{server.http_port}"
+            prometheus = start_prometheus(root / "prometheus", [scrape("predictor", target)])
             print(f"==> serving on :{server.http_port}, Prometheus on {prometheus.url}", flush=True)
             started = time.time()
             boundaries = _traffic(server.http_url, options.phase_s, options.rps)
