@@ -23,10 +23,12 @@ from typing import Any
 
 from fastapi import FastAPI
 from kserve.model_server import ModelServer
+from starlette.types import ASGIApp
 
 from predictor.config import Settings
 from predictor.model import PredictorModel
 from predictor.serving.access import AccessControl
+from predictor.serving.fast_path import FastPath
 from predictor.serving.grpc_door import Door, GrpcServer, Health, Servicer
 from predictor.serving.kserve_seam import HttpServer
 from predictor.serving.lifecycle import Lifecycle
@@ -87,6 +89,7 @@ class PredictorServer(ModelServer):
             ssl_ca_certs=settings.ssl_ca_certs,
             register_routes=self._register_routes,
             add_exception_handlers=self._add_exception_handlers,
+            front=self._fast_path,
         )
         shared = _reuse_port_socket(settings.host, self.http_port) if settings.worker_state_dir else None
         self.servers.append(self.http.serve(shared))
@@ -124,6 +127,10 @@ class PredictorServer(ModelServer):
             entity_key=model.features.entity_key if model.features else None,
             max_instances=self.settings.max_instances,
         )
+
+    def _fast_path(self, app: ASGIApp) -> ASGIApp:
+        lifecycle = self.lifecycle
+        return FastPath(app, self.model, self.settings.max_body_bytes, self.access, lambda: lifecycle.draining)
 
     def _add_exception_handlers(self, app: FastAPI) -> None:
         add_exception_handlers(app, self.model.count_error)
