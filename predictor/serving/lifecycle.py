@@ -124,13 +124,13 @@ class Lifecycle:
             try:
                 fresh = self.model.load()
                 self.load_error = None
-                # Imports and the model leave ~1M long-lived objects: keep them out of every later GC pass,
-                # whose full collections otherwise show up as 100 ms+ latency spikes under load.
-                gc.collect()
-                gc.freeze()
+                _freeze_long_lived()
                 self._ready_marker(present=True)
                 if not fresh:
                     self.watcher.check()  # served from the local cache: has the registry moved on?
+                    # That check imported MLflow (~1M objects, a cached start has not imported it before):
+                    # unfrozen, every full collection walked them (200-300 ms pauses under load, measured).
+                    _freeze_long_lived()
                 break
             except Exception as exc:  # keep the process alive: readiness stays off while we retry
                 delay = BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)]
@@ -174,6 +174,13 @@ class Lifecycle:
                 self.stopping.wait(FEATURE_CHECK_INTERVAL_S)
         finally:
             loop.close()
+
+
+def _freeze_long_lived() -> None:
+    """Imports and the model leave ~1M long-lived objects: keep them out of every later GC pass, whose full
+    collections otherwise show up as 100 ms+ latency spikes under load."""
+    gc.collect()
+    gc.freeze()
 
 
 def _thread(target: Callable[[], object], name: str) -> None:

@@ -1,9 +1,9 @@
 """The OpenAPI 3.1 document at ``GET /openapi.json``: our routes, with the bodies FastAPI cannot see.
 
 Our handlers read raw bodies (the protocol modules parse them), so FastAPI's generated document has no request
-schemas and promises 422s we never send. This module replaces ``app.openapi`` with a builder that walks
-the routes ``rest.Routes`` registered (the one list of paths) and describes each handler: request and
-response schemas (the Open Inference Protocol's, written from its specification and narrowed to what this
+schemas and promises 422s we never send. This module replaces ``app.openapi`` with a builder that walks the
+routes ``routes.Routes`` registered and ``fast_path.ROUTES`` (the lists of paths) and describes each handler:
+request and response schemas (the Open Inference Protocol's, written from its specification and narrowed to what this
 server accepts), and the status codes it really answers with, every 4xx carrying ``{"error": "..."}``.
 
 KServe's remaining routes (``/``, ``/v1/models``, ``:explain``, ``/v2``, ``/v2/models``, the repository
@@ -67,18 +67,15 @@ def build_document(
     max_instances: int | None = None,
 ) -> Json:
     paths: dict[str, dict[str, Json]] = {}
-    for route in our_routes(app):
-        handler = route.endpoint.__name__
-        describe = OPERATIONS.get(handler, _undocumented)
-        for method in sorted(route.methods or ()):
-            operation = describe()
-            operation["operationId"] = re.sub(r"[^A-Za-z0-9]+", "_", f"{handler} {route.path}").strip("_")
-            parameters = _path_parameters(route.path, model_name)
-            if handler == "v2_infer":
-                parameters.append(_binary_header_parameter())
-            if parameters:
-                operation["parameters"] = parameters
-            paths.setdefault(route.path, {})[method.lower()] = operation
+    for method, path, handler in our_operations(app):
+        operation = OPERATIONS.get(handler, _undocumented)()
+        operation["operationId"] = re.sub(r"[^A-Za-z0-9]+", "_", f"{handler} {path}").strip("_")
+        parameters = _path_parameters(path, model_name)
+        if handler == "v2_infer":
+            parameters.append(_binary_header_parameter())
+        if parameters:
+            operation["parameters"] = parameters
+        paths.setdefault(path, {})[method.lower()] = operation
     return {
         "openapi": "3.1.0",
         "info": {"title": f"{model_name} predictor", "version": _version(), "description": DESCRIPTION},
@@ -89,6 +86,14 @@ def build_document(
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
     }
+
+
+def our_operations(app: FastAPI) -> list[tuple[str, str, str]]:
+    """(method, path, handler name) of every route we answer: the fast path's, then ``our_routes``'."""
+    from predictor.serving.fast_path import ROUTES  # here, not at import: it pulls in kserve and the model
+
+    registered = [(m, r.path, r.endpoint.__name__) for r in our_routes(app) for m in sorted(r.methods or ())]
+    return [*ROUTES, *registered]
 
 
 def our_routes(app: FastAPI) -> list[APIRoute]:
