@@ -29,7 +29,7 @@ from predictor.errors import (
     PredictorError,
     UnsupportedMediaType,
 )
-from predictor.model import MlflowBody, PredictorModel
+from predictor.model import MlflowBody, PredictorModel, V1Body
 from predictor.protocol.schema import parse_json
 from predictor.serving import webhook
 from predictor.serving.access import AccessControl
@@ -183,15 +183,7 @@ class Routes:
         return Response("\n", media_type="application/json")
 
     async def invocations(self, request: Request) -> Response:
-        logs.request_id.set(request.headers.get("x-request-id"))
-        self.access.check(request, "inference")
-        content_type = media_type(request.headers.get("content-type"))
-        if content_type is not None and content_type not in JSON_TYPES:
-            raise UnsupportedMediaType(
-                f"Content-Type {content_type} is not supported here: send JSON (dataframe_split, "
-                "dataframe_records, instances or inputs) with -H 'Content-Type: application/json'"
-            )
-        payload = parse_json(await self._body(request))
+        payload = await self._inference_json(request, "JSON (dataframe_split, dataframe_records, instances or inputs)")
         response, _ = await self.model(MlflowBody(payload), dict(request.headers))
         return json_response(response, headers=self._closing())
 
@@ -248,14 +240,7 @@ class Routes:
         """The same bodies as :predict; per row the predicted class, a base value and each input column's
         contribution, adding up to the predicted probability."""
         self._check_name(model_name)
-        logs.request_id.set(request.headers.get("x-request-id"))
-        self.access.check(request, "inference")
-        content_type = _media_type(request)
-        if content_type is not None and content_type not in JSON_TYPES:
-            raise UnsupportedMediaType(
-                f"Content-Type {content_type} is not supported: send JSON with -H 'Content-Type: application/json'"
-            )
-        payload = parse_json(await self._body(request))
+        payload = await self._inference_json(request, "the JSON of :predict")
         return json_response(await self.model.explanations(V1Body(payload)))
 
     async def mlflow_webhook(self, request: Request) -> Response:
@@ -298,6 +283,18 @@ class Routes:
     def _version(self) -> str | None:
         serving = self.model.serving
         return serving.version if serving else None
+
+    async def _inference_json(self, request: Request, expected: str) -> Any:
+        """An inference call's parsed JSON body, after its request id, access check and Content-Type check."""
+        logs.request_id.set(request.headers.get("x-request-id"))
+        self.access.check(request, "inference")
+        content_type = media_type(request.headers.get("content-type"))
+        if content_type is not None and content_type not in JSON_TYPES:
+            raise UnsupportedMediaType(
+                f"Content-Type {content_type} is not supported here: send {expected} "
+                "with -H 'Content-Type: application/json'"
+            )
+        return parse_json(await self._body(request))
 
     async def _body(self, request: Request) -> bytes:
         declared = request.headers.get("content-length")
