@@ -4,7 +4,6 @@ really agree on, and neither a slow nor a failing shadow ever blocks or fails th
 from __future__ import annotations
 
 import threading
-import time
 from typing import Any
 
 import numpy as np
@@ -59,7 +58,8 @@ def test_the_challengers_series_grow_and_agreement_is_the_real_one(versions: tup
     expected_agreement = float(np.mean(live_labels == challenger.predict(rows)))
     assert 0.7 < expected_agreement < 1.0  # two genuinely different versions
     assert value(registry, "model_shadow_predictions_total") == 1000
-    assert value(registry, "model_shadow_latency_seconds_count") == 50
+    # one shadow call per pass of the worker, each for every request that gathered meanwhile
+    assert 1 <= value(registry, "model_shadow_latency_seconds_count") <= 50
     assert value(registry, "model_shadow_probability_difference_count") == 1000
     gaps = np.abs(champion.predict_proba(rows) - challenger.predict_proba(rows)).max(axis=1)
     assert value(registry, "model_shadow_probability_difference_sum") == pytest.approx(gaps.sum())
@@ -121,11 +121,10 @@ def test_submit_never_blocks_on_a_slow_shadow_and_counts_its_drops(versions: tup
     rows = generate_telemetry(5, seed=6)[0].to_numpy()
     live = champion.predict_proba(rows)
     try:
-        started = time.perf_counter()
         for i in range(200):
             shadow.submit(rows, live.argmax(axis=1), live, f"r{i}")
-        elapsed = time.perf_counter() - started
-        assert elapsed < 1.0  # 200 submits against a stuck shadow: nothing waits for it
+        # all 200 returned while the shadow is still stuck in its first call: none of them waited for it
+        assert not release.is_set()
         assert value(registry, "model_shadow_dropped_total") >= 195
     finally:
         release.set()

@@ -42,6 +42,9 @@ _STOP = object()
 # The gauges are recomputed at most this often (and on flush): PSI over a 2,000-row window moves slowly, and
 # Prometheus scrapes every 15-30 s.
 EXPORT_INTERVAL_S = 1.0
+# A pass per request would bin one row at a time, each numpy call costing the live path (same cores, same GIL)
+# more than the row is worth; after the first request the worker waits this long, then bins all that came.
+GATHER_S = 0.05
 
 
 class _Window:
@@ -157,6 +160,8 @@ class DriftMonitor:
         while True:
             try:
                 items = [self._queue.get(timeout=EXPORT_INTERVAL_S)]
+                if isinstance(items[0], tuple):
+                    time.sleep(GATHER_S)  # let requests gather: one binning pass for many, not one per request
             except queue.Empty:
                 items = []
             while True:  # drain what is there: one pass per column for all of it

@@ -11,10 +11,13 @@ from tests.bench.procs import Memory
 # ours three ways (issue 15): from the registry with an empty cache, restarted from its filled local cache, and
 # with `make serve`'s flags (Feast on, cached) — then --workers 2, the peers, and the floor under them all.
 OURS = ("ours", "ours-cached", "ours-serve", "ours-w2")
+# What watching costs (issue 13): ours with drift monitoring off (ours has it on: the demo carries a baseline), and
+# ours with a shadow model scoring every request.
+MONITORING = ("ours-nodrift", "ours-shadow")
 PEERS = ("baseline", "mlflow", "mlserver")
 FLOOR = "floor"
-ALL_SERVERS = (FLOOR, *OURS, *PEERS)
-FOREST_DEFAULT = (FLOOR, *OURS, *PEERS)
+ALL_SERVERS = (FLOOR, *OURS, *MONITORING, *PEERS)
+FOREST_DEFAULT = (FLOOR, *OURS, *MONITORING, *PEERS)
 
 # Growth (issue 15): rows per request at a fixed concurrency, and concurrency at one row per request. Off by
 # default (BENCH_GROWTH=1 adds GROWTH_SERVERS to every grid point; `make bench-growth` runs the grid alone).
@@ -33,6 +36,7 @@ class Scenario:
     concurrency: int
     servers: tuple[str, ...]  # who runs it in every run
     growth: bool = False  # a point of the growth grid: GROWTH_SERVERS run it too when growth is on
+    verb: str = "predict"  # "explain": the same body to /v1/models/NAME:explain (ours only)
 
     def runs(self, server: str, growth: bool) -> bool:
         return server in self.servers or (growth and self.growth and server in GROWTH_SERVERS)
@@ -56,6 +60,8 @@ SCENARIOS: tuple[Scenario, ...] = (
     # A model that is nearly free, so the server's own overhead shows (against the floor's 1-row @50: the floor
     # has no model, so it is not run twice).
     Scenario("logreg-1row@50", "logreg 1-row @50", "logreg", 1, 50, ("ours", "ours-w2", "baseline")),
+    # One explanation at a time: its latency is the cost of explaining one row of the demo forest (TreeSHAP).
+    Scenario("explain-1row@1", "explain 1-row @1", "forest", 1, 1, ("ours",), verb="explain"),
     # The rest of the growth grid, run only when growth is on.
     *(_grid(rows, GROWTH_ROWS_CONCURRENCY) for rows in GROWTH_ROWS if rows not in (1, 100)),
     _grid(1, GROWTH_ROWS_CONCURRENCY),  # 1 row @8: on both axes

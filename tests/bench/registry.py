@@ -8,7 +8,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from predictor.demo.training import ModelKind, register_demo_model
+from predictor.demo.training import ModelKind, register_challenger, register_demo_model
 
 MODEL_NAMES: dict[ModelKind, str] = {
     "forest": "predictive_maintenance",
@@ -37,6 +37,8 @@ def prepare_registry(root: Path) -> BenchRegistry:
     logging.getLogger("mlflow").setLevel(logging.ERROR)  # keep the console for the results
     for kind, name in MODEL_NAMES.items():
         register_demo_model(tracking_uri, name=name, kind=kind, alias=ALIAS, artifact_root=root / "artifacts")
+    # ours-shadow's challenger (@challenger, another forest) beside the forest
+    register_challenger(tracking_uri, name=MODEL_NAMES["forest"], artifact_root=root / "artifacts")
     return BenchRegistry(tracking_uri, root)
 
 

@@ -4,8 +4,9 @@
 
 Each flag may come from the environment instead: BENCH_DURATION (seconds per timed run, default 10),
 BENCH_ROUNDS (default 2; the tables show medians, the floor table every round), BENCH_WARMUP (seconds,
-default 2), BENCH_SERVERS (default all: floor,ours,ours-cached,ours-serve,ours-w2,baseline,mlflow,mlserver),
-BENCH_SCENARIOS (default all: 1row@50,100row@8,1row@1,logreg-1row@50 and the growth grid's 10row@8,1000row@8,
+default 2), BENCH_SERVERS (default all: floor,ours,ours-cached,ours-serve,ours-w2,ours-nodrift,ours-shadow,
+baseline,mlflow,mlserver), BENCH_SCENARIOS (default all: 1row@50,100row@8,1row@1,logreg-1row@50,explain-1row@1
+and the growth grid's 10row@8,1000row@8,
 1row@8,1row@200, which only run with growth on), BENCH_GROWTH=1 (the growth grid: floor, ours, ours-w2 and the
 peers at 1/10/100/1000 rows @8 and 1 row @1/8/50/200), BENCH_OUT (default bench-results). All traffic goes to
 127.0.0.1 on free ports; every server is stopped by its process group, also on failure or Ctrl-C. Writes
@@ -144,11 +145,12 @@ class Bench:
             return Measurement(running.spec.name, scenario.key, round_, failure=failed)
         logs = self.config.out / "logs"
         stem = f"r{round_ + 1}-{running.spec.name}-{scenario.key}"
+        url = running.predict_url.replace(":predict", f":{scenario.verb}")
         try:
             if self.config.warmup_s > 0:
-                run_hey(self.hey, running.predict_url, body, scenario.concurrency, self.config.warmup_s)
+                run_hey(self.hey, url, body, scenario.concurrency, self.config.warmup_s)
             cpu_before = group_cpu_s(running.process.pid)
-            result = run_hey(self.hey, running.predict_url, body, scenario.concurrency, self.config.duration_s,
+            result = run_hey(self.hey, url, body, scenario.concurrency, self.config.duration_s,
                              log=logs / f"{stem}.hey.txt")  # fmt: skip
             cpu_s = group_cpu_s(running.process.pid) - cpu_before
         except HarnessError as exc:

@@ -9,6 +9,9 @@
 | ours-serve  | ``make serve``'s command as ``make -n serve`` prints it (Feast on),  | KServe v1                  |
 |             | pointed at the bench's registry and Feast repo, restarted cached     |                            |
 | ours-w2     | ours with ``--workers 2``                                            | KServe v1                  |
+| ours-nodrift| ours with ``--drift_window_rows 0`` (ours watches drift: the demo    | KServe v1                  |
+|             | carries a baseline) — what drift monitoring costs                    |                            |
+| ours-shadow | ours with ``--shadow_model_uri …@challenger`` scoring every request  | KServe v1                  |
 | baseline    | ``baseline_predictor.py``, the obvious KServe predictor              | KServe v1                  |
 | mlflow      | ``mlflow models serve --env-manager local``                          | POST /invocations (split)  |
 | mlserver    | Seldon MLServer + mlserver-mlflow, in its own venv                   | Open Inference Protocol v2 |
@@ -26,7 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from predictor.demo.training import ModelKind
+from predictor.demo.training import CHALLENGER_ALIAS, ModelKind
 from tests.bench import payloads
 from tests.bench.load import http
 from tests.bench.procs import Memory, free_port, stop_group
@@ -95,7 +98,7 @@ def _env(context: Context, **extra: str) -> dict[str, str]:
     return env
 
 
-def _ours(workers: int = 1, kept_cache: str | None = None) -> Launcher:
+def _ours(workers: int = 1, kept_cache: str | None = None, extra: tuple[str, ...] = ()) -> Launcher:
     """``kept_cache``: the name of a model cache that outlives the start (restart in place); else a fresh, empty
     one per start, so that the cold start measured is a true one."""
 
@@ -106,7 +109,7 @@ def _ours(workers: int = 1, kept_cache: str | None = None) -> Launcher:
                 "--model_cache_dir", str(_model_cache(context, kind, ports, kept_cache))]  # fmt: skip
         if workers > 1:
             argv += ["--workers", str(workers)]
-        return Launch(argv, _env(context), Path.cwd())
+        return Launch([*argv, *extra], _env(context), Path.cwd())
 
     return launch
 
@@ -200,6 +203,14 @@ SERVERS: dict[str, ServerSpec] = {
         ServerSpec("ours-cached", "ours from its model cache", V1, 1, _ours(kept_cache="cached"), True),
         ServerSpec("ours-serve", "ours, make serve's flags", V1, 1, _make_serve, True, True),
         ServerSpec("ours-w2", "ours --workers 2", V1, 2, _ours(2)),
+        ServerSpec("ours-nodrift", "ours, drift off", V1, 1, _ours(extra=("--drift_window_rows", "0"))),
+        ServerSpec(
+            "ours-shadow",
+            "ours + shadow model",
+            V1,
+            1,
+            _ours(extra=("--shadow_model_uri", f"models:/{MODEL_NAMES['forest']}@{CHALLENGER_ALIAS}")),
+        ),
         ServerSpec("baseline", "obvious KServe predictor", V1, 1, _baseline),
         ServerSpec("mlflow", "mlflow models serve", MLFLOW, 1, _mlflow),
         ServerSpec("mlserver", "MLServer 1.7 + mlserver-mlflow", V2_COLUMNS, 1, _mlserver),
