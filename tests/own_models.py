@@ -31,6 +31,25 @@ class OwnModel:
     extra_outputs: tuple[str, ...] = ()  # pyfunc DataFrame results: one output per column
 
 
+def json_value(value: Any) -> Any:
+    """A DataFrame cell as a client writes it in JSON (datetimes as ISO-8601 strings)."""
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """The rows as JSON objects keyed by column."""
+    return [{k: json_value(v) for k, v in row.items()} for row in frame.astype(object).to_dict(orient="records")]
+
+
+def lists(frame: pd.DataFrame) -> list[list[Any]]:
+    """The rows as JSON lists in column order."""
+    return [[json_value(v) for v in row] for row in frame.astype(object).itertuples(index=False)]
+
+
 def _data(seed: int = 0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     return pd.DataFrame(
