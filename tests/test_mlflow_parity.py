@@ -221,18 +221,17 @@ def test_type_rules_where_they_differ_from_mlflows(pair: Pair) -> None:
         # MLflow passes NaN on to the model; the signature says the column is required.
         refused_by_us_only["null in a required column"] = {**row, "temperature": None}
     if name == "xgboost":
-        # 3.0 in a long column: both accept it (JSON writers often add the .0) and answer as for 3.
-        expected = _records_answer(pair, [{**row, "cycles": 1200}])
-        for both_body in ({**row, "cycles": 1200.0},):
-            ours, theirs = pair.both({"dataframe_records": [both_body]})
-            assert ours.status == theirs.status == 200 and ours.body == theirs.body == expected
+        # 3.0 in a long column: both accept it (JSON writers often add the .0) and answer as for 3; both read
+        # true as 1 (as in number columns, and as NumPy reads it in every tensor).
+        for value, same_as in ((1200.0, 1200), (True, 1)):
+            expected = _records_answer(pair, [{**row, "cycles": same_as}])
+            ours, theirs = pair.both({"dataframe_records": [{**row, "cycles": value}]})
+            assert ours.status == theirs.status == 200 and ours.body == theirs.body == expected, value
         # Both refuse an integer beyond int64; ours names it (it once read "a deeply nested JSON number").
         ours, theirs = pair.both({"dataframe_records": [{**row, "cycles": 3 * 10**21}]})
         assert ours.status == theirs.status == 400 and "got 3000000000000000000000" in ours.body["error"]
         # MLflow truncates 1200.5 to 1200 silently; ours refuses what it would have to truncate.
         refused_by_us_only["1.5 in a long column"] = {**row, "cycles": 1200.5}
-        # MLflow reads true as 1 in a long column.
-        refused_by_us_only["true in a long column"] = {**row, "cycles": True}
     if name == "custom_pyfunc":
         # MLflow reads any non-empty string as true in a boolean column ("no" too).
         refused_by_us_only['"yes" in a boolean column'] = {**row, "active": "yes"}
