@@ -142,6 +142,33 @@ def column_transformer() -> OwnModel:
     return OwnModel("column_transformer", frame.head(6), save, model.predict, model.predict_proba)
 
 
+def ridge_regressor() -> OwnModel:
+    """A regressor: predictions (floats) only, no probabilities; a string and a long column scaled and encoded."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import Ridge
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    frame = _data()[["temperature", "cycles", "site"]]
+    hours_left = 5000 - frame["cycles"] - 20 * (frame["temperature"] - 70) + 300 * (frame["site"] == "north")
+    model = Pipeline(
+        [
+            (
+                "columns",
+                ColumnTransformer(
+                    [
+                        ("site", OneHotEncoder(handle_unknown="ignore"), ["site"]),
+                        ("numbers", StandardScaler(), ["temperature", "cycles"]),
+                    ]
+                ),
+            ),
+            ("ridge", Ridge(alpha=1.0)),
+        ]
+    )
+    save = _sklearn(model, frame, hours_left.to_numpy(), [])
+    return OwnModel("ridge_regressor", frame.head(5), save, model.predict)
+
+
 def hist_gradient_int_columns() -> OwnModel:
     """HistGradientBoosting on long and integer (int32) columns, next to a double."""
     from sklearn.ensemble import HistGradientBoostingClassifier
@@ -272,6 +299,7 @@ ALL: dict[str, Callable[[], OwnModel]] = {
     "forest": forest,
     "scaler_logistic": scaler_logistic,
     "column_transformer": column_transformer,
+    "ridge_regressor": ridge_regressor,
     "hist_gradient": hist_gradient_int_columns,
     "string_labels": string_labels,
     "xgboost": xgboost,

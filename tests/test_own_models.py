@@ -196,6 +196,26 @@ def test_v2_metadata_lists_typed_inputs(served: tuple[own_models.OwnModel, Predi
     assert set(outputs) == set(expected)
     if "predictions" in expected and expected["predictions"].dtype.kind in "OU":
         assert outputs["predictions"] == "BYTES"  # string class labels keep their type
+    if model.probabilities is None and not model.extra_outputs:  # a regressor: its numbers, nothing more
+        assert outputs == {"predictions": "FP64"}
+
+
+def test_v2_outputs_name_what_comes_back(served: tuple[own_models.OwnModel, PredictorProcess]) -> None:
+    model, server = served
+    expected = _expected(model)
+    url = f"{server.http_url}/v2/models/{NAME}/infer"
+    for name in expected:
+        body = {"inputs": _v2_columns(model.frame), "outputs": [{"name": name}]}
+        response = httpx.post(url, json=body, timeout=10)
+        assert response.status_code == 200, f"{name}: {response.text}"
+        answer = _v2_outputs(response.json())
+        assert list(answer) == [name]
+        _same(answer, {name: expected[name]}, f"outputs={name}")
+    # An output the model does not have (a regressor's probabilities) is the client's mistake, named.
+    absent = "probabilities" if "probabilities" not in expected else "contributions"
+    body = {"inputs": _v2_columns(model.frame), "outputs": [{"name": absent}]}
+    response = httpx.post(url, json=body, timeout=10)
+    assert response.status_code == 400 and absent in response.json()["error"], response.text
 
 
 def test_wrong_typed_value_is_a_400_naming_it(served: tuple[own_models.OwnModel, PredictorProcess]) -> None:
