@@ -67,6 +67,8 @@ FUZZED = {
     "GET /v2/models/{model_name}/versions/{model_version}/ready": PATH,
     "POST /v2/models/{model_name}/versions/{model_version}/infer": (50, 50),
     "POST /admin/webhook/mlflow": (25, 25),  # no secret on the shared server: every body must be a clean 4xx
+    "POST /invocations": BODY,
+    "GET /ping": BARE,
 }
 NOT_FUZZED = {"POST /admin/rollback", "POST /admin/reload"}
 
