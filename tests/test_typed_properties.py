@@ -9,7 +9,7 @@ generated rows:
 2. A value that does not fit its column raises ``BadRequest`` naming the row and the column (v2 tensors name
    the column), never any other exception: anything else would be a 500.
 
-Value rules the generators follow (the README's "Your own model" section): numbers within float32's range;
+Value rules the generators follow (the README's "Serving your own model", item 4): numbers within float32's range;
 ``float`` values exactly representable in float32 (an FP32 tensor carries no more); integers within their
 column's range; date-times naive, ISO-8601; binary values base64 in JSON, UTF-8 text in v2 BYTES tensors.
 Runs are derandomized and keep no example database in the source tree.
