@@ -10,8 +10,11 @@ FROM python:3.11-slim AS deps
 # The uv version uv.lock pins (tests/test_dockerfile.py checks they agree).
 ARG UV_VERSION=0.13.9
 # uv: no cache to carry into the layer, the image's own Python only, /opt/venv as the project environment.
+# UV_COMPILE_BYTECODE: the image's Python never writes bytecode (PYTHONDONTWRITEBYTECODE), so without it every
+# pod start would compile MLflow, scikit-learn and KServe from source: seconds of CPU on every start.
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1 \
+    UV_COMPILE_BYTECODE=1 \
     UV_NO_CACHE=1 \
     UV_PYTHON_DOWNLOADS=never \
     UV_PROJECT_ENVIRONMENT=/opt/venv
@@ -33,6 +36,7 @@ COPY --from=deps /opt/venv /opt/venv
 WORKDIR /app
 # Owned by root and read-only to the predictor user. The Feast repo ships at /app/predictor/demo/feature_repo.
 COPY predictor ./predictor
+RUN python -m compileall -q predictor
 USER 10001
 # 8080: HTTP (v1, v2 REST, probes, /metrics); 8081: gRPC (v2).
 EXPOSE 8080 8081

@@ -20,6 +20,9 @@ UV := $(VENV)/bin/uv
 LOCKED_UV = $(shell sed -n '/^name = "uv"$$/{n;s/^version = "\(.*\)"$$/\1/p;}' uv.lock 2>/dev/null)
 # uv makes .venv from $(PYTHON), never from a Python it downloads itself.
 export UV_PYTHON_DOWNLOADS := never
+# uv installs no bytecode by default, and with PYTHONDONTWRITEBYTECODE set Python never writes any: then every
+# start compiles MLflow, scikit-learn and KServe from source (~10 s CPU instead of ~4 s for the registry client).
+export UV_COMPILE_BYTECODE := 1
 # The programs the suite starts (redis-server, prometheus, ...): checked and, as root, installed by this script.
 TOOLS := PYTHON=$(PYTHON) bash tests/tools.sh
 # Prefix for commands that must find the tools uv.lock pins (kubectl, hadolint) before any system-wide ones.

@@ -74,7 +74,26 @@ def main() -> None:
         tls = TlsFiles.from_settings(settings.ssl_certfile, settings.ssl_keyfile, settings.ssl_ca_certs)
     except ValueError as exc:
         sys.exit(f"error: {exc}")
-    model = PredictorModel(settings, metrics, features, prediction_log)
+    from predictor.metrics import DriftMetrics
+
+    challenger = None
+    if settings.shadow_model_uri:
+        from predictor.metrics import ShadowMetrics
+        from predictor.monitoring.challenger import Challenger
+
+        challenger = Challenger(
+            settings.shadow_model_uri,
+            settings.tracking_uri,
+            settings.model_name,
+            ShadowMetrics.create(),
+            sample_rate=settings.shadow_sample_rate,
+            poll_interval_s=settings.poll_interval_s,
+            compile_forest=settings.compile_forest,
+            allow_pickle=settings.allow_pickle,
+            prediction_log=prediction_log,
+        )
+        on_shutdown.insert(0, challenger.close)  # before the log closes: the shadow's last lines go to it
+    model = PredictorModel(settings, metrics, features, prediction_log, DriftMetrics.create(), challenger)
     logs.silence_known_warnings()  # again: importing Feast put its "once" filters in front of ours
     PredictorServer(settings, model, access, on_shutdown, tls).start()
 

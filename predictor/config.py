@@ -205,8 +205,19 @@ class Settings:
     drift_window_rows: int = _opt(
         2000,
         "Live rows each worker compares with the model's training baseline (drift_baseline.json) for the "
-        "model_feature_drift_psi / model_prediction_drift_psi gauges and GET /admin/drift.",
+        "model_feature_drift_psi / model_prediction_drift_psi gauges and GET /admin/drift. 0 turns drift off.",
         env="PREDICTOR_DRIFT_WINDOW_ROWS",
+    )
+    # --- shadow scoring -------------------------------------------------------------------------------
+    shadow_model_uri: str | None = _opt(
+        None,
+        "A challenger to score live requests beside the served model, after each response is sent, on its own "
+        "thread (e.g. models:/NAME@challenger; it follows its alias like the served model). Its answers never "
+        "reach clients: model_shadow_* metrics, GET /admin/shadow and the prediction log compare them.",
+        env="PREDICTOR_SHADOW_MODEL_URI",
+    )
+    shadow_sample_rate: float = _opt(
+        1.0, "Share of live requests the shadow model scores (0..1).", env="PREDICTOR_SHADOW_SAMPLE_RATE"
     )
     # --- multi-worker (set by the supervisor for its workers) --------------------------------------
     worker_state_dir: Path | None = _opt(None, "Shared state of --workers N.", env=WORKER_STATE_ENV, internal=True)

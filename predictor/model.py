@@ -14,6 +14,8 @@ handler and the gRPC interceptor), once, whichever stage raised them.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 import time
 import uuid
@@ -28,20 +30,25 @@ from kserve.protocol.infer_type import InferRequest
 from predictor.config import Settings
 from predictor.errors import BadRequest, ModelNotFoundError, ModelNotReadyError, PredictorError
 from predictor.features import as_columns
-from predictor.metrics import Metrics
+from predictor.metrics import DriftMetrics, Metrics
 from predictor.models import registry
 from predictor.models.batching import DirectPredictor, MicroBatcher
 from predictor.models.cache import ModelCache
-from predictor.models.flavors import PICKLE_FORMATS, Outputs
+from predictor.models.flavors import PICKLE_FORMATS, Outputs, frame_preparation
+from predictor.monitoring.drift import DriftMonitor
+from predictor.monitoring.explain import OnDemand
 from predictor.protocol import grpc, mlflow, v1, v2
 from predictor.protocol.rows import Rows, V2Request, datatype_of
 from predictor.protocol.schema import Schema
 
 if TYPE_CHECKING:
     from predictor.features import FeatureSource
+    from predictor.monitoring.challenger import Challenger
     from predictor.monitoring.prediction_log import PredictionLog
 
 log = logging.getLogger(__name__)
+
+CONTRIBUTIONS = "contributions"  # the v2 output a request may ask for: [N, 1 + F], base value then each column
 
 
 @dataclass(frozen=True)
@@ -67,6 +74,8 @@ class Serving:
     model: registry.LoadedModel
     batcher: MicroBatcher | DirectPredictor
     schema: Schema  # what requests must match: built once per version, not per request
+    explainer: OnDemand  # :explain and the v2 "contributions" output (built on first use)
+    drift: DriftMonitor | None = None  # None: the version was logged without a drift baseline
 
     @property
     def version(self) -> str:
@@ -81,6 +90,7 @@ class _Call:
     v2: V2Request | None = None
     filled: dict[int, list[str]] = field(default_factory=dict)
     outputs: Outputs | None = None
+    contributions: np.ndarray | None = None  # asked for as a v2 output
 
 
 class PredictorModel(Model):
@@ -90,12 +100,16 @@ class PredictorModel(Model):
         metrics: Metrics,
         features: FeatureSource | None = None,
         prediction_log: PredictionLog | None = None,
+        drift_metrics: DriftMetrics | None = None,
+        challenger: Challenger | None = None,
     ) -> None:
         super().__init__(settings.model_name)
         self.settings = settings
         self.metrics = metrics
         self.features = features
         self.prediction_log = prediction_log
+        self.drift_metrics = drift_metrics  # None: no drift monitoring at all
+        self.challenger = challenger
         self.cache = ModelCache(settings.model_cache_dir, settings.tracking_uri, settings.resolved_model_uri)
         self.serving: Serving | None = None
         self.previous: Serving | None = None  # kept loaded: rollback is a pointer flip
@@ -131,7 +145,9 @@ class PredictorModel(Model):
         """Make ``serving`` current; the version it replaces stays loaded as ``previous``."""
         replaced, self.serving = self.serving, serving
         if replaced is not None and replaced.version != serving.version:
-            self.previous = replaced
+            dropped, self.previous = self.previous, replaced
+            if dropped is not None and dropped.drift is not None and dropped not in (serving, replaced):
+                dropped.drift.close()  # no longer loaded: its series go with it
             self.metrics.loaded.labels(self.name, replaced.version).set(0)
         self.metrics.loaded.labels(self.name, serving.version).set(1)
         model = serving.model
@@ -188,7 +204,21 @@ class PredictorModel(Model):
             matrix=loaded.matrix,
             tensor=loaded.tensor,
         )
-        return Serving(loaded, batcher, schema)
+        what = f"model {self.name} version {loaded.version} ({loaded.flavor})"
+        preparation = functools.partial(frame_preparation, flavor=loaded.flavor)
+        explainer = OnDemand(loaded.the_estimator, loaded.feature_names, what, preparation)
+        drift = None
+        if self.drift_metrics is not None and self.settings.drift_window_rows > 0:
+            window = self.settings.drift_window_rows
+            drift = DriftMonitor.for_document(
+                loaded.drift_baseline,
+                self.name,
+                loaded.version,
+                self.drift_metrics,
+                window_rows=window,
+                input_columns=loaded.feature_names,
+            )
+        return Serving(loaded, batcher, schema, explainer, drift)
 
     @staticmethod
     def _warm_up(serving: Serving) -> None:
@@ -211,8 +241,8 @@ class PredictorModel(Model):
         verb: InferenceVerb = InferenceVerb.PREDICT,
         version: str | None = None,
     ) -> tuple[Any, dict[str, str]]:
-        if verb != InferenceVerb.PREDICT:
-            raise BadRequest(f"{verb.value} is not supported by this server: use predict")
+        if verb == InferenceVerb.EXPLAIN:
+            return await self.explanations(body, version), {}
         serving = self._serving_for_request(version)  # captured once: a swap mid-request changes nothing
         started = time.perf_counter()
         call = await self.decode(_Call(body, serving))
@@ -222,6 +252,15 @@ class PredictorModel(Model):
         self.metrics.latency.labels(*labels).observe(time.perf_counter() - started)
         self.metrics.predictions.labels(*labels).inc()
         return response, {}
+
+    async def explanations(self, body: V1Body | V2Body | MlflowBody | InferRequest, version: str | None = None) -> Any:
+        """``:explain``: per row, the predicted class, the base value and each input column's contribution."""
+        serving = self._serving_for_request(version)
+        call = await self.decode(_Call(body, serving))
+        assert call.rows is not None
+        frame = serving.schema.frame(call.rows.values)
+        explanations = await asyncio.to_thread(serving.explainer.explain, frame)
+        return {"explanations": explanations, "model_name": self.name, "model_version": serving.version}
 
     def _serving_for_request(self, version: str | None) -> Serving:
         serving = self.held(version) if self.ready else None
@@ -247,6 +286,8 @@ class PredictorModel(Model):
     async def decode(self, call: _Call) -> _Call:
         schema = call.serving.schema
         outputs = call.serving.model.output_names
+        if call.serving.model.classes is not None:
+            outputs = (*outputs, CONTRIBUTIONS)
         payload = call.payload
         if isinstance(payload, V1Body):
             call.rows = v1.decode(payload.payload, schema)
@@ -302,14 +343,24 @@ class PredictorModel(Model):
         except Exception as exc:  # answered as a JSON 500 on a connection that stays open
             log.exception("prediction failed")
             raise PredictorError(f"prediction failed: {type(exc).__name__}: {exc}") from exc
+        if call.v2 is not None and CONTRIBUTIONS in call.v2.requested:
+            call.contributions = await asyncio.to_thread(self._contributions, call.serving, call.rows.values)
         self.metrics.rows.labels(self.name, call.serving.version).inc(call.rows.count)
+
+    @staticmethod
+    def _contributions(serving: Serving, values: np.ndarray) -> np.ndarray:
+        """[N, 1 + F]: each row's base value, then the contribution of each input column (signature order)."""
+        explained = serving.explainer.explain(serving.schema.frame(values))
+        names = serving.model.feature_names
+        return np.array([[e["base_value"], *(e["contributions"][name] for name in names)] for e in explained])
 
     def encode(self, call: _Call, headers: dict[str, str] | None) -> Any:
         model = call.serving.model
         assert call.outputs is not None
         outputs = _named_outputs(call.outputs, model)
-        if self.prediction_log is not None:
-            self._log(call, outputs, headers)
+        if call.contributions is not None:
+            outputs = {**outputs, CONTRIBUTIONS: call.contributions}
+        self._tap(call, outputs, headers)
         payload = call.payload
         if isinstance(payload, V1Body):
             return v1.encode(outputs, self.name, model.version, call.filled)
@@ -320,15 +371,36 @@ class PredictorModel(Model):
             return v2.encode(call.v2, outputs, self.name, model.version)
         return grpc.encode(call.v2, outputs, self.name, model.version)
 
-    def _log(self, call: _Call, outputs: dict[str, np.ndarray], headers: dict[str, str] | None) -> None:
-        from predictor.monitoring.prediction_log import PredictionRecord
-
-        assert call.rows is not None and self.prediction_log is not None
+    def _tap(self, call: _Call, outputs: dict[str, np.ndarray], headers: dict[str, str] | None) -> None:
+        """What watches predictions, fed from one place: the prediction log, drift, the challenger. Each only
+        enqueues (its own thread does the work), so none of them can delay or fail the response."""
+        serving, rows = call.serving, call.rows
+        assert rows is not None
+        if self.prediction_log is None and serving.drift is None and self.challenger is None:
+            return
         if call.v2 is not None:
             request_id, protocol = call.v2.id, "grpc" if isinstance(call.payload, InferRequest) else "v2"
         else:
             protocol = "mlflow" if isinstance(call.payload, MlflowBody) else "v1"
             request_id = (headers or {}).get("x-request-id") or uuid.uuid4().hex
+        predictions = outputs.get("predictions", next(iter(outputs.values())))
+        probabilities = outputs.get("probabilities")
+        if serving.drift is not None:
+            serving.drift.observe(rows.values, predictions)
+        if self.challenger is not None:
+            model = serving.model
+            self.challenger.submit(
+                rows.values, model.columns, serving.version, predictions, probabilities, model.classes, request_id
+            )
+        if self.prediction_log is not None:
+            self._log(call, request_id, protocol, predictions, probabilities)
+
+    def _log(
+        self, call: _Call, request_id: str, protocol: str, predictions: np.ndarray, probabilities: np.ndarray | None
+    ) -> None:
+        from predictor.monitoring.prediction_log import PredictionRecord
+
+        assert call.rows is not None and self.prediction_log is not None
         self.prediction_log.record(
             PredictionRecord(
                 request_id=request_id,
@@ -338,8 +410,8 @@ class PredictorModel(Model):
                 protocol=protocol,
                 feature_names=call.serving.model.feature_names,
                 features=call.rows.values,
-                predictions=outputs.get("predictions", next(iter(outputs.values()))),
-                probabilities=outputs.get("probabilities"),
+                predictions=predictions,
+                probabilities=probabilities,
                 entity_ids=call.rows.entity_ids,
                 filled=call.filled,
             )
@@ -381,10 +453,20 @@ class PredictorModel(Model):
             return []
         model = serving.model
         types = model.output_types or {"predictions": _class_datatype(model), "probabilities": "FP64"}
-        outputs = []
+        outputs: list[dict[str, Any]] = []
         for name in model.output_names:
             shape = [-1, len(model.classes)] if name == "probabilities" and model.classes is not None else [-1]
             outputs.append({"name": name, "datatype": types.get(name, "FP64"), "shape": shape})
+        if model.classes is not None:  # only when a request names it in "outputs"
+            columns = ",".join(("base_value", *model.feature_names))
+            outputs.append(
+                {
+                    "name": CONTRIBUTIONS,
+                    "datatype": "FP64",
+                    "shape": [-1, 1 + len(model.columns)],
+                    "parameters": {"columns": columns, "on_request": True},
+                }
+            )
         return outputs
 
     def get_input_types(self) -> list[dict[str, Any]]:

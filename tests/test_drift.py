@@ -56,6 +56,7 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
             signature=infer_signature(features.head(5), model.predict(features.head(5))),
             registered_model_name=NAME,
             serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_CLOUDPICKLE,
+            pip_requirements=["mlflow"],  # listed, not inferred (~20 s)
         )
         log_drift_baseline(features, model.predict(features), model_id=info.model_id)
     return Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{NAME}/1"))

@@ -102,6 +102,7 @@ def test_an_incompatible_new_version_is_refused_and_the_old_one_keeps_serving(
             signature=infer_signature(frame),
             registered_model_name=MODEL_NAME,
             serialization_format="cloudpickle",
+            pip_requirements=["mlflow"],  # listed, not inferred (~20 s)
         )
     MlflowClient().set_registered_model_alias(MODEL_NAME, "production", str(info.registered_model_version))
     status = httpx.post(f"{server.http_url}/admin/reload").json()

@@ -9,18 +9,16 @@ environment in a shared Prometheus: must not count). The query must see exactly 
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import yaml
 
 from tests.k8s.kube import MANIFESTS, render, the
-from tests.servers import SEED_ROWS, Process, free_port, wait_until
+from tests.prometheus_server import scrape, start_prometheus
+from tests.servers import SEED_ROWS
 
 # The labels a Prometheus kubernetes-pods job (or a PodMonitor) attaches, per simulated pod.
 PODS = {
@@ -41,55 +39,15 @@ def keda_query() -> str:
 
 @pytest.fixture(scope="module")
 def prometheus(demo_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    binary = shutil.which("prometheus")
-    if binary is None:
-        pytest.fail("prometheus not found: install Debian's `prometheus` package", pytrace=False)
-    directory: Path = tmp_path_factory.mktemp("prometheus-keda")
     isvc = the(render(MANIFESTS / "overlays" / "prod"), "InferenceService")
+    path = isvc["spec"]["predictor"]["annotations"]["prometheus.io/path"]
     target = f"127.0.0.1:{demo_server.http_port}"
-    config = directory / "prometheus.yml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "global": {"scrape_interval": "1s"},
-                "scrape_configs": [
-                    {
-                        "job_name": name,
-                        "metrics_path": isvc["spec"]["predictor"]["annotations"]["prometheus.io/path"],
-                        "static_configs": [{"targets": [target], "labels": labels}],
-                    }
-                    for name, labels in PODS.items()
-                ],
-            }
-        )
-    )
-    port = free_port()
-    process = Process(
-        [
-            binary,
-            f"--config.file={config}",
-            f"--storage.tsdb.path={directory / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--log.level=warn",
-        ],
-        directory / "prometheus.log",
-        cwd=directory,
-    ).start()
+    jobs = [scrape(name, target, path, **labels) for name, labels in PODS.items()]
+    server = start_prometheus(tmp_path_factory.mktemp("prometheus-keda"), jobs)
     try:
-        url = f"http://127.0.0.1:{port}"
-
-        def ready() -> bool:
-            if not process.alive():
-                raise RuntimeError(f"prometheus exited:\n{process.log()}")
-            try:
-                return httpx.get(f"{url}/-/ready", timeout=1).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_until(ready, 30, 0.1, "prometheus ready")
-        yield url
+        yield server.url
     finally:
-        process.stop()
+        server.stop()
 
 
 def instant(url: str, expr: str, at: float) -> float | None:

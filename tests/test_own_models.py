@@ -226,3 +226,36 @@ def test_wrong_typed_value_is_a_400_naming_it(served: tuple[own_models.OwnModel,
     response = httpx.post(f"{server.http_url}/v1/models/{NAME}:predict", json={"instances": [row]}, timeout=5)
     assert response.status_code == 400, response.text
     assert column in response.json()["error"] and "instances[0]" in response.json()["error"]
+
+
+def test_explanations_add_up_to_the_probability_or_answer_501(
+    served: tuple[own_models.OwnModel, PredictorProcess],
+) -> None:
+    """:explain (v1) and the v2 "contributions" output: base value + contributions = the model's own
+    probability of the predicted class; a model that cannot be explained exactly answers 501 naming what can."""
+    model, server = served
+    url = f"{server.http_url}/v1/models/{NAME}:explain"
+    response = httpx.post(url, json={"instances": own_models.records(model.frame)}, timeout=30)
+    if model.probabilities is None or model.extra_outputs:
+        assert response.status_code == 501, response.text
+        assert "Supported:" in response.json()["error"]
+        return
+    assert response.status_code == 200, response.text
+    body = response.json()
+    proba = np.asarray(model.probabilities(model.frame))
+    labels = list(np.asarray(model.predictions(model.frame)))
+    classes = [labels[i] for i in range(len(labels))]
+    for row, explanation in enumerate(body["explanations"]):
+        assert set(explanation["contributions"]) == set(model.frame.columns)  # input columns, not one-hot ones
+        assert explanation["class"] == own_models.json_value(classes[row])
+        total = explanation["base_value"] + sum(explanation["contributions"].values())
+        assert total == pytest.approx(proba[row].max(), abs=1e-6)
+    v2 = httpx.post(
+        f"{server.http_url}/v2/models/{NAME}/infer",
+        json={"inputs": _v2_columns(model.frame), "outputs": [{"name": "contributions"}]},
+        timeout=30,
+    )
+    assert v2.status_code == 200, v2.text
+    (output,) = v2.json()["outputs"]
+    contributions = np.asarray(output["data"]).reshape(output["shape"])
+    np.testing.assert_allclose(contributions.sum(axis=1), proba.max(axis=1), atol=1e-6)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +16,8 @@ import pytest
 import yaml
 
 from tests.k8s.kube import MANIFESTS, render, run, the
-from tests.servers import SEED_ROWS, Process, free_port, wait_until
+from tests.prometheus_server import Prometheus, binary, scrape, start_prometheus
+from tests.servers import SEED_ROWS, wait_until
 
 JOB = "predictive-maintenance"
 MODEL = 'model_name="predictive_maintenance"'
@@ -35,17 +35,6 @@ SEED_QUERIES = [
     f'count(up{{job=~".*{JOB}.*"}})',
     "count(model_loaded == 1)",
 ]
-
-
-def binary(name: str) -> str:
-    found = shutil.which(name)
-    if found is None:
-        pytest.fail(
-            f"{name} not found: install Debian's `prometheus` package (apt-get install prometheus), "
-            "which provides /usr/bin/prometheus and /usr/bin/promtool",
-            pytrace=False,
-        )
-    return found
 
 
 def prometheus_rule() -> dict[str, Any]:
@@ -219,71 +208,18 @@ def test_the_alerts_fire_when_they_should_and_only_then(tmp_path: Path) -> None:
 # --- a real Prometheus scraping the real predictor ------------------------------------------------------
 
 
-class Prometheus:
-    def __init__(self, url: str) -> None:
-        self.url = url
-
-    def query(self, expr: str) -> list[dict[str, Any]]:
-        response = httpx.get(f"{self.url}/api/v1/query", params={"query": expr}, timeout=10)
-        body = response.json()
-        assert response.status_code == 200 and body["status"] == "success", (expr, body)
-        assert body["data"]["resultType"] == "vector", (expr, body)
-        return list(body["data"]["result"])
-
-    def values(self, expr: str) -> list[float]:
-        return [float(sample["value"][1]) for sample in self.query(expr)]
-
-
 @pytest.fixture(scope="module")
 def prometheus(demo_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
     """Prometheus on a free loopback port, scraping the demo predictor every second, with our rules loaded."""
     directory = tmp_path_factory.mktemp("prometheus")
     isvc = the(render(MANIFESTS / "overlays" / "prod"), "InferenceService")
-    metrics_path = isvc["spec"]["predictor"]["annotations"]["prometheus.io/path"]
-    rules = write_rule_file(directory)
-    config = directory / "prometheus.yml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-                "rule_files": [str(rules)],
-                "scrape_configs": [
-                    {
-                        "job_name": JOB,
-                        "metrics_path": metrics_path,
-                        "static_configs": [{"targets": [f"127.0.0.1:{demo_server.http_port}"]}],
-                    }
-                ],
-            }
-        )
-    )
-    port = free_port()
-    process = Process(
-        [
-            binary("prometheus"),
-            f"--config.file={config}",
-            f"--storage.tsdb.path={directory / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--log.level=warn",
-        ],
-        directory / "prometheus.log",
-        cwd=directory,
-    ).start()
+    path = isvc["spec"]["predictor"]["annotations"]["prometheus.io/path"]
+    job = scrape(JOB, f"127.0.0.1:{demo_server.http_port}", path)
+    server = start_prometheus(directory, [job], rule_files=[write_rule_file(directory)])
     try:
-        url = f"http://127.0.0.1:{port}"
-
-        def ready() -> bool:
-            if not process.alive():
-                raise RuntimeError(f"prometheus exited:\n{process.log()}")
-            try:
-                return httpx.get(f"{url}/-/ready", timeout=1).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_until(ready, 30, 0.1, "prometheus ready")
-        yield Prometheus(url)
+        yield server
     finally:
-        process.stop()
+        server.stop()
 
 
 @pytest.fixture(scope="module")

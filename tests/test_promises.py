@@ -307,6 +307,7 @@ def pyfunc_registry(tmp_path_factory: pytest.TempPathFactory) -> str:
             python_model=str(code),
             signature=infer_signature(frame, np.array([1, 0])),
             registered_model_name="overheat_rule",
+            pip_requirements=["mlflow"],  # listed, not inferred (~20 s)
         )
     return uri
 

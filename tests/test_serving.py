@@ -143,7 +143,10 @@ def test_v2_metadata_lists_signature_inputs_and_outputs(client: httpx.Client) ->
     assert body["inputs"] == [
         {"name": "input-0", "datatype": "FP64", "shape": [-1, 10], "parameters": {"feature_names": ",".join(FEATURES)}}
     ]
-    assert [o["name"] for o in body["outputs"]] == ["predictions", "probabilities"]
+    assert [o["name"] for o in body["outputs"]] == ["predictions", "probabilities", "contributions"]
+    contributions = body["outputs"][2]  # only when a request names it: explanations as a tensor
+    assert contributions["shape"] == [-1, 11]
+    assert contributions["parameters"] == {"columns": ",".join(("base_value", *FEATURES)), "on_request": True}
     assert None not in body.values()
     assert client.get(f"/v2/models/{MODEL_NAME}/versions/1").json() == body
     assert (

@@ -78,6 +78,10 @@ def test_two_workers_both_serve_share_metrics_and_readiness_and_a_dead_one_is_re
         metrics = httpx.get(server.http_url + "/metrics").text
         assert total_predictions(metrics) == 40.0
         assert f'model_loaded{{model_name="{MODEL_NAME}",model_version="1"}} 1.0' in metrics
+    for _ in range(4):  # every worker explains, and watches drift over its own window
+        explained = httpx.post(f"{server.http_url}/v1/models/{MODEL_NAME}:explain", json={"instances": SEED_ROWS})
+        assert explained.status_code == 200 and len(explained.json()["explanations"]) == len(SEED_ROWS)
+        assert httpx.get(server.http_url + "/admin/drift").json()["monitored"] is True
 
     # a worker dies: readiness turns off until its replacement has loaded, then back on
     os.kill(workers[0], signal.SIGKILL)

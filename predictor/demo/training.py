@@ -150,6 +150,8 @@ def register_demo_model(
             # refuses types beyond its defaults unless they are listed: the forest's trees are the only one.
             serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_SKOPS,
             skops_trusted_types=SKOPS_TRUSTED_TYPES[kind],
+            # Listed, not inferred: MLflow's inference imports the model in a subprocess (~20 s per version).
+            pip_requirements=_requirements(),
         )
         log_drift_baseline(
             features, estimator.predict(features.to_numpy()), model_id=info.model_id, tracking_uri=tracking_uri
@@ -179,3 +181,10 @@ def register_challenger(
         n_estimators=60,
         stage=None,
     )
+
+
+def _requirements() -> list[str]:
+    """What serving the demo model needs, pinned to the versions that trained it."""
+    from importlib.metadata import version
+
+    return [f"{package}=={version(package)}" for package in ("mlflow", "scikit-learn", "skops", "numpy", "pandas")]

@@ -10,6 +10,8 @@ even import scikit-learn.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import hashlib
 import logging
 import os
@@ -45,12 +47,15 @@ class ModelCache:
                     flavor=entry["flavor"],
                     serialization=entry["serialization"],
                     output_names=("predictions", "probabilities"),
+                    drift_baseline=entry.get("drift_baseline"),
+                    load_estimator=functools.partial(pickle.loads, entry["estimator"]),  # for :explain, if asked
                 )
             estimator = pickle.loads(entry["estimator"])
             adapter = flavors.from_estimator(estimator, entry["flavor"], entry["serialization"])
-            return registry.build(
+            built = registry.build(
                 entry["source"], entry["columns"], entry["tensor"], entry["defaults"], adapter, compile_forests
             )
+            return dataclasses.replace(built, drift_baseline=entry.get("drift_baseline"))
         except Exception as exc:  # a cache from another version of the code, a truncated file…
             log.warning("ignoring the model cache %s: %s", self.path, exc)
             return None
@@ -69,6 +74,7 @@ class ModelCache:
             # pickled on its own: unpickling it imports scikit-learn, which a cached forest does not need
             "estimator": pickle.dumps(loaded.estimator, protocol=pickle.HIGHEST_PROTOCOL),
             "forest": loaded.predict_fn if isinstance(loaded.predict_fn, PackedForest) else None,
+            "drift_baseline": loaded.drift_baseline,
         }
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -94,7 +94,7 @@ def from_estimator(model: Any, flavor: str, serialization: str) -> Adapter:
     classifier = hasattr(model, "predict_proba") and hasattr(model, "classes_")
     call = model.predict_proba if classifier else model.predict
     classes = np.asarray(model.classes_) if classifier else None
-    prepare = _lightgbm_categories(model) if flavor == "lightgbm" else (lambda frame: frame)
+    prepare = frame_preparation(model, flavor)
 
     def predict_frame(frame: pd.DataFrame) -> Outputs:
         return np.asarray(call(prepare(frame)))
@@ -121,6 +121,11 @@ def from_estimator(model: Any, flavor: str, serialization: str) -> Adapter:
 
     adapter.predict_matrix = predict_matrix
     return adapter
+
+
+def frame_preparation(model: Any, flavor: str) -> Callable[[pd.DataFrame], pd.DataFrame]:
+    """What a DataFrame of the signature's dtypes needs before ``model`` sees it (LightGBM: its categories)."""
+    return _lightgbm_categories(model) if flavor == "lightgbm" else (lambda frame: frame)
 
 
 def _lightgbm_categories(model: Any) -> Callable[[pd.DataFrame], pd.DataFrame]:

@@ -7,6 +7,7 @@ have no registry version: they report the run id (``run-<id8>``) or ``local``.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import warnings
 from collections.abc import Callable
@@ -20,6 +21,7 @@ import pandas as pd
 from predictor.errors import ModelLoadError
 from predictor.models import flavors
 from predictor.models.flavors import Outputs
+from predictor.monitoring.baseline import read_document
 from predictor.protocol.rows import datatype_of
 from predictor.protocol.schema import Column, Schema, from_signature
 
@@ -57,6 +59,15 @@ class LoadedModel:
     output_names: tuple[str, ...] = ("predictions",)
     frame_outputs: bool = False  # a pyfunc answered a DataFrame: its columns are the outputs
     output_types: dict[str, str] = field(default_factory=dict)  # output name -> v2 datatype (metadata)
+    drift_baseline: Any = None  # the parsed drift_baseline.json logged with the model, if any
+    # When ``estimator`` is None but can be had (a cached compiled forest keeps it pickled): for :explain.
+    load_estimator: Callable[[], Any] | None = None
+
+    def the_estimator(self) -> Any:
+        """The scikit-learn-API object (unpickled on first need for a cached forest), or None (a pyfunc)."""
+        if self.estimator is None and self.load_estimator is not None:
+            return self.load_estimator()
+        return self.estimator
 
     @property
     def version(self) -> str:
@@ -121,7 +132,8 @@ def load(
         )
     adapter = flavors.load(local_dir, metadata.flavors)
     defaults = _feature_defaults(metadata)
-    return build(source, columns, tensor, defaults, adapter, compile_forests, _example(metadata, local_dir))
+    built = build(source, columns, tensor, defaults, adapter, compile_forests, _example(metadata, local_dir))
+    return dataclasses.replace(built, drift_baseline=read_document(local_dir))
 
 
 def build(

@@ -164,6 +164,17 @@ class Baseline:
         return cls.from_json(json.loads(path.read_text()))
 
 
+def read_document(model_dir: Path) -> Any:
+    """The parsed ``drift_baseline.json`` beside a downloaded model's MLmodel, or None when it has none or it
+    cannot be read (logged): drift monitoring is optional and never stops a model from loading."""
+    path = Path(model_dir) / ARTIFACT_NAME
+    try:
+        return json.loads(path.read_text()) if path.exists() else None
+    except (OSError, ValueError) as exc:
+        log.warning("unreadable %s (%s): no drift series", path, exc)
+        return None
+
+
 def log_drift_baseline(
     X_train: pd.DataFrame,
     predictions: Any,

@@ -32,7 +32,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from predictor.metrics import DriftMetrics
-from predictor.monitoring.baseline import ARTIFACT_NAME, Baseline, Column, psi
+from predictor.monitoring.baseline import ARTIFACT_NAME, Baseline, Column, psi, read_document
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,9 @@ class DriftMonitor:
         window_rows: int = DEFAULT_WINDOW_ROWS,
         min_rows: int = 100,
         queue_batches: int = 1000,
+        input_columns: Sequence[str] | None = None,
     ) -> None:
+        """``input_columns``: the order of the columns in the matrices ``observe`` gets (default: the baseline's)."""
         self.baseline = baseline
         self.model_name, self.model_version = model_name, model_version
         self._metrics = metrics
@@ -91,6 +93,11 @@ class DriftMonitor:
         self.min_rows = min(min_rows, window_rows)
         self._features = [_Window(column, window_rows) for column in baseline.features]
         self._names = [column.name for column in baseline.features]
+        order = list(input_columns) if input_columns is not None else self._names
+        missing = [name for name in self._names if name not in order]
+        if missing:
+            raise ValueError(f"the baseline has columns the model's signature lacks: {missing}")
+        self._positions = [order.index(name) for name in self._names]
         self._prediction = _Window(baseline.predictions, window_rows)
         self._lock = threading.Lock()  # the windows: worker vs snapshot()
         self._drop_lock = threading.Lock()
@@ -105,18 +112,14 @@ class DriftMonitor:
         cls, model_dir: Path, model_name: str, model_version: str, metrics: DriftMetrics, **options: Any
     ) -> DriftMonitor | None:
         """A monitor for the model downloaded to ``model_dir``, or None (logged once) when it has no baseline."""
-        try:
-            baseline = Baseline.from_model_dir(model_dir)
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            log.warning(
-                "model %s version %s: unreadable %s (%s): no drift series",
-                model_name,
-                model_version,
-                ARTIFACT_NAME,
-                exc,
-            )
-            return None
-        if baseline is None:
+        return cls.for_document(read_document(model_dir), model_name, model_version, metrics, **options)
+
+    @classmethod
+    def for_document(
+        cls, document: Any, model_name: str, model_version: str, metrics: DriftMetrics, **options: Any
+    ) -> DriftMonitor | None:
+        """A monitor for a baseline document (``read_document``), or None (logged once) when there is none."""
+        if document is None:
             log.info(
                 "model %s version %s has no %s: no drift series (log one with "
                 "predictor.monitoring.baseline.log_drift_baseline)",
@@ -125,7 +128,13 @@ class DriftMonitor:
                 ARTIFACT_NAME,
             )
             return None
-        return cls(baseline, model_name, model_version, metrics, **options)
+        try:
+            return cls(Baseline.from_json(document), model_name, model_version, metrics, **options)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            log.warning(
+                "model %s version %s: unusable %s (%s): no drift series", model_name, model_version, ARTIFACT_NAME, exc
+            )
+            return None
 
     def observe(self, rows: pd.DataFrame | npt.NDArray[Any], predictions: Sequence[Any] | npt.NDArray[Any]) -> None:
         """Queue live rows (columns in the baseline's order, or a DataFrame with its names) and their predicted
@@ -182,7 +191,7 @@ class DriftMonitor:
             columns = [rows[name].to_numpy() for name in self._names]
         else:
             matrix = np.asarray(rows)
-            columns = [matrix[:, i] for i in range(len(self._names))]
+            columns = [matrix[:, i] for i in self._positions]
         binned = [window.column.bin_of(values) for window, values in zip(self._features, columns, strict=True)]
         predicted = self._prediction.column.bin_of(np.asarray(predictions))
         with self._lock:

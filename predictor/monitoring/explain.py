@@ -32,6 +32,7 @@ output (PCA, PolynomialFeatures) cannot be split and raises ``ExplanationNotSupp
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -40,7 +41,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from predictor.errors import ExplanationNotSupported
+from predictor.errors import ExplanationNotSupported, PredictorError
 from predictor.monitoring.derivation import derivation_matrix
 from predictor.monitoring.treeshap import Tree, TreeEnsemble
 
@@ -130,6 +131,57 @@ class Explainer:
             }
             for c, b, row in zip(wanted, base, per_input, strict=True)
         ]
+
+
+class OnDemand:
+    """A served version's explainer, built on the first ``:explain`` (flattening a forest's trees costs time
+    and memory that a server nobody asks for explanations should not pay), once, and thread-safe. A model it
+    cannot explain keeps answering the same ``ExplanationNotSupported`` (501)."""
+
+    def __init__(
+        self,
+        estimator: Callable[[], Any],
+        input_columns: Sequence[str],
+        what: str,
+        preparation: Callable[[Any], Callable[[pd.DataFrame], pd.DataFrame]] | None = None,
+    ) -> None:
+        self._estimator = estimator  # None from it: a model without a scikit-learn-API object (a pyfunc)
+        self._preparation = preparation  # estimator -> what its DataFrames need first (LightGBM's categories)
+        self._prepare: Callable[[pd.DataFrame], pd.DataFrame] = lambda frame: frame
+        self._columns = list(input_columns)
+        self._what = what  # e.g. "model m version 3 (pyfunc)", for the 501's message
+        self._lock = threading.Lock()
+        self._built: Explainer | None = None
+        self._refused: ExplanationNotSupported | None = None
+
+    def explain(self, rows: pd.DataFrame) -> list[dict[str, Any]]:
+        """Each row's predicted class explained; CPU work: call it off the event loop."""
+        explainer = self.explainer()
+        try:
+            return explainer.explain(self._prepare(rows))
+        except PredictorError:
+            raise
+        except Exception as exc:  # the model's own failure on rows it predicts fine: ours, not the caller's
+            raise PredictorError(f"explaining {self._what} failed: {type(exc).__name__}: {exc}") from exc
+
+    def explainer(self) -> Explainer:
+        with self._lock:
+            if self._built is None and self._refused is None:
+                estimator = self._estimator()
+                try:
+                    if estimator is None:
+                        raise ExplanationNotSupported(
+                            f"{self._what} is not a scikit-learn, XGBoost or LightGBM estimator. Supported: {SUPPORTED}"
+                        )
+                    self._built = Explainer.for_model(estimator, self._columns)
+                    if self._preparation is not None:
+                        self._prepare = self._preparation(estimator)
+                except ExplanationNotSupported as exc:
+                    self._refused = exc
+            if self._refused is not None:
+                raise self._refused
+            assert self._built is not None
+            return self._built
 
 
 def explain(

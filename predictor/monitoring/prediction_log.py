@@ -28,6 +28,12 @@ Line format — one line per predicted ROW (a request of N rows writes N lines),
 - ``probabilities``: class probabilities, in the model's class order; absent if not computed.
 - ``filled``: features the missing-feature policy filled in for this row; absent if none.
 
+With ``--shadow_model_uri``, the shadow model's answer to a request follows as its own lines (written when the
+shadow has scored it, after the live response), one per row, with the live line's ``request_id`` and ``row``::
+
+    {"ts": "…", "request_id": "4f1c…", "row": 0, "model_name": "pm-classifier", "model_version": "3",
+     "protocol": "shadow", "shadow_version": "4", "prediction": 0, "probabilities": [0.61, 0.39]}
+
 Lines are written whole and in the order records were accepted; the file is flushed when the
 queue runs dry and at least every ``flush_interval_s`` under sustained load.
 """
@@ -74,9 +80,40 @@ class PredictionRecord:
     filled: Mapping[int, Sequence[str]] = field(default_factory=dict)  # row -> features filled
 
 
-def encode(entry: PredictionRecord) -> bytes:
+@dataclass(frozen=True, eq=False)
+class ShadowRecord:
+    """The shadow model's answer to one live request (``request_id``), written beside the live lines."""
+
+    request_id: str
+    timestamp: float
+    model_name: str
+    model_version: str  # the live version the request was answered by
+    shadow_version: str
+    predictions: npt.NDArray[Any]  # [N]
+    probabilities: npt.NDArray[np.float64]  # [N, C]
+
+
+def encode(entry: PredictionRecord | ShadowRecord) -> bytes:
     """The JSON Lines of one record, one line per row (the format in the module docstring)."""
-    return b"".join(orjson.dumps(line, default=str, option=orjson.OPT_APPEND_NEWLINE) for line in _lines(entry))
+    lines = _shadow_lines(entry) if isinstance(entry, ShadowRecord) else _lines(entry)
+    return b"".join(orjson.dumps(line, default=str, option=orjson.OPT_APPEND_NEWLINE) for line in lines)
+
+
+def _shadow_lines(entry: ShadowRecord) -> Iterator[dict[str, Any]]:
+    ts = _iso_utc_ms(entry.timestamp)
+    rows = zip(entry.predictions.tolist(), entry.probabilities.tolist(), strict=True)
+    for row, (prediction, probabilities) in enumerate(rows):
+        yield {
+            "ts": ts,
+            "request_id": entry.request_id,
+            "row": row,
+            "model_name": entry.model_name,
+            "model_version": entry.model_version,
+            "protocol": "shadow",
+            "shadow_version": entry.shadow_version,
+            "prediction": prediction,
+            "probabilities": probabilities,
+        }
 
 
 def _lines(entry: PredictionRecord) -> Iterator[dict[str, Any]]:
@@ -149,7 +186,7 @@ class PredictionLog:
         self._on_drop = on_drop
         self._flush_interval_s = flush_interval_s
         self._rng = rng or random.Random()
-        self._queue: queue.Queue[PredictionRecord | None] = queue.Queue(queue_size)  # None: stop
+        self._queue: queue.Queue[PredictionRecord | ShadowRecord | None] = queue.Queue(queue_size)  # None: stop
         self._lock = threading.Lock()  # makes "not closed, so enqueue" atomic against close()
         self._closed = False
         self._stream: IO[bytes] | None = None
@@ -161,10 +198,11 @@ class PredictionLog:
         self._writer = threading.Thread(target=self._run, name="prediction-log", daemon=True)
         self._writer.start()
 
-    def record(self, entry: PredictionRecord) -> None:
-        """Queue ``entry`` if sampled; never blocks, never raises. Full or closed → ``on_drop(1)``."""
+    def record(self, entry: PredictionRecord | ShadowRecord, sampled: bool = False) -> None:
+        """Queue ``entry`` if sampled (``sampled``: already chosen elsewhere, e.g. by the shadow's own rate);
+        never blocks, never raises. Full or closed → ``on_drop(1)``."""
         try:
-            if self._rng.random() >= self._sample_rate:
+            if not sampled and self._rng.random() >= self._sample_rate:
                 return
             with self._lock:
                 if not self._closed:
@@ -205,9 +243,9 @@ class PredictionLog:
                 self._write(batch)
         self._close_stream()
 
-    def _take(self) -> tuple[list[PredictionRecord], bool]:
+    def _take(self) -> tuple[list[PredictionRecord | ShadowRecord], bool]:
         """Wait for one record, then take whatever else is queued, up to a batch; True on stop."""
-        batch: list[PredictionRecord] = []
+        batch: list[PredictionRecord | ShadowRecord] = []
         item = self._queue.get()
         while item is not None:
             batch.append(item)
@@ -219,7 +257,7 @@ class PredictionLog:
                 return batch, False
         return batch, True
 
-    def _write(self, batch: list[PredictionRecord]) -> None:
+    def _write(self, batch: list[PredictionRecord | ShadowRecord]) -> None:
         payload, count = self._encode(batch)
         if not count:
             return
@@ -235,7 +273,7 @@ class PredictionLog:
             self._unflushed = 0
             self._discard_stream()
 
-    def _encode(self, batch: list[PredictionRecord]) -> tuple[bytes, int]:
+    def _encode(self, batch: list[PredictionRecord | ShadowRecord]) -> tuple[bytes, int]:
         """The batch's lines and how many records they hold; a record that fails is dropped alone."""
         chunks = []
         for entry in batch:

@@ -19,6 +19,8 @@ from fastapi import FastAPI
 from kserve.protocol.dataplane import DataPlane
 from kserve.protocol.model_repository_extension import ModelRepositoryExtension
 from kserve.protocol.rest.server import RESTServer, _RefreshingServer
+from starlette.types import ASGIApp
+from uvicorn.importer import import_from_string
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +63,8 @@ class _Uvicorn(_RefreshingServer):  # keeps KServe's TLS certificate refresher
 class HttpServer(RESTServer):
     """KServe's REST server with our routes first, our error handlers, no per-request timing log lines.
 
-    ``register_routes`` and ``add_exception_handlers`` are called with KServe's FastAPI app.
+    ``register_routes`` and ``add_exception_handlers`` are called with KServe's FastAPI app; ``front`` wraps
+    that app in what uvicorn serves (the inference fast path), inside the access log when there is one.
     """
 
     def __init__(
@@ -80,6 +83,7 @@ class HttpServer(RESTServer):
         ssl_ca_certs: str | None,
         register_routes: Callable[[FastAPI], None],
         add_exception_handlers: Callable[[FastAPI], None],
+        front: Callable[[ASGIApp], ASGIApp] = lambda app: app,
     ) -> None:
         super().__init__(
             FASTAPI_APP,
@@ -105,20 +109,24 @@ class HttpServer(RESTServer):
         self.uvicorn = _Uvicorn(self.config)
         self._register_routes = register_routes
         self._add_our_exception_handlers = add_exception_handlers
+        self._front = front
 
     async def serve(self, sock: socket | None = None) -> None:
         self.create_application()  # type: ignore[no-untyped-call]  # KServe leaves it unannotated
-        await self.uvicorn.serve(sockets=[sock] if sock is not None else None)
-
-    def _add_middlewares(self, app: FastAPI) -> None:
-        # KServe's TimingMiddleware logs two lines per request; model_prediction_latency_seconds covers it.
-        # The asgi-logger access log stays available through --access_log_format.
-        if self.access_log_format:
+        served = self._front(import_from_string(FASTAPI_APP))
+        if self.access_log_format:  # outermost, so that the front's answers are logged too
             from asgi_logger import AccessLoggerMiddleware
 
             logging.getLogger("uvicorn.access").handlers = []
-            app.add_middleware(AccessLoggerMiddleware, format=self.access_log_format)
+            served = AccessLoggerMiddleware(served, format=self.access_log_format)
             logging.getLogger("access").propagate = False
+        self.config.app = served  # uvicorn serves an app object as it is (a string it would import)
+        await self.uvicorn.serve(sockets=[sock] if sock is not None else None)
+
+    def _add_middlewares(self, app: FastAPI) -> None:
+        # None: KServe's TimingMiddleware logs two lines per request (model_prediction_latency_seconds covers
+        # it), and the asgi-logger access log of --access_log_format wraps the front in ``serve``.
+        pass
 
     def _register_endpoints(self, app: FastAPI) -> None:
         self._register_routes(app)  # first: Starlette matches routes in registration order

@@ -10,9 +10,10 @@ import gc
 import logging
 import threading
 from collections.abc import Callable
+from typing import Any
 
 from predictor.config import Settings
-from predictor.errors import PredictorError
+from predictor.errors import ModelNotFoundError, ModelNotReadyError, PredictorError
 from predictor.model import PredictorModel
 from predictor.serving import workers
 from predictor.serving.watcher import RegistryWatcher
@@ -49,6 +50,8 @@ class Lifecycle:
 
     def start_background(self) -> None:
         _thread(self._load_with_retries, "model-loader")
+        if self.model.challenger is not None:
+            self.model.challenger.start()
         if self.model.features is not None:
             _thread(self._watch_feature_store, "feature-store-check")
 
@@ -75,6 +78,35 @@ class Lifecycle:
             "last_registry_error": self.watcher.last_error,
         }
 
+    def drift(self) -> dict[str, Any]:
+        """``GET /admin/drift``: the served version's window against its training baseline."""
+        serving = self.model.serving
+        if serving is None:
+            raise ModelNotReadyError("model is still loading: drift is measured on the version it serves")
+        if serving.drift is None:
+            reason = (
+                "drift monitoring is off (--drift_window_rows 0)"
+                if self.settings.drift_window_rows <= 0
+                else "this version was logged without drift_baseline.json: log one with "
+                "predictor.monitoring.baseline.log_drift_baseline(X_train, predictions)"
+            )
+            return {
+                "model_name": self.model.name,
+                "model_version": serving.version,
+                "monitored": False,
+                "reason": reason,
+            }
+        return {"monitored": True, **serving.drift.snapshot()}
+
+    def shadow(self) -> dict[str, Any]:
+        """``GET /admin/shadow``: the challenger, or how to configure one."""
+        challenger = self.model.challenger
+        if challenger is None:
+            raise ModelNotFoundError(
+                "no shadow model is configured: start with --shadow_model_uri models:/NAME@challenger"
+            )
+        return challenger.status()
+
     def reload(self) -> None:
         self.watcher.check()
 
@@ -92,13 +124,13 @@ class Lifecycle:
             try:
                 fresh = self.model.load()
                 self.load_error = None
-                # Imports and the model leave ~1M long-lived objects: keep them out of every later GC pass,
-                # whose full collections otherwise show up as 100 ms+ latency spikes under load.
-                gc.collect()
-                gc.freeze()
+                _freeze_long_lived()
                 self._ready_marker(present=True)
                 if not fresh:
                     self.watcher.check()  # served from the local cache: has the registry moved on?
+                    # That check imported MLflow (~1M objects, a cached start has not imported it before):
+                    # unfrozen, every full collection walked them (200-300 ms pauses under load, measured).
+                    _freeze_long_lived()
                 break
             except Exception as exc:  # keep the process alive: readiness stays off while we retry
                 delay = BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)]
@@ -142,6 +174,13 @@ class Lifecycle:
                 self.stopping.wait(FEATURE_CHECK_INTERVAL_S)
         finally:
             loop.close()
+
+
+def _freeze_long_lived() -> None:
+    """Imports and the model leave ~1M long-lived objects: keep them out of every later GC pass, whose full
+    collections otherwise show up as 100 ms+ latency spikes under load."""
+    gc.collect()
+    gc.freeze()
 
 
 def _thread(target: Callable[[], object], name: str) -> None:

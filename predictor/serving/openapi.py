@@ -1,9 +1,9 @@
 """The OpenAPI 3.1 document at ``GET /openapi.json``: our routes, with the bodies FastAPI cannot see.
 
 Our handlers read raw bodies (the protocol modules parse them), so FastAPI's generated document has no request
-schemas and promises 422s we never send. This module replaces ``app.openapi`` with a builder that walks
-the routes ``rest.Routes`` registered (the one list of paths) and describes each handler: request and
-response schemas (the Open Inference Protocol's, written from its specification and narrowed to what this
+schemas and promises 422s we never send. This module replaces ``app.openapi`` with a builder that walks the
+routes ``routes.Routes`` registered and ``fast_path.ROUTES`` (the lists of paths) and describes each handler:
+request and response schemas (the Open Inference Protocol's, written from its specification and narrowed to what this
 server accepts), and the status codes it really answers with, every 4xx carrying ``{"error": "..."}``.
 
 KServe's remaining routes (``/``, ``/v1/models``, ``:explain``, ``/v2``, ``/v2/models``, the repository
@@ -68,20 +68,17 @@ def build_document(
     max_instances: int | None = None,
 ) -> Json:
     paths: dict[str, dict[str, Json]] = {}
-    for route in our_routes(app):
-        handler = route.endpoint.__name__
-        describe = OPERATIONS.get(handler, _undocumented)
-        for method in sorted(route.methods or ()):
-            operation = describe()
-            operation["operationId"] = re.sub(r"[^A-Za-z0-9]+", "_", f"{handler} {route.path}").strip("_")
-            parameters = _path_parameters(route.path, model_name)
-            if handler == "v2_infer":
-                parameters.append(_binary_header_parameter())
-            if handler == "invocations" and feature_names:
-                operation["requestBody"]["content"][JSON]["examples"] = _invocations_examples(feature_names)
-            if parameters:
-                operation["parameters"] = parameters
-            paths.setdefault(route.path, {})[method.lower()] = operation
+    for method, path, handler in our_operations(app):
+        operation = OPERATIONS.get(handler, _undocumented)()
+        operation["operationId"] = re.sub(r"[^A-Za-z0-9]+", "_", f"{handler} {path}").strip("_")
+        parameters = _path_parameters(path, model_name)
+        if handler == "v2_infer":
+            parameters.append(_binary_header_parameter())
+        if handler == "invocations" and feature_names:
+            operation["requestBody"]["content"][JSON]["examples"] = _invocations_examples(feature_names)
+        if parameters:
+            operation["parameters"] = parameters
+        paths.setdefault(path, {})[method.lower()] = operation
     return {
         "openapi": "3.1.0",
         "info": {"title": f"{model_name} predictor", "version": _version(), "description": DESCRIPTION},
@@ -92,6 +89,14 @@ def build_document(
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
     }
+
+
+def our_operations(app: FastAPI) -> list[tuple[str, str, str]]:
+    """(method, path, handler name) of every route we answer: the fast path's, then ``our_routes``'."""
+    from predictor.serving.fast_path import ROUTES  # here, not at import: it pulls in kserve and the model
+
+    registered = [(m, r.path, r.endpoint.__name__) for r in our_routes(app) for m in sorted(r.methods or ())]
+    return [*ROUTES, *registered]
 
 
 def our_routes(app: FastAPI) -> list[APIRoute]:
@@ -312,6 +317,30 @@ OPERATIONS: dict[str, Callable[[], Json]] = {
         "429",
     ),
     "mlflow_webhook": lambda: _webhook_op(),
+    "v1_explain": _op(
+        "v1",
+        "Explain predictions: per instance, how much each input column moved the predicted class's probability",
+        _json(_ref("V1ExplainResponse"), "base_value + the contributions = the predicted class's probability."),
+        *INFERENCE_ERRORS,
+        "501",
+        body=V1_BODY,
+    ),
+    "admin_drift": _op(
+        "admin",
+        "Live rows against the training baseline: population stability index per column and for the predictions",
+        _json({"type": "object"}, "This worker's window; monitored is false for a version without a baseline."),
+        "401",
+        "429",
+        "503",
+    ),
+    "admin_shadow": _op(
+        "admin",
+        "The shadow model (--shadow_model_uri): its version, agreement with the served model, errors",
+        _json({"type": "object"}, "Status of the challenger."),
+        "401",
+        "404",
+        "429",
+    ),
     "invocations": lambda: _invocations_op(),
     "ping": lambda: _ping_op(),
 }
@@ -479,6 +508,28 @@ def _v1_schemas(names: Sequence[str], entity_key: str | None, max_instances: int
                 },
             },
             "predictions",
+            "model_name",
+            "model_version",
+        ),
+        "V1ExplainResponse": _object(
+            {
+                "explanations": {
+                    "type": "array",
+                    "items": _object(
+                        {
+                            "class": {"type": ["number", "string", "boolean"]},
+                            "base_value": NUMBER,
+                            "contributions": {"type": "object", "additionalProperties": NUMBER},
+                        },
+                        "class",
+                        "base_value",
+                        "contributions",
+                    ),
+                },
+                "model_name": STRING,
+                "model_version": STRING,
+            },
+            "explanations",
             "model_name",
             "model_version",
         ),

@@ -1,5 +1,8 @@
 """Our HTTP routes, registered ahead of KServe's so they take precedence, and the one error mapping.
 
+The two inference routes (v1 ``:predict``, v2 ``/infer``) are not here: ``fast_path`` answers them in front
+of FastAPI. The checks both share (model name, media type, body size) are the functions at the end.
+
 KServe's own handlers stay for everything we do not override (/v2 server metadata, /v1/models, the
 repository extension). Ours exist because KServe's answer 422 on bad bodies, refuse tritonclient's JSON
 (no Content-Type), report ready before a model can serve, and cannot echo the resolved registry version.
@@ -26,7 +29,7 @@ from predictor.errors import (
     PredictorError,
     UnsupportedMediaType,
 )
-from predictor.model import MlflowBody, PredictorModel, V1Body, V2Body
+from predictor.model import MlflowBody, PredictorModel, V1Body
 from predictor.protocol.schema import parse_json
 from predictor.serving import webhook
 from predictor.serving.access import AccessControl
@@ -34,6 +37,10 @@ from predictor.serving.access import AccessControl
 
 class Admin(Protocol):
     def status(self) -> dict[str, Any]: ...
+
+    def drift(self) -> dict[str, Any]: ...
+
+    def shadow(self) -> dict[str, Any]: ...
 
     def reload(self) -> None: ...
 
@@ -108,11 +115,9 @@ class Routes:
         app.add_api_route("/v2/health/ready", self.v2_ready, methods=get, tags=["probes"])
         app.add_api_route("/metrics", self.metrics, methods=get, tags=["metrics"])
         app.add_api_route("/v1/models/{model_name}", self.v1_status, methods=get, tags=["v1"])
-        app.add_api_route("/v1/models/{model_name}:predict", self.v1_predict, methods=post, tags=["v1"])
         for prefix in ("/v2/models/{model_name}", "/v2/models/{model_name}/versions/{model_version}"):
             app.add_api_route(prefix, self.v2_metadata, methods=get, tags=["v2"])
             app.add_api_route(prefix + "/ready", self.v2_model_ready, methods=get, tags=["v2"])
-            app.add_api_route(prefix + "/infer", self.v2_infer, methods=post, tags=["v2"])
         # MLflow's scoring protocol, so clients of `mlflow models serve` switch with no change.
         app.add_api_route("/invocations", self.invocations, methods=post, tags=["mlflow"])
         app.add_api_route("/ping", self.ping, methods=get, tags=["mlflow"])
@@ -120,6 +125,9 @@ class Routes:
         app.add_api_route("/admin/rollback", self.admin_rollback, methods=post, tags=["admin"])
         app.add_api_route("/admin/reload", self.admin_reload, methods=post, tags=["admin"])
         app.add_api_route("/admin/webhook/mlflow", self.mlflow_webhook, methods=post, tags=["admin"])
+        app.add_api_route("/v1/models/{model_name}:explain", self.v1_explain, methods=post, tags=["v1"])
+        app.add_api_route("/admin/drift", self.admin_drift, methods=get, tags=["admin"])
+        app.add_api_route("/admin/shadow", self.admin_shadow, methods=get, tags=["admin"])
         # KServe's model-repository extension would unload the only model without any access check.
         app.add_api_route(
             "/v2/repository/models/{model_name}/load", self.repository_load, methods=post, include_in_schema=False
@@ -165,19 +173,6 @@ class Routes:
             body["error"] = reason
         return json_response(body, status_code=200 if reason is None else 503)
 
-    async def v1_predict(self, model_name: str, request: Request) -> Response:
-        self._check_name(model_name)
-        logs.request_id.set(request.headers.get("x-request-id"))
-        self.access.check(request, "inference")
-        content_type = _media_type(request)
-        if content_type is not None and content_type not in JSON_TYPES:
-            raise UnsupportedMediaType(
-                f"Content-Type {content_type} is not supported: send JSON with -H 'Content-Type: application/json'"
-            )
-        payload = parse_json(await self._body(request))
-        response, _ = await self.model(V1Body(payload), dict(request.headers))
-        return json_response(response, headers=self._closing())
-
     # ------------------------------------------------------------------------------ MLflow scoring
     async def ping(self) -> Response:
         # `mlflow models serve` answers 200 once its model is loaded: so do we (503 before).
@@ -187,15 +182,7 @@ class Routes:
         return Response("\n", media_type="application/json")
 
     async def invocations(self, request: Request) -> Response:
-        logs.request_id.set(request.headers.get("x-request-id"))
-        self.access.check(request, "inference")
-        content_type = _media_type(request)
-        if content_type is not None and content_type not in JSON_TYPES:
-            raise UnsupportedMediaType(
-                f"Content-Type {content_type} is not supported here: send JSON (dataframe_split, "
-                "dataframe_records, instances or inputs) with -H 'Content-Type: application/json'"
-            )
-        payload = parse_json(await self._body(request))
+        payload = await self._inference_json(request, "JSON (dataframe_split, dataframe_records, instances or inputs)")
         response, _ = await self.model(MlflowBody(payload), dict(request.headers))
         return json_response(response, headers=self._closing())
 
@@ -221,22 +208,6 @@ class Routes:
             return json_response({"name": model_name, "ready": False, "error": reason}, status_code=503)
         return json_response({"name": model_name, "ready": True})
 
-    async def v2_infer(self, model_name: str, request: Request, model_version: str | None = None) -> Response:
-        self._check_name(model_name, model_version)
-        logs.request_id.set(request.headers.get("x-request-id"))
-        self.access.check(request, "inference")
-        header_length = request.headers.get(BINARY_HEADER)
-        content_type = _media_type(request)
-        if header_length is None and content_type not in (None, *JSON_TYPES):
-            raise UnsupportedMediaType(
-                f"Content-Type {content_type} needs the binary tensor extension's {BINARY_HEADER} header; "
-                "for plain JSON send Content-Type: application/json"
-            )
-        body = await self._body(request)
-        response, _ = await self.model(V2Body(body, header_length), dict(request.headers), version=model_version)
-        content, headers = response
-        return Response(content, headers={**headers, **self._closing()})
-
     # ------------------------------------------------------------------------------ admin
     async def admin_versions(self, request: Request) -> Response:
         self.access.check(request, "admin")
@@ -252,6 +223,24 @@ class Routes:
         self.access.check(request, "admin")
         await asyncio.to_thread(self.admin.reload)
         return json_response(self.admin.status())
+
+    async def admin_drift(self, request: Request) -> Response:
+        """Live rows against the training baseline, per column (this worker's window)."""
+        self.access.check(request, "metrics")
+        return json_response(self.admin.drift())
+
+    async def admin_shadow(self, request: Request) -> Response:
+        """The challenger (--shadow_model_uri): its version, agreement with the served model, errors."""
+        self.access.check(request, "metrics")
+        return json_response(self.admin.shadow())
+
+    # ------------------------------------------------------------------------------ explanations
+    async def v1_explain(self, model_name: str, request: Request) -> Response:
+        """The same bodies as :predict; per row the predicted class, a base value and each input column's
+        contribution, adding up to the predicted probability."""
+        self._check_name(model_name)
+        payload = await self._inference_json(request, "the JSON of :predict")
+        return json_response(await self.model.explanations(V1Body(payload)))
 
     async def mlflow_webhook(self, request: Request) -> Response:
         """MLflow's signed registry events (the signature is the credential: MLflow sends no bearer token)."""
@@ -284,16 +273,7 @@ class Routes:
 
     # ------------------------------------------------------------------------------ helpers
     def _check_name(self, model_name: str, model_version: str | None = None) -> None:
-        if model_name != self.model.name:
-            raise ModelNotFoundError(
-                f"model {model_name!r:.80} is not served here; this server serves "
-                f"{self.model.name!r} (GET /v2/models lists them)"
-            )
-        if model_version is not None and self.model.held(model_version) is None:
-            raise ModelNotFoundError(
-                f"version {model_version!r:.40} of {model_name} is not loaded; "
-                f"loaded: {', '.join(self.model.versions()) or 'none yet'}"
-            )
+        check_name(self.model, model_name, model_version)
 
     def _closing(self) -> dict[str, str]:
         # While draining, ask keep-alive clients to reconnect (elsewhere) before the listener closes.
@@ -303,27 +283,54 @@ class Routes:
         serving = self.model.serving
         return serving.version if serving else None
 
+    async def _inference_json(self, request: Request, expected: str) -> Any:
+        """An inference call's parsed JSON body, after its request id, access check and Content-Type check."""
+        logs.request_id.set(request.headers.get("x-request-id"))
+        self.access.check(request, "inference")
+        content_type = media_type(request.headers.get("content-type"))
+        if content_type is not None and content_type not in JSON_TYPES:
+            raise UnsupportedMediaType(
+                f"Content-Type {content_type} is not supported here: send {expected} "
+                "with -H 'Content-Type: application/json'"
+            )
+        return parse_json(await self._body(request))
+
     async def _body(self, request: Request) -> bytes:
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
-            raise self._too_large(int(declared))
+            raise too_large(int(declared), self.max_body_bytes)
         chunks, size = [], 0
         async for chunk in request.stream():
             size += len(chunk)
             if size > self.max_body_bytes:
-                raise self._too_large(size)
+                raise too_large(size, self.max_body_bytes)
             chunks.append(chunk)
         return b"".join(chunks)
 
-    def _too_large(self, size: int) -> PayloadTooLarge:
-        return PayloadTooLarge(
-            f"request body of {size}+ bytes exceeds the limit of {self.max_body_bytes} bytes "
-            "(split the request, or raise --max_body_bytes)"
+
+def check_name(model: PredictorModel, model_name: str, model_version: str | None = None) -> None:
+    """404 unless the request names the model served here (and, if it names one, a loaded version)."""
+    if model_name != model.name:
+        raise ModelNotFoundError(
+            f"model {model_name!r:.80} is not served here; this server serves "
+            f"{model.name!r} (GET /v2/models lists them)"
+        )
+    if model_version is not None and model.held(model_version) is None:
+        raise ModelNotFoundError(
+            f"version {model_version!r:.40} of {model_name} is not loaded; "
+            f"loaded: {', '.join(model.versions()) or 'none yet'}"
         )
 
 
-def _media_type(request: Request) -> str | None:
-    value = request.headers.get("content-type")
-    if not value:
+def too_large(size: int, limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(
+        f"request body of {size}+ bytes exceeds the limit of {limit} bytes "
+        "(split the request, or raise --max_body_bytes)"
+    )
+
+
+def media_type(content_type: str | None) -> str | None:
+    """The Content-Type header without its parameters, lower-cased (None when absent or empty)."""
+    if not content_type:
         return None
-    return value.split(";", 1)[0].strip().lower()
+    return content_type.split(";", 1)[0].strip().lower()

@@ -14,3 +14,7 @@ bench-growth: install ## throughput and p99 as rows and concurrency grow; writes
 	BENCH_GROWTH=1 BENCH_SERVERS=$${BENCH_SERVERS:-floor,ours,ours-w2,baseline,mlflow,mlserver} \
 		BENCH_SCENARIOS=$${BENCH_SCENARIOS:-$(GROWTH_SCENARIOS)} BENCH_ROUNDS=$${BENCH_ROUNDS:-1} \
 		BENCH_DURATION=$${BENCH_DURATION:-5} $(PY) -m tests.bench.run
+
+.PHONY: drift-chart
+drift-chart: install ## a drift run against a real Prometheus; redraws tests/bench/figures/drift.png from its answers (~2 min)
+	$(PY) -m tests.bench.drift_chart

@@ -1,0 +1,205 @@
+"""The challenger beside the served model (``--shadow_model_uri``): loaded in the background, following its
+alias like the served model, and handed each live request after its response (``ShadowScorer`` scores it).
+
+Loading never touches readiness: a challenger that cannot be loaded, is not a classifier, or expects other
+columns than the served model is reported in ``GET /admin/shadow`` and the log, and scores nothing. One
+``ShadowScorer`` exists per (live version, challenger version): the metrics' labels name both, and a swap of
+either closes the scorers that no longer apply.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from predictor.metrics import ShadowMetrics
+from predictor.models import registry
+from predictor.monitoring.prediction_log import PredictionLog, ShadowRecord
+from predictor.monitoring.shadow import ShadowResult, ShadowScorer
+from predictor.protocol.schema import Column
+
+log = logging.getLogger(__name__)
+
+BACKOFF_S = (1, 2, 4, 8, 10)
+
+
+class Challenger:
+    def __init__(
+        self,
+        uri: str,
+        tracking_uri: str,
+        model_name: str,
+        metrics: ShadowMetrics,
+        sample_rate: float = 1.0,
+        poll_interval_s: float = 10.0,
+        compile_forest: bool = True,
+        allow_pickle: bool = True,
+        prediction_log: PredictionLog | None = None,
+    ) -> None:
+        self.uri = uri
+        self.tracking_uri = tracking_uri
+        self.model_name = model_name
+        self.metrics = metrics
+        self.sample_rate = sample_rate
+        self.poll_interval_s = poll_interval_s
+        self.compile_forest = compile_forest
+        self.allow_pickle = allow_pickle
+        self.prediction_log = prediction_log
+        self.loaded: registry.LoadedModel | None = None
+        self.last_error: str | None = f"loading {uri}"
+        self._scorers: dict[str, ShadowScorer] = {}  # live version -> scorer for the loaded challenger
+        self._refused: dict[str, str] = {}  # live version -> why the challenger cannot score its rows
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+
+    # ------------------------------------------------------------------------------ request path
+    def submit(
+        self,
+        rows: np.ndarray,
+        columns: tuple[Column, ...],
+        live_version: str,
+        live_predictions: np.ndarray,
+        live_probabilities: np.ndarray | None,
+        live_classes: np.ndarray | None,
+        request_id: str,
+    ) -> None:
+        """Hand one answered request to the challenger; only enqueues (never blocks, never raises)."""
+        scorer = self._scorers.get(live_version)
+        if scorer is None:
+            if self.loaded is None or live_version in self._refused:
+                return
+            scorer = self._scorer_for(live_version, columns)
+            if scorer is None:
+                return
+        classes = None if live_classes is None else list(live_classes)
+        scorer.submit(rows, live_predictions, live_probabilities, request_id, classes)
+
+    def _scorer_for(self, live_version: str, columns: tuple[Column, ...]) -> ShadowScorer | None:
+        with self._lock:
+            challenger = self.loaded
+            if challenger is None:
+                return None
+            if live_version in self._scorers:
+                return self._scorers[live_version]
+            if challenger.columns != columns:
+                reason = (
+                    f"challenger version {challenger.version} expects columns "
+                    f"{[c.name for c in challenger.columns]}, the served version {live_version} "
+                    f"{[c.name for c in columns]}: it cannot score the same rows"
+                )
+                self._refused[live_version] = reason
+                log.error("shadow: %s", reason)
+                return None
+            scorer = ShadowScorer(
+                _probabilities_of(challenger),
+                list(challenger.classes) if challenger.classes is not None else [],
+                self.model_name,
+                live_version,
+                challenger.version,
+                self.metrics,
+                sample_rate=self.sample_rate,
+                on_result=self._logger(live_version, challenger.version),
+            )
+            self._scorers[live_version] = scorer
+            return scorer
+
+    def _logger(self, live_version: str, shadow_version: str) -> Callable[[ShadowResult], None] | None:
+        prediction_log = self.prediction_log
+        if prediction_log is None:
+            return None
+
+        def write(result: ShadowResult) -> None:
+            record = ShadowRecord(
+                request_id=result.request_id,
+                timestamp=time.time(),
+                model_name=self.model_name,
+                model_version=live_version,
+                shadow_version=shadow_version,
+                predictions=result.predictions,
+                probabilities=result.probabilities,
+            )
+            prediction_log.record(record, sampled=True)
+
+        return write
+
+    # ------------------------------------------------------------------------------ loading
+    def start(self) -> None:
+        threading.Thread(target=self._run, name="shadow-loader", daemon=True).start()
+
+    def _run(self) -> None:
+        attempt = 0
+        while not self._stopping.is_set():
+            if self.check():
+                attempt = 0
+                if not self._follows_a_moving_reference() or self.poll_interval_s <= 0:
+                    return
+                self._stopping.wait(self.poll_interval_s)
+            else:
+                self._stopping.wait(BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)])
+                attempt += 1
+
+    def check(self) -> bool:
+        """Resolve the challenger's URI; load and switch to it when it names another version."""
+        try:
+            source = registry.resolve(self.uri, self.tracking_uri)
+            if self.loaded is not None and self.loaded.version == source.version:
+                self.last_error = None
+                return True
+            log.info("shadow: loading challenger %s (version %s)", source.uri, source.version)
+            loaded = registry.load(source, self.tracking_uri, self.compile_forest, self.allow_pickle)
+            if loaded.classes is None:
+                raise ValueError(
+                    f"challenger version {loaded.version} has no class probabilities: shadow scoring compares "
+                    "classifiers (a model with predict_proba)"
+                )
+        except Exception as exc:  # the served model is unaffected: reported, retried
+            self.last_error = str(exc)
+            log.error("shadow: %s", exc)
+            return False
+        with self._lock:
+            retired, self._scorers, self._refused = list(self._scorers.values()), {}, {}
+            self.loaded, self.last_error = loaded, None
+        for scorer in retired:
+            scorer.close()
+        log.info("shadow: challenger version %s scores %.0f%% of live requests", loaded.version, self.sample_rate * 100)
+        return True
+
+    def _follows_a_moving_reference(self) -> bool:
+        return self.uri.startswith("models:/") and not self.uri.rstrip("/").rsplit("/", 1)[-1].isdigit()
+
+    # ------------------------------------------------------------------------------ status and stop
+    def status(self) -> dict[str, Any]:
+        """``GET /admin/shadow``."""
+        loaded = self.loaded
+        return {
+            "shadow_model_uri": self.uri,
+            "shadow_version": loaded.version if loaded else None,
+            "sample_rate": self.sample_rate,
+            "last_error": self.last_error,
+            "refused": dict(self._refused),
+            "scorers": [scorer.snapshot() for scorer in list(self._scorers.values())],
+        }
+
+    def flush(self, timeout_s: float = 10.0) -> bool:
+        return all(scorer.flush(timeout_s) for scorer in list(self._scorers.values()))
+
+    def close(self) -> None:
+        """Stop following the registry, and score what is queued before the process exits."""
+        self._stopping.set()
+        with self._lock:
+            scorers, self._scorers = list(self._scorers.values()), {}
+        for scorer in scorers:
+            scorer.close()
+
+
+def _probabilities_of(challenger: registry.LoadedModel) -> Callable[[np.ndarray], Any]:
+    """Live rows (a float64 matrix or typed objects, the same columns) → the challenger's probabilities."""
+    predict = challenger.predict_fn
+    if challenger.matrix:
+        return lambda rows: predict(np.asarray(rows, dtype=np.float64))
+    return lambda rows: predict(np.asarray(rows, dtype=object))
