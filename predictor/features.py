@@ -33,9 +33,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
+import pandas as pd
 
-from predictor.errors import EntityNotFound, FeatureStoreUnavailable, StaleFeatures
+from predictor.errors import BadRequest, EntityNotFound, FeatureStoreUnavailable, PredictorError, StaleFeatures
 from predictor.metrics import Metrics
+from predictor.protocol.schema import Column, coerce
 
 if TYPE_CHECKING:
     from feast import FeatureStore, FeatureView
@@ -60,7 +62,9 @@ class FeatureSource(Protocol):
 
 @dataclass(frozen=True)
 class FetchedFeatures:
-    #: float64 ``[len(ids), len(feature_names)]``, columns in the order asked
+    #: ``[len(ids), len(feature_names)]``, columns in the order asked: float64 when every value is a number,
+    #: else object holding each value as Feast types it (str, int, float, bool, bytes); the caller checks each
+    #: against its column (``protocol.schema.coerce``)
     values: np.ndarray
     #: equipment id → names of the features filled by policy (only ids that had any)
     filled: dict[str, list[str]] = field(default_factory=dict)
@@ -193,7 +197,7 @@ class FeastFeatureSource:
         from feast.protos.feast.serving.ServingService_pb2 import FieldStatus
 
         position = {name: i for i, name in enumerate(proto.metadata.feature_names.val)}
-        values = np.full((len(ids), len(feature_names)), np.nan)
+        values = np.full((len(ids), len(feature_names)), None, dtype=object)
         found = np.zeros(len(ids), dtype=bool)
         expired: list[tuple[int, int]] = []
         now = time.time()
@@ -201,27 +205,28 @@ class FeastFeatureSource:
             vector = proto.results[position[name]]
             cells = zip(vector.values, vector.statuses, vector.event_timestamps, strict=True)
             for row, (value, status, stamp) in enumerate(cells):
-                number = math.nan if status == FieldStatus.NULL_VALUE else _as_float(value)
-                if status == FieldStatus.NOT_FOUND or (math.isnan(number) and not stamp.seconds):
+                typed = None if status == FieldStatus.NULL_VALUE else _as_python(value)
+                if status == FieldStatus.NOT_FOUND or (typed is None and not stamp.seconds):
                     continue  # Redis answers an unknown id with PRESENT, unset values and no timestamp
                 found[row] = True
-                values[row, column] = number
+                values[row, column] = typed
                 if status == FieldStatus.OUTSIDE_MAX_AGE or self._expired(stamp.seconds, now):
                     expired.append((row, column))
         missing = list(dict.fromkeys(entity_id for entity_id, hit in zip(ids, found, strict=False) if not hit))
         if missing:
             raise EntityNotFound(self.entity_key, missing)
         problems = _Problems()
-        # NaN: null, or not found for an id that has other features (a row written before a schema change).
-        for row, column in zip(*np.nonzero(np.isnan(values)), strict=False):
+        # None: null, or not found for an id that has other features (a row written before a schema change).
+        for row, column in zip(*np.nonzero(pd.isna(values)), strict=False):
             problems.add("null", ids[row], feature_names[column])
         for row, column in expired:
-            if not math.isnan(values[row, column]):
+            if not pd.isna(values[row, column]):
                 problems.add("stale", ids[row], feature_names[column])
-        if not problems:
-            return FetchedFeatures(values, {})
-        self._count(problems)
-        return FetchedFeatures(values, self._fill(values, ids, feature_names, problems, fill_values))
+        filled: dict[str, list[str]] = {}
+        if problems:
+            self._count(problems)
+            filled = self._fill(values, ids, feature_names, problems, fill_values)
+        return FetchedFeatures(_numbers_as_float(values), filled)
 
     def _expired(self, event_seconds: int, now: float) -> bool:
         return bool(self._ttl_s) and event_seconds > 0 and now - event_seconds > self._ttl_s
@@ -273,17 +278,46 @@ class FeastFeatureSource:
         )
 
 
+def as_columns(
+    values: np.ndarray, columns: Sequence[Column], ids: Sequence[str], entity_key: str, matrix: bool
+) -> np.ndarray:
+    """Fetched values checked against the model's columns, as its rows hold them (float64 or typed objects).
+
+    A stored value that does not fit its column (a string feature for a double column, 1.5 for a long) means the
+    feature view and the model's signature disagree: a server-side fault (500) naming both, not the caller's."""
+    if matrix and values.dtype == np.float64:
+        return values  # the all-numeric fast path: nothing to convert
+    out = np.empty(values.shape, dtype=np.float64 if matrix else object)
+    for j, column in enumerate(columns):
+        for i, value in enumerate(values[:, j].tolist()):
+            try:
+                out[i, j] = coerce(value, column, f"stored feature {column.name} of {entity_key} {ids[i]}")
+            except BadRequest as exc:
+                raise PredictorError(
+                    f"{exc}: the feature view's type for {column.name} does not match the model's signature "
+                    f"({column.type}); align the Feast schema with the model"
+                ) from exc
+    return out
+
+
 def _consume(future: asyncio.Future[Any]) -> None:
     if not future.cancelled():
         future.exception()
 
 
-def _as_float(value: Any) -> float:
-    """A Feast ``Value`` as float; an unset value (null) as NaN."""
+def _as_python(value: Any) -> Any:
+    """A Feast ``Value`` as the Python value it holds (str, int, float, bool, bytes); unset (null) as None."""
     kind = value.WhichOneof("val")
     if kind is None or kind == "null_val":
-        return math.nan
-    return float(getattr(value, kind))
+        return None
+    typed = getattr(value, kind)
+    return None if isinstance(typed, float) and math.isnan(typed) else typed
+
+
+def _numbers_as_float(values: np.ndarray) -> np.ndarray:
+    """float64 when every value is a number (the all-numeric fast path's matrix), else the typed values."""
+    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values.flat)
+    return values.astype(np.float64) if numbers else values
 
 
 def _duration(seconds: float) -> str:

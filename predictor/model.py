@@ -29,6 +29,7 @@ from kserve.protocol.infer_type import InferRequest
 
 from predictor.config import Settings
 from predictor.errors import BadRequest, ModelNotFoundError, ModelNotReadyError, PredictorError
+from predictor.features import as_columns
 from predictor.metrics import DriftMetrics, Metrics
 from predictor.models import registry
 from predictor.models.batching import DirectPredictor, MicroBatcher
@@ -325,8 +326,11 @@ class PredictorModel(Model):
             return {}
         names = [columns[j].name for j in needed]
         fetched = await self.features.fetch(ids, names, serving.model.feature_defaults)
+        stored = as_columns(
+            fetched.values, [columns[j] for j in needed], ids, self.features.entity_key, serving.model.matrix
+        )
         block = subset[:, needed]
-        subset[:, needed] = np.where(holes[:, needed], fetched.values, block)
+        subset[:, needed] = np.where(holes[:, needed], stored, block)
         rows.values[positions] = subset
         return {positions[k]: found for k, entity in enumerate(ids) if (found := fetched.filled.get(entity))}
 

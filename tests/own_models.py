@@ -31,6 +31,25 @@ class OwnModel:
     extra_outputs: tuple[str, ...] = ()  # pyfunc DataFrame results: one output per column
 
 
+def json_value(value: Any) -> Any:
+    """A DataFrame cell as a client writes it in JSON (datetimes as ISO-8601 strings)."""
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """The rows as JSON objects keyed by column."""
+    return [{k: json_value(v) for k, v in row.items()} for row in frame.astype(object).to_dict(orient="records")]
+
+
+def lists(frame: pd.DataFrame) -> list[list[Any]]:
+    """The rows as JSON lists in column order."""
+    return [[json_value(v) for v in row] for row in frame.astype(object).itertuples(index=False)]
+
+
 def _data(seed: int = 0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     return pd.DataFrame(
@@ -121,6 +140,33 @@ def column_transformer() -> OwnModel:
     )
     save = _sklearn(model, frame, _target(_data()), ["sklearn.tree._tree.Tree"])
     return OwnModel("column_transformer", frame.head(6), save, model.predict, model.predict_proba)
+
+
+def ridge_regressor() -> OwnModel:
+    """A regressor: predictions (floats) only, no probabilities; a string and a long column scaled and encoded."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import Ridge
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    frame = _data()[["temperature", "cycles", "site"]]
+    hours_left = 5000 - frame["cycles"] - 20 * (frame["temperature"] - 70) + 300 * (frame["site"] == "north")
+    model = Pipeline(
+        [
+            (
+                "columns",
+                ColumnTransformer(
+                    [
+                        ("site", OneHotEncoder(handle_unknown="ignore"), ["site"]),
+                        ("numbers", StandardScaler(), ["temperature", "cycles"]),
+                    ]
+                ),
+            ),
+            ("ridge", Ridge(alpha=1.0)),
+        ]
+    )
+    save = _sklearn(model, frame, hours_left.to_numpy(), [])
+    return OwnModel("ridge_regressor", frame.head(5), save, model.predict)
 
 
 def hist_gradient_int_columns() -> OwnModel:
@@ -253,6 +299,7 @@ ALL: dict[str, Callable[[], OwnModel]] = {
     "forest": forest,
     "scaler_logistic": scaler_logistic,
     "column_transformer": column_transformer,
+    "ridge_regressor": ridge_regressor,
     "hist_gradient": hist_gradient_int_columns,
     "string_labels": string_labels,
     "xgboost": xgboost,

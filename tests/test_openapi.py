@@ -52,6 +52,8 @@ OUR_OPERATIONS = {
     ("post", "/v1/models/{model_name}:explain"),
     ("get", "/admin/drift"),
     ("get", "/admin/shadow"),
+    ("post", "/invocations"),
+    ("get", "/ping"),
 }
 REFERENCE = PROJECT_ROOT.parent / "shared" / "reference" / "protocol" / "oip_open_inference_rest.yaml"
 
@@ -111,6 +113,44 @@ def test_every_operation_is_described_with_its_status_codes(document: dict[str, 
         for code, response in operation["responses"].items():
             if code in ("400", "401", "404", "413", "415", "429"):
                 assert response["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Error"}
+
+
+def test_invocations_is_described_with_an_example_of_each_body_shape(document: dict[str, Any]) -> None:
+    operation = document["paths"]["/invocations"]["post"]
+    assert set(operation["responses"]) == {"200", "400", "401", "404", "413", "415", "429", "503"}
+    examples = operation["requestBody"]["content"]["application/json"]["examples"]
+    assert set(examples) == {"dataframe_split", "dataframe_records", "instances", "inputs"}
+    for shape, example in examples.items():
+        assert shape in example["value"]
+        assert is_valid(document, "InvocationsRequest", example["value"]), shape
+    assert set(document["paths"]["/ping"]["get"]["responses"]) == {"200", "503"}
+
+
+def test_invocations_request_schema_follows_mlflows_protocol(document: dict[str, Any]) -> None:
+    keyed = dict(zip(FEATURES, SEED_ROWS[0], strict=False))
+    split = {"columns": list(FEATURES), "data": SEED_ROWS}
+    for good in (
+        {"dataframe_split": split},
+        {"dataframe_split": {**split, "index": [0, 1]}},
+        {"dataframe_split": {"data": SEED_ROWS}},
+        {"dataframe_records": [keyed]},
+        {"dataframe_records": [{"equipment_id": "pump-0001"}]},
+        {"instances": SEED_ROWS},
+        {"inputs": [keyed], "params": {"anything": 1}},
+        {"inputs": {name: [value] for name, value in keyed.items()}},
+    ):
+        assert is_valid(document, "InvocationsRequest", good), good
+    for bad in (
+        {},
+        {"dataframe_records": [keyed], "instances": SEED_ROWS},  # exactly one shape
+        {"dataframe_records": []},
+        {"dataframe_records": [{**keyed, "typo": 1}]},
+        {"dataframe_split": {"columns": list(FEATURES)}},
+        {"instances": SEED_ROWS, "extra": 1},
+        {"instances": SEED_ROWS, "params": [1]},
+        {"dataframe_records": [keyed] * 101},
+    ):
+        assert not is_valid(document, "InvocationsRequest", bad), bad
 
 
 def test_the_model_name_is_the_only_value_of_its_path_parameter(document: dict[str, Any]) -> None:
@@ -276,6 +316,20 @@ def test_probe_and_metadata_responses_match_the_document(
     jsonschema.Draft202012Validator({**schema["content"]["application/json"]["schema"], **served}).validate(
         response.json()
     )
+
+
+def test_invocations_examples_are_served_and_answers_match_the_document(
+    served: dict[str, Any], demo_server: PredictorProcess
+) -> None:
+    examples = served["paths"]["/invocations"]["post"]["requestBody"]["content"]["application/json"]["examples"]
+    answers = []
+    for shape, example in examples.items():
+        response = httpx.post(f"{demo_server.http_url}/invocations", json=example["value"], timeout=10)
+        assert response.status_code == 200, f"{shape}: {response.text}"
+        validator(served, "InvocationsResponse").validate(response.json())
+        answers.append(response.json())
+    assert all(answer == answers[0] for answer in answers)  # four shapes of the same row
+    assert httpx.get(f"{demo_server.http_url}/ping", timeout=10).status_code == 200
 
 
 def test_errors_match_the_document(served: dict[str, Any], demo_server: PredictorProcess) -> None:

@@ -45,22 +45,6 @@ def served(
         server.stop()
 
 
-def _json_value(value: Any) -> Any:
-    if isinstance(value, pd.Timestamp):
-        return value.isoformat()
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
-def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    return [{k: _json_value(v) for k, v in row.items()} for row in frame.astype(object).to_dict(orient="records")]
-
-
-def _lists(frame: pd.DataFrame) -> list[list[Any]]:
-    return [[_json_value(v) for v in row] for row in frame.astype(object).itertuples(index=False)]
-
-
 def _datatype(series: pd.Series) -> str:
     kind = series.dtype.kind
     if kind == "b":
@@ -73,7 +57,7 @@ def _datatype(series: pd.Series) -> str:
 
 
 def _column_values(series: pd.Series) -> list[Any]:
-    return [_json_value(v) for v in series.astype(object)]
+    return [own_models.json_value(v) for v in series.astype(object)]
 
 
 def _expected(model: own_models.OwnModel) -> dict[str, np.ndarray]:
@@ -99,7 +83,10 @@ def _same(answer: dict[str, Any], expected: dict[str, np.ndarray], how: str) -> 
 def test_v1_objects_and_lists(served: tuple[own_models.OwnModel, PredictorProcess]) -> None:
     model, server = served
     url = f"{server.http_url}/v1/models/{NAME}:predict"
-    for how, instances in (("v1 objects", _records(model.frame)), ("v1 lists", _lists(model.frame))):
+    for how, instances in (
+        ("v1 objects", own_models.records(model.frame)),
+        ("v1 lists", own_models.lists(model.frame)),
+    ):
         response = httpx.post(url, json={"instances": instances}, timeout=10)
         assert response.status_code == 200, f"{how}: {response.text}"
         _same(response.json(), _expected(model), how)
@@ -184,8 +171,8 @@ def test_grpc_per_column(served: tuple[own_models.OwnModel, PredictorProcess]) -
 def test_invocations_split_and_records(served: tuple[own_models.OwnModel, PredictorProcess]) -> None:
     model, server = served
     frame = model.frame
-    split = {"dataframe_split": {"columns": list(frame.columns), "data": _lists(frame)}}
-    records = {"dataframe_records": _records(frame)}
+    split = {"dataframe_split": {"columns": list(frame.columns), "data": own_models.lists(frame)}}
+    records = {"dataframe_records": own_models.records(frame)}
     expected = _expected(model)
     for how, body in (("split", split), ("records", records)):
         response = httpx.post(f"{server.http_url}/invocations", json=body, timeout=10)
@@ -209,11 +196,31 @@ def test_v2_metadata_lists_typed_inputs(served: tuple[own_models.OwnModel, Predi
     assert set(outputs) == set(expected)
     if "predictions" in expected and expected["predictions"].dtype.kind in "OU":
         assert outputs["predictions"] == "BYTES"  # string class labels keep their type
+    if model.probabilities is None and not model.extra_outputs:  # a regressor: its numbers, nothing more
+        assert outputs == {"predictions": "FP64"}
+
+
+def test_v2_outputs_name_what_comes_back(served: tuple[own_models.OwnModel, PredictorProcess]) -> None:
+    model, server = served
+    expected = _expected(model)
+    url = f"{server.http_url}/v2/models/{NAME}/infer"
+    for name in expected:
+        body = {"inputs": _v2_columns(model.frame), "outputs": [{"name": name}]}
+        response = httpx.post(url, json=body, timeout=10)
+        assert response.status_code == 200, f"{name}: {response.text}"
+        answer = _v2_outputs(response.json())
+        assert list(answer) == [name]
+        _same(answer, {name: expected[name]}, f"outputs={name}")
+    # An output the model does not have (a regressor's probabilities) is the client's mistake, named.
+    absent = "probabilities" if "probabilities" not in expected else "contributions"
+    body = {"inputs": _v2_columns(model.frame), "outputs": [{"name": absent}]}
+    response = httpx.post(url, json=body, timeout=10)
+    assert response.status_code == 400 and absent in response.json()["error"], response.text
 
 
 def test_wrong_typed_value_is_a_400_naming_it(served: tuple[own_models.OwnModel, PredictorProcess]) -> None:
     model, server = served
-    row = _records(model.frame.head(1))[0]
+    row = own_models.records(model.frame.head(1))[0]
     column = next(iter(row))
     row[column] = "not-a-number" if model.frame[column].dtype.kind in "fiu" else 12.5
     response = httpx.post(f"{server.http_url}/v1/models/{NAME}:predict", json={"instances": [row]}, timeout=5)
@@ -228,7 +235,7 @@ def test_explanations_add_up_to_the_probability_or_answer_501(
     probability of the predicted class; a model that cannot be explained exactly answers 501 naming what can."""
     model, server = served
     url = f"{server.http_url}/v1/models/{NAME}:explain"
-    response = httpx.post(url, json={"instances": _records(model.frame)}, timeout=30)
+    response = httpx.post(url, json={"instances": own_models.records(model.frame)}, timeout=30)
     if model.probabilities is None or model.extra_outputs:
         assert response.status_code == 501, response.text
         assert "Supported:" in response.json()["error"]
@@ -240,7 +247,7 @@ def test_explanations_add_up_to_the_probability_or_answer_501(
     classes = [labels[i] for i in range(len(labels))]
     for row, explanation in enumerate(body["explanations"]):
         assert set(explanation["contributions"]) == set(model.frame.columns)  # input columns, not one-hot ones
-        assert explanation["class"] == _json_value(classes[row])
+        assert explanation["class"] == own_models.json_value(classes[row])
         total = explanation["base_value"] + sum(explanation["contributions"].values())
         assert total == pytest.approx(proba[row].max(), abs=1e-6)
     v2 = httpx.post(

@@ -151,8 +151,10 @@ def coerce(value: Any, column: Column, where: str) -> Any:
 
 def _integer(value: Any, column: Column, where: str) -> int:
     # 3.0 is accepted (JSON writers often add the .0); 1.5 is not: it would be silently truncated.
+    # true/false count as 1/0, as in number columns: NumPy reads them so in every [N, F] or INT64 tensor and
+    # in the matrix fast path, so refusing them here alone would make the answer depend on the format.
     if isinstance(value, (bool, np.bool_)):
-        raise _wrong(value, column, where, "an integer")
+        return int(value)
     if isinstance(value, (float, np.floating)):
         if not math.isfinite(value) or not float(value).is_integer():
             raise _wrong(value, column, where, "an integer")
@@ -236,6 +238,8 @@ def show(value: Any) -> str:
     """A short rendering of a client's value for an error message (never fails, whatever the value)."""
     if isinstance(value, str):
         text = repr(value[:80])
+    elif isinstance(value, int) and not isinstance(value, bool):
+        text = str(value)  # orjson writes no integer beyond 64 bits (JSON bodies may carry them)
     else:
         try:
             text = orjson.dumps(value, default=str, option=orjson.OPT_SERIALIZE_NUMPY).decode()

@@ -22,6 +22,7 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
 from predictor import errors
+from predictor.protocol.mlflow import FORMATS
 from predictor.protocol.rows import NUMERIC_DATATYPES, OUTPUT_NAMES
 from predictor.protocol.schema import MAX_MAGNITUDE
 
@@ -73,6 +74,8 @@ def build_document(
         parameters = _path_parameters(path, model_name)
         if handler == "v2_infer":
             parameters.append(_binary_header_parameter())
+        if handler == "invocations" and feature_names:
+            operation["requestBody"]["content"][JSON]["examples"] = _invocations_examples(feature_names)
         if parameters:
             operation["parameters"] = parameters
         paths.setdefault(path, {})[method.lower()] = operation
@@ -110,7 +113,8 @@ def our_routes(app: FastAPI) -> list[APIRoute]:
 
 
 DESCRIPTION = (
-    "KServe v1 and v2 (Open Inference Protocol) REST endpoints of one MLflow model, with its probes and metrics. "
+    "KServe v1 and v2 (Open Inference Protocol) REST endpoints of one MLflow model, MLflow's own scoring protocol "
+    "(`/invocations`, `/ping`), with its probes and metrics. "
     'Every error is JSON `{"error": "..."}`: 400 malformed body, 401 bearer token missing or wrong (when tokens are '
     "configured), 404 unknown model or version (or entity id, with a feature store), 413 body or instance count over "
     "the limit, 415 unsupported Content-Type, 429 rate limited (when a rate is set), 503 not ready. "
@@ -123,6 +127,10 @@ TAGS = [
     {"name": "v1", "description": "KServe v1 protocol."},
     {"name": "v2", "description": "Open Inference Protocol (KServe v2) REST."},
     {"name": "admin", "description": "Hot swap: the versions held, rollback, reload."},
+    {
+        "name": "mlflow",
+        "description": "MLflow's scoring protocol, as `mlflow models serve` answers it: clients switch with no change.",
+    },
 ]
 
 
@@ -333,7 +341,49 @@ OPERATIONS: dict[str, Callable[[], Json]] = {
         "404",
         "429",
     ),
+    "invocations": lambda: _invocations_op(),
+    "ping": lambda: _ping_op(),
 }
+
+
+def _ping_op() -> Json:
+    operation = _op(
+        "mlflow",
+        "MLflow scoring server health: 200 once the model serves",
+        {"description": "Serving; the body is one newline, as mlflow models serve sends it."},
+    )()
+    operation["responses"]["503"] = _json(_ref("NotReady"), "Not serving yet; `error` says why.")
+    return operation
+
+
+def _invocations_examples(names: Sequence[str]) -> Json:
+    """A request of each shape MLflow's clients send, for the model's columns (0 stands for each value)."""
+    row = [0.0 for _ in names]
+    record = dict(zip(names, row, strict=True))
+    bodies = {
+        "dataframe_split": {"dataframe_split": {"columns": list(names), "data": [row]}},
+        "dataframe_records": {"dataframe_records": [record]},
+        "instances": {"instances": [row]},
+        "inputs": {"inputs": {name: [value] for name, value in record.items()}, "params": {}},
+    }
+    return {shape: {"summary": f"MLflow's {shape} shape", "value": body} for shape, body in bodies.items()}
+
+
+def _invocations_op() -> Json:
+    """``POST /invocations`` with an example of each of MLflow's four body shapes, filled in when requested."""
+    operation = _op(
+        "mlflow",
+        "MLflow scoring protocol: predict",
+        _json(_ref("InvocationsResponse"), "What the model's predict answers, as mlflow models serve writes it."),
+        *INFERENCE_ERRORS,
+        body={"required": True, "content": {JSON: {"schema": _ref("InvocationsRequest")}}},
+    )()
+    operation["description"] = (
+        "One of dataframe_split, dataframe_records, instances or inputs, and optionally params (accepted, ignored). "
+        "Values are checked against the model's signature like every other format; errors are "
+        '`{"error": "..."}` (not MLflow\'s error object).'
+    )
+    return operation
 
 
 def _webhook_op() -> Json:
@@ -384,6 +434,7 @@ def _schemas(feature_names: Sequence[str], entity_key: str | None, max_instances
         **_probe_schemas(),
         **_v1_schemas(feature_names, entity_key, max_instances),
         **_v2_schemas(),
+        **_mlflow_schemas(max_instances),
     }
 
 
@@ -589,5 +640,53 @@ def _v2_schemas() -> dict[str, Json]:
             "model_name",
             "model_version",
             "outputs",
+        ),
+    }
+
+
+def _mlflow_schemas(max_instances: int | None) -> dict[str, Json]:
+    """MLflow's scoring bodies, built from the v1 rows (lists in signature order, or objects keyed by column)."""
+    bounds: Json = {"minItems": 1, **({"maxItems": max_instances} if max_instances else {})}
+    instances = {"type": "array", "items": {"anyOf": [_ref("V1Row"), _ref("V1KeyedInstance")]}, **bounds}
+    scalar = {"type": ["number", "string", "boolean", "null"]}
+    split = _object(
+        {
+            "columns": {"type": "array", "items": STRING, "description": "Omitted: the rows are in signature order."},
+            "index": {"type": "array", "description": "pandas' row labels (ignored)."},
+            "data": {"type": "array", "items": {"type": "array", "items": scalar}, **bounds},
+        },
+        "data",
+        description='pandas\' DataFrame.to_dict(orient="split").',
+    )
+    columns = {
+        "type": "object",
+        "additionalProperties": {"type": "array", "items": scalar},
+        "minProperties": 1,
+        "description": "Column name → its values, one per row.",
+    }
+    return {
+        "InvocationsRequest": {
+            "type": "object",
+            "properties": {
+                "dataframe_split": split,
+                "dataframe_records": {"type": "array", "items": _ref("V1KeyedInstance"), **bounds},
+                "instances": instances,
+                "inputs": {"anyOf": [instances, columns]},
+                "params": {"type": "object", "description": "Accepted and ignored."},
+            },
+            "additionalProperties": False,
+            "oneOf": [{"required": [name]} for name in FORMATS],
+            "description": "Exactly one of dataframe_split, dataframe_records, instances or inputs.",
+        },
+        "InvocationsResponse": _object(
+            {
+                "predictions": {
+                    "type": "array",
+                    "items": {"type": ["number", "string", "boolean", "object"]},
+                    "description": "One per row: the model's prediction, or an object of its outputs when it "
+                    "answers a DataFrame.",
+                }
+            },
+            "predictions",
         ),
     }

@@ -119,9 +119,8 @@ class Routes:
             app.add_api_route(prefix, self.v2_metadata, methods=get, tags=["v2"])
             app.add_api_route(prefix + "/ready", self.v2_model_ready, methods=get, tags=["v2"])
         # MLflow's scoring protocol, so clients of `mlflow models serve` switch with no change.
-        # Not in our OpenAPI document yet (openapi.OPERATIONS describes every documented route).
-        app.add_api_route("/invocations", self.invocations, methods=post, include_in_schema=False)
-        app.add_api_route("/ping", self.ping, methods=get, include_in_schema=False)
+        app.add_api_route("/invocations", self.invocations, methods=post, tags=["mlflow"])
+        app.add_api_route("/ping", self.ping, methods=get, tags=["mlflow"])
         app.add_api_route("/admin/versions", self.admin_versions, methods=get, tags=["admin"])
         app.add_api_route("/admin/rollback", self.admin_rollback, methods=post, tags=["admin"])
         app.add_api_route("/admin/reload", self.admin_reload, methods=post, tags=["admin"])
