@@ -72,6 +72,7 @@ class ShadowScorer:
         self.classes = list(classes)
         self._labels = (model_name, model_version, shadow_version)
         self._metrics = metrics
+        self._children = _Children(metrics, self._labels)
         self.sample_rate = sample_rate
         self._on_result = on_result
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=queue_requests)
@@ -103,7 +104,7 @@ class ShadowScorer:
         except queue.Full:
             with self._lock:
                 self.dropped_requests += 1
-            self._metrics.dropped.labels(*self._labels).inc()
+            self._children.dropped.inc()
         except Exception:  # a boundary: the live request must never fail because of the shadow
             log.exception("shadow: could not queue request %s", request_id)
 
@@ -130,7 +131,7 @@ class ShadowScorer:
                 return
 
     def _score_all(self, requests: list[tuple[Any, ...]]) -> None:
-        """One model call for every request gathered (their rows stacked), then each request's bookkeeping."""
+        """One model call for every request gathered (their rows stacked), and the bookkeeping once per pass."""
         started = time.perf_counter()
         try:
             stacked = np.concatenate([np.asarray(request[0]) for request in requests])
@@ -141,56 +142,62 @@ class ShadowScorer:
             self._failed(len(requests), requests[0][3], exc)
             return
         latency = time.perf_counter() - started
-        self._metrics.latency.labels(*self._labels).observe(latency)
-        start = 0
-        for rows, live_predictions, live_probabilities, request_id, live_classes in requests:
-            count = len(rows)
-            probabilities, start = answer[start : start + count], start + count
-            try:
-                self._record(probabilities, live_predictions, live_probabilities, request_id, live_classes, latency)
-            except Exception:  # a boundary: one request's odd live answer must not stop the others
-                log.exception("shadow: recording request %s failed", request_id)
+        self._children.latency.observe(latency)
+        lives = [np.asarray(request[1]).ravel() for request in requests]
+        if any(len(live) != len(request[0]) for live, request in zip(lives, requests, strict=True)):
+            self._failed(len(requests), requests[0][3], ValueError("a live answer does not match its rows"))
+            return
+        live = np.concatenate(lives)
+        predicted = np.asarray(self.classes, dtype=object)[answer.argmax(axis=1)]
+        agree = np.array([_same(a, b) for a, b in zip(predicted, live, strict=True)], dtype=np.int8)
+        self._observe_gaps(answer, requests)
+        with self._lock:
+            self._add_agreement(agree)
+            self.scored_rows += len(live)
+            ratio = self._agreement()
+        self._children.predictions.inc(len(live))
+        self._children.agreement.set(ratio)
+        if self._on_result is not None:
+            start = 0
+            for request in requests:
+                count = len(request[0])
+                end, request_id = start + count, request[3]
+                try:
+                    self._on_result(ShadowResult(request_id, predicted[start:end], answer[start:end], latency))
+                except Exception:  # a boundary: the caller's hook must not stop the worker
+                    log.exception("shadow: on_result failed for request %s", request_id)
+                start = end
+
+    def _observe_gaps(self, answer: npt.NDArray[np.float64], requests: list[tuple[Any, ...]]) -> None:
+        """The probability-difference histogram, for the requests that came with live probabilities."""
+        start, pieces = 0, []
+        for rows, _, live_probabilities, _, live_classes in requests:
+            end = start + len(rows)
+            if live_probabilities is not None:
+                pieces.append((answer[start:end], np.asarray(live_probabilities), live_classes))
+            start = end
+        if not pieces:
+            return
+        histogram = self._children.probability_gap
+        # one call when every request names the same live classes (the same live version): the usual case
+        if all(_same_classes(piece[2], pieces[0][2]) for piece in pieces):
+            shadow = np.concatenate([piece[0] for piece in pieces])
+            live = np.concatenate([piece[1] for piece in pieces])
+            gaps = [_probability_gap(shadow, self.classes, live, pieces[0][2])]
+        else:
+            gaps = [_probability_gap(shadow, self.classes, live, classes) for shadow, live, classes in pieces]
+        for gap in gaps:
+            for value in gap.tolist():
+                histogram.observe(value)
 
     def _failed(self, requests: int, request_id: str, exc: Exception) -> None:
-        self._metrics.errors.labels(*self._labels).inc(requests)
+        self._children.errors.inc(requests)
         with self._lock:
             self.errors += requests
         now = time.monotonic()
         if now - self._last_error_log >= _LOG_EVERY_S:
             self._last_error_log = now
             log.warning("shadow model %s failed on request %s: %r", self._labels[2], request_id, exc)
-
-    def _record(
-        self,
-        probabilities: npt.NDArray[np.float64],
-        live_predictions: Any,
-        live_probabilities: npt.NDArray[np.float64] | None,
-        request_id: str,
-        live_classes: Sequence[Any] | None,
-        latency: float,
-    ) -> None:
-        live = np.asarray(live_predictions).ravel()
-        if len(live) != len(probabilities):
-            self._failed(1, request_id, ValueError(f"{len(live)} live answers for {len(probabilities)} rows"))
-            return
-        predicted = np.asarray(self.classes, dtype=object)[probabilities.argmax(axis=1)]
-        agree = np.array([_same(a, b) for a, b in zip(predicted, live, strict=True)], dtype=np.int8)
-        if live_probabilities is not None:
-            gap = _probability_gap(probabilities, self.classes, np.asarray(live_probabilities), live_classes)
-            histogram = self._metrics.probability_gap.labels(*self._labels)
-            for value in gap:
-                histogram.observe(float(value))
-        with self._lock:
-            self._add_agreement(agree)
-            self.scored_rows += len(live)
-            ratio = self._agreement()
-        self._metrics.predictions.labels(*self._labels).inc(len(live))
-        self._metrics.agreement.labels(*self._labels).set(ratio)
-        if self._on_result is not None:
-            try:
-                self._on_result(ShadowResult(request_id, predicted, probabilities, latency))
-            except Exception:  # a boundary: the caller's hook must not stop the worker
-                log.exception("shadow: on_result failed for request %s", request_id)
 
     def _add_agreement(self, agree: npt.NDArray[np.int8]) -> None:
         size = self._agree.size
@@ -237,6 +244,22 @@ class ShadowScorer:
             log.warning("shadow: worker of %s did not stop (queue full)", self._labels[2])
         with contextlib.suppress(KeyError):
             self._metrics.agreement.remove(*self._labels)
+
+
+class _Children:
+    """The labelled series of one (model, live version, shadow version): ``labels()`` costs a lookup, once here."""
+
+    def __init__(self, metrics: ShadowMetrics, labels: tuple[str, str, str]) -> None:
+        self.predictions = metrics.predictions.labels(*labels)
+        self.agreement = metrics.agreement.labels(*labels)
+        self.probability_gap = metrics.probability_gap.labels(*labels)
+        self.latency = metrics.latency.labels(*labels)
+        self.errors = metrics.errors.labels(*labels)
+        self.dropped = metrics.dropped.labels(*labels)
+
+
+def _same_classes(a: Sequence[Any] | None, b: Sequence[Any] | None) -> bool:
+    return a is b or (a is not None and b is not None and [str(c) for c in a] == [str(c) for c in b])
 
 
 def _same(a: Any, b: Any) -> bool:
