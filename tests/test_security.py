@@ -348,3 +348,28 @@ def test_trusted_forwarded_for_uses_its_first_hop() -> None:
     assert client_identity(None, "10.0.0.1", forwarded, trust_forwarded=True) == "addr:203.0.113.9"
     assert client_identity(None, "10.0.0.1", " , 10.1.0.5", trust_forwarded=True) == "addr:10.0.0.1"
     assert client_identity(None, "10.0.0.1", "", trust_forwarded=True) == "addr:10.0.0.1"
+
+
+def test_a_token_with_a_lone_surrogate_is_compared_and_named_like_any_other(clock: FakeClock) -> None:
+    """Python strings may hold lone surrogates (an environment variable decoded with surrogateescape)."""
+    odd = "tok\udc80en"
+    tokens = BearerTokens(None, odd, clock=clock)
+    assert tokens.verify(odd) and not tokens.verify("token")
+    assert tokens.identity(odd).startswith("token:") and len(tokens.identity(odd)) == len("token:") + 8
+    assert tokens.identity(odd) != tokens.identity("token")
+
+
+def test_inline_tokens_need_no_file_checks_however_long_the_server_runs(clock: FakeClock) -> None:
+    tokens = BearerTokens(None, "inline-token", clock=clock)
+    clock.advance(3600)
+    assert tokens.verify("inline-token") and not tokens.verify("other")
+
+
+def test_an_unchanged_file_is_not_read_again(
+    token_file: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    tokens = BearerTokens(token_file, clock=clock)
+    with caplog.at_level(logging.INFO, logger="predictor.serving.security"):
+        clock.advance(5)
+        assert tokens.verify("alpha-token")
+    assert caplog.messages == []
