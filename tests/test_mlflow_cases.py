@@ -113,3 +113,24 @@ def test_the_answer_is_mlflows_predictions_list_or_one_record_per_row() -> None:
     assert mlflow.encode({"p": np.array([1, 0]), "q": np.array([0.5, 0.25]), "r": np.zeros(2)}, ("p", "q")) == {
         "predictions": [{"p": 1, "q": 0.5}, {"p": 0, "q": 0.25}]
     }
+
+
+def test_a_body_of_many_keys_is_answered_with_the_first_ten_sorted() -> None:
+    payload = {f"k{i:02d}": 1 for i in range(12)}
+    with pytest.raises(BadRequest) as refused:
+        mlflow.decode(payload, NUMERIC)
+    shown = [f"k{i:02d}" for i in range(10)]
+    assert str(refused.value) == f"body must hold exactly one of {FORMATS} (and optionally params); got keys {shown}"
+
+
+def test_columns_of_one_value_each_are_one_row_and_scalars_are_no_columns() -> None:
+    assert mlflow.decode({"inputs": {"a": [1], "b": [2], "c": [3]}}, NUMERIC).values.tolist() == [[1, 2, 3]]
+    with pytest.raises(BadRequest) as refused:
+        mlflow.decode({"inputs": {"a": 1, "b": 2, "c": 3}}, NUMERIC)
+    assert str(refused.value) == COLUMNS_OF_ONE_LENGTH
+
+
+def test_an_error_in_inputs_as_columns_names_the_row_under_inputs() -> None:
+    with pytest.raises(BadRequest) as refused:
+        mlflow.decode({"inputs": {"a": [1, 4], "b": [2, "x"], "c": [3, 6]}}, NUMERIC)
+    assert str(refused.value) == "inputs[1]: column b (long) needs an integer, got 'x'"

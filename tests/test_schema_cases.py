@@ -289,3 +289,37 @@ def test_a_signature_the_server_cannot_serve_is_refused_at_load_saying_why(signa
     with pytest.raises(ModelLoadError) as refused:
         from_signature(signature)
     assert str(refused.value) == message
+
+
+def test_date_times_are_nanosecond_utc_whatever_the_servers_own_zone(monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    time.tzset()
+    try:
+        zoned = coerce("2024-05-01T12:30:00+02:00", COLUMN["t"], "w")
+        naive = coerce("2024-05-01T12:30:00", COLUMN["t"], "w")
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert zoned == np.datetime64("2024-05-01T10:30:00", "ns") and zoned.dtype == np.dtype("datetime64[ns]")
+    assert naive == np.datetime64("2024-05-01T12:30:00", "ns") and naive.dtype == np.dtype("datetime64[ns]")
+
+
+def test_base64_with_characters_outside_its_alphabet_is_refused() -> None:
+    with pytest.raises(BadRequest) as refused:
+        coerce("aGk=!", COLUMN["blob"], "w")
+    assert str(refused.value) == "w: column blob (binary) needs base64-encoded bytes, got 'aGk=!'"
+
+
+def test_a_frames_values_are_the_rows_and_optional_columns_left_out_are_gaps() -> None:
+    rows = MIXED.empty(2)
+    rows[0] = [1.5, 2, 3, True, "s", np.datetime64("2024-05-01T10:30:00", "ns"), b"hi", None]
+    rows[1] = [2.5, 4, 5, False, "t", np.datetime64("2024-05-02T10:30:00", "ns"), b"ho", 0.5]
+    frame = MIXED.frame(rows)
+    assert [str(t) for t in frame["t"]] == ["2024-05-01 10:30:00", "2024-05-02 10:30:00"]
+    assert frame["n"].tolist() == [2, 4] and frame["flag"].tolist() == [True, False]
+    optional = Schema((Column("n", "long", required=False), Column("flag", "boolean", required=False)), matrix=False)
+    gaps = optional.frame(np.array([[None, None], [4, True]], dtype=object))
+    assert str(gaps.dtypes["n"]) == "float64" and gaps["n"].isna().tolist() == [True, False] and gaps["n"][1] == 4
+    assert str(gaps.dtypes["flag"]) == "object" and gaps["flag"].tolist() == [None, True]

@@ -373,3 +373,43 @@ def test_an_unchanged_file_is_not_read_again(
         clock.advance(5)
         assert tokens.verify("alpha-token")
     assert caplog.messages == []
+
+
+def test_an_outage_of_the_token_file_is_logged_once_then_its_return_and_the_reload(
+    token_file: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    tokens = BearerTokens(token_file, clock=clock)
+    with caplog.at_level(logging.INFO, logger="predictor.serving.security"):
+        write_tokens(token_file, "", mtime=1_700_000_100)
+        clock.advance(1)
+        assert tokens.verify("alpha-token")
+        clock.advance(1)
+        assert tokens.verify("alpha-token")  # still empty: no second warning
+        write_tokens(token_file, "one\ntwo\n", mtime=1_700_000_200)
+        clock.advance(0.5)
+        assert not tokens.verify("one")  # checked at most once per second
+        clock.advance(0.5)
+        assert tokens.verify("one") and tokens.verify("two")
+    assert caplog.messages == [
+        f"the auth token file {token_file} holds no token; keeping the previous tokens",
+        f"the auth token file {token_file} is readable again",
+        f"reloaded 2 auth token(s) from {token_file}",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("wait_s", "shown"), [(0.0, "0.001"), (0.5, "0.5"), (2.0, "2"), (12.25, "12.25"), (10.0, "10")]
+)
+def test_the_retry_wait_in_the_message_is_short_and_never_zero(clock: FakeClock, wait_s: float, shown: str) -> None:
+    from predictor.serving.security import _seconds
+
+    assert _seconds(wait_s) == shown
+
+
+def test_a_rate_below_one_per_second_still_needs_a_burst_and_one_client_is_kept_at_least(clock: FakeClock) -> None:
+    with pytest.raises(ValueError, match="rate limit burst must be at least 1, got 0"):
+        RateLimiter(rate_per_s=0.5, burst=0, clock=clock)
+    limiter = RateLimiter(rate_per_s=1, burst=1, clock=clock, max_clients=0)
+    limiter.acquire("a")
+    limiter.acquire("b")
+    assert limiter.clients == 1
