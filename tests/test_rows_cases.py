@@ -173,3 +173,18 @@ def test_requested_outputs_keep_each_outputs_binary_choice() -> None:
     with pytest.raises(BadRequest) as refused:
         requested_outputs([{"name": "p" * 100}], OUTPUT_NAMES)
     assert str(refused.value) == f"outputs[0] asks for '{'p' * 59}; this model has ['predictions', 'probabilities']"
+
+
+def test_the_largest_float32_is_accepted_and_the_row_named_is_the_bad_one() -> None:
+    top = float(np.finfo(np.float32).max)
+    assert rows_from_tensors([column("FP64", [top, -top])], one("double", matrix=True)).values.tolist() == [
+        [top],
+        [-top],
+    ]
+    with pytest.raises(BadRequest, match=r"^s row 2: column s \(double\) needs a finite number"):
+        rows_from_tensors([column("FP64", [1.0, 2.0, np.nan])], one("double", matrix=True))
+
+
+def test_binary_columns_hold_python_bytes() -> None:
+    values = rows_from_tensors([column("BYTES", ["hi", "ho"], object)], one("binary")).values
+    assert [type(v) for v in values[:, 0]] == [bytes, bytes]

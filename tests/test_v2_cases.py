@@ -608,3 +608,40 @@ def test_text_outputs_travel_as_length_prefixed_bytes() -> None:
     body, headers = v2.encode(_request(binary_outputs=True), float32, "m", "2")
     length = int(headers["inference-header-content-length"])
     assert orjson.loads(body[:length])["outputs"][0]["datatype"] == "FP32" and len(body) - length == 4
+
+
+EMPTY = f'"inputs" is empty: send at least one instance with {NUMERIC_COLUMNS}'
+
+
+def test_a_zero_dimension_is_a_shape_and_zero_rows_are_an_empty_request() -> None:
+    for body, raw in (
+        ({"inputs": [tensor("x", [0, 3], "FP64", [])]}, b""),
+        ({"inputs": [tensor("x", [0, 3], "FP64", binary_data_size=0)]}, b"\0"),
+    ):
+        header = orjson.dumps(body)
+        with pytest.raises(BadRequest) as refused:
+            v2.decode(header + raw[:0], str(len(header)) if raw else None, NUMERIC, OUTPUT_NAMES)
+        assert str(refused.value) == EMPTY
+
+
+def test_a_scalar_shape_holds_one_value_and_is_no_matrix() -> None:
+    with pytest.raises(BadRequest) as refused:
+        decode({"inputs": [tensor("x", [], "FP64", 5)]}, ONE)
+    assert str(refused.value) == (
+        "input x has shape []; send shape [N, 1] with 1 features in this order: a "
+        "(or one [N] tensor per column, named after it)"
+    )
+
+
+def test_a_one_byte_json_header_is_read_as_json() -> None:
+    with pytest.raises(BadRequest) as refused:
+        v2.decode(b'{"inputs": []}', "1", NUMERIC, OUTPUT_NAMES)
+    assert str(refused.value).startswith("body is not valid JSON (unexpected end of data at character 1)")
+
+
+def test_a_binary_request_may_ask_for_outputs_and_get_them_all_as_raw_tensors() -> None:
+    asked = {"inputs": [tensor("x", [1, 3], "FP64", binary_data_size=24)], "outputs": [{"name": "predictions"}]}
+    assert decode(asked, NUMERIC, FP64_ROW).requested == {"predictions": None}
+    body, headers = v2.encode(_request(binary_outputs=True), OUTPUTS, "m", "2")
+    length = int(headers["inference-header-content-length"])
+    assert body[length:] == np.array([1, 0], dtype="<i8").tobytes() + OUTPUTS["probabilities"].astype("<f8").tobytes()
