@@ -323,3 +323,12 @@ def test_a_frames_values_are_the_rows_and_optional_columns_left_out_are_gaps() -
     gaps = optional.frame(np.array([[None, None], [4, True]], dtype=object))
     assert str(gaps.dtypes["n"]) == "float64" and gaps["n"].isna().tolist() == [True, False] and gaps["n"][1] == 4
     assert str(gaps.dtypes["flag"]) == "object" and gaps["flag"].tolist() == [None, True]
+
+
+def test_the_edges_exactly_float32s_largest_value_and_the_cut_offs_of_shown_values() -> None:
+    top = float(np.finfo(np.float32).max)
+    assert coerce(top, COLUMN["x"], "w") == top and coerce(-top, COLUMN["x"], "w") == -top
+    assert show("s" * 58) == "'" + "s" * 58 + "'"  # 60 characters with the quotes: whole
+    assert show("s" * 59) == "'" + "s" * 56 + "..."  # 61: cut
+    assert show([1] * 29) == "[" + ",".join(["1"] * 29) + "]"  # 59 characters
+    assert show([1] * 30) == "[" + ",".join(["1"] * 28) + ",..."
