@@ -289,3 +289,21 @@ def test_an_unexpected_failure_is_logged_and_the_next_batch_is_still_served(capl
     with caplog.at_level("ERROR", logger="predictor.models.batching"):
         assert asyncio.run(scenario()).tolist() == [[4.0]]
     assert caplog.messages == ["micro-batch failed unexpectedly"]
+
+
+def test_a_lone_failing_request_gets_its_own_error_and_calls_report_rows_not_columns() -> None:
+    reported: list[int] = []
+
+    async def scenario() -> str:
+        batcher = MicroBatcher(RecordingModel(), on_batch=reported.append)
+        try:
+            await asyncio.wait_for(batcher.predict(np.full((1, 2), -1.0)), 10)
+        except ValueError as exc:
+            return str(exc)
+        finally:
+            await batcher.predict(np.full((3, 2), 1.0))
+            await batcher.close()
+        return "no error"
+
+    assert asyncio.run(scenario()) == "negative input"
+    assert reported == [1, 3]
