@@ -25,7 +25,7 @@ def main() -> None:
     # would hide an unreachable registry from /ready. Our loader retries with its own backoff instead.
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(int(settings.registry_timeout_s)))
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(settings.mlflow_request_timeout_s))
     logs.configure(settings.log_level, settings.log_format, settings.access_log or bool(settings.access_log_format))
     if settings.model_version is not None and not settings.model_version.isdigit():
         logging.getLogger("predictor").info("deployment label (--model-version): %s", settings.model_version)

@@ -9,6 +9,7 @@ parser are all generated from that declaration. KServe's own server flags (``--h
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -250,6 +251,15 @@ class Settings:
         if self.model_version is not None and self.model_version.isdigit():
             return f"models:/{self.model_name}/{self.model_version}"
         return f"models:/{self.model_name}@production"
+
+    @property
+    def mlflow_request_timeout_s(self) -> int:
+        """``registry_timeout_s`` as MLflow's ``MLFLOW_HTTP_REQUEST_TIMEOUT`` wants it: whole seconds.
+
+        Rounded up and at least 1: truncating would turn 0.5 into 0, which MLflow hands to requests as a
+        zero timeout (every registry call then fails at once).
+        """
+        return max(1, math.ceil(self.registry_timeout_s))
 
 
 # Fields whose flag KServe's parser already defines: we read the value, but must not add the flag again.

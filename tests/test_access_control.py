@@ -3,6 +3,7 @@ need a token, which are rate limited, who the client is, and what is counted. No
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -137,3 +138,39 @@ def test_built_from_settings() -> None:
     assert calls == [None]
     with pytest.raises(Unauthorized):
         access.check_call("metrics", None, "10.0.0.1", None)
+
+
+def _rest(headers: dict[str, str], host: str | None = "10.0.0.1") -> SimpleNamespace:
+    from starlette.datastructures import Headers
+
+    return SimpleNamespace(headers=Headers(headers), client=SimpleNamespace(host=host) if host else None)
+
+
+def test_rest_anonymous_clients_are_told_apart_by_peer_or_trusted_forwarded_for() -> None:
+    by_peer, _ = control(tokens=None, burst=1)
+    by_peer.check(_rest({}, host="10.0.0.1"), "inference")  # type: ignore[arg-type]
+    by_peer.check(_rest({}, host="10.0.0.2"), "inference")  # type: ignore[arg-type]
+    with pytest.raises(RateLimited):
+        by_peer.check(_rest({}, host="10.0.0.1"), "inference")  # type: ignore[arg-type]
+    by_forwarded, _ = control(tokens=None, burst=1, trust=True)
+    by_forwarded.check(_rest({"X-Forwarded-For": "198.51.100.1"}), "inference")  # type: ignore[arg-type]
+    by_forwarded.check(_rest({"x-forwarded-for": "198.51.100.2, 10.0.0.9"}), "inference")  # type: ignore[arg-type]
+    with pytest.raises(RateLimited):
+        by_forwarded.check(_rest({"X-Forwarded-For": "198.51.100.1"}), "inference")  # type: ignore[arg-type]
+
+
+def test_rest_metrics_pass_without_a_token_unless_protected() -> None:
+    access, _ = control()
+    access.check(_rest({}), "metrics")  # type: ignore[arg-type]
+    with pytest.raises(Unauthorized):
+        access.check(_rest({}), "admin")  # type: ignore[arg-type]
+
+
+def test_built_from_settings_with_a_token_file(tmp_path: Path) -> None:
+    tokens = tmp_path / "tokens"
+    tokens.write_text("from-the-file\n", encoding="utf-8")
+    settings = load_settings(["--auth_token_file", str(tokens)], {})
+    access = AccessControl.from_settings(settings, lambda: None)
+    access.check_call("inference", "Bearer from-the-file", "10.0.0.1", None)
+    with pytest.raises(Unauthorized):
+        access.check_call("inference", "Bearer other", "10.0.0.1", None)

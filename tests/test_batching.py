@@ -9,6 +9,7 @@ import asyncio
 import threading
 
 import numpy as np
+import pytest
 
 from predictor.models.batching import DirectPredictor, MicroBatcher
 
@@ -172,3 +173,137 @@ def test_a_lone_client_never_waits_for_company() -> None:
 
     asyncio.run(scenario())
     assert model.calls == [2, 2, 1, 1, 1]
+
+
+class OneAtATime:
+    """A model that notes how many of its calls overlap and which thread runs them."""
+
+    def __init__(self) -> None:
+        self.running = 0
+        self.most = 0
+        self.threads: set[str] = set()
+        self.lock = threading.Lock()
+
+    def __call__(self, rows: np.ndarray) -> np.ndarray:
+        with self.lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+        self.threads.add(threading.current_thread().name)
+        threading.Event().wait(0.005)  # long enough for a second thread, if there were one, to enter
+        with self.lock:
+            self.running -= 1
+        return rows[:, :1]
+
+
+def test_model_calls_run_one_at_a_time_on_the_model_thread() -> None:
+    for make in (lambda m: MicroBatcher(m, max_batch_rows=1), DirectPredictor):
+        model = OneAtATime()
+
+        async def scenario(model: OneAtATime = model, make: object = make) -> None:
+            predictor = make(model)  # type: ignore[operator]
+            await asyncio.gather(*(predictor.predict(request(i)) for i in range(12)))
+            await predictor.close()
+
+        asyncio.run(scenario())
+        assert model.most == 1
+        assert model.threads and all(name.startswith("model") for name in model.threads), model.threads
+
+
+def test_the_default_batch_is_64_rows_and_a_limit_below_one_means_one() -> None:
+    gate = threading.Event()
+
+    async def scenario(batcher: MicroBatcher, requests: int) -> None:
+        tasks = [asyncio.ensure_future(batcher.predict(request(i))) for i in range(requests)]
+        await asyncio.sleep(0.05)  # queued behind the gated first call
+        gate.set()
+        await asyncio.gather(*tasks)
+        await batcher.close()
+
+    model = RecordingModel(gate)
+    asyncio.run(scenario(MicroBatcher(model), 130))
+    assert model.calls == [64, 64, 2]  # all 130 were queued before the worker's first collect
+    gate.clear()
+    model = RecordingModel(gate)
+    asyncio.run(scenario(MicroBatcher(model, max_batch_rows=0), 4))
+    assert model.calls == [1, 1, 1, 1]
+
+
+def test_each_model_call_reports_its_row_count() -> None:
+    batched: list[int] = []
+    direct: list[int] = []
+
+    async def scenario() -> None:
+        batcher = MicroBatcher(RecordingModel(), on_batch=batched.append)
+        await batcher.predict(request(1, rows=3))
+        await batcher.close()
+        predictor = DirectPredictor(RecordingModel(), on_batch=direct.append)
+        await predictor.predict(request(1, rows=5))
+        await predictor.close()
+
+    asyncio.run(scenario())
+    assert batched == [3] and direct == [5]
+
+
+def test_close_stops_the_worker_and_waits_for_the_call_in_flight() -> None:
+    gate = threading.Event()
+    model = RecordingModel(gate)
+    names: list[list[str]] = []
+
+    async def scenario() -> None:
+        batcher = MicroBatcher(model)
+        await batcher.predict(request(1))
+        names.append([t.get_name() for t in asyncio.all_tasks() if not t.done()])
+        gate.clear()
+        direct = DirectPredictor(model)
+        pending = asyncio.ensure_future(direct.predict(request(2)))
+        await asyncio.sleep(0.01)  # the call is in the model thread, held by the gate
+        threading.Timer(0.05, gate.set).start()
+        await direct.close()
+        assert model.calls == [1, 1]  # close returned only after the held call finished
+        await pending
+        await batcher.close()
+        await asyncio.sleep(0)
+        names.append([t.get_name() for t in asyncio.all_tasks() if not t.done()])
+
+    gate.set()
+    asyncio.run(scenario())
+    assert "micro-batcher" in names[0] and "micro-batcher" not in names[1]
+
+
+def test_an_unexpected_failure_is_logged_and_the_next_batch_is_still_served(caplog: pytest.LogCaptureFixture) -> None:
+    fail_once = [True]
+
+    def on_batch(rows: int) -> None:
+        if fail_once.pop() if fail_once else False:
+            raise RuntimeError("metrics backend down")
+
+    async def scenario() -> np.ndarray:
+        batcher = MicroBatcher(RecordingModel(), on_batch=on_batch)
+        lost = asyncio.ensure_future(batcher.predict(request(1)))
+        await asyncio.sleep(0.05)
+        result = await asyncio.wait_for(batcher.predict(request(2)), 10)
+        lost.cancel()
+        await batcher.close()
+        return result
+
+    with caplog.at_level("ERROR", logger="predictor.models.batching"):
+        assert asyncio.run(scenario()).tolist() == [[4.0]]
+    assert caplog.messages == ["micro-batch failed unexpectedly"]
+
+
+def test_a_lone_failing_request_gets_its_own_error_and_calls_report_rows_not_columns() -> None:
+    reported: list[int] = []
+
+    async def scenario() -> str:
+        batcher = MicroBatcher(RecordingModel(), on_batch=reported.append)
+        try:
+            await asyncio.wait_for(batcher.predict(np.full((1, 2), -1.0)), 10)
+        except ValueError as exc:
+            return str(exc)
+        finally:
+            await batcher.predict(np.full((3, 2), 1.0))
+            await batcher.close()
+        return "no error"
+
+    assert asyncio.run(scenario()) == "negative input"
+    assert reported == [1, 3]

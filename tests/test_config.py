@@ -78,3 +78,11 @@ def test_an_empty_model_cache_dir_turns_the_cache_off_by_flag_or_environment() -
     environ = {"PREDICTOR_MODEL_CACHE_DIR": "/var/cache/predictor"}
     assert load_settings(["--model_cache_dir", ""], environ).model_cache_dir is None  # the flag wins
     assert load_settings([], environ).model_cache_dir == Path("/var/cache/predictor")
+
+
+@pytest.mark.parametrize(("flag", "whole_seconds"), [("0.5", 1), ("0.01", 1), ("1", 1), ("1.2", 2), ("10", 10)])
+def test_the_registry_timeout_reaches_mlflow_rounded_up_to_whole_seconds(flag: str, whole_seconds: int) -> None:
+    """MLflow's MLFLOW_HTTP_REQUEST_TIMEOUT is an integer: a sub-second timeout must not become 0 (no wait)."""
+    settings = load_settings(["--registry_timeout_s", flag], {})
+    assert settings.registry_timeout_s == float(flag)
+    assert settings.mlflow_request_timeout_s == whole_seconds

@@ -60,3 +60,80 @@ def test_the_openapi_documents_error_responses_are_the_tables_words() -> None:
     for cls in error_classes():
         assert (cls.__doc__ or "").strip() in ERRORS[str(int(cls.status))], cls.__name__
         assert cls.grpc_code.name in ERRORS[str(int(cls.status))], cls.__name__
+
+
+def test_each_of_our_errors_is_answered_whole_by_its_class() -> None:
+    from predictor.errors import Answer, BadRequest, ModelNotReadyError
+
+    assert answer(BadRequest("row 3 is short")) == Answer(
+        HTTPStatus.BAD_REQUEST, StatusCode.INVALID_ARGUMENT, "row 3 is short", "bad_request", {}
+    )
+    assert answer(Unauthorized("no token")) == Answer(
+        HTTPStatus.UNAUTHORIZED,
+        StatusCode.UNAUTHENTICATED,
+        "no token",
+        "unauthorized",
+        {"WWW-Authenticate": 'Bearer realm="predictor"'},
+    )
+    not_ready = ModelNotReadyError("loading")
+    assert (str(not_ready), not_ready.reason, not_ready.error_msg, not_ready.args) == (
+        "loading",
+        "loading",
+        "loading",
+        ("loading",),
+    )
+    assert answer(not_ready) == Answer(
+        HTTPStatus.SERVICE_UNAVAILABLE, StatusCode.UNAVAILABLE, "loading", "not_ready", {}
+    )
+
+
+def test_retry_after_is_whole_seconds_rounded_up_and_at_least_one() -> None:
+    assert [RateLimited("x", s).headers["Retry-After"] for s in (0.0, 0.2, 1.0, 2.2, 2.5)] == ["1", "1", "2", "3", "3"]
+
+
+def test_an_unknown_entity_error_names_up_to_twenty_ids() -> None:
+    from predictor.errors import Answer, EntityNotFound
+
+    one = EntityNotFound("equipment_id", ["EQ-9"])
+    advice = ": check the id, or run `feast materialize` if the equipment is new"
+    assert str(one) == "no features stored for equipment_id EQ-9" + advice and one.missing_ids == ["EQ-9"]
+    assert answer(one) == Answer(HTTPStatus.NOT_FOUND, StatusCode.NOT_FOUND, str(one), "entity_not_found", {})
+    ids = [f"E{i}" for i in range(21)]
+    assert str(EntityNotFound("id", ids[:20])) == f"no features stored for id {', '.join(ids[:20])}{advice}"
+    assert str(EntityNotFound("id", ids)) == f"no features stored for id {', '.join(ids[:20])} …{advice}"
+
+
+def test_kserves_own_errors_are_answered_whole_with_their_reason() -> None:
+    from predictor.errors import Answer
+
+    assert answer(InvalidInput("bad shape")) == Answer(
+        HTTPStatus.BAD_REQUEST, StatusCode.INVALID_ARGUMENT, "bad shape", "bad_request", {}
+    )
+    assert answer(ModelNotFound("m")) == Answer(
+        HTTPStatus.NOT_FOUND, StatusCode.NOT_FOUND, "Model with name m does not exist.", "model_not_found", {}
+    )
+    assert answer(ModelNotReady("m")) == Answer(
+        HTTPStatus.SERVICE_UNAVAILABLE, StatusCode.UNAVAILABLE, "Model with name m is not ready.", "not_ready", {}
+    )
+    assert answer(KeyError("/secret/path")) == Answer(
+        HTTPStatus.INTERNAL_SERVER_ERROR,
+        StatusCode.INTERNAL,
+        "internal server error (the server log has the details)",
+        "internal",
+        {},
+    )
+
+
+def test_the_readme_table_has_one_row_per_class_in_the_docstrings_order() -> None:
+    lines = errors.markdown_table().splitlines()
+    assert lines[:2] == ["| HTTP | gRPC | error | when |", "|---|---|---|---|"]
+    assert lines[2] == (
+        "| 500 | `INTERNAL` | `internal` | The model failed on a valid request (the base class; also any "
+        "unexpected failure). |"
+    )
+    assert lines[3] == (
+        "| 400 | `INVALID_ARGUMENT` | `bad_request` | Malformed body, wrong shape, type or count, bad JSON: the "
+        "message names the fault. |"
+    )
+    assert len(lines) == 2 + len(error_classes())
+    assert [line.split("`")[3] for line in lines[2:]] == [cls.error_type for cls in error_classes()]

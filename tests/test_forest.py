@@ -44,3 +44,84 @@ def test_a_subclass_with_its_own_behaviour_is_left_alone() -> None:
 
     x, y = data(2)
     assert compile_forest(Calibrated(n_estimators=5, random_state=0).fit(x, y)) is None
+
+
+def test_a_one_feature_forest_compiles_and_agrees() -> None:
+    """Leaves split on no feature; packing them as feature 0 must stay inside a one-column row."""
+    x, y = data(2)
+    forest = RandomForestClassifier(n_estimators=5, random_state=0).fit(x[:, :1], y)
+    compiled = compile_forest(forest)
+    assert compiled is not None
+    assert np.array_equal(compiled(x[:50, :1]), forest.predict_proba(x[:50, :1]))
+
+
+def test_a_forest_of_more_packed_nodes_than_the_limit_is_left_to_scikit_learn(monkeypatch: pytest.MonkeyPatch) -> None:
+    from predictor.models import forest as module
+
+    x, y = data(2)
+    model = RandomForestClassifier(n_estimators=3, random_state=0).fit(x, y)
+    packed = 3 * max(tree.tree_.node_count for tree in model.estimators_)
+    monkeypatch.setattr(module, "MAX_PACKED_NODES", packed)
+    assert compile_forest(model) is not None  # exactly at the limit
+    monkeypatch.setattr(module, "MAX_PACKED_NODES", packed - 1)
+    assert compile_forest(model) is None
+
+
+def test_compiling_logs_the_tree_count_and_a_disagreement_keeps_scikit_learn(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from predictor.models import forest as module
+
+    x, y = data(2)
+    model = RandomForestClassifier(n_estimators=4, random_state=0).fit(x, y)
+    with caplog.at_level("INFO", logger="predictor.models.forest"):
+        assert compile_forest(model) is not None
+    assert caplog.messages == ["forest of 4 trees compiled to NumPy (checked against scikit-learn)"]
+    caplog.clear()
+    real_pack = module._pack
+
+    def off_by_a_little(*args: object) -> object:
+        packed = real_pack(*args)  # type: ignore[arg-type]
+        return lambda rows: packed(rows) * (1 + 1e-12)
+
+    monkeypatch.setattr(module, "_pack", off_by_a_little)
+    with caplog.at_level("INFO", logger="predictor.models.forest"):
+        assert compile_forest(model) is None
+    assert caplog.messages == ["compiled forest disagrees with scikit-learn; using predict_proba"]
+    caplog.clear()
+
+    def broken(*args: object) -> object:
+        def fail(rows: np.ndarray) -> np.ndarray:
+            raise IndexError("a shape we did not anticipate")
+
+        return fail
+
+    monkeypatch.setattr(module, "_pack", broken)
+    with caplog.at_level("INFO", logger="predictor.models.forest"):
+        assert compile_forest(model) is None
+    assert caplog.messages[0] == "compiled forest check failed"
+
+
+class _Tree:
+    """A hand-made one-split tree in scikit-learn's layout: node 0 splits feature 0 at 0.5."""
+
+    def __init__(self, value: list[list[float]]) -> None:
+        self.node_count = 3
+        self.children_left = np.array([1, -1, -1])
+        self.children_right = np.array([2, -1, -1])
+        self.feature = np.array([0, -2, -2])
+        self.threshold = np.array([0.5, -2.0, -2.0])
+        self.value = np.array(value, dtype=np.float64)[:, None, :]
+        self.max_depth = 1
+
+
+def test_packed_leaves_hold_class_fractions_whether_a_tree_stored_counts_or_fractions() -> None:
+    from predictor.models.forest import _pack
+
+    fractions = _Tree([[0.5, 0.5], [0.25, 0.75], [1.0, 0.0]])
+    counts = _Tree([[4, 4], [1, 3], [4, 0]])  # older scikit-learn releases stored counts
+    rows = np.array([[0.0], [0.5], [0.75]])
+    expected = [[0.25, 0.75], [0.25, 0.75], [1.0, 0.0]]
+    assert _pack([fractions], 3, 2)(rows).tolist() == expected
+    assert _pack([counts], 3, 2)(rows).tolist() == expected
+    assert _pack([fractions, counts], 3, 2)(rows).tolist() == expected  # the mean over trees

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -134,3 +136,96 @@ def test_a_restart_serves_the_cached_version_then_follows_the_registry(
         ]
         == "2"
     )
+
+
+@dataclass
+class Flips:
+    """Versions served in turn, and which answers each flip constrains.
+
+    A request sent after flip ``k`` answered and answered before flip ``k + 1`` was sent can only have been
+    served by version ``k``; one that overlaps a flip may see either side. Everything runs on one event loop,
+    so the two counters need no lock.
+    """
+
+    versions: list[str]
+    sent: int = 0  # flips sent (the rollback request is on its way)
+    done: int = 0  # flips answered (the server has flipped)
+    strict: Counter[int] = field(default_factory=Counter)  # answers within one phase, by phase
+    wrong: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+
+async def _client(url: str, flips: Flips, stop: asyncio.Event) -> None:
+    async with httpx.AsyncClient(timeout=30) as http:
+        while not stop.is_set():
+            phase = flips.done
+            try:
+                response = await http.post(url, json={"instances": SEED_ROWS})
+            except httpx.HTTPError as exc:
+                flips.failures.append(f"{type(exc).__name__}: {exc}")
+                continue
+            if response.status_code != 200:
+                flips.failures.append(f"{response.status_code}: {response.text[:200]}")
+                continue
+            version = response.json()["model_version"]
+            allowed = flips.versions[phase : flips.sent + 1]
+            if version not in allowed:
+                flips.wrong.append(f"phase {phase}..{flips.sent}: {version} not in {allowed}")
+            elif phase == flips.sent:
+                flips.strict[phase] += 1
+
+
+def test_rollback_and_forward_again_under_load_with_zero_failures_and_answers_following_each_flip(
+    own_registry: str, tmp_path: Path, predictors: Start
+) -> None:
+    server = predictors(own_registry, "--poll_interval_s", "0")
+    server.wait_ready()
+    register_demo_model(own_registry, kind="logreg", artifact_root=tmp_path / "artifacts", force=True)
+    status = httpx.post(f"{server.http_url}/admin/reload").json()
+    assert status["serving"] == "2" and status["previous"] == "1", status
+    flips = Flips(["2", "1", "2", "1", "2"])  # back, forward again, back, forward again
+    url = f"{server.http_url}/v1/models/{MODEL_NAME}:predict"
+
+    def answered_in_phase(phase: int) -> bool:
+        return flips.strict[phase] >= 20 or bool(flips.failures or flips.wrong)
+
+    async def scenario() -> None:
+        stop = asyncio.Event()
+        clients = [asyncio.ensure_future(_client(url, flips, stop)) for _ in range(8)]
+        try:
+            async with httpx.AsyncClient(timeout=30) as admin:
+                for phase, version in enumerate(flips.versions):
+                    if phase:
+                        flips.sent += 1
+                        status = (await admin.post(f"{server.http_url}/admin/rollback")).json()
+                        flips.done += 1
+                        assert status["serving"] == version and status["previous"] == flips.versions[phase - 1]
+                    await asyncio.to_thread(
+                        wait_until, lambda p=phase: answered_in_phase(p), 60, 0.05, f"answers while {version} serves"
+                    )
+        finally:
+            stop.set()
+            await asyncio.gather(*clients)
+
+    asyncio.run(scenario())
+    assert not flips.failures, flips.failures[:5]
+    assert not flips.wrong, flips.wrong[:5]
+    assert all(flips.strict[phase] >= 20 for phase in range(len(flips.versions))), flips.strict
+    assert httpx.get(f"{server.http_url}/admin/versions").json()["serving"] == "2"
+
+
+def test_latest_serves_the_newest_of_two_versions_and_follows_a_third(
+    own_registry: str, tmp_path: Path, predictors: Start
+) -> None:
+    """``latest`` is the highest version, whatever the alias and the stage say (both stay on version 1)."""
+    newer = {"artifact_root": tmp_path / "artifacts", "force": True, "alias": "candidate", "stage": None}
+    assert register_demo_model(own_registry, kind="logreg", **newer).version == "2"
+    server = predictors(own_registry, "--model_uri", f"models:/{MODEL_NAME}/latest", "--poll_interval_s", "0.5")
+    server.wait_ready()
+    url = f"{server.http_url}/v1/models/{MODEL_NAME}:predict"
+    assert httpx.post(url, json={"instances": SEED_ROWS}).json()["model_version"] == "2"
+    assert register_demo_model(own_registry, n_estimators=10, seed=7, **newer).version == "3"
+    wait_until(lambda: version_of(server.http_url) == "3", 60, 0.2, "the poll to follow latest to version 3")
+    assert httpx.post(url, json={"instances": SEED_ROWS}).json()["model_version"] == "3"
+    status = httpx.get(f"{server.http_url}/admin/versions").json()
+    assert status["serving"] == "3" and status["previous"] == "2", status

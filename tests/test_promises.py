@@ -356,7 +356,8 @@ def test_registry_timeout_reaches_mlflow_and_model_loaded_none_is_exported_befor
         hanging.bind(("127.0.0.1", 0))
         hanging.listen(64)
         port = hanging.getsockname()[1]
-        server = start_predictor(f"http://127.0.0.1:{port}", tmp_path, "--registry_timeout_s", "1")
+        # 0.5 s reaches MLflow as 1 s (its timeout is whole seconds; truncated it was 0: no wait at all)
+        server = start_predictor(f"http://127.0.0.1:{port}", tmp_path, "--registry_timeout_s", "0.5")
         try:
             server.wait_live()
 

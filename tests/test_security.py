@@ -348,3 +348,68 @@ def test_trusted_forwarded_for_uses_its_first_hop() -> None:
     assert client_identity(None, "10.0.0.1", forwarded, trust_forwarded=True) == "addr:203.0.113.9"
     assert client_identity(None, "10.0.0.1", " , 10.1.0.5", trust_forwarded=True) == "addr:10.0.0.1"
     assert client_identity(None, "10.0.0.1", "", trust_forwarded=True) == "addr:10.0.0.1"
+
+
+def test_a_token_with_a_lone_surrogate_is_compared_and_named_like_any_other(clock: FakeClock) -> None:
+    """Python strings may hold lone surrogates (an environment variable decoded with surrogateescape)."""
+    odd = "tok\udc80en"
+    tokens = BearerTokens(None, odd, clock=clock)
+    assert tokens.verify(odd) and not tokens.verify("token")
+    assert tokens.identity(odd).startswith("token:") and len(tokens.identity(odd)) == len("token:") + 8
+    assert tokens.identity(odd) != tokens.identity("token")
+
+
+def test_inline_tokens_need_no_file_checks_however_long_the_server_runs(clock: FakeClock) -> None:
+    tokens = BearerTokens(None, "inline-token", clock=clock)
+    clock.advance(3600)
+    assert tokens.verify("inline-token") and not tokens.verify("other")
+
+
+def test_an_unchanged_file_is_not_read_again(
+    token_file: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    tokens = BearerTokens(token_file, clock=clock)
+    with caplog.at_level(logging.INFO, logger="predictor.serving.security"):
+        clock.advance(5)
+        assert tokens.verify("alpha-token")
+    assert caplog.messages == []
+
+
+def test_an_outage_of_the_token_file_is_logged_once_then_its_return_and_the_reload(
+    token_file: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    tokens = BearerTokens(token_file, clock=clock)
+    with caplog.at_level(logging.INFO, logger="predictor.serving.security"):
+        write_tokens(token_file, "", mtime=1_700_000_100)
+        clock.advance(1)
+        assert tokens.verify("alpha-token")
+        clock.advance(1)
+        assert tokens.verify("alpha-token")  # still empty: no second warning
+        write_tokens(token_file, "one\ntwo\n", mtime=1_700_000_200)
+        clock.advance(0.5)
+        assert not tokens.verify("one")  # checked at most once per second
+        clock.advance(0.5)
+        assert tokens.verify("one") and tokens.verify("two")
+    assert caplog.messages == [
+        f"the auth token file {token_file} holds no token; keeping the previous tokens",
+        f"the auth token file {token_file} is readable again",
+        f"reloaded 2 auth token(s) from {token_file}",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("wait_s", "shown"), [(0.0, "0.001"), (0.5, "0.5"), (2.0, "2"), (12.25, "12.25"), (10.0, "10")]
+)
+def test_the_retry_wait_in_the_message_is_short_and_never_zero(clock: FakeClock, wait_s: float, shown: str) -> None:
+    from predictor.serving.security import _seconds
+
+    assert _seconds(wait_s) == shown
+
+
+def test_a_rate_below_one_per_second_still_needs_a_burst_and_one_client_is_kept_at_least(clock: FakeClock) -> None:
+    with pytest.raises(ValueError, match="rate limit burst must be at least 1, got 0"):
+        RateLimiter(rate_per_s=0.5, burst=0, clock=clock)
+    limiter = RateLimiter(rate_per_s=1, burst=1, clock=clock, max_clients=0)
+    limiter.acquire("a")
+    limiter.acquire("b")
+    assert limiter.clients == 1

@@ -238,8 +238,10 @@ def show(value: Any) -> str:
     """A short rendering of a client's value for an error message (never fails, whatever the value)."""
     if isinstance(value, str):
         text = repr(value[:80])
+    elif isinstance(value, (float, np.floating)) and not math.isfinite(value):
+        text = str(float(value))  # nan, inf: orjson would write null
     elif isinstance(value, int) and not isinstance(value, bool):
-        text = str(value)  # orjson writes no integer beyond 64 bits (JSON bodies may carry them)
+        text = str(value)  # orjson refuses integers beyond 64 bits
     else:
         try:
             text = orjson.dumps(value, default=str, option=orjson.OPT_SERIALIZE_NUMPY).decode()

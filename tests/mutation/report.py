@@ -15,25 +15,28 @@ from pathlib import Path
 from mutmut.stats import status_by_exit_code
 
 GOAL = 85.0
+KILLS = ("killed", "timeout")
 
 
 def main(argv: list[str]) -> int:
     rows, survivors = [], []
     for meta in sorted(Path("mutants").rglob("*.py.meta")):
-        exit_codes = json.loads(meta.read_text())["exit_code_by_key"]
+        all_codes = json.loads(meta.read_text())["exit_code_by_key"]
+        # a run narrowed by mutant names (make mutation MUTANTS=...) leaves the others unchecked (None)
+        exit_codes = {name: code for name, code in all_codes.items() if code is not None}
         if not exit_codes:
             continue
         statuses = Counter(status_by_exit_code[code] for code in exit_codes.values())
         module = str(meta.relative_to("mutants")).removesuffix(".meta")
-        killed = statuses["killed"] + statuses["timeout"]
+        killed = sum(statuses[status] for status in KILLS)
         rows.append((module, killed, len(exit_codes), statuses))
-        survivors += [name for name, code in exit_codes.items() if status_by_exit_code[code] != "killed"]
+        survivors += [name for name, code in exit_codes.items() if status_by_exit_code[code] not in KILLS]
     if not rows:
         print("no mutmut results under mutants/: did `mutmut run` run here?", file=sys.stderr)
         return 1
     print(f"{'module':<36} {'killed':>7} {'total':>6} {'rate':>7}  other")
     for module, killed, total, statuses in rows:
-        other = ", ".join(f"{n} {s}" for s, n in sorted(statuses.items()) if s not in ("killed", "timeout"))
+        other = ", ".join(f"{n} {s}" for s, n in sorted(statuses.items()) if s not in KILLS)
         flag = "" if 100 * killed / total >= GOAL else f"  (below {GOAL:.0f}%)"
         print(f"{module:<36} {killed:>7} {total:>6} {100 * killed / total:>6.1f}%  {other}{flag}")
     if "--survivors" in argv:
