@@ -352,6 +352,22 @@ TYPED_RUN = [
 ]  # fmt: skip
 
 
+def test_goals_of_issue_11_judge_the_typed_model_against_its_fastest_peer() -> None:
+    best_of = report.at_least_best_of("typed-1row@50", PEERS, 10)
+    # The obvious predictor could not serve the string column: named, not counted as the slowest peer.
+    lost = [Measurement("baseline", "typed-1row@50", 0, failure="bad response (500: could not convert string)")]
+    without_baseline = [m for m in TYPED_RUN if m.server != "baseline"] + lost
+
+    assert best_of(_results(TYPED_RUN), "ours") == "met (12.0× mlflow)"
+    assert report.at_least_best_of("typed-1row@50", PEERS, 15)(_results(TYPED_RUN), "ours") == "not met (12.0× mlflow)"
+    assert best_of(_results(without_baseline), "ours") == "met (12.0× mlflow; no number from baseline)"
+    assert best_of(_results(_measure("ours", "typed-1row@50", 3000)), "ours") == "n/a"
+    assert best_of(_results(TYPED_RUN), "ours-w2") == "n/a"
+    verdicts = report.judge(_results(TYPED_RUN), ["ours"], report.TYPED_GOALS)
+    assert verdicts == [("typed 1-row @50: ≥ 10× the best of baseline/mlflow/mlserver", ["met (12.0× mlflow)"]),
+                        ("typed 1-row @50: p99 ≤ 50 ms", ["met (20.0 ms)"])]  # fmt: skip
+
+
 def test_the_typed_scenarios_run_ours_and_every_peer_with_typed_bodies(tmp_path: Path) -> None:
     for key in ("typed-1row@50", "typed-100row@8"):
         scenario = SCENARIO_BY_KEY[key]
@@ -363,6 +379,18 @@ def test_the_typed_scenarios_run_ours_and_every_peer_with_typed_bodies(tmp_path:
     typed, forest = (json.loads(bench.body(V1, kind, 1).read_text()) for kind in ("typed", "forest"))
     assert typed["instances"][0]["equipment_type"] in EQUIPMENT_TYPES
     assert isinstance(forest["instances"][0], list)
+
+
+def test_the_report_has_the_typed_rows_and_goals(tmp_path: Path) -> None:
+    bench = Bench(Config(1, 1, 0, ("ours", *PEERS), ("typed-1row@50",), tmp_path), "hey", _context(tmp_path))
+    bench.measurements += TYPED_RUN
+    text, data = render({"date": "now", "nproc": 2, "cpu": "cpu", "python": "3", "versions": {}, "mlserver": "no",
+                         "rounds": 1, "duration_s": 1, "warmup_s": 0}, bench)  # fmt: skip
+
+    assert "## Goals (issue 11" in text and "| typed 1-row @50: p99 ≤ 50 ms " in text
+    assert data["targets"]["typed 1-row @50: ≥ 10× the best of baseline/mlflow/mlserver"] == {
+        "ours": "met (12.0× mlflow)"}  # fmt: skip
+    assert any(line.startswith("| typed 1-row @50 | ours ") and "30.0×" in line for line in text.splitlines())
 
 
 def _growth_run() -> list[Measurement]:

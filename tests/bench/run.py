@@ -237,6 +237,7 @@ def render(meta: dict[str, Any], bench: Bench) -> tuple[str, dict[str, Any]]:
     results = report.Results(summaries, starts, {name: spec.workers for name, spec in SERVERS.items()})
     verdicts = report.judge(results, variants)
     floor_verdicts = report.judge(results, variants, report.FLOOR_GOALS)
+    typed_verdicts = report.judge(results, variants, report.TYPED_GOALS)
     growth = report.growth_tables(summaries, labels, bench.config.servers) if bench.config.growth else ""
     versions = ", ".join(f"{name} {value}" for name, value in meta["versions"].items())
     text = "\n\n".join([
@@ -258,6 +259,8 @@ def render(meta: dict[str, Any], bench: Bench) -> tuple[str, dict[str, Any]]:
         report.targets_table(verdicts, variants, labels) if variants else "(no variant of ours was run)",
         "## Goals (issue 15)",
         report.targets_table(floor_verdicts, variants, labels) if variants else "(no variant of ours was run)",
+        "## Goals (issue 11: the typed model, against the fastest peer that served it)",
+        report.targets_table(typed_verdicts, variants, labels) if variants else "(no variant of ours was run)",
         *(["## Growth (throughput and p99; chart: growth.png)", growth] if growth else []),
     ])  # fmt: skip
     data = {
@@ -266,7 +269,10 @@ def render(meta: dict[str, Any], bench: Bench) -> tuple[str, dict[str, Any]]:
         "starts": [asdict(s) for s in bench.starts],
         "summaries": [asdict(s) for s in summaries.values()],
         "start_summaries": [asdict(s) for s in starts.values()],
-        "targets": {label: dict(zip(variants, cells, strict=False)) for label, cells in verdicts + floor_verdicts},
+        "targets": {
+            label: dict(zip(variants, cells, strict=False))
+            for label, cells in verdicts + floor_verdicts + typed_verdicts
+        },
     }
     return text + "\n", data
 
