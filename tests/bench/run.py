@@ -311,7 +311,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # MLServer's model copy, in this process
     shutil.rmtree(config.out / "logs", ignore_errors=True)
     shutil.rmtree(config.out / "bodies", ignore_errors=True)
-    print(f"==> registering the demo models in a fresh registry under {config.out / 'registry'}", flush=True)
+    print(f"==> registering the demo models and the typed one in a fresh registry under {config.out / 'registry'}",
+          flush=True)  # fmt: skip
     try:
         registry = prepare_registry(config.out / "registry")
     except Exception as exc:
