@@ -19,17 +19,18 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pandas as pd
 import pytest
 
 from predictor.demo.columns import FEATURE_NAMES
-from predictor.demo.training import ModelKind
-from tests.bench import payloads, report
+from predictor.demo.training import EQUIPMENT_TYPES
+from tests.bench import payloads, report, typed_model
 from tests.bench.chart import growth_chart
 from tests.bench.load import HarnessError, HeyResult, parse_hey
-from tests.bench.plan import CONCURRENCY_AXIS, GROWTH_SERVERS, ROWS_AXIS, SCENARIO_BY_KEY, Measurement, Start
+from tests.bench.plan import CONCURRENCY_AXIS, GROWTH_SERVERS, PEERS, ROWS_AXIS, SCENARIO_BY_KEY, Measurement, Start
 from tests.bench.procs import Memory, descendants, free_port, group_cpu_s
-from tests.bench.registry import BenchRegistry
-from tests.bench.run import Bench, Config, load_config, render
+from tests.bench.registry import MODEL_NAMES, BenchKind, BenchRegistry
+from tests.bench.run import KINDS, Bench, Config, load_config, render
 from tests.bench.servers import SERVERS, V1, Context, Launch, Ports, ServerFailed, ServerSpec, make_serve_argv, serve
 from tests.servers import PredictorProcess
 
@@ -191,17 +192,59 @@ def test_every_target_renders_for_every_variant() -> None:
 
 
 def test_bodies_carry_floats_in_each_protocol() -> None:
-    rows = payloads.sample_rows(3)
-    v1 = payloads.v1_body(rows)
-    mlflow = payloads.mlflow_body(rows)
-    v2 = payloads.v2_columns_body(rows)
+    frame = payloads.sample("forest", 3)
+    rows = frame.to_numpy().tolist()
+    v1 = payloads.v1_body(frame)
+    mlflow = payloads.mlflow_body(frame)
+    v2 = payloads.v2_columns_body(frame)
 
-    assert len(v1["instances"]) == 3 and all(isinstance(x, float) for row in v1["instances"] for x in row)
+    assert v1 == {"instances": rows} and all(isinstance(x, float) for row in v1["instances"] for x in row)
     assert mlflow["dataframe_split"]["columns"] == list(FEATURE_NAMES)
     assert [i["name"] for i in v2["inputs"]] == list(FEATURE_NAMES)
     assert v2["inputs"][1] == {"name": FEATURE_NAMES[1], "shape": [3, 1], "datatype": "FP64",
                                "data": [row[1] for row in rows]}  # fmt: skip
-    assert len(payloads.sample_rows(1)) == 1
+    assert len(payloads.sample("logreg", 1)) == 1
+
+
+def test_typed_bodies_name_columns_and_carry_the_string_column_as_strings() -> None:
+    """Issue 11's model: each protocol's typed form (v1 objects keyed by column, /invocations split, v2 one tensor
+    per column with BYTES for the string), the same rows in each, and JSON that says 50.0 for a double."""
+    frame = payloads.sample("typed", 3)
+    v1 = json.loads(json.dumps(payloads.v1_body(frame)))
+    split = json.loads(json.dumps(payloads.mlflow_body(frame)))["dataframe_split"]
+    v2 = json.loads(json.dumps(payloads.v2_columns_body(frame)))["inputs"]
+
+    assert list(frame.columns) == list(typed_model.COLUMNS)
+    assert [list(row) for row in v1["instances"]] == [list(typed_model.COLUMNS)] * 3
+    assert all(isinstance(row["equipment_type"], str) for row in v1["instances"])
+    assert all(isinstance(row[name], float) for row in v1["instances"] for name in FEATURE_NAMES)
+    assert split["columns"] == list(typed_model.COLUMNS)
+    assert split["data"] == [[row[name] for name in typed_model.COLUMNS] for row in v1["instances"]]
+    assert [(i["name"], i["datatype"], i["shape"]) for i in v2[:2]] == [
+        ("equipment_type", "BYTES", [3, 1]), (FEATURE_NAMES[0], "FP64", [3, 1])]  # fmt: skip
+    assert {i["name"]: i["data"] for i in v2} == {name: [row[name] for row in v1["instances"]]
+                                                  for name in typed_model.COLUMNS}  # fmt: skip
+    assert set(frame["equipment_type"]) <= set(EQUIPMENT_TYPES)
+
+
+def test_the_typed_model_is_logged_like_a_users_own_pipeline(tmp_path: Path) -> None:
+    """A small fit of the same pipeline saved with the same flavor arguments: a string column in a typed signature,
+    skops with exactly the types skops itself refuses, requirements listed; it answers the v1 body's rows."""
+    import mlflow
+    import skops.io
+
+    pipeline, frame = typed_model.fit(rows=200, n_estimators=5)
+    arguments = typed_model.flavor_arguments(pipeline, frame)
+    mlflow.sklearn.save_model(pipeline, str(tmp_path / "model"), **arguments)
+    loaded = mlflow.pyfunc.load_model(str(tmp_path / "model"))
+    inputs = {column.name: column.type.name for column in loaded.metadata.get_input_schema().inputs}
+    sent = pd.DataFrame(payloads.v1_body(payloads.sample("typed", 4))["instances"], columns=list(inputs))
+
+    assert inputs == {"equipment_type": "string", **{name: "double" for name in FEATURE_NAMES}}
+    assert sorted(skops.io.get_untrusted_types(data=skops.io.dumps(pipeline))) == typed_model.TRUSTED_TYPES
+    assert arguments["serialization_format"] == "skops"
+    assert [r.split("==")[0] for r in arguments["pip_requirements"]] == list(typed_model.REQUIREMENTS)
+    assert list(loaded.predict(sent)) == list(pipeline.predict(sent))
 
 
 def test_knobs_come_from_flags_or_environment(tmp_path: Path) -> None:
@@ -220,7 +263,7 @@ def test_process_helpers_see_this_process() -> None:
 
 
 def test_a_server_that_exits_is_reported_and_its_group_stopped(tmp_path: Path) -> None:
-    def exits(_context: Context, _kind: ModelKind, _ports: Ports) -> Launch:
+    def exits(_context: Context, _kind: BenchKind, _ports: Ports) -> Launch:
         return Launch([sys.executable, "-c", "raise SystemExit(3)"], dict(os.environ), tmp_path)
 
     spec = ServerSpec("broken", "broken", V1, 1, exits)
@@ -299,6 +342,55 @@ def test_goals_of_issue_15() -> None:
     assert report.workers_scale_at_least("100row@8", "ours", 1.6)(results, "ours") == "n/a"
     verdicts = report.judge(results, ["ours", "ours-w2"], report.FLOOR_GOALS)
     assert len(verdicts) == len(report.FLOOR_GOALS) and all(len(cells) == 2 for _, cells in verdicts)
+
+
+# --- issue 11: the typed model ------------------------------------------------------------------------------------
+
+TYPED_RUN = [
+    *_measure("ours", "typed-1row@50", 3000), *_measure("baseline", "typed-1row@50", 100),
+    *_measure("mlflow", "typed-1row@50", 250), *_measure("mlserver", "typed-1row@50", 200),
+]  # fmt: skip
+
+
+def test_goals_of_issue_11_judge_the_typed_model_against_its_fastest_peer() -> None:
+    best_of = report.at_least_best_of("typed-1row@50", PEERS, 10)
+    # The obvious predictor could not serve the string column: named, not counted as the slowest peer.
+    lost = [Measurement("baseline", "typed-1row@50", 0, failure="bad response (500: could not convert string)")]
+    without_baseline = [m for m in TYPED_RUN if m.server != "baseline"] + lost
+
+    assert best_of(_results(TYPED_RUN), "ours") == "met (12.0× mlflow)"
+    assert report.at_least_best_of("typed-1row@50", PEERS, 15)(_results(TYPED_RUN), "ours") == "not met (12.0× mlflow)"
+    assert best_of(_results(without_baseline), "ours") == "met (12.0× mlflow; no number from baseline)"
+    assert best_of(_results(_measure("ours", "typed-1row@50", 3000)), "ours") == "n/a"
+    assert best_of(_results(TYPED_RUN), "ours-w2") == "n/a"
+    verdicts = report.judge(_results(TYPED_RUN), ["ours"], report.TYPED_GOALS)
+    assert verdicts == [("typed 1-row @50: ≥ 10× the best of baseline/mlflow/mlserver", ["met (12.0× mlflow)"]),
+                        ("typed 1-row @50: p99 ≤ 50 ms", ["met (20.0 ms)"])]  # fmt: skip
+
+
+def test_the_typed_scenarios_run_ours_and_every_peer_with_typed_bodies(tmp_path: Path) -> None:
+    for key in ("typed-1row@50", "typed-100row@8"):
+        scenario = SCENARIO_BY_KEY[key]
+        assert scenario.kind == "typed"
+        assert [server for server in SERVERS if scenario.runs(server, growth=True)] == ["ours", *PEERS]
+    assert SCENARIO_BY_KEY["typed-1row@50"].floor_key == "1row@50"  # the floor serves no model: its own run
+    assert "typed" in KINDS and MODEL_NAMES["typed"] not in (MODEL_NAMES["forest"], MODEL_NAMES["logreg"])
+    bench = Bench(Config(1, 1, 0, ("ours",), ("typed-1row@50",), tmp_path), "hey", _context(tmp_path))
+    typed, forest = (json.loads(bench.body(V1, kind, 1).read_text()) for kind in ("typed", "forest"))
+    assert typed["instances"][0]["equipment_type"] in EQUIPMENT_TYPES
+    assert isinstance(forest["instances"][0], list)
+
+
+def test_the_report_has_the_typed_rows_and_goals(tmp_path: Path) -> None:
+    bench = Bench(Config(1, 1, 0, ("ours", *PEERS), ("typed-1row@50",), tmp_path), "hey", _context(tmp_path))
+    bench.measurements += TYPED_RUN
+    text, data = render({"date": "now", "nproc": 2, "cpu": "cpu", "python": "3", "versions": {}, "mlserver": "no",
+                         "rounds": 1, "duration_s": 1, "warmup_s": 0}, bench)  # fmt: skip
+
+    assert "## Goals (issue 11" in text and "| typed 1-row @50: p99 ≤ 50 ms " in text
+    assert data["targets"]["typed 1-row @50: ≥ 10× the best of baseline/mlflow/mlserver"] == {
+        "ours": "met (12.0× mlflow)"}  # fmt: skip
+    assert any(line.startswith("| typed 1-row @50 | ours ") and "30.0×" in line for line in text.splitlines())
 
 
 def _growth_run() -> list[Measurement]:
@@ -394,7 +486,7 @@ def _shape(value: Any) -> Any:
 
 
 def test_the_floor_answers_what_ours_answers_for_one_row(tmp_path: Path, demo_server: PredictorProcess) -> None:
-    body = json.dumps(payloads.v1_body(payloads.sample_rows(1))).encode()
+    body = json.dumps(payloads.v1_body(payloads.sample("forest", 1))).encode()
     with serve(SERVERS["floor"], _context(tmp_path), "forest", tmp_path / "floor.log") as floor:
         floor.wait_ready(timeout_s=60)
         floors = httpx.post(floor.predict_url, content=body, headers={"Content-Type": "application/json"}).json()

@@ -1,52 +1,72 @@
-"""The same rows in each server's request format.
+"""The same rows in each server's request format, built from a DataFrame with the model's input dtypes.
 
-Every value is a float: MLflow's schema enforcement rejects an integer where the signature says double
-("Can not safely convert int64 to float64"), so ``50`` must travel as ``50.0``.
+Numbers travel as JSON floats: MLflow's schema enforcement rejects an integer where the signature says double
+("Can not safely convert int64 to float64"), so ``50`` must travel as ``50.0``. The typed model's string column
+travels as JSON strings (v2: a BYTES tensor).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from predictor.demo.columns import FEATURE_NAMES
+import pandas as pd
+
 from predictor.demo.training import generate_telemetry
+from tests.bench.registry import BenchKind
+from tests.bench.typed_model import typed_frame
 
-Rows = Sequence[Sequence[float]]
 Body = dict[str, Any]
+# numpy dtype kind → Open Inference Protocol datatype, for one tensor per column
+V2_DATATYPES = {"f": "FP64", "i": "INT64", "b": "BOOL", "O": "BYTES"}
 
 
-def sample_rows(count: int, seed: int = 7) -> list[list[float]]:
-    """``count`` realistic feature rows in ``FEATURE_NAMES`` order."""
-    frame, _ = generate_telemetry(max(count, 2), seed)
-    rows: list[list[float]] = frame.to_numpy(dtype=float)[:count].tolist()
-    return rows
+def sample(kind: BenchKind, count: int, seed: int = 7) -> pd.DataFrame:
+    """``count`` realistic rows of ``kind``'s input columns in signature order, with the training dtypes."""
+    frame, _ = typed_frame(max(count, 2), seed) if kind == "typed" else generate_telemetry(max(count, 2), seed)
+    return frame.head(count)
 
 
-def v1_body(rows: Rows) -> Body:
-    """KServe v1: ``{"instances": [[...], ...]}`` (ours and the baseline)."""
-    return {"instances": [list(row) for row in rows]}
+def _cells(frame: pd.DataFrame) -> list[list[Any]]:
+    """The rows as lists of Python values (float, str): what ``json.dumps`` writes as numbers and strings."""
+    cells: list[list[Any]] = frame.astype(object).to_numpy().tolist()
+    return cells
 
 
-def mlflow_body(rows: Rows) -> Body:
+def _all_numbers(frame: pd.DataFrame) -> bool:
+    return all(dtype.kind in "fi" for dtype in frame.dtypes)
+
+
+def v1_body(frame: pd.DataFrame) -> Body:
+    """KServe v1 (ours and the baseline): ``{"instances": [[...], ...]}`` in column order when every column is a
+    number (the demo's form, as today), objects keyed by column otherwise — what a client of a typed model writes
+    (issue 11), and what the obvious predictor's ``pd.DataFrame(instances, columns=...)`` reads by name too."""
+    if _all_numbers(frame):
+        return {"instances": _cells(frame)}
+    return {"instances": [dict(zip(frame.columns, row, strict=True)) for row in _cells(frame)]}
+
+
+def mlflow_body(frame: pd.DataFrame) -> Body:
     """``mlflow models serve``'s POST /invocations in its documented pandas "split" form."""
-    return {"dataframe_split": {"columns": list(FEATURE_NAMES), "data": [list(row) for row in rows]}}
+    return {"dataframe_split": {"columns": list(frame.columns), "data": _cells(frame)}}
 
 
-def v2_columns_body(rows: Rows) -> Body:
+def v2_columns_body(frame: pd.DataFrame) -> Body:
     """Open Inference Protocol as MLServer's MLflow runtime wants it for a column signature: one input per column
-    (it decodes the request with its pandas codec, each input becoming a DataFrame column)."""
+    (it decodes the request with its pandas codec, each input becoming a DataFrame column), each with the datatype
+    of its dtype (BYTES for strings)."""
     return {
         "inputs": [
-            {"name": name, "shape": [len(rows), 1], "datatype": "FP64", "data": [row[i] for row in rows]}
-            for i, name in enumerate(FEATURE_NAMES)
+            {"name": str(name), "shape": [len(frame), 1], "datatype": V2_DATATYPES[frame[name].dtype.kind],
+             "data": [row[i] for row in _cells(frame)]}
+            for i, name in enumerate(frame.columns)
         ]
-    }
+    }  # fmt: skip
 
 
-def write_body(path: Path, build: Callable[[Rows], Body], rows: Rows) -> Path:
+def write_body(path: Path, build: Callable[[pd.DataFrame], Body], frame: pd.DataFrame) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(build(rows)))
+    path.write_text(json.dumps(build(frame)))
     return path

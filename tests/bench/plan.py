@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from predictor.demo.training import ModelKind
 from tests.bench.load import HeyResult
 from tests.bench.procs import Memory
+from tests.bench.registry import BenchKind
 
 # ours three ways (issue 15): from the registry with an empty cache, restarted from its filled local cache, and
 # with `make serve`'s flags (Feast on, cached) — then --workers 2, the peers, and the floor under them all.
@@ -18,6 +18,7 @@ PEERS = ("baseline", "mlflow", "mlserver")
 FLOOR = "floor"
 ALL_SERVERS = (FLOOR, *OURS, *MONITORING, *PEERS)
 FOREST_DEFAULT = (FLOOR, *OURS, *MONITORING, *PEERS)
+TYPED_SERVERS = ("ours", *PEERS)
 
 # Growth (issue 15): rows per request at a fixed concurrency, and concurrency at one row per request. Off by
 # default (BENCH_GROWTH=1 adds GROWTH_SERVERS to every grid point; `make bench-growth` runs the grid alone).
@@ -31,7 +32,7 @@ GROWTH_SERVERS = (FLOOR, "ours", "ours-w2", *PEERS)
 class Scenario:
     key: str  # as given in BENCH_SCENARIOS
     label: str
-    kind: ModelKind
+    kind: BenchKind
     rows: int  # rows per request
     concurrency: int
     servers: tuple[str, ...]  # who runs it in every run
@@ -60,6 +61,10 @@ SCENARIOS: tuple[Scenario, ...] = (
     # A model that is nearly free, so the server's own overhead shows (against the floor's 1-row @50: the floor
     # has no model, so it is not run twice).
     Scenario("logreg-1row@50", "logreg 1-row @50", "logreg", 1, 50, ("ours", "ours-w2", "baseline")),
+    # The user's own model (issue 11): a ColumnTransformer pipeline with a string column (typed_model.py), each
+    # server sent typed rows in its own protocol. The floor is not run again: its 1-row @50 serves for both.
+    Scenario("typed-1row@50", "typed 1-row @50", "typed", 1, 50, TYPED_SERVERS),
+    Scenario("typed-100row@8", "typed 100-row @8", "typed", 100, 8, TYPED_SERVERS),
     # One explanation at a time: its latency is the cost of explaining one row of the demo forest (TreeSHAP).
     Scenario("explain-1row@1", "explain 1-row @1", "forest", 1, 1, ("ours",), verb="explain"),
     # The rest of the growth grid, run only when growth is on.
@@ -89,7 +94,7 @@ class Start:
     """One start of one server with one model."""
 
     server: str
-    kind: ModelKind
+    kind: BenchKind
     round: int
     cold_start_s: float | None = None  # spawn → first 200 from the readiness route
     after_load: Memory | None = None  # once ready and settled, before any traffic

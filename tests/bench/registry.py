@@ -1,4 +1,5 @@
-"""A throwaway MLflow registry holding the two demo models every server is measured on; the demo Feast repo."""
+"""A throwaway MLflow registry holding the models every server is measured on (the two demo models and the typed
+pipeline of issue 11); the demo Feast repo."""
 
 from __future__ import annotations
 
@@ -7,12 +8,18 @@ import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from predictor.demo.training import ModelKind, register_challenger, register_demo_model
+from tests.bench.typed_model import register_typed_model
 
-MODEL_NAMES: dict[ModelKind, str] = {
+# The demo's two kinds, and "typed": tests/bench/typed_model.py's ColumnTransformer pipeline with a string column.
+BenchKind = Literal[ModelKind, "typed"]
+DEMO_KINDS: tuple[ModelKind, ...] = ("forest", "logreg")
+MODEL_NAMES: dict[BenchKind, str] = {
     "forest": "predictive_maintenance",
     "logreg": "predictive_maintenance_logreg",
+    "typed": "predictive_maintenance_typed",
 }
 ALIAS = "production"
 
@@ -22,12 +29,12 @@ class BenchRegistry:
     tracking_uri: str
     root: Path
 
-    def model_uri(self, kind: ModelKind) -> str:
+    def model_uri(self, kind: BenchKind) -> str:
         return f"models:/{MODEL_NAMES[kind]}@{ALIAS}"
 
 
 def prepare_registry(root: Path) -> BenchRegistry:
-    """A fresh SQLite registry under ``root`` (anything there before is deleted) with both demo models."""
+    """A fresh SQLite registry under ``root`` (anything there before is deleted) with every model of MODEL_NAMES."""
     root = root.resolve()
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
@@ -35,14 +42,16 @@ def prepare_registry(root: Path) -> BenchRegistry:
     import mlflow  # noqa: F401 - configures its loggers on import; quieten them after that
 
     logging.getLogger("mlflow").setLevel(logging.ERROR)  # keep the console for the results
-    for kind, name in MODEL_NAMES.items():
-        register_demo_model(tracking_uri, name=name, kind=kind, alias=ALIAS, artifact_root=root / "artifacts")
+    artifacts = root / "artifacts"
+    for kind in DEMO_KINDS:
+        register_demo_model(tracking_uri, name=MODEL_NAMES[kind], kind=kind, alias=ALIAS, artifact_root=artifacts)
+    register_typed_model(tracking_uri, MODEL_NAMES["typed"], ALIAS, artifacts)
     # ours-shadow's challenger (@challenger, another forest) beside the forest
-    register_challenger(tracking_uri, name=MODEL_NAMES["forest"], artifact_root=root / "artifacts")
+    register_challenger(tracking_uri, name=MODEL_NAMES["forest"], artifact_root=artifacts)
     return BenchRegistry(tracking_uri, root)
 
 
-def local_copy(registry: BenchRegistry, kind: ModelKind, destination: Path) -> Path:
+def local_copy(registry: BenchRegistry, kind: BenchKind, destination: Path) -> Path:
     """The model's files in a local folder (for MLServer, which wants a path, not a registry URI)."""
     import mlflow
 

@@ -277,6 +277,33 @@ FLOOR_GOALS: tuple[tuple[str, Check], ...] = (
 )
 
 
+# --- goals of issue 11: the typed model against the best peer ---------------------------------------------------
+
+
+def at_least_best_of(scenario: str, peers: Sequence[str], minimum: float) -> Check:
+    """Throughput ≥ ``minimum`` × the fastest of ``peers`` in ``scenario``. A peer with no number there (it could
+    not serve the model, or was not run) cannot be the fastest: it is named, never counted as zero."""
+
+    def check(results: Results, server: str) -> str:
+        ratios = {peer: value for peer in peers if (value := ratio(results.summaries, server, peer, (scenario,)))}
+        if not ratios:
+            return "n/a"
+        best = min(ratios, key=ratios.__getitem__)  # our smallest ratio is to the fastest peer
+        ours = results.summaries.get((server, scenario))
+        met = ratios[best] >= minimum and not (ours and ours.errors)
+        missing = [peer for peer in peers if peer not in ratios]
+        note = f"; no number from {', '.join(missing)}" if missing else ""
+        return f"{'met' if met else 'not met'} ({ratios[best]:.1f}× {best}{_errors_note(ours)}{note})"
+
+    return check
+
+
+TYPED_GOALS: tuple[tuple[str, Check], ...] = (
+    ("typed 1-row @50: ≥ 10× the best of baseline/mlflow/mlserver", at_least_best_of("typed-1row@50", PEERS, 10)),
+    ("typed 1-row @50: p99 ≤ 50 ms", p99_at_most("typed-1row@50", 50)),
+)
+
+
 def judge(
     results: Results, variants: Sequence[str], targets: Sequence[tuple[str, Check]] = TARGETS
 ) -> list[tuple[str, list[str]]]:

@@ -5,12 +5,13 @@
 Each flag may come from the environment instead: BENCH_DURATION (seconds per timed run, default 10),
 BENCH_ROUNDS (default 2; the tables show medians, the floor table every round), BENCH_WARMUP (seconds,
 default 2), BENCH_SERVERS (default all: floor,ours,ours-cached,ours-serve,ours-w2,ours-nodrift,ours-shadow,
-baseline,mlflow,mlserver), BENCH_SCENARIOS (default all: 1row@50,100row@8,1row@1,logreg-1row@50,explain-1row@1
-and the growth grid's 10row@8,1000row@8,
-1row@8,1row@200, which only run with growth on), BENCH_GROWTH=1 (the growth grid: floor, ours, ours-w2 and the
-peers at 1/10/100/1000 rows @8 and 1 row @1/8/50/200), BENCH_OUT (default bench-results). All traffic goes to
-127.0.0.1 on free ports; every server is stopped by its process group, also on failure or Ctrl-C. Writes
-OUT/latest.md and OUT/latest.json, and OUT/growth.png when the growth grid was measured.
+baseline,mlflow,mlserver), BENCH_SCENARIOS (default all: 1row@50,100row@8,1row@1,logreg-1row@50,typed-1row@50,
+typed-100row@8,explain-1row@1 and the growth grid's 10row@8,1000row@8,1row@8,1row@200, which only run with
+growth on; typed-* is issue 11's ColumnTransformer pipeline with a string column, tests/bench/typed_model.py),
+BENCH_GROWTH=1 (the growth grid: floor, ours, ours-w2 and the peers at 1/10/100/1000 rows @8 and 1 row
+@1/8/50/200), BENCH_OUT (default bench-results). All traffic goes to 127.0.0.1 on free ports; every server is
+stopped by its process group, also on failure or Ctrl-C. Writes OUT/latest.md and OUT/latest.json, and
+OUT/growth.png when the growth grid was measured.
 
 Exits 0 whenever the tables could be produced, whatever the numbers say; 2 when the harness cannot run
 (``hey`` missing, the registry could not be built, a bad flag), 1 when some measurement was lost to the harness.
@@ -34,17 +35,16 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from predictor.demo.training import ModelKind
 from tests.bench import payloads, report
 from tests.bench.chart import growth_chart
 from tests.bench.load import HarnessError, http, run_hey
 from tests.bench.mlserver_env import MLSERVER_VERSION, ensure_mlserver
 from tests.bench.plan import ALL_SERVERS, OURS, SCENARIO_BY_KEY, SCENARIOS, Measurement, Scenario, Start
 from tests.bench.procs import group_cpu_s, settle
-from tests.bench.registry import prepare_feature_repo, prepare_registry
+from tests.bench.registry import BenchKind, prepare_feature_repo, prepare_registry
 from tests.bench.servers import SERVERS, Context, Protocol, RunningServer, ServerFailed, serve
 
-KINDS: tuple[ModelKind, ...] = ("forest", "logreg")
+KINDS: tuple[BenchKind, ...] = ("forest", "logreg", "typed")
 
 
 @dataclass(frozen=True)
@@ -94,16 +94,18 @@ class Bench:
     config: Config
     hey: str
     context: Context
-    bodies: dict[tuple[Protocol, int], Path] = field(default_factory=dict)  # (protocol, rows) → body file
+    # (protocol, model kind, rows) → body file
+    bodies: dict[tuple[Protocol, BenchKind, int], Path] = field(default_factory=dict)
     measurements: list[Measurement] = field(default_factory=list)
     starts: list[Start] = field(default_factory=list)
     harness_errors: int = 0
 
-    def body(self, protocol: Protocol, rows: int) -> Path:
-        if (protocol, rows) not in self.bodies:
-            path = self.config.out / "bodies" / f"{protocol.name}-{rows}rows.json"
-            self.bodies[(protocol, rows)] = payloads.write_body(path, protocol.body, payloads.sample_rows(rows))
-        return self.bodies[(protocol, rows)]
+    def body(self, protocol: Protocol, kind: BenchKind, rows: int) -> Path:
+        key = (protocol, kind, rows)
+        if key not in self.bodies:
+            path = self.config.out / "bodies" / f"{protocol.name}-{kind}-{rows}rows.json"
+            self.bodies[key] = payloads.write_body(path, protocol.body, payloads.sample(kind, rows))
+        return self.bodies[key]
 
     def run(self) -> None:
         for round_ in range(self.config.rounds):
@@ -116,7 +118,7 @@ class Bench:
                     if scenarios:
                         self.run_server(server, kind, scenarios, round_)
 
-    def run_server(self, server: str, kind: ModelKind, scenarios: list[Scenario], round_: int) -> None:
+    def run_server(self, server: str, kind: BenchKind, scenarios: list[Scenario], round_: int) -> None:
         spec = SERVERS[server]
         tag = f"[round {round_ + 1}/{self.config.rounds}] {spec.label} ({kind})"
         log = self.config.out / "logs" / f"r{round_ + 1}-{server}-{kind}.log"
@@ -138,7 +140,7 @@ class Bench:
             self.measurements += [Measurement(server, s.key, round_, failure=str(exc)) for s in scenarios]
 
     def measure(self, running: RunningServer, scenario: Scenario, round_: int, tag: str) -> Measurement:
-        body = self.body(running.spec.protocol, scenario.rows)
+        body = self.body(running.spec.protocol, scenario.kind, scenario.rows)
         failed = self.sanity_check(running, body)
         if failed:
             print(f"{tag} {scenario.label}: {failed}", flush=True)
@@ -235,6 +237,7 @@ def render(meta: dict[str, Any], bench: Bench) -> tuple[str, dict[str, Any]]:
     results = report.Results(summaries, starts, {name: spec.workers for name, spec in SERVERS.items()})
     verdicts = report.judge(results, variants)
     floor_verdicts = report.judge(results, variants, report.FLOOR_GOALS)
+    typed_verdicts = report.judge(results, variants, report.TYPED_GOALS)
     growth = report.growth_tables(summaries, labels, bench.config.servers) if bench.config.growth else ""
     versions = ", ".join(f"{name} {value}" for name, value in meta["versions"].items())
     text = "\n\n".join([
@@ -242,7 +245,8 @@ def render(meta: dict[str, Any], bench: Bench) -> tuple[str, dict[str, Any]]:
         f"{meta['nproc']} cores (nproc), {meta['cpu']}; Python {meta['python']}; {versions}; "
         f"MLServer {meta['mlserver']}. {meta['rounds']} round(s) of {meta['duration_s']:g} s per run after a "
         f"{meta['warmup_s']:g} s warm-up, servers interleaved; medians shown. Load: hey, keep-alive, 127.0.0.1.",
-        "## Load (RandomForest-100 unless logreg; req/s counts 2xx only; RSS = whole process tree after the run)",
+        "## Load (RandomForest-100 unless logreg; typed = OneHotEncoder on a string column + the same forest in a "
+        "Pipeline; req/s counts 2xx only; RSS = whole process tree after the run)",
         report.load_table(summaries, labels, bench.config.servers),
         "## Against the floor, round by round (issue 15; share = median req/s ÷ the floor's at the same rows and "
         "concurrency; CPU = the server's process group, user + system, during the timed run)",
@@ -255,6 +259,8 @@ def render(meta: dict[str, Any], bench: Bench) -> tuple[str, dict[str, Any]]:
         report.targets_table(verdicts, variants, labels) if variants else "(no variant of ours was run)",
         "## Goals (issue 15)",
         report.targets_table(floor_verdicts, variants, labels) if variants else "(no variant of ours was run)",
+        "## Goals (issue 11: the typed model, against the fastest peer that served it)",
+        report.targets_table(typed_verdicts, variants, labels) if variants else "(no variant of ours was run)",
         *(["## Growth (throughput and p99; chart: growth.png)", growth] if growth else []),
     ])  # fmt: skip
     data = {
@@ -263,7 +269,10 @@ def render(meta: dict[str, Any], bench: Bench) -> tuple[str, dict[str, Any]]:
         "starts": [asdict(s) for s in bench.starts],
         "summaries": [asdict(s) for s in summaries.values()],
         "start_summaries": [asdict(s) for s in starts.values()],
-        "targets": {label: dict(zip(variants, cells, strict=False)) for label, cells in verdicts + floor_verdicts},
+        "targets": {
+            label: dict(zip(variants, cells, strict=False))
+            for label, cells in verdicts + floor_verdicts + typed_verdicts
+        },
     }
     return text + "\n", data
 
@@ -302,7 +311,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # MLServer's model copy, in this process
     shutil.rmtree(config.out / "logs", ignore_errors=True)
     shutil.rmtree(config.out / "bodies", ignore_errors=True)
-    print(f"==> registering the demo models in a fresh registry under {config.out / 'registry'}", flush=True)
+    print(f"==> registering the demo models and the typed one in a fresh registry under {config.out / 'registry'}",
+          flush=True)  # fmt: skip
     try:
         registry = prepare_registry(config.out / "registry")
     except Exception as exc:

@@ -29,11 +29,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from predictor.demo.training import CHALLENGER_ALIAS, ModelKind
+import pandas as pd
+
+from predictor.demo.training import CHALLENGER_ALIAS
 from tests.bench import payloads
 from tests.bench.load import http
 from tests.bench.procs import Memory, free_port, stop_group
-from tests.bench.registry import MODEL_NAMES, BenchRegistry, local_copy
+from tests.bench.registry import MODEL_NAMES, BenchKind, BenchRegistry, local_copy
 
 BASELINE_SCRIPT = Path(__file__).with_name("baseline_predictor.py")
 FLOOR_SCRIPT = Path(__file__).with_name("floor.py")
@@ -44,7 +46,7 @@ class Protocol:
     name: str
     predict_path: str  # "{model}" is replaced by the model name
     ready_path: str
-    body: Callable[[payloads.Rows], payloads.Body]
+    body: Callable[[pd.DataFrame], payloads.Body]  # the model's rows, with its input dtypes
 
 
 V1 = Protocol("v1", "/v1/models/{model}:predict", "/v1/models/{model}", payloads.v1_body)
@@ -88,7 +90,7 @@ class Launch:
     cwd: Path
 
 
-Launcher = Callable[[Context, ModelKind, Ports], Launch]
+Launcher = Callable[[Context, BenchKind, Ports], Launch]
 
 
 def _env(context: Context, **extra: str) -> dict[str, str]:
@@ -102,7 +104,7 @@ def _ours(workers: int = 1, kept_cache: str | None = None, extra: tuple[str, ...
     """``kept_cache``: the name of a model cache that outlives the start (restart in place); else a fresh, empty
     one per start, so that the cold start measured is a true one."""
 
-    def launch(context: Context, kind: ModelKind, ports: Ports) -> Launch:
+    def launch(context: Context, kind: BenchKind, ports: Ports) -> Launch:
         argv = [str(context.python), "-m", "predictor", "--model_name", MODEL_NAMES[kind],
                 "--tracking_uri", context.registry.tracking_uri,
                 "--http_port", str(ports.http), "--grpc_port", str(ports.grpc),
@@ -114,11 +116,11 @@ def _ours(workers: int = 1, kept_cache: str | None = None, extra: tuple[str, ...
     return launch
 
 
-def _model_cache(context: Context, kind: ModelKind, ports: Ports, kept: str | None) -> Path:
+def _model_cache(context: Context, kind: BenchKind, ports: Ports, kept: str | None) -> Path:
     return context.model_caches / (f"{kept}-{kind}" if kept else f"fresh-{ports.http}")
 
 
-def _make_serve(context: Context, kind: ModelKind, ports: Ports) -> Launch:
+def _make_serve(context: Context, kind: BenchKind, ports: Ports) -> Launch:
     """`make serve`'s own command, read from ``make -n serve`` so that a flag added there is measured here too;
     only where it points is ours: the bench's registry, its prepared Feast repo, a model cache kept across starts."""
     argv = make_serve_argv(context.python, MODEL_NAMES[kind], ports, Path.cwd())
@@ -151,24 +153,24 @@ def make_serve_argv(python: Path, model_name: str, ports: Ports, project: Path) 
     raise ServerFailed(f"make -n serve printed no `-m predictor` line (exit {done.returncode})")
 
 
-def _floor(context: Context, kind: ModelKind, ports: Ports) -> Launch:
+def _floor(context: Context, kind: BenchKind, ports: Ports) -> Launch:
     argv = [str(context.python), str(FLOOR_SCRIPT), "--model_name", MODEL_NAMES[kind], "--http_port", str(ports.http)]
     return Launch(argv, _env(context), Path.cwd())
 
 
-def _baseline(context: Context, kind: ModelKind, ports: Ports) -> Launch:
+def _baseline(context: Context, kind: BenchKind, ports: Ports) -> Launch:
     argv = [str(context.python), str(BASELINE_SCRIPT), "--model_name", MODEL_NAMES[kind],
             "--http_port", str(ports.http), "--grpc_port", str(ports.grpc)]  # fmt: skip
     return Launch(argv, _env(context), Path.cwd())
 
 
-def _mlflow(context: Context, kind: ModelKind, ports: Ports) -> Launch:
+def _mlflow(context: Context, kind: BenchKind, ports: Ports) -> Launch:
     argv = [str(context.python.parent / "mlflow"), "models", "serve", "-m", context.registry.model_uri(kind),
             "-h", "127.0.0.1", "-p", str(ports.http), "--env-manager", "local"]  # fmt: skip
     return Launch(argv, _env(context), Path.cwd())
 
 
-def _mlserver(context: Context, kind: ModelKind, ports: Ports) -> Launch:
+def _mlserver(context: Context, kind: BenchKind, ports: Ports) -> Launch:
     if context.mlserver is None:
         raise ServerFailed(context.mlserver_status)
     folder = context.work / "mlserver" / MODEL_NAMES[kind]
@@ -255,7 +257,7 @@ class RunningServer:
 
 
 @contextmanager
-def serve(spec: ServerSpec, context: Context, kind: ModelKind, log: Path) -> Iterator[RunningServer]:
+def serve(spec: ServerSpec, context: Context, kind: BenchKind, log: Path) -> Iterator[RunningServer]:
     """Start ``spec`` serving the ``kind`` demo model; always stopped (by process group) on leaving."""
     ports = Ports.pick()
     launch = spec.launcher(context, kind, ports)
