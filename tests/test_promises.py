@@ -139,6 +139,7 @@ def local_server(tracking_uri: str, tmp_path_factory: pytest.TempPathFactory) ->
     import mlflow
 
     mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)  # another module's registry may still be this process's default
     directory = tmp_path_factory.mktemp("local-model")
     mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{MODEL_NAME}/1", dst_path=str(directory))
     yield from started(
