@@ -34,7 +34,8 @@ class Lifecycle:
         self.feature_store_error: str | None = None
         self.draining = False
         self.stopping = threading.Event()
-        self.watcher = RegistryWatcher(model, settings.poll_interval_s, self.stopping)
+        # A swapped-in version's objects are long-lived too: frozen like the first load's.
+        self.watcher = RegistryWatcher(model, settings.poll_interval_s, self.stopping, after_load=_freeze_long_lived)
 
     # ------------------------------------------------------------------------------ readiness
     def not_ready_reason(self) -> str | None:

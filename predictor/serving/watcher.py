@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 
 from predictor.model import PredictorModel
 from predictor.models import registry
@@ -22,8 +23,15 @@ log = logging.getLogger(__name__)
 
 
 class RegistryWatcher:
-    def __init__(self, model: PredictorModel, interval_s: float, stopping: threading.Event) -> None:
+    def __init__(
+        self,
+        model: PredictorModel,
+        interval_s: float,
+        stopping: threading.Event,
+        after_load: Callable[[], None] = lambda: None,
+    ) -> None:
         self.model = model
+        self.after_load = after_load  # e.g. freeze the new version's long-lived objects out of the GC's passes
         self.interval_s = interval_s
         self.stopping = stopping
         self.last_error: str | None = None
@@ -69,6 +77,7 @@ class RegistryWatcher:
                     self.model.adopt(
                         registry.load(source, settings.tracking_uri, settings.compile_forest, settings.allow_pickle)
                     )
+                    self.after_load()
                 self._registry_named, self.last_error = source.version, None
                 return source.version
             except Exception as exc:  # the current version keeps serving
