@@ -82,6 +82,19 @@ class LoadedModel:
         return self.classes is not None
 
 
+# Waits between failed loads (the served model's and the challenger's): the last one repeats.
+LOAD_BACKOFF_S = (1, 2, 4, 8, 10)
+
+
+def load_backoff_s(attempt: int) -> int:
+    return LOAD_BACKOFF_S[min(attempt, len(LOAD_BACKOFF_S) - 1)]
+
+
+def can_move(uri: str) -> bool:
+    """An alias, a stage or ``latest`` can name another version later; a number, a run or a path cannot."""
+    return uri.startswith("models:/") and not uri.rstrip("/").rsplit("/", 1)[-1].isdigit()
+
+
 def resolve(uri: str, tracking_uri: str) -> ModelSource:
     """Ask the registry which version ``uri`` means right now."""
     from mlflow import MlflowClient

@@ -25,8 +25,6 @@ from predictor.protocol.schema import Column
 
 log = logging.getLogger(__name__)
 
-BACKOFF_S = (1, 2, 4, 8, 10)
-
 
 class Challenger:
     def __init__(
@@ -136,11 +134,11 @@ class Challenger:
         while not self._stopping.is_set():
             if self.check():
                 attempt = 0
-                if not self._follows_a_moving_reference() or self.poll_interval_s <= 0:
+                if not registry.can_move(self.uri) or self.poll_interval_s <= 0:
                     return
                 self._stopping.wait(self.poll_interval_s)
             else:
-                self._stopping.wait(BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)])
+                self._stopping.wait(registry.load_backoff_s(attempt))
                 attempt += 1
 
     def check(self) -> bool:
@@ -168,9 +166,6 @@ class Challenger:
             scorer.close()
         log.info("shadow: challenger version %s scores %.0f%% of live requests", loaded.version, self.sample_rate * 100)
         return True
-
-    def _follows_a_moving_reference(self) -> bool:
-        return self.uri.startswith("models:/") and not self.uri.rstrip("/").rsplit("/", 1)[-1].isdigit()
 
     # ------------------------------------------------------------------------------ status and stop
     def status(self) -> dict[str, Any]:

@@ -15,12 +15,12 @@ from typing import Any
 from predictor.config import Settings
 from predictor.errors import ModelNotFoundError, ModelNotReadyError, PredictorError
 from predictor.model import PredictorModel
+from predictor.models import registry
 from predictor.serving import workers
 from predictor.serving.watcher import RegistryWatcher
 
 log = logging.getLogger(__name__)
 
-BACKOFF_S = (1, 2, 4, 8, 10)
 FEATURE_CHECK_INTERVAL_S = 2.0
 
 
@@ -134,7 +134,7 @@ class Lifecycle:
                     _freeze_long_lived()
                 break
             except Exception as exc:  # keep the process alive: readiness stays off while we retry
-                delay = BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)]
+                delay = registry.load_backoff_s(attempt)
                 self.load_error = f"model load failed: {exc}"
                 log.error(
                     "%s — retrying in %ss (check --model_uri and --tracking_uri / MLFLOW_TRACKING_URI)",

@@ -42,7 +42,7 @@ class RegistryWatcher:
     @property
     def follows_a_moving_reference(self) -> bool:
         uri = self.model.settings.resolved_model_uri
-        return uri.startswith("models:/") and not uri.rstrip("/").rsplit("/", 1)[-1].isdigit()
+        return registry.can_move(uri)
 
     def run(self) -> None:
         """Poll until stopped (only started for URIs that can move: an alias, a stage or ``latest``)."""
