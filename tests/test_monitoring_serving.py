@@ -195,7 +195,8 @@ def test_a_bad_explain_body_is_a_400_naming_the_fault(server: tuple[PredictorPro
     process, _ = server
     response = httpx.post(f"{process.http_url}/v1/models/{NAME}:explain", json={"instances": [[1.0, "x"]]}, timeout=10)
     assert response.status_code == 400
-    assert "instances" in response.json()["error"] or "row 0" in response.json()["error"]
+    # the same message :predict gives for that body: the row, its count, what the model expects
+    assert response.json()["error"].startswith("instances[0] has 2 values; the model expects 10 features")
 
 
 def test_unshifted_traffic_keeps_psi_low_and_a_shifted_column_raises_it(server: tuple[PredictorProcess, Path]) -> None:
