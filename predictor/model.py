@@ -224,7 +224,8 @@ class PredictorModel(Model):
     def _warm_up(serving: Serving) -> None:
         """Readiness means a prediction has succeeded, not merely that a file was read."""
         model = serving.model
-        row = registry.warm_up_row(model.columns, model.feature_defaults, None, [])
+        # The logged example's values where there is one: a neutral '' is a category a strict encoder refuses.
+        row = registry.warm_up_row(model.columns, model.feature_defaults, model.example, [])
         # A typed row was already predicted while loading (registry.build); this one checks the fast path.
         result = model.predict_fn(row.astype(np.float64) if model.matrix else row)
         count = len(next(iter(result.values()))) if isinstance(result, dict) else len(result)

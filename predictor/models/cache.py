@@ -48,12 +48,19 @@ class ModelCache:
                     serialization=entry["serialization"],
                     output_names=("predictions", "probabilities"),
                     drift_baseline=entry.get("drift_baseline"),
+                    example=entry.get("example"),
                     load_estimator=functools.partial(pickle.loads, entry["estimator"]),  # for :explain, if asked
                 )
             estimator = pickle.loads(entry["estimator"])
             adapter = flavors.from_estimator(estimator, entry["flavor"], entry["serialization"])
             built = registry.build(
-                entry["source"], entry["columns"], entry["tensor"], entry["defaults"], adapter, compile_forests
+                entry["source"],
+                entry["columns"],
+                entry["tensor"],
+                entry["defaults"],
+                adapter,
+                compile_forests,
+                entry.get("example"),
             )
             return dataclasses.replace(built, drift_baseline=entry.get("drift_baseline"))
         except Exception as exc:  # a cache from another version of the code, a truncated file…
@@ -75,6 +82,7 @@ class ModelCache:
             "estimator": pickle.dumps(loaded.estimator, protocol=pickle.HIGHEST_PROTOCOL),
             "forest": loaded.predict_fn if isinstance(loaded.predict_fn, PackedForest) else None,
             "drift_baseline": loaded.drift_baseline,
+            "example": loaded.example,
         }
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)

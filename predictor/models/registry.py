@@ -60,6 +60,7 @@ class LoadedModel:
     frame_outputs: bool = False  # a pyfunc answered a DataFrame: its columns are the outputs
     output_types: dict[str, str] = field(default_factory=dict)  # output name -> v2 datatype (metadata)
     drift_baseline: Any = None  # the parsed drift_baseline.json logged with the model, if any
+    example: dict[str, Any] | None = None  # the logged input example's first row: the warm-up row's values
     # When ``estimator`` is None but can be had (a cached compiled forest keeps it pickled): for :explain.
     load_estimator: Callable[[], Any] | None = None
 
@@ -202,6 +203,7 @@ def build(
         output_names=names,
         frame_outputs=isinstance(reference, dict),
         output_types=_output_types(reference, adapter.classes),
+        example=example,
     )
 
 
