@@ -116,8 +116,9 @@ class Settings:
     )
     compile_forest: bool = _opt(
         True,
-        "Evaluate random/extra-trees forests with NumPy over all trees at once (checked at load to give "
-        "scikit-learn's exact probabilities; ~50x less CPU per call). false: scikit-learn's predict_proba.",
+        "Evaluate random/extra-trees forests with NumPy over all trees at once, and a Pipeline's ColumnTransformer "
+        "(OneHotEncoder, StandardScaler, passthrough) before one (checked at load to give scikit-learn's exact "
+        "probabilities; ~50x less CPU per call). false: scikit-learn's predict_proba.",
         env="PREDICTOR_COMPILE_FOREST",
     )
     allow_pickle: bool = _opt(

@@ -159,7 +159,7 @@ class PredictorModel(Model):
             serving.version,
             model.flavor,
             model.serialization,
-            "float64 matrix" if model.matrix else "typed DataFrame",
+            model.path,
         )
 
     def rollback(self) -> Serving:

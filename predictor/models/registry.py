@@ -21,6 +21,7 @@ import pandas as pd
 from predictor.errors import ModelLoadError
 from predictor.models import flavors
 from predictor.models.flavors import Outputs
+from predictor.models.pipeline import CompiledPipeline, compile_pipeline
 from predictor.monitoring.baseline import read_document
 from predictor.protocol.rows import datatype_of
 from predictor.protocol.schema import Column, Schema, from_signature
@@ -75,6 +76,13 @@ class LoadedModel:
         return self.source.version
 
     @property
+    def path(self) -> str:
+        """How rows reach the model, for the log."""
+        if self.matrix:
+            return "float64 matrix"
+        return "compiled pipeline" if isinstance(self.predict_fn, CompiledPipeline) else "typed DataFrame"
+
+    @property
     def feature_names(self) -> tuple[str, ...]:
         return tuple(c.name for c in self.columns)
 
@@ -122,8 +130,9 @@ def load(
 ) -> LoadedModel:
     """Download (cached by MLflow) and load the model natively with its flavor (``flavors.py``).
 
-    ``compile_forests``: evaluate random forests with ``predictor.models.forest`` (identical results, far fewer
-    Python calls per prediction) instead of scikit-learn's per-tree loop. ``allow_pickle=False`` refuses
+    ``compile_forests``: evaluate random forests with ``predictor.models.forest``, and Pipelines of column encoders
+    and a forest with ``predictor.models.pipeline`` (identical results, far fewer Python calls per prediction),
+    instead of scikit-learn's per-tree loop. ``allow_pickle=False`` refuses
     models stored as pickle or cloudpickle (loading those runs whatever code the file names)."""
     import mlflow
     from mlflow.models import Model
@@ -186,8 +195,11 @@ def build(
         if adapter.restore_names is not None:
             adapter.restore_names()
 
-        def predict(rows: np.ndarray) -> Outputs:
+        def frame_predict(rows: np.ndarray) -> Outputs:
             return adapter.predict_frame(typed.frame(rows))  # one DataFrame per micro-batch
+
+        piped = compile_pipeline(adapter.estimator, columns, frame_predict) if compile_forests else None
+        predict = piped or frame_predict
 
     return LoadedModel(
         source,
