@@ -213,8 +213,9 @@ class Settings:
     # --- shadow scoring -------------------------------------------------------------------------------
     shadow_model_uri: str | None = _opt(
         None,
-        "A challenger to score live requests beside the served model, after each response is sent, on its own "
-        "thread (e.g. models:/NAME@challenger; it follows its alias like the served model). Its answers never "
+        "A challenger to score live requests beside the served model, after each response is sent, in a child "
+        "process at nice 19 that takes only the CPU the live path leaves (e.g. models:/NAME@challenger; it follows "
+        "its alias like the served model; at saturation requests are dropped and counted). Its answers never "
         "reach clients: model_shadow_* metrics, GET /admin/shadow and the prediction log compare them.",
         env="PREDICTOR_SHADOW_MODEL_URI",
     )

@@ -20,6 +20,16 @@ MODEL_LABELS = ("model_name", "model_version")
 
 
 @dataclass(frozen=True)
+class VersionSeries:
+    """The series every request of one (model, version) touches: ``labels()`` takes a lock and builds a key,
+    so it is done once per version (``Metrics.for_version``), not three times per request."""
+
+    predictions: Counter
+    rows: Counter
+    latency: Histogram
+
+
+@dataclass(frozen=True)
 class Metrics:
     predictions: Counter
     rows: Counter
@@ -32,6 +42,10 @@ class Metrics:
     features_missing: Counter
     predictions_dropped_from_log: Counter
     rate_limited: Counter
+
+    def for_version(self, model_name: str, model_version: str) -> VersionSeries:
+        labels = (model_name, model_version)
+        return VersionSeries(self.predictions.labels(*labels), self.rows.labels(*labels), self.latency.labels(*labels))
 
     @classmethod
     def create(cls, registry: CollectorRegistry = REGISTRY) -> Metrics:

@@ -30,7 +30,7 @@ from kserve.protocol.infer_type import InferRequest
 from predictor.config import Settings
 from predictor.errors import BadRequest, ModelNotFoundError, ModelNotReadyError, PredictorError
 from predictor.features import as_columns
-from predictor.metrics import DriftMetrics, Metrics
+from predictor.metrics import DriftMetrics, Metrics, VersionSeries
 from predictor.models import registry
 from predictor.models.batching import DirectPredictor, MicroBatcher
 from predictor.models.cache import ModelCache
@@ -75,6 +75,7 @@ class Serving:
     batcher: MicroBatcher | DirectPredictor
     schema: Schema  # what requests must match: built once per version, not per request
     explainer: OnDemand  # :explain and the v2 "contributions" output (built on first use)
+    series: VersionSeries
     drift: DriftMonitor | None = None  # None: the version was logged without a drift baseline
 
     @property
@@ -127,6 +128,9 @@ class PredictorModel(Model):
             cached = None  # cached before --allow_pickle false: the registry's copy is refused the same way
         if cached is not None:
             log.info("serving version %s from the local model cache; checking the registry next", cached.version)
+            # That check needs MLflow's client, never imported on this path so far: ~0.8 s of imports holding the
+            # GIL, paid here, before readiness, rather than by the first requests' latency.
+            registry.import_client()
             self.activate(self.prepare(cached))
             return False
         source = registry.resolve(self.settings.resolved_model_uri, self.settings.tracking_uri)
@@ -218,7 +222,8 @@ class PredictorModel(Model):
                 window_rows=window,
                 input_columns=loaded.feature_names,
             )
-        return Serving(loaded, batcher, schema, explainer, drift)
+        series = self.metrics.for_version(self.name, loaded.version)
+        return Serving(loaded, batcher, schema, explainer, series, drift)
 
     @staticmethod
     def _warm_up(serving: Serving) -> None:
@@ -249,9 +254,8 @@ class PredictorModel(Model):
         call = await self.decode(_Call(body, serving))
         await self.compute(call)
         response = self.encode(call, headers)
-        labels = (self.name, serving.version)
-        self.metrics.latency.labels(*labels).observe(time.perf_counter() - started)
-        self.metrics.predictions.labels(*labels).inc()
+        serving.series.latency.observe(time.perf_counter() - started)
+        serving.series.predictions.inc()
         return response, {}
 
     async def explanations(self, body: V1Body | V2Body | MlflowBody | InferRequest, version: str | None = None) -> Any:
@@ -346,7 +350,7 @@ class PredictorModel(Model):
             raise PredictorError(f"prediction failed: {type(exc).__name__}: {exc}") from exc
         if call.v2 is not None and CONTRIBUTIONS in call.v2.requested:
             call.contributions = await asyncio.to_thread(self._contributions, call.serving, call.rows.values)
-        self.metrics.rows.labels(self.name, call.serving.version).inc(call.rows.count)
+        call.serving.series.rows.inc(call.rows.count)
 
     @staticmethod
     def _contributions(serving: Serving, values: np.ndarray) -> np.ndarray:
@@ -377,17 +381,17 @@ class PredictorModel(Model):
         enqueues (its own thread does the work), so none of them can delay or fail the response."""
         serving, rows = call.serving, call.rows
         assert rows is not None
-        if self.prediction_log is None and serving.drift is None and self.challenger is None:
-            return
+        predictions = outputs.get("predictions", next(iter(outputs.values())))
+        if serving.drift is not None:
+            serving.drift.observe(rows.values, predictions)
+        if self.prediction_log is None and self.challenger is None:
+            return  # drift needs no request id: no uuid per request for it
         if call.v2 is not None:
             request_id, protocol = call.v2.id, "grpc" if isinstance(call.payload, InferRequest) else "v2"
         else:
             protocol = "mlflow" if isinstance(call.payload, MlflowBody) else "v1"
             request_id = (headers or {}).get("x-request-id") or uuid.uuid4().hex
-        predictions = outputs.get("predictions", next(iter(outputs.values())))
         probabilities = outputs.get("probabilities")
-        if serving.drift is not None:
-            serving.drift.observe(rows.values, predictions)
         if self.challenger is not None:
             model = serving.model
             self.challenger.submit(

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -49,6 +51,36 @@ def test_concurrent_results_map_back_to_their_requests() -> None:
         assert (result == 2 * i).all()
     assert sum(model.calls) == sum(1 + i % 3 for i in range(200))
     assert len(model.calls) < 200, "concurrent requests should have shared model calls"
+
+
+def test_cheap_calls_run_on_the_event_loop_and_slow_ones_on_the_model_thread() -> None:
+    """A call measured to cost well under a millisecond is not worth a thread hand-off; a slow model stays off
+    the loop, whatever its batch. The first call is never inline: nothing has been measured yet."""
+
+    def threads_of(model: Callable[[np.ndarray], np.ndarray]) -> list[str]:
+        seen: list[str] = []
+
+        def recorded(rows: np.ndarray) -> np.ndarray:
+            seen.append(threading.current_thread().name)
+            return model(rows)
+
+        async def scenario() -> None:
+            batcher = MicroBatcher(recorded, max_batch_rows=4, max_wait_s=0)
+            for i in range(20):  # one after another: 20 calls of one row
+                await batcher.predict(request(i))
+            await batcher.close()
+
+        asyncio.run(scenario())
+        return seen
+
+    def slow(rows: np.ndarray) -> np.ndarray:
+        time.sleep(0.005)
+        return rows[:, :1]
+
+    cheap = threads_of(lambda rows: rows[:, :1] * 2)
+    assert cheap[0].startswith("model")
+    assert cheap[1:].count("MainThread") >= 15  # a stray slow call (a loaded machine) may send one back
+    assert all(name.startswith("model") for name in threads_of(slow))
 
 
 def test_a_bad_request_does_not_fail_its_batch_mates() -> None:

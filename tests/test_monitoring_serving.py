@@ -7,6 +7,8 @@ No timing is asserted: waits only guard against hangs (the drift and shadow work
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 import time
 import warnings
@@ -266,6 +268,45 @@ def test_the_challenger_scores_live_traffic_and_its_answers_are_logged_beside_th
         if b'"shadowed-' in line and b'"protocol":"v1"' in line
     ]
     assert len(live) == 100  # the live lines are there too, one per row
+
+
+def test_the_challenger_runs_in_a_low_priority_process_of_its_own_and_comes_back_when_killed(
+    server: tuple[PredictorProcess, Path],
+) -> None:
+    """Shadow scoring takes the CPU the live process leaves: the challenger lives in a child at nice 19. Killing
+    that child loses no live request; the challenger is loaded again and scores again."""
+    process, _ = server
+    status = until(
+        lambda: (s := httpx.get(f"{process.http_url}/admin/shadow", timeout=10).json())["shadow_pid"] and s,
+        "the challenger to load",
+    )
+    child = status["shadow_pid"]
+    assert process.popen is not None and child != process.popen.pid
+    assert niceness(child) == 19
+    os.kill(child, signal.SIGKILL)
+    features, _ = generate_telemetry(60, seed=41)
+    send(process, features.to_numpy(), per_request=6)  # every live answer a 200 while the challenger is gone
+    status = until(
+        lambda: (
+            (s := httpx.get(f"{process.http_url}/admin/shadow", timeout=10).json())["shadow_pid"] not in (None, child)
+            and s
+        ),
+        "the challenger's process to be started again",
+    )
+    assert niceness(status["shadow_pid"]) == 19
+    labels = {"model_name": NAME, "model_version": "1", "shadow_version": status["shadow_version"]}
+    before = metric(process, "model_shadow_predictions_total", **labels) or 0.0
+    send(process, features.to_numpy(), per_request=6)
+    until(
+        lambda: (metric(process, "model_shadow_predictions_total", **labels) or 0.0) >= before + 60,
+        "the new challenger process to score",
+    )
+
+
+def niceness(pid: int) -> int:
+    """The nice value of a process (field 19 of /proc/PID/stat, after the parenthesised command name)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[16])
 
 
 def test_a_failing_challenger_never_fails_a_live_request(

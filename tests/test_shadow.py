@@ -143,3 +143,26 @@ def test_the_sample_rate_is_honoured(versions: tuple[Any, Any]) -> None:
         assert shadow.snapshot()["scored_rows"] == 0
     finally:
         shadow.close()
+
+
+def test_requests_from_two_live_versions_are_compared_each_in_its_own_class_order(versions: tuple[Any, Any]) -> None:
+    """Stacked into one batch, requests keep the class order their live version answered in: a version whose
+    classes come in the other order gives the same gaps."""
+    from predictor.monitoring.shadow import ShadowBatch, compare
+
+    champion, challenger = versions
+    rows = generate_telemetry(6, seed=8)[0].to_numpy()
+    live = champion.predict_proba(rows)
+    labels = champion.classes_[live.argmax(axis=1)]
+    reordered = list(champion.classes_)[::-1]
+    requests = [
+        (rows[:2], labels[:2], live[:2], "a", champion.classes_),
+        (rows[2:4], labels[2:4], live[2:4, ::-1], "b", reordered),  # the same answer, columns reversed
+        (rows[4:], labels[4:], live[4:], "c", champion.classes_),
+    ]
+    batch = ShadowBatch.of(requests)
+    assert [(start, end) for start, end, _, _ in batch.live_probabilities] == [(0, 2), (2, 4), (4, 6)]
+    outcome = compare(challenger.predict_proba, challenger.classes_, batch)
+    expected = np.abs(challenger.predict_proba(rows) - live).max(axis=1)
+    assert outcome.gaps == pytest.approx(expected)
+    assert list(outcome.agree) == [int(a == b) for a, b in zip(challenger.predict(rows), labels, strict=True)]

@@ -1,5 +1,6 @@
-"""The challenger beside the served model (``--shadow_model_uri``): loaded in the background, following its
-alias like the served model, and handed each live request after its response (``ShadowScorer`` scores it).
+"""The challenger beside the served model (``--shadow_model_uri``): loaded in the background, in a process of its
+own at the lowest CPU priority (``shadow_process.py``), following its alias like the served model, and handed
+each live request after its response (``ShadowScorer`` gathers them and has the challenger's process score them).
 
 Loading never touches readiness: a challenger that cannot be loaded, is not a classifier, or expects other
 columns than the served model is reported in ``GET /admin/shadow`` and the log, and scores nothing. One
@@ -21,6 +22,7 @@ from predictor.metrics import ShadowMetrics
 from predictor.models import registry
 from predictor.monitoring.prediction_log import PredictionLog, ShadowRecord
 from predictor.monitoring.shadow import ShadowResult, ShadowScorer
+from predictor.monitoring.shadow_process import LoadOptions, ShadowProcess
 from predictor.protocol.schema import Column
 
 log = logging.getLogger(__name__)
@@ -48,7 +50,7 @@ class Challenger:
         self.compile_forest = compile_forest
         self.allow_pickle = allow_pickle
         self.prediction_log = prediction_log
-        self.loaded: registry.LoadedModel | None = None
+        self.loaded: ShadowProcess | None = None
         self.last_error: str | None = f"loading {uri}"
         self._scorers: dict[str, ShadowScorer] = {}  # live version -> scorer for the loaded challenger
         self._refused: dict[str, str] = {}  # live version -> why the challenger cannot score its rows
@@ -74,8 +76,8 @@ class Challenger:
             scorer = self._scorer_for(live_version, columns)
             if scorer is None:
                 return
-        classes = None if live_classes is None else list(live_classes)
-        scorer.submit(rows, live_predictions, live_probabilities, request_id, classes)
+        # the live version's own array: the scorer recognises it by identity, without comparing names per request
+        scorer.submit(rows, live_predictions, live_probabilities, request_id, live_classes)
 
     def _scorer_for(self, live_version: str, columns: tuple[Column, ...]) -> ShadowScorer | None:
         with self._lock:
@@ -84,24 +86,26 @@ class Challenger:
                 return None
             if live_version in self._scorers:
                 return self._scorers[live_version]
-            if challenger.columns != columns:
+            info = challenger.info
+            if info.columns != columns:
                 reason = (
-                    f"challenger version {challenger.version} expects columns "
-                    f"{[c.name for c in challenger.columns]}, the served version {live_version} "
+                    f"challenger version {info.version} expects columns "
+                    f"{[c.name for c in info.columns]}, the served version {live_version} "
                     f"{[c.name for c in columns]}: it cannot score the same rows"
                 )
                 self._refused[live_version] = reason
                 log.error("shadow: %s", reason)
                 return None
             scorer = ShadowScorer(
-                _probabilities_of(challenger),
-                list(challenger.classes) if challenger.classes is not None else [],
+                None,
+                info.classes or [],
                 self.model_name,
                 live_version,
-                challenger.version,
+                info.version,
                 self.metrics,
                 sample_rate=self.sample_rate,
-                on_result=self._logger(live_version, challenger.version),
+                on_result=self._logger(live_version, info.version),
+                score=challenger.score,
             )
             self._scorers[live_version] = scorer
             return scorer
@@ -145,26 +149,28 @@ class Challenger:
         """Resolve the challenger's URI; load and switch to it when it names another version."""
         try:
             source = registry.resolve(self.uri, self.tracking_uri)
-            if self.loaded is not None and self.loaded.version == source.version:
+            if self.loaded is not None and self.loaded.source.version == source.version and self.loaded.alive:
                 self.last_error = None
                 return True
-            log.info("shadow: loading challenger %s (version %s)", source.uri, source.version)
-            loaded = registry.load(source, self.tracking_uri, self.compile_forest, self.allow_pickle)
-            if loaded.classes is None:
-                raise ValueError(
-                    f"challenger version {loaded.version} has no class probabilities: shadow scoring compares "
-                    "classifiers (a model with predict_proba)"
-                )
+            log.info("shadow: loading challenger %s (version %s) in its own process", source.uri, source.version)
+            loaded = ShadowProcess(source, LoadOptions(self.tracking_uri, self.compile_forest, self.allow_pickle))
         except Exception as exc:  # the served model is unaffected: reported, retried
             self.last_error = str(exc)
             log.error("shadow: %s", exc)
             return False
         with self._lock:
             retired, self._scorers, self._refused = list(self._scorers.values()), {}, {}
-            self.loaded, self.last_error = loaded, None
+            previous, self.loaded, self.last_error = self.loaded, loaded, None
         for scorer in retired:
             scorer.close()
-        log.info("shadow: challenger version %s scores %.0f%% of live requests", loaded.version, self.sample_rate * 100)
+        if previous is not None:
+            previous.close()
+        log.info(
+            "shadow: challenger version %s (process %s) scores %.0f%% of live requests",
+            loaded.source.version,
+            loaded.pid,
+            self.sample_rate * 100,
+        )
         return True
 
     # ------------------------------------------------------------------------------ status and stop
@@ -173,7 +179,8 @@ class Challenger:
         loaded = self.loaded
         return {
             "shadow_model_uri": self.uri,
-            "shadow_version": loaded.version if loaded else None,
+            "shadow_version": loaded.source.version if loaded else None,
+            "shadow_pid": loaded.pid if loaded else None,
             "sample_rate": self.sample_rate,
             "last_error": self.last_error,
             "refused": dict(self._refused),
@@ -188,13 +195,8 @@ class Challenger:
         self._stopping.set()
         with self._lock:
             scorers, self._scorers = list(self._scorers.values()), {}
+            loaded, self.loaded = self.loaded, None
         for scorer in scorers:
             scorer.close()
-
-
-def _probabilities_of(challenger: registry.LoadedModel) -> Callable[[np.ndarray], Any]:
-    """Live rows (a float64 matrix or typed objects, the same columns) → the challenger's probabilities."""
-    predict = challenger.predict_fn
-    if challenger.matrix:
-        return lambda rows: predict(np.asarray(rows, dtype=np.float64))
-    return lambda rows: predict(np.asarray(rows, dtype=object))
+        if loaded is not None:
+            loaded.close()

@@ -1,10 +1,11 @@
-"""Shadow scoring: a challenger model scores (a sample of) live requests after the live answer, on its own thread.
+"""Shadow scoring: a challenger model scores (a sample of) live requests after the live answer, off the live path.
 
 ``ShadowScorer.submit(rows, live_predictions, live_probabilities, request_id)`` is called after the live
 response is sent; it makes the sampling decision and puts a reference on a bounded queue — it never blocks
-and never raises (a full queue drops the request and counts it). One worker thread calls the shadow model's
-``predict`` (rows → probabilities ``[N, C]`` in ``classes`` order, the same callable shape as the live model's)
-and records, labelled ``{model_name, model_version, shadow_version}``:
+and never raises (a full queue drops the request and counts it). One worker thread gathers the queued requests
+into a ``ShadowBatch`` and has it scored — ``compare`` with the shadow model's ``predict`` (rows → probabilities
+``[N, C]`` in ``classes`` order) on this thread, or, in the server, the same ``compare`` in the challenger's own
+low-priority process (``shadow_process.py``) — and records, labelled ``{model_name, model_version, shadow_version}``:
 
 - ``model_shadow_predictions_total``: rows scored;
 - ``model_shadow_agreement_ratio``: share of the last ``agreement_rows`` rows where both predict the same class;
@@ -23,6 +24,7 @@ live one, keyed by ``request_id``); it runs on the worker, and its failures are 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import queue
 import random
@@ -54,10 +56,71 @@ class ShadowResult:
     latency_s: float
 
 
+@dataclass(frozen=True, eq=False)
+class ShadowBatch:
+    """One pass of the worker: the rows of every request gathered, stacked, with what the live model answered."""
+
+    rows: npt.NDArray[Any]  # [N, F]
+    live: npt.NDArray[Any]  # [N] the live model's labels
+    # (start, end, live probabilities [end-start, C'], their classes or None for the shadow's) per request that
+    # came with probabilities; consecutive requests with the same classes are merged into one piece
+    live_probabilities: list[tuple[int, int, npt.NDArray[np.float64], Sequence[Any] | None]]
+
+    @classmethod
+    def of(cls, requests: list[tuple[Any, ...]]) -> ShadowBatch:
+        """``requests``: (rows, live predictions, live probabilities or None, request id, live classes or None)."""
+        rows = [np.asarray(request[0]) for request in requests]
+        lives = [np.asarray(request[1]).ravel() for request in requests]
+        if any(len(live) != len(part) for live, part in zip(lives, rows, strict=True)):
+            raise ValueError("a live answer does not match its rows")
+        runs: list[tuple[int, int, list[npt.NDArray[np.float64]], Sequence[Any] | None]] = []
+        start = 0
+        for part, request in zip(rows, requests, strict=True):
+            end, probabilities, classes = start + len(part), request[2], request[4]
+            if probabilities is not None:
+                if runs and runs[-1][1] == start and _same_classes(runs[-1][3], classes):
+                    runs[-1][2].append(probabilities)
+                    runs[-1] = (runs[-1][0], end, runs[-1][2], classes)
+                else:
+                    runs.append((start, end, [probabilities], classes))
+            start = end
+        pieces = [(first, end, np.concatenate(parts, dtype=np.float64), names) for first, end, parts, names in runs]
+        return cls(np.concatenate(rows), np.concatenate(lives), pieces)
+
+
+@dataclass(frozen=True, eq=False)
+class Comparison:
+    """What the challenger answered for a ``ShadowBatch``, and how it compares with the live answers."""
+
+    predicted: npt.NDArray[Any]  # [N] the challenger's labels
+    probabilities: npt.NDArray[np.float64]  # [N, C] in the challenger's ``classes`` order
+    agree: npt.NDArray[np.int8]  # [N] 1 where both predict the same class
+    gaps: npt.NDArray[np.float64]  # per row with live probabilities: max |p_shadow - p_live| over shared classes
+    latency_s: float  # the challenger's call
+
+
+def compare(predict: Callable[[Any], Any], classes: Sequence[Any], batch: ShadowBatch) -> Comparison:
+    """Score ``batch`` with the challenger (``predict``: rows -> probabilities in ``classes`` order) and compare.
+
+    Pure: it runs wherever the challenger is (its own process, see ``shadow_process.py``, or a thread)."""
+    started = time.perf_counter()
+    answer = np.asarray(predict(batch.rows), dtype=np.float64)
+    latency = time.perf_counter() - started
+    if answer.shape != (len(batch.rows), len(classes)):
+        raise ValueError(f"shadow answered shape {answer.shape}, expected {(len(batch.rows), len(classes))}")
+    predicted = np.asarray(classes, dtype=object)[answer.argmax(axis=1)]
+    agree = np.array([_same(a, b) for a, b in zip(predicted, batch.live, strict=True)], dtype=np.int8)
+    gaps = [
+        _probability_gap(answer[start:end], list(classes), live, live_classes)
+        for start, end, live, live_classes in batch.live_probabilities
+    ]
+    return Comparison(predicted, answer, agree, np.concatenate(gaps) if gaps else np.zeros(0), latency)
+
+
 class ShadowScorer:
     def __init__(
         self,
-        predict: Callable[[Any], Any],
+        predict: Callable[[Any], Any] | None,
         classes: Sequence[Any],
         model_name: str,
         model_version: str,
@@ -67,8 +130,15 @@ class ShadowScorer:
         agreement_rows: int = 2000,
         queue_requests: int = 1000,
         on_result: Callable[[ShadowResult], None] | None = None,
+        score: Callable[[ShadowBatch], Comparison] | None = None,
     ) -> None:
-        self._predict = predict
+        """``predict`` (rows -> probabilities) is called on this scorer's thread; ``score`` instead hands the
+        whole comparison to the challenger's own process (``shadow_process.ShadowProcess.score``)."""
+        if score is None:
+            if predict is None:
+                raise ValueError("a ShadowScorer needs the challenger's predict or score")
+            score = functools.partial(compare, predict, list(classes))
+        self._score = score
         self.classes = list(classes)
         self._labels = (model_name, model_version, shadow_version)
         self._metrics = metrics
@@ -93,7 +163,7 @@ class ShadowScorer:
         live_predictions: Any,
         live_probabilities: npt.NDArray[np.float64] | None,
         request_id: str,
-        live_classes: Sequence[Any] | None = None,
+        live_classes: Sequence[Any] | npt.NDArray[Any] | None = None,
     ) -> None:
         """Queue one live request for the shadow model (``live_classes``: the column order of
         ``live_probabilities``, default the shadow's). Never blocks, never raises."""
@@ -131,64 +201,35 @@ class ShadowScorer:
                 return
 
     def _score_all(self, requests: list[tuple[Any, ...]]) -> None:
-        """One model call for every request gathered (their rows stacked), and the bookkeeping once per pass."""
-        started = time.perf_counter()
+        """One challenger call for every request gathered (their rows stacked), and the bookkeeping once per pass."""
         try:
-            stacked = np.concatenate([np.asarray(request[0]) for request in requests])
-            answer = np.asarray(self._predict(stacked), dtype=np.float64)
-            if answer.shape != (len(stacked), len(self.classes)):
-                raise ValueError(f"shadow answered shape {answer.shape}, expected {(len(stacked), len(self.classes))}")
+            batch = ShadowBatch.of(requests)
+            outcome = self._score(batch)
         except Exception as exc:  # the shadow model's own failure: counted per request, logged at most once a minute
             self._failed(len(requests), requests[0][3], exc)
             return
-        latency = time.perf_counter() - started
-        self._children.latency.observe(latency)
-        lives = [np.asarray(request[1]).ravel() for request in requests]
-        if any(len(live) != len(request[0]) for live, request in zip(lives, requests, strict=True)):
-            self._failed(len(requests), requests[0][3], ValueError("a live answer does not match its rows"))
-            return
-        live = np.concatenate(lives)
-        predicted = np.asarray(self.classes, dtype=object)[answer.argmax(axis=1)]
-        agree = np.array([_same(a, b) for a, b in zip(predicted, live, strict=True)], dtype=np.int8)
-        self._observe_gaps(answer, requests)
+        self._children.latency.observe(outcome.latency_s)
+        histogram = self._children.probability_gap
+        for value in outcome.gaps.tolist():
+            histogram.observe(value)
         with self._lock:
-            self._add_agreement(agree)
-            self.scored_rows += len(live)
+            self._add_agreement(outcome.agree)
+            self.scored_rows += len(outcome.agree)
             ratio = self._agreement()
-        self._children.predictions.inc(len(live))
+        self._children.predictions.inc(len(outcome.agree))
         self._children.agreement.set(ratio)
         if self._on_result is not None:
             start = 0
             for request in requests:
-                count = len(request[0])
-                end, request_id = start + count, request[3]
+                end, request_id = start + len(request[0]), request[3]
+                result = ShadowResult(
+                    request_id, outcome.predicted[start:end], outcome.probabilities[start:end], outcome.latency_s
+                )
                 try:
-                    self._on_result(ShadowResult(request_id, predicted[start:end], answer[start:end], latency))
+                    self._on_result(result)
                 except Exception:  # a boundary: the caller's hook must not stop the worker
                     log.exception("shadow: on_result failed for request %s", request_id)
                 start = end
-
-    def _observe_gaps(self, answer: npt.NDArray[np.float64], requests: list[tuple[Any, ...]]) -> None:
-        """The probability-difference histogram, for the requests that came with live probabilities."""
-        start, pieces = 0, []
-        for rows, _, live_probabilities, _, live_classes in requests:
-            end = start + len(rows)
-            if live_probabilities is not None:
-                pieces.append((answer[start:end], np.asarray(live_probabilities), live_classes))
-            start = end
-        if not pieces:
-            return
-        histogram = self._children.probability_gap
-        # one call when every request names the same live classes (the same live version): the usual case
-        if all(_same_classes(piece[2], pieces[0][2]) for piece in pieces):
-            shadow = np.concatenate([piece[0] for piece in pieces])
-            live = np.concatenate([piece[1] for piece in pieces])
-            gaps = [_probability_gap(shadow, self.classes, live, pieces[0][2])]
-        else:
-            gaps = [_probability_gap(shadow, self.classes, live, classes) for shadow, live, classes in pieces]
-        for gap in gaps:
-            for value in gap.tolist():
-                histogram.observe(value)
 
     def _failed(self, requests: int, request_id: str, exc: Exception) -> None:
         self._children.errors.inc(requests)
