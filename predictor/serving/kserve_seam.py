@@ -22,8 +22,6 @@ from kserve.protocol.rest.server import RESTServer, _RefreshingServer
 from starlette.types import ASGIApp
 from uvicorn.importer import import_from_string
 
-from predictor.serving.coalescing import CoalescingHttpToolsProtocol
-
 log = logging.getLogger(__name__)
 
 #: (module, attribute path) of every private KServe name this module relies on.
@@ -108,7 +106,6 @@ class HttpServer(RESTServer):
         # Nothing uses ASGI lifespan events, and uvicorn's lifespan task outlives our shutdown (a
         # CancelledError traceback on every clean exit).
         self.config.lifespan = "off"
-        self.config.http = CoalescingHttpToolsProtocol  # one send() per response (serving/coalescing.py)
         self.uvicorn = _Uvicorn(self.config)
         self._register_routes = register_routes
         self._add_our_exception_handlers = add_exception_handlers
