@@ -385,12 +385,14 @@ class PredictorModel(Model):
         if serving.drift is not None:
             serving.drift.observe(rows.values, predictions)
         if self.prediction_log is None and self.challenger is None:
-            return  # drift needs no request id: no uuid per request for it
+            return
         if call.v2 is not None:
             request_id, protocol = call.v2.id, "grpc" if isinstance(call.payload, InferRequest) else "v2"
         else:
             protocol = "mlflow" if isinstance(call.payload, MlflowBody) else "v1"
-            request_id = (headers or {}).get("x-request-id") or uuid.uuid4().hex
+            request_id = (headers or {}).get("x-request-id") or ""
+            if not request_id and self.prediction_log is not None:
+                request_id = uuid.uuid4().hex  # only the log's lines need one (drift and the challenger do not)
         probabilities = outputs.get("probabilities")
         if self.challenger is not None:
             model = serving.model

@@ -273,8 +273,9 @@ def test_the_challenger_scores_live_traffic_and_its_answers_are_logged_beside_th
 def test_the_challenger_runs_in_a_low_priority_process_of_its_own_and_comes_back_when_killed(
     server: tuple[PredictorProcess, Path],
 ) -> None:
-    """Shadow scoring takes the CPU the live process leaves: the challenger lives in a child at nice 19. Killing
-    that child loses no live request; the challenger is loaded again and scores again."""
+    """Shadow scoring takes the CPU the live process leaves: the challenger lives in a child that loads at nice 19
+    and scores under SCHED_IDLE. Killing that child loses no live request; the challenger is loaded again and
+    scores again."""
     process, _ = server
     status = until(
         lambda: (s := httpx.get(f"{process.http_url}/admin/shadow", timeout=10).json())["shadow_pid"] and s,
@@ -283,6 +284,7 @@ def test_the_challenger_runs_in_a_low_priority_process_of_its_own_and_comes_back
     child = status["shadow_pid"]
     assert process.popen is not None and child != process.popen.pid
     assert niceness(child) == 19
+    until(lambda: scheduling_policy(child) == SCHED_IDLE, "the loaded challenger to score under SCHED_IDLE")
     os.kill(child, signal.SIGKILL)
     features, _ = generate_telemetry(60, seed=41)
     send(process, features.to_numpy(), per_request=6)  # every live answer a 200 while the challenger is gone
@@ -303,10 +305,22 @@ def test_the_challenger_runs_in_a_low_priority_process_of_its_own_and_comes_back
     )
 
 
+SCHED_IDLE = 5  # Linux's policy number (os.SCHED_IDLE)
+
+
 def niceness(pid: int) -> int:
-    """The nice value of a process (field 19 of /proc/PID/stat, after the parenthesised command name)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return int(fields[16])
+    """The nice value of a process (field 19 of /proc/PID/stat)."""
+    return int(stat_fields(pid)[16])
+
+
+def scheduling_policy(pid: int) -> int:
+    """The scheduling policy of a process (field 41 of /proc/PID/stat)."""
+    return int(stat_fields(pid)[38])
+
+
+def stat_fields(pid: int) -> list[str]:
+    """/proc/PID/stat from field 3 on (after the parenthesised command name, which may hold spaces)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
 
 
 def test_a_failing_challenger_never_fails_a_live_request(
