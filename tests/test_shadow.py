@@ -166,3 +166,55 @@ def test_requests_from_two_live_versions_are_compared_each_in_its_own_class_orde
     expected = np.abs(challenger.predict_proba(rows) - live).max(axis=1)
     assert outcome.gaps == pytest.approx(expected)
     assert list(outcome.agree) == [int(a == b) for a, b in zip(challenger.predict(rows), labels, strict=True)]
+
+
+def test_while_the_live_path_is_saturated_one_request_in_twenty_is_scored(versions: tuple[Any, Any]) -> None:
+    """``busy`` (in the server: the event loop's thread on a CPU half the time or more) makes submit() queue only
+    every 20th request; the others are counted as dropped, and the series keep growing from the sample."""
+    from predictor.monitoring.shadow import BUSY_KEEP_EVERY
+
+    champion, challenger = versions
+    registry = CollectorRegistry()
+    saturated = threading.Event()
+    shadow = scorer(registry, challenger.predict_proba, challenger.classes_, busy=saturated.is_set)
+    rows = generate_telemetry(1, seed=12)[0].to_numpy()
+    live = champion.predict_proba(rows)
+    try:
+        shadow.submit(rows, live.argmax(axis=1), live, "calm")
+        saturated.set()
+        assert shadow.flush()  # that pass found the live path busy
+        for i in range(200):
+            shadow.submit(rows, live.argmax(axis=1), live, f"busy-{i}")
+        assert shadow.flush()
+        snapshot = shadow.snapshot()
+    finally:
+        shadow.close()
+    assert snapshot["scored_rows"] == 1 + 200 // BUSY_KEEP_EVERY
+    assert snapshot["shed_requests"] == snapshot["dropped_requests"] == 200 - 200 // BUSY_KEEP_EVERY
+    assert value(registry, "model_shadow_dropped_total") == 190
+
+
+def test_a_spinning_thread_reads_busy_and_a_sleeping_one_idle() -> None:
+    import time
+
+    from predictor.monitoring import busy
+
+    def share_of(work: Any) -> float | None:
+        found: list[float | None] = []
+
+        def run() -> None:
+            probe = busy.ThreadBusy(threading.get_native_id())
+            deadline = time.monotonic() + busy.WINDOW_S * 2
+            while time.monotonic() < deadline:
+                work()
+            found.append(probe.share())
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        thread.join(10)
+        return found[0]
+
+    spinning = share_of(lambda: sum(range(1000)))
+    sleeping = share_of(lambda: time.sleep(0.01))
+    assert spinning is not None and sleeping is not None  # Linux: /proc has the counters
+    assert spinning > 0.3 > 0.1 > sleeping  # loose: a loaded machine gives a spinning thread less than a core

@@ -15,7 +15,10 @@ low-priority process (``shadow_process.py``) — and records, labelled ``{model_
   waits ``GATHER_S`` after the first, so that one call serves many requests);
 - ``model_shadow_errors_total``: calls that raised or answered an unusable shape — a failing shadow model
   never reaches the live caller;
-- ``model_shadow_dropped_total``: requests dropped because the queue was full.
+- ``model_shadow_dropped_total``: requests dropped because the queue was full, or shed because the live path was
+  saturated: with ``busy`` given, each pass asks it, and while it is true ``submit`` queues only every
+  ``BUSY_KEEP_EVERY``-th request (deciding that per request in ``submit``, not in the worker: the queue
+  traffic of every request, not the challenger's work, was what cost the live path most).
 
 ``on_result(ShadowResult)``, if given, receives each answer (e.g. to write it to the prediction log beside the
 live one, keyed by ``request_id``); it runs on the worker, and its failures are logged, not raised.
@@ -46,6 +49,9 @@ _LOG_EVERY_S = 60.0
 # The worker lets requests gather this long before a pass, then scores all of them in one model call: one call per
 # request would cost the live path (same cores, same GIL) far more than one per ~hundred requests.
 GATHER_S = 0.05
+# While the serving thread is saturated (``busy()``), one request in this many is scored: the series keep
+# growing, and the live path keeps ~95% of what the challenger would have taken from it.
+BUSY_KEEP_EVERY = 20
 
 
 @dataclass(frozen=True, eq=False)
@@ -131,6 +137,7 @@ class ShadowScorer:
         queue_requests: int = 1000,
         on_result: Callable[[ShadowResult], None] | None = None,
         score: Callable[[ShadowBatch], Comparison] | None = None,
+        busy: Callable[[], bool] | None = None,
     ) -> None:
         """``predict`` (rows -> probabilities) is called on this scorer's thread; ``score`` instead hands the
         whole comparison to the challenger's own process (``shadow_process.ShadowProcess.score``)."""
@@ -139,6 +146,11 @@ class ShadowScorer:
                 raise ValueError("a ShadowScorer needs the challenger's predict or score")
             score = functools.partial(compare, predict, list(classes))
         self._score = score
+        self._busy = busy
+        self._shedding = False
+        self._seen_while_busy = 0  # requests submit() saw while shedding (written by the caller's thread only)
+        self._seen_counted = 0
+        self.shed_requests = 0
         self.classes = list(classes)
         self._labels = (model_name, model_version, shadow_version)
         self._metrics = metrics
@@ -167,6 +179,10 @@ class ShadowScorer:
     ) -> None:
         """Queue one live request for the shadow model (``live_classes``: the column order of
         ``live_probabilities``, default the shadow's). Never blocks, never raises."""
+        if self._shedding:  # decided by the worker once per pass: one comparison here, no queue traffic
+            self._seen_while_busy += 1
+            if self._seen_while_busy % BUSY_KEEP_EVERY:
+                return
         try:
             if self.sample_rate < 1.0 and random.random() >= self.sample_rate:
                 return
@@ -188,6 +204,7 @@ class ShadowScorer:
                     items.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
+            self._update_shedding()
             requests = [item for item in items if isinstance(item, tuple)]
             if requests:
                 try:
@@ -199,6 +216,19 @@ class ShadowScorer:
                     item.set()
             if any(item is _STOP for item in items):
                 return
+
+    def _update_shedding(self) -> None:
+        """Once per pass: is the live path saturated (``busy``)? And count what ``submit`` shed meanwhile (only
+        the event loop's thread writes ``_seen_while_busy``: the worker reads it and keeps its own tally)."""
+        seen = self._seen_while_busy
+        shed = (seen - self._seen_counted) - (seen // BUSY_KEEP_EVERY - self._seen_counted // BUSY_KEEP_EVERY)
+        self._seen_counted = seen
+        if shed:
+            with self._lock:
+                self.dropped_requests += shed
+                self.shed_requests += shed
+            self._children.dropped.inc(shed)
+        self._shedding = self._busy is not None and self._busy()
 
     def _score_all(self, requests: list[tuple[Any, ...]]) -> None:
         """One challenger call for every request gathered (their rows stacked), and the bookkeeping once per pass."""
@@ -265,6 +295,7 @@ class ShadowScorer:
                 "agreement_rows": self._agree_filled,
                 "errors": self.errors,
                 "dropped_requests": self.dropped_requests,
+                "shed_requests": self.shed_requests,  # of those, dropped because the live path was saturated
             }
 
     def flush(self, timeout_s: float = 10.0) -> bool:
