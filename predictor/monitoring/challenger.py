@@ -28,8 +28,8 @@ from predictor.protocol.schema import Column
 
 log = logging.getLogger(__name__)
 
-# The serving thread on a CPU this share of the last quarter second or more (~0.7 at saturation on 2 cores, measured: the
-# rest it waits for the GIL and the network): live traffic has the process busy, and the
+# The serving thread on a CPU this share of the last quarter second or more (~0.7 at saturation on 2 cores,
+# measured: the rest it waits for the GIL and the network): live traffic keeps the process busy, and the
 # challenger scores only a sample (``shadow.BUSY_KEEP_EVERY``).
 BUSY_SHARE = 0.5
 

@@ -33,6 +33,7 @@ import pandas as pd
 
 from predictor.metrics import DriftMetrics
 from predictor.monitoring.baseline import ARTIFACT_NAME, Baseline, Column, psi, read_document
+from predictor.monitoring.handoff import Handoff
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +105,7 @@ class DriftMonitor:
         self._prediction = _Window(baseline.predictions, window_rows)
         self._lock = threading.Lock()  # the windows: worker vs snapshot()
         self._drop_lock = threading.Lock()
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=queue_batches)
+        self._queue = Handoff(queue_batches, poll_s=GATHER_S)
         self.observed_rows = 0
         self.dropped_rows = 0
         self._worker = threading.Thread(target=self._run, name=f"drift-{model_name}-{model_version}", daemon=True)
@@ -158,17 +159,8 @@ class DriftMonitor:
     def _run(self) -> None:
         dirty, last_export = False, 0.0
         while True:
-            try:
-                items = [self._queue.get(timeout=EXPORT_INTERVAL_S)]
-                if isinstance(items[0], tuple):
-                    time.sleep(GATHER_S)  # let requests gather: one binning pass for many, not one per request
-            except queue.Empty:
-                items = []
-            while True:  # drain what is there: one pass per column for all of it
-                try:
-                    items.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
+            # one binning pass for everything that gathered meanwhile, not one per request
+            items = self._queue.take(timeout_s=EXPORT_INTERVAL_S, gather_s=GATHER_S)
             batches = [item for item in items if isinstance(item, tuple)]
             if batches:
                 dirty = True
@@ -218,10 +210,7 @@ class DriftMonitor:
     def flush(self, timeout_s: float = 10.0) -> bool:
         """Wait until what was queued so far is in the window and the gauges (tests; a final snapshot)."""
         reached = threading.Event()
-        try:
-            self._queue.put(reached, timeout=timeout_s)
-        except queue.Full:
-            return False
+        self._queue.put_control(reached)
         return reached.wait(timeout_s)
 
     def snapshot(self) -> dict[str, Any]:
@@ -251,11 +240,8 @@ class DriftMonitor:
 
     def close(self) -> None:
         """Stop the worker and remove this version's series."""
-        try:
-            self._queue.put(_STOP, timeout=5)
-            self._worker.join(timeout=5)
-        except queue.Full:
-            log.warning("drift: worker of %s version %s did not stop (queue full)", self.model_name, self.model_version)
+        self._queue.put_control(_STOP)
+        self._worker.join(timeout=5)
         for name in self._names:
             _remove(self._metrics.feature_psi, self.model_name, self.model_version, name)
         _remove(self._metrics.prediction_psi, self.model_name, self.model_version)

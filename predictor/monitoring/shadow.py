@@ -41,6 +41,7 @@ import numpy as np
 import numpy.typing as npt
 
 from predictor.metrics import ShadowMetrics
+from predictor.monitoring.handoff import Handoff
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +158,7 @@ class ShadowScorer:
         self._children = _Children(metrics, self._labels)
         self.sample_rate = sample_rate
         self._on_result = on_result
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=queue_requests)
+        self._queue = Handoff(queue_requests, poll_s=GATHER_S)
         self._agree = np.zeros(agreement_rows, dtype=np.int8)
         self._agree_filled = 0
         self._agree_next = 0
@@ -196,14 +197,7 @@ class ShadowScorer:
 
     def _run(self) -> None:
         while True:
-            items = [self._queue.get()]
-            if items[0] is not _STOP and not isinstance(items[0], threading.Event):
-                time.sleep(GATHER_S)
-            while True:
-                try:
-                    items.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
+            items = self._queue.take(gather_s=GATHER_S)
             self._update_shedding()
             requests = [item for item in items if isinstance(item, tuple)]
             if requests:
@@ -301,19 +295,13 @@ class ShadowScorer:
     def flush(self, timeout_s: float = 10.0) -> bool:
         """Wait until every request queued so far has been scored (tests; before a swap)."""
         reached = threading.Event()
-        try:
-            self._queue.put(reached, timeout=timeout_s)
-        except queue.Full:
-            return False
+        self._queue.put_control(reached)
         return reached.wait(timeout_s)
 
     def close(self) -> None:
         """Stop the worker (what is queued is scored first) and remove the agreement series."""
-        try:
-            self._queue.put(_STOP, timeout=5)
-            self._worker.join(timeout=5)
-        except queue.Full:
-            log.warning("shadow: worker of %s did not stop (queue full)", self._labels[2])
+        self._queue.put_control(_STOP)
+        self._worker.join(timeout=5)
         with contextlib.suppress(KeyError):
             self._metrics.agreement.remove(*self._labels)
 
