@@ -67,9 +67,12 @@ class Schema:
     matrix: bool = True  # rows travel as a float64 [N, F] matrix (see the module docstring)
     tensor: bool = False  # the signature is one unnamed [N, F] tensor: only lists / [N, F] tensors fit
     index: dict[str, int] = field(init=False, repr=False, compare=False)
+    # positions of the integer columns (long, integer): what the matrix fast path checks for whole numbers
+    integral: list[int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "index", {c.name: j for j, c in enumerate(self.columns)})
+        object.__setattr__(self, "integral", [j for j, c in enumerate(self.columns) if c.type in ("long", "integer")])
 
     @property
     def feature_names(self) -> tuple[str, ...]:

@@ -67,11 +67,13 @@ def _as_matrix(instances: list[Any], schema: Schema) -> np.ndarray | None:
     if array.ndim != 2 or array.shape[1] != schema.width or array.dtype.kind not in "fiub":
         return None
     array = array.astype(np.float64, copy=False)
-    if not (np.abs(array) <= MAX_MAGNITUDE).all():  # also False for NaN and ±inf
+    if not np.abs(array).max() <= MAX_MAGNITUDE:  # also not for NaN and ±inf
         return None  # the slow path names the offending value
-    integral = [j for j, c in enumerate(schema.columns) if c.type in ("long", "integer")]
-    if integral and (array[:, integral] != np.round(array[:, integral])).any():
-        return None  # 1.5 in a long column: the slow path names it
+    integral = schema.integral
+    if integral:
+        whole = array[:, integral]
+        if (whole != np.round(whole)).any():
+            return None  # 1.5 in a long column: the slow path names it
     return array
 
 
