@@ -194,27 +194,24 @@ def test_while_the_live_path_is_saturated_one_request_in_twenty_is_scored(versio
     assert value(registry, "model_shadow_dropped_total") == 190
 
 
-def test_a_spinning_thread_reads_busy_and_a_sleeping_one_idle() -> None:
+def test_a_spinning_process_reads_busy_and_a_sleeping_one_idle() -> None:
+    import subprocess
+    import sys
     import time
 
     from predictor.monitoring import busy
 
-    def share_of(work: Any) -> float | None:
-        found: list[float | None] = []
+    def share_of(program: str) -> float | None:
+        child = subprocess.Popen([sys.executable, "-c", program])
+        try:
+            probe = busy.ProcessBusy(child.pid)
+            time.sleep(busy.WINDOW_S * 4)
+            return probe.share()
+        finally:
+            child.kill()
+            child.wait(10)
 
-        def run() -> None:
-            probe = busy.ThreadBusy(threading.get_native_id())
-            deadline = time.monotonic() + busy.WINDOW_S * 2
-            while time.monotonic() < deadline:
-                work()
-            found.append(probe.share())
-
-        thread = threading.Thread(target=run)
-        thread.start()
-        thread.join(10)
-        return found[0]
-
-    spinning = share_of(lambda: sum(range(1000)))
-    sleeping = share_of(lambda: time.sleep(0.01))
+    spinning = share_of("while True: pass")
+    sleeping = share_of("import time; time.sleep(60)")
     assert spinning is not None and sleeping is not None  # Linux: /proc has the counters
-    assert spinning > 0.3 > 0.1 > sleeping  # loose: a loaded machine gives a spinning thread less than a core
+    assert spinning > 0.3 > 0.1 > sleeping  # loose: a loaded machine gives a spinning process less than a core

@@ -1,9 +1,10 @@
-"""How busy the serving thread is: the share of wall time it spent on a CPU lately (Linux's per-thread counters).
+"""How busy the serving process is: CPU seconds per wall second, lately (Linux's per-process counters).
 
-Shadow scoring asks before each pass: when the event loop's thread was on a CPU most of the last quarter second, live
-traffic is saturating this process, and anything else that runs — even a process at the lowest priority —
-costs it throughput and tail latency (measured on 2 cores: a SCHED_IDLE busy loop beside the server took ~8% of
-its throughput and ~70% on p99). The shadow then scores a small sample and drops the rest, counted.
+Shadow scoring asks before each pass: when this process was on a CPU half the time or more in the last quarter
+second, live traffic keeps it busy — the event loop's thread at 1 row per request, the model's thread at 100 —
+and anything else that runs, even a process at the lowest priority, costs it throughput and tail latency
+(measured on 2 cores: a SCHED_IDLE busy loop beside the server took ~8% of its throughput and ~70% on p99). The
+shadow then scores a small sample and drops the rest, counted.
 """
 
 from __future__ import annotations
@@ -16,13 +17,12 @@ from pathlib import Path
 WINDOW_S = 0.25  # the share is recomputed at most this often, over at least this long (25 ticks of 10 ms)
 
 
-class ThreadBusy:
-    """``share()``: CPU seconds per wall second of one thread (default: the main thread, which runs the event
-    loop), over the last ``WINDOW_S`` or more; None where the counters cannot be read (not Linux)."""
+class ProcessBusy:
+    """``share()``: CPU seconds per wall second of a process (default: this one, all its threads) over the last
+    ``WINDOW_S`` or more; None where the counters cannot be read (not Linux)."""
 
-    def __init__(self, native_id: int | None = None) -> None:
-        tid = native_id if native_id is not None else threading.main_thread().native_id
-        self._stat = Path(f"/proc/{os.getpid()}/task/{tid}/stat")
+    def __init__(self, pid: int | None = None) -> None:
+        self._stat = Path(f"/proc/{pid if pid is not None else os.getpid()}/stat")
         self._ticks_per_s = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
         self._lock = threading.Lock()
         self._since = time.monotonic()
