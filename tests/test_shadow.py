@@ -4,6 +4,7 @@ really agree on, and neither a slow nor a failing shadow ever blocks or fails th
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 import numpy as np
@@ -187,11 +188,23 @@ def test_while_the_live_path_is_saturated_one_request_in_twenty_is_scored(versio
             shadow.submit(rows, live.argmax(axis=1), live, f"busy-{i}")
         assert shadow.flush()
         snapshot = shadow.snapshot()
+        # the load stops: five more requests are shed, none kept, and yet they are counted and shedding ends
+        for i in range(5):
+            shadow.submit(rows, live.argmax(axis=1), live, f"last-busy-{i}")
+        saturated.clear()
+        deadline = time.monotonic() + 10
+        while shadow.snapshot()["shed_requests"] < 195 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.6)  # a pass or two more: the last one found the process calm
+        shadow.submit(rows, live.argmax(axis=1), live, "calm-again")
+        assert shadow.flush()
+        after = shadow.snapshot()
     finally:
         shadow.close()
     assert snapshot["scored_rows"] == 1 + 200 // BUSY_KEEP_EVERY
     assert snapshot["shed_requests"] == snapshot["dropped_requests"] == 200 - 200 // BUSY_KEEP_EVERY
-    assert value(registry, "model_shadow_dropped_total") == 190
+    assert after["shed_requests"] == 195 and after["scored_rows"] == snapshot["scored_rows"] + 1
+    assert value(registry, "model_shadow_dropped_total") == 195
 
 
 def test_a_spinning_process_reads_busy_and_a_sleeping_one_idle() -> None:

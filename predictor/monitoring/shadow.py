@@ -53,6 +53,7 @@ GATHER_S = 0.05
 # While the serving thread is saturated (``busy()``), one request in this many is scored: the series keep
 # growing, and the live path keeps ~95% of what the challenger would have taken from it.
 BUSY_KEEP_EVERY = 20
+SHEDDING_CHECK_S = 0.25
 
 
 @dataclass(frozen=True, eq=False)
@@ -197,7 +198,9 @@ class ShadowScorer:
 
     def _run(self) -> None:
         while True:
-            items = self._queue.take(gather_s=GATHER_S)
+            # a pass at least every quarter second: shedding ends, and what it shed is counted, even when the
+            # traffic that made the process busy stops (no kept request would arrive to start a pass)
+            items = self._queue.take(timeout_s=SHEDDING_CHECK_S, gather_s=GATHER_S)
             self._update_shedding()
             requests = [item for item in items if isinstance(item, tuple)]
             if requests:
