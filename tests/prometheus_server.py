@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import yaml
 
-from tests.servers import Process, free_port, wait_until
+from tests.servers import Process, free_port
 
 
 class PrometheusMissing(RuntimeError):
@@ -91,16 +91,7 @@ def start_prometheus(
     ).start()
     url = f"http://127.0.0.1:{port}"
     try:
-
-        def ready() -> bool:
-            if not process.alive():
-                raise RuntimeError(f"prometheus exited:\n{process.log()}")
-            try:
-                return httpx.get(f"{url}/-/ready", timeout=1).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_until(ready, 30, 0.1, "prometheus ready")
+        process.wait_http_ok(f"{url}/-/ready", 30, 0.1, "prometheus ready", request_timeout_s=1)
     except BaseException:
         process.stop()
         raise

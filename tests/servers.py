@@ -95,6 +95,22 @@ class Process:
     def log(self, last: int = 4000) -> str:
         return self.log_path.read_text(errors="replace")[-last:] if self.log_path.exists() else ""
 
+    def wait_http_ok(
+        self, url: str, timeout_s: float, interval_s: float, what: str, request_timeout_s: float = 2
+    ) -> None:
+        """Until ``url`` answers 200; a RuntimeError with the log as soon as the process has exited."""
+
+        def answered() -> bool:
+            if not self.alive():
+                returncode = self.popen.returncode if self.popen is not None else None
+                raise RuntimeError(f"{what}: the process exited with {returncode}:\n{self.log()}")
+            try:
+                return httpx.get(url, timeout=request_timeout_s).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_until(answered, timeout_s, interval_s, what)
+
     def signal(self, sig: int) -> None:
         if self.alive():
             os.kill(self.pid, sig)
@@ -127,16 +143,8 @@ class PredictorProcess(Process):
         return f"127.0.0.1:{self.grpc_port}"
 
     def wait_ready(self, timeout_s: float = 90) -> PredictorProcess:
-        def ready() -> bool:
-            if not self.alive():
-                raise RuntimeError(f"predictor exited with {self.popen.returncode}:\n{self.log()}")  # type: ignore[union-attr]
-            try:
-                return httpx.get(f"{self.http_url}/ready", timeout=2).status_code == 200
-            except httpx.HTTPError:
-                return False
-
         try:
-            wait_until(ready, timeout_s, 0.2, "predictor readiness")
+            self.wait_http_ok(f"{self.http_url}/ready", timeout_s, 0.2, "predictor readiness")
         except TimeoutError as exc:
             self.stop()  # whoever started it may not have reached its try/finally yet
             raise TimeoutError(f"{exc}\n--- server log ---\n{self.log()}") from exc

@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from tests import own_models
-from tests.servers import PredictorProcess, Process, free_port, start_predictor, wait_until
+from tests.servers import PredictorProcess, Process, free_port, start_predictor
 
 #: The ColumnTransformer with a string column, XGBoost with a long column, a pyfunc with datetime/boolean columns.
 MODELS = ("column_transformer", "xgboost", "custom_pyfunc")
@@ -80,16 +80,7 @@ def pair(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
     try:
         mlflow.start()
         ours = start_predictor("sqlite:///" + str(root / "unused.db"), root, "--model_uri", str(root / "model"))
-
-        def mlflow_up() -> bool:
-            if not mlflow.alive():
-                raise RuntimeError(f"mlflow models serve exited:\n{mlflow.log()}")
-            try:
-                return httpx.get(f"{mlflow_url}/ping", timeout=2).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_until(mlflow_up, START_TIMEOUT_S, 0.25, "mlflow models serve's /ping")
+        mlflow.wait_http_ok(f"{mlflow_url}/ping", START_TIMEOUT_S, 0.25, "mlflow models serve's /ping")
         ours.wait_ready(START_TIMEOUT_S)
         yield Pair(model, ours.http_url, mlflow_url)
     finally:
