@@ -50,7 +50,7 @@ _LOG_EVERY_S = 60.0
 # The worker lets requests gather this long before a pass, then scores all of them in one model call: one call per
 # request would cost the live path (same cores, same GIL) far more than one per ~hundred requests.
 GATHER_S = 0.05
-# While the serving thread is saturated (``busy()``), one request in this many is scored: the series keep
+# While the serving process is busy (``busy()``), one request in this many is scored: the series keep
 # growing, and the live path keeps ~95% of what the challenger would have taken from it.
 BUSY_KEEP_EVERY = 20
 SHEDDING_CHECK_S = 0.25

@@ -11,8 +11,8 @@ dropped and counted (``model_shadow_dropped_total``): the sample thins out inste
 
 Messages on the pipe (pickled by ``multiprocessing.connection``):
     child -> parent once: ("ready", ChallengerInfo) | ("failed", message)
-    parent -> child: ("score", seq, ShadowBatch) ... ("stop",)
-    child -> parent: ("scored", seq, Comparison) | ("error", seq, message)
+    parent -> child: ("score", ShadowBatch) ... ("stop",)
+    child -> parent: ("scored", Comparison) | ("error", message)
 """
 
 from __future__ import annotations
@@ -22,11 +22,14 @@ import logging
 import multiprocessing
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
-from predictor.models.registry import ModelSource
+import numpy as np
+
+from predictor.models.registry import LoadedModel, ModelSource
 from predictor.monitoring.shadow import Comparison, ShadowBatch
 from predictor.protocol.schema import Column
 
@@ -76,7 +79,6 @@ class ShadowProcess:
         self._process.start()
         child_end.close()
         self._lock = threading.Lock()
-        self._seq = 0
         try:
             message = self._receive(load_timeout_s, "load the challenger")
         except ShadowProcessError:
@@ -92,20 +94,15 @@ class ShadowProcess:
         return self._process.pid
 
     def score(self, batch: ShadowBatch) -> Comparison:
-        with self._lock:
-            self._seq += 1
-            seq = self._seq
+        with self._lock:  # one batch at a time: an answer that never comes ends in a kill, never a late reply
             try:
-                self._conn.send(("score", seq, batch))
+                self._conn.send(("score", batch))
             except (OSError, ValueError) as exc:
                 raise ShadowProcessError(f"the challenger's process is gone ({exc})") from exc
-            while True:
-                message = self._receive(ANSWER_TIMEOUT_S, "answer")
-                if message[1] == seq:  # an older answer (its pass gave up on it) is skipped
-                    break
+            message = self._receive(ANSWER_TIMEOUT_S, "answer")
         if message[0] == "error":
-            raise ShadowProcessError(str(message[2]))
-        comparison: Comparison = message[2]
+            raise ShadowProcessError(str(message[1]))
+        comparison: Comparison = message[1]
         return comparison
 
     def _receive(self, timeout_s: float, what: str) -> tuple[Any, ...]:
@@ -174,11 +171,10 @@ def _child_main(conn: Connection, source: ModelSource, options: LoadOptions) -> 
             return
         if message[0] == "stop":
             return
-        _, seq, batch = message
         try:
-            conn.send(("scored", seq, compare(predict, classes, batch)))
+            conn.send(("scored", compare(predict, classes, message[1])))
         except Exception as exc:  # the challenger's own failure: the serving process counts it
-            conn.send(("error", seq, f"{type(exc).__name__}: {exc}"))
+            conn.send(("error", f"{type(exc).__name__}: {exc}"))
 
 
 def _idle_priority() -> None:
@@ -191,10 +187,8 @@ def _idle_priority() -> None:
             os.sched_setscheduler(0, policy, os.sched_param(0))
 
 
-def _probabilities_of(loaded: Any) -> Any:
+def _probabilities_of(loaded: LoadedModel) -> Callable[[Any], Any]:
     """Live rows (a float64 matrix or typed objects, the same columns) -> the challenger's probabilities."""
-    import numpy as np
-
     predict = loaded.predict_fn
     if loaded.matrix:
         return lambda rows: predict(np.asarray(rows, dtype=np.float64))
