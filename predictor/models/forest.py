@@ -96,6 +96,12 @@ def _pack(trees: list[Any], width: int, n_classes: int) -> PackedForest:
     return PackedForest(feature, threshold, left, right, value, roots, max(tree.max_depth for tree in trees))
 
 
+def near_thresholds(cuts: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
+    """``count`` values on, just below and just above thresholds drawn from ``cuts``: both branches of a split."""
+    picked = rng.choice(cuts, count)
+    return np.asarray(picked + rng.choice([-1e-6, 0.0, 1e-6], count) * np.maximum(1.0, np.abs(picked)))
+
+
 def _agrees(predict: Callable[[np.ndarray], np.ndarray], estimator: Any, trees: list[Any]) -> bool:
     """Rows drawn just around the thresholds the forest actually splits on, to exercise both branches."""
     rng = np.random.default_rng(0)
@@ -106,8 +112,7 @@ def _agrees(predict: Callable[[np.ndarray], np.ndarray], estimator: Any, trees: 
         if cuts.size == 0:
             rows[:, f] = rng.normal(size=CHECK_ROWS)
             continue
-        picked = rng.choice(cuts, CHECK_ROWS)
-        rows[:, f] = picked + rng.choice([-1e-6, 0.0, 1e-6], CHECK_ROWS) * np.maximum(1.0, np.abs(picked))
+        rows[:, f] = near_thresholds(cuts, CHECK_ROWS, rng)
     try:
         return bool(np.array_equal(predict(rows), estimator.predict_proba(rows)))
     except Exception:  # a forest shape we did not anticipate: scikit-learn stays in charge

@@ -26,12 +26,11 @@ import numpy as np
 
 from predictor.models.encoders import Numbers, OneHot, Unsupported, read_columns, scaled, scaler
 from predictor.models.flavors import Outputs
-from predictor.models.forest import PackedForest, compile_forest
+from predictor.models.forest import CHECK_ROWS, PackedForest, compile_forest, near_thresholds
 from predictor.protocol.schema import Column
 
 log = logging.getLogger(__name__)
 
-CHECK_ROWS = 512
 UNSEEN = "\x00unseen category"  # a string no training set holds: exercises handle_unknown in the check
 _LIMITS = {"long": 2.0**53, "integer": 2.0**31 - 1}
 
@@ -173,8 +172,7 @@ def _around(cuts: np.ndarray, column: Column, rng: np.random.Generator) -> Seque
         return [False, True]
     if not cuts.size:
         return [float(v) for v in rng.normal(size=16)] if column.type in ("double", "float") else [-1, 0, 1, 2]
-    picked = rng.choice(cuts, 64)
-    near = picked + rng.choice([-1e-6, 0.0, 1e-6], 64) * np.maximum(1.0, np.abs(picked))
+    near = near_thresholds(cuts, 64, rng)
     if column.type in _LIMITS:
         limit = _LIMITS[column.type]
         return [int(v) for v in np.clip(np.concatenate([np.floor(near), np.ceil(near)]), -limit, limit)]
