@@ -194,13 +194,6 @@ class PredictorModel(Model):
         return serving
 
     def _serving_for(self, loaded: registry.LoadedModel) -> Serving:
-        record = self.metrics.batch_rows.labels(self.name).observe
-        if self.settings.max_batch_wait_ms > 0 and self.settings.max_batch_size > 1:
-            batcher: MicroBatcher | DirectPredictor = MicroBatcher(
-                loaded.predict_fn, self.settings.max_batch_size, self.settings.max_batch_wait_ms / 1000, record
-            )
-        else:
-            batcher = DirectPredictor(loaded.predict_fn, record)
         schema = Schema(
             loaded.columns,
             self.features.entity_key if self.features else None,
@@ -221,7 +214,21 @@ class PredictorModel(Model):
                 self.drift_metrics,
                 window_rows=window,
                 input_columns=loaded.feature_names,
+                predictions_of=functools.partial(_predictions, model=loaded),
             )
+        # Drift sees each model call's rows and outputs (one hand-off per batch, not per request).
+        observe = drift.observe if drift is not None else None
+        record = self.metrics.batch_rows.labels(self.name).observe
+        if self.settings.max_batch_wait_ms > 0 and self.settings.max_batch_size > 1:
+            batcher: MicroBatcher | DirectPredictor = MicroBatcher(
+                loaded.predict_fn,
+                self.settings.max_batch_size,
+                self.settings.max_batch_wait_ms / 1000,
+                record,
+                observe,
+            )
+        else:
+            batcher = DirectPredictor(loaded.predict_fn, record, observe)
         series = self.metrics.for_version(self.name, loaded.version)
         return Serving(loaded, batcher, schema, explainer, series, drift)
 
@@ -377,15 +384,13 @@ class PredictorModel(Model):
         return grpc.encode(call.v2, outputs, self.name, model.version)
 
     def _tap(self, call: _Call, outputs: dict[str, np.ndarray], headers: dict[str, str] | None) -> None:
-        """What watches predictions, fed from one place: the prediction log, drift, the challenger. Each only
-        enqueues (its own thread does the work), so none of them can delay or fail the response."""
+        """What watches answers per request: the prediction log and the challenger (drift watches the batcher's
+        calls). Each only enqueues (its own thread does the work), so none can delay or fail the response."""
         serving, rows = call.serving, call.rows
         assert rows is not None
-        predictions = outputs.get("predictions", next(iter(outputs.values())))
-        if serving.drift is not None:
-            serving.drift.observe(rows.values, predictions)
         if self.prediction_log is None and self.challenger is None:
             return
+        predictions = outputs.get("predictions", next(iter(outputs.values())))
         if call.v2 is not None:
             request_id, protocol = call.v2.id, "grpc" if isinstance(call.payload, InferRequest) else "v2"
         else:
@@ -490,6 +495,12 @@ def _named_outputs(outputs: Outputs, model: registry.LoadedModel) -> dict[str, n
     if model.classes is None:
         return {"predictions": np.asarray(outputs)}
     return {"predictions": model.classes[np.argmax(outputs, axis=1)], "probabilities": outputs}
+
+
+def _predictions(outputs: Outputs, model: registry.LoadedModel) -> np.ndarray:
+    """The predicted labels (or values) in a model call's outputs (drift's worker bins them)."""
+    named = _named_outputs(outputs, model)
+    return named.get("predictions", next(iter(named.values())))
 
 
 def _class_datatype(model: registry.LoadedModel) -> str:

@@ -8,14 +8,25 @@ Calls run on one worker thread, off the event loop — except those measured to 
 call's seconds per row times this batch's rows is at most ``INLINE_BELOW_S``, the call runs on the event loop
 itself. Handing a 0.3 ms call to a thread and back cost more than the call (a thread wake-up, the GIL passed
 twice, a wake-up of the loop; under load py-spy found ~13% of the loop thread's samples in the hand-off). A model
-that turns slow is sent back to the thread from its next call on. If a merged call fails, each request is
-retried alone so a bad request cannot fail its batch-mates.
+that turns slow is sent back to the thread from its next call on.
+
+What a call costs is the CPU time of the thread that ran it. Wall time misleads: on the model thread it includes
+waiting for the GIL the loop holds, on the loop the moments the kernel or another thread took the CPU or the GIL,
+so a 0.5 ms forest measured ~2 ms and was kept off the loop (1,375 of 1,695 batches at 1 row @50, and more with
+the drift worker running). A model that waits rather than computes (I/O, sleeps, native threads that release the
+GIL) looks cheap by CPU; once two calls in a row on the loop mostly waited, it is kept on the thread for
+``DISTRUST_CALLS`` calls, doubling each time it happens again.
+
+If a merged call fails, each request is retried alone so a bad request cannot fail its batch-mates.
+``observe(rows, outputs)``, when given, sees every answered batch (drift monitoring: one hand-off per batch
+instead of one per request).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -27,11 +38,18 @@ from predictor.models.flavors import Outputs
 
 log = logging.getLogger(__name__)
 
-# A call expected to take at most this long runs on the event loop (see above): the loop is blocked no longer
-# than a thread hand-off would have cost it.
-INLINE_BELOW_S = 0.001
+# A call expected to compute for at most this long runs on the event loop (see above). Python's switch interval
+# (5 ms): a call computing on the model thread holds the GIL, so keeps the loop from running, as long as that
+# anyway. At 1 ms, 50-row batches measured 0.7-1.4 ms under load and went to the thread half of the time.
+INLINE_BELOW_S = sys.getswitchinterval()
+# An inline call that waited (was off the CPU) more than this, for most of its time, counts as waiting.
+WAITED_S = 0.001
+# Thread calls to make, after calls on the loop turned out to wait, before the thread's CPU time is trusted again.
+DISTRUST_CALLS = 16
+MAX_DISTRUST_CALLS = 1024
 
 PredictFn = Callable[[np.ndarray], Outputs]
+Observer = Callable[[np.ndarray, Outputs], None]
 
 
 @dataclass
@@ -47,8 +65,10 @@ class MicroBatcher:
         max_batch_rows: int = 64,
         max_wait_s: float = 0.001,
         on_batch: Callable[[int], None] | None = None,
+        observe: Observer | None = None,
     ) -> None:
         self._predict = predict
+        self._observe = observe
         self._max_rows = max(1, max_batch_rows)
         self._max_wait_s = max(0.0, max_wait_s)
         self._on_batch = on_batch or (lambda rows: None)
@@ -57,6 +77,9 @@ class MicroBatcher:
         self._carry: _Pending | None = None
         self._last_batch_requests = 2  # until shown otherwise, assume company may be on its way
         self._row_s = float("inf")  # the last call's seconds per row: unknown (so off the loop) until measured
+        self._distrusted_calls = 0  # thread calls left before its CPU time may send a call to the loop again
+        self._distrust = DISTRUST_CALLS
+        self._waits = 0  # consecutive calls on the loop that mostly waited
         # One thread: model calls are CPU-bound and the GIL would serialise a second one anyway.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
 
@@ -116,43 +139,86 @@ class MicroBatcher:
         merged = live[0].rows if len(live) == 1 else np.concatenate([p.rows for p in live])
         self._on_batch(merged.shape[0])
         try:
-            started = time.perf_counter()
-            if self._row_s * merged.shape[0] <= INLINE_BELOW_S:
-                outputs = self._predict(merged)
-            else:
-                outputs = await loop.run_in_executor(self._executor, self._predict, merged)
-            self._row_s = (time.perf_counter() - started) / merged.shape[0]
+            outputs = await self._timed_call(merged)
         except Exception as exc:
             if len(live) == 1:
                 _settle(live[0].future, exc=exc)
                 return
             for pending in live:  # isolate the culprit
                 try:
-                    _settle(pending.future, await loop.run_in_executor(self._executor, self._predict, pending.rows))
+                    alone = await loop.run_in_executor(self._executor, self._predict, pending.rows)
                 except Exception as single_exc:
                     _settle(pending.future, exc=single_exc)
+                else:
+                    _observed(self._observe, pending.rows, alone)
+                    _settle(pending.future, alone)
             return
+        _observed(self._observe, merged, outputs)
         start = 0
         for pending in live:
             end = start + pending.rows.shape[0]
             _settle(pending.future, _rows(outputs, start, end))
             start = end
 
+    async def _timed_call(self, merged: np.ndarray) -> Outputs:
+        """One model call, on the loop or the thread (see the module's docstring), measuring what it cost."""
+        rows = merged.shape[0]
+        if self._row_s * rows <= INLINE_BELOW_S:
+            started, started_cpu = time.perf_counter(), time.thread_time()
+            outputs = self._predict(merged)
+            seconds, cpu_s = time.perf_counter() - started, time.thread_time() - started_cpu
+            self._row_s = cpu_s / rows
+            # Mostly waiting, twice in a row (once may be the kernel or another thread taking the CPU or the GIL):
+            # a model that waits on something, which the thread's CPU time cannot see.
+            waited = seconds - cpu_s > WAITED_S and cpu_s < seconds / 4
+            self._waits = self._waits + 1 if waited else 0
+            if self._waits >= 2:
+                self._distrusted_calls, self._distrust = self._distrust, min(2 * self._distrust, MAX_DISTRUST_CALLS)
+                self._waits, self._row_s = 0, seconds / rows
+            return outputs
+        loop = asyncio.get_running_loop()
+        outputs, cpu_s = await loop.run_in_executor(self._executor, _cpu_timed, self._predict, merged)
+        if self._distrusted_calls > 0:
+            self._distrusted_calls -= 1
+        else:
+            self._row_s = cpu_s / rows
+        return outputs
+
 
 class DirectPredictor:
     """Batching off: every request is its own model call (still off the event loop)."""
 
-    def __init__(self, predict: PredictFn, on_batch: Callable[[int], None] | None = None) -> None:
+    def __init__(
+        self, predict: PredictFn, on_batch: Callable[[int], None] | None = None, observe: Observer | None = None
+    ) -> None:
         self._predict = predict
         self._on_batch = on_batch or (lambda rows: None)
+        self._observe = observe
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
 
     async def predict(self, rows: np.ndarray) -> Outputs:
         self._on_batch(rows.shape[0])
-        return await asyncio.get_running_loop().run_in_executor(self._executor, self._predict, rows)
+        outputs = await asyncio.get_running_loop().run_in_executor(self._executor, self._predict, rows)
+        _observed(self._observe, rows, outputs)
+        return outputs
 
     async def close(self) -> None:
         self._executor.shutdown(wait=True)
+
+
+def _observed(observe: Observer | None, rows: np.ndarray, outputs: Outputs) -> None:
+    if observe is not None:
+        try:
+            observe(rows, outputs)
+        except Exception:  # a watcher must never fail the answers
+            log.exception("observing a model call failed")
+
+
+def _cpu_timed(predict: PredictFn, rows: np.ndarray) -> tuple[Outputs, float]:
+    """The call's outputs and the CPU seconds this thread spent on it (not the time it waited for the GIL)."""
+    started = time.thread_time()
+    outputs = predict(rows)
+    return outputs, time.thread_time() - started
 
 
 def _rows(outputs: Outputs, start: int, end: int) -> Outputs:
