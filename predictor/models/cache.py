@@ -19,6 +19,7 @@ import pickle
 from pathlib import Path
 
 from predictor.models import flavors, registry
+from predictor.models.forest import LAYOUT as FOREST_LAYOUT
 from predictor.models.forest import PackedForest
 
 log = logging.getLogger(__name__)
@@ -36,11 +37,12 @@ class ModelCache:
             return None
         try:
             entry = pickle.loads(self.path.read_bytes())
-            if isinstance(entry.get("forest"), PackedForest) and compile_forests:
+            forest = entry.get("forest") if entry.get("layout") == FOREST_LAYOUT else None  # older: compiled again
+            if isinstance(forest, PackedForest) and compile_forests:
                 return registry.LoadedModel(
                     entry["source"],
                     entry["columns"],
-                    entry["forest"],
+                    forest,
                     entry["classes"],
                     entry["defaults"],
                     tensor=entry["tensor"],
@@ -81,6 +83,7 @@ class ModelCache:
             # pickled on its own: unpickling it imports scikit-learn, which a cached forest does not need
             "estimator": pickle.dumps(loaded.estimator, protocol=pickle.HIGHEST_PROTOCOL),
             "forest": loaded.predict_fn if isinstance(loaded.predict_fn, PackedForest) else None,
+            "layout": FOREST_LAYOUT,
             "drift_baseline": loaded.drift_baseline,
             "example": loaded.example,
         }

@@ -146,7 +146,7 @@ def _check_rows(columns: tuple[Column, ...], compiled: CompiledPipeline) -> np.n
             offset += block.width
             continue
         for k, j in enumerate(block.columns):
-            cuts = _cuts(compiled.forest, offset + k)
+            cuts = compiled.forest.thresholds_on(offset + k)
             for mean, scale in reversed(compiled.scalers):  # undone last first
                 cuts = _unscaled(cuts, mean, scale, offset + k)
             pools[j].extend(_around(_unscaled(cuts, block.mean, block.scale, k), columns[j], rng))
@@ -155,11 +155,6 @@ def _check_rows(columns: tuple[Column, ...], compiled: CompiledPipeline) -> np.n
         pool = pools[j] or _neutral(column, rng)
         rows[:, j] = [pool[i] for i in rng.integers(0, len(pool), CHECK_ROWS)]
     return rows
-
-
-def _cuts(forest: PackedForest, feature: int) -> np.ndarray:
-    inner = forest.left != np.arange(len(forest.left))  # a leaf points to itself
-    return np.asarray(forest.threshold[inner & (forest.feature == feature)], dtype=np.float64)
 
 
 def _unscaled(cuts: np.ndarray, mean: np.ndarray | None, scale: np.ndarray | None, at: int) -> np.ndarray:
