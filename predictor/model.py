@@ -219,16 +219,18 @@ class PredictorModel(Model):
         # Drift sees each model call's rows and outputs (one hand-off per batch, not per request).
         observe = drift.observe if drift is not None else None
         record = self.metrics.batch_rows.labels(self.name).observe
+        # Labels (classes[argmax]) once per model call, not once per request of a batch.
+        predict = functools.partial(_named_call, model=loaded)
         if self.settings.max_batch_wait_ms > 0 and self.settings.max_batch_size > 1:
             batcher: MicroBatcher | DirectPredictor = MicroBatcher(
-                loaded.predict_fn,
+                predict,
                 self.settings.max_batch_size,
                 self.settings.max_batch_wait_ms / 1000,
                 record,
                 observe,
             )
         else:
-            batcher = DirectPredictor(loaded.predict_fn, record, observe)
+            batcher = DirectPredictor(predict, record, observe)
         series = self.metrics.for_version(self.name, loaded.version)
         return Serving(loaded, batcher, schema, explainer, series, drift)
 
@@ -495,6 +497,10 @@ def _named_outputs(outputs: Outputs, model: registry.LoadedModel) -> dict[str, n
     if model.classes is None:
         return {"predictions": np.asarray(outputs)}
     return {"predictions": model.classes[np.argmax(outputs, axis=1)], "probabilities": outputs}
+
+
+def _named_call(rows: np.ndarray, model: registry.LoadedModel) -> dict[str, np.ndarray]:
+    return _named_outputs(model.predict_fn(rows), model)
 
 
 def _predictions(outputs: Outputs, model: registry.LoadedModel) -> np.ndarray:

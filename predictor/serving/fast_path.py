@@ -39,6 +39,11 @@ ROUTES: tuple[tuple[str, str, str], ...] = (
 )
 
 Headers = dict[str, str]
+# The request headers the inference routes read (ASGI servers lower-case the names).
+READ_HEADERS = frozenset(
+    name.encode("latin-1")
+    for name in ("content-type", "content-length", "authorization", "x-forwarded-for", "x-request-id", BINARY_HEADER)
+)
 Answer = tuple[int, bytes, list[tuple[bytes, bytes]]]
 JSON = [(b"content-type", b"application/json")]
 
@@ -83,10 +88,12 @@ class FastPath:
             await self.app(scope, receive, send)
             return
         handler, name, version = route
-        # One pass over the raw headers; the first of repeated headers wins, as in Starlette's mapping.
+        # One pass over the raw headers, decoding only those read here; the first of repeated headers wins, as in
+        # Starlette's mapping.
         headers: Headers = {}
         for key, value in scope["headers"]:
-            headers.setdefault(key.decode("latin-1"), value.decode("latin-1"))
+            if key in READ_HEADERS:
+                headers.setdefault(key.decode("latin-1"), value.decode("latin-1"))
         try:
             if handler == "v1_predict":
                 status, body, extra = await self.v1_predict(name, headers, scope, receive)
