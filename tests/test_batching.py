@@ -217,6 +217,24 @@ def test_a_lone_client_never_waits_for_company() -> None:
     assert model.calls == [2, 2, 1, 1, 1]
 
 
+def test_a_batch_as_large_as_the_last_one_goes_once_nothing_more_arrives() -> None:
+    """Closed-loop clients (8 of them, say) send their next requests together: once as many have come as came
+    last time and the event loop has queued no more, the batch goes instead of waiting out max_wait (an hour
+    here; 8 concurrent clients waited out every millisecond, and got 2,700 req/s where the floor did 13,700)."""
+    model = RecordingModel()
+    hour = 3600.0
+
+    async def scenario() -> None:
+        batcher = MicroBatcher(model, max_batch_rows=64, max_wait_s=hour)
+        for clients in (2, 3, 3):
+            requests = (batcher.predict(request(i)) for i in range(clients))
+            await asyncio.wait_for(asyncio.gather(*requests), timeout=30)
+        await batcher.close()
+
+    asyncio.run(scenario())
+    assert model.calls == [2, 3, 3]
+
+
 class OneAtATime:
     """A model that notes how many of its calls overlap and which thread runs them."""
 

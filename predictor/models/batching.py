@@ -2,8 +2,9 @@
 
 A tree ensemble costs about the same for 1 row as for 64, so while one call runs, arriving requests
 queue up and go together in the next call. The first request of a batch waits at most ``max_wait_s``
-for company — only when nothing else is queued, and only while traffic is concurrent (the previous batch
-merged several requests): a lone client never pays the wait. A request's rows are never split.
+for company — only while traffic is concurrent (the previous batch merged several requests), so a lone client
+never pays the wait, and only until the batch has as many requests as the previous one and ``QUIET_TURNS`` turns
+of the event loop have queued no more. A request's rows are never split.
 Calls run on one worker thread, off the event loop — except those measured to be cheap: when the previous
 call's seconds per row times this batch's rows is at most ``INLINE_BELOW_S``, the call runs on the event loop
 itself. Handing a 0.3 ms call to a thread and back cost more than the call (a thread wake-up, the GIL passed
@@ -44,6 +45,10 @@ log = logging.getLogger(__name__)
 INLINE_BELOW_S = sys.getswitchinterval()
 # An inline call that waited (was off the CPU) more than this, for most of its time, counts as waiting.
 WAITED_S = 0.001
+# Turns of the event loop without a new request after which a batch that has as many requests as the previous
+# one stops waiting: nothing more has arrived, so waiting out ``max_wait_s`` would only leave the loop idle (at 8
+# concurrent clients, whose requests all arrive together, every batch waited out the whole millisecond).
+QUIET_TURNS = 2
 # Thread calls to make, after calls on the loop turned out to wait, before the thread's CPU time is trusted again.
 DISTRUST_CALLS = 16
 MAX_DISTRUST_CALLS = 1024
@@ -110,19 +115,26 @@ class MicroBatcher:
         first = self._carry or await queue.get()
         self._carry = None
         batch, rows = [first], first.rows.shape[0]
-        wait_s = self._max_wait_s if self._last_batch_requests > 1 else 0.0
-        deadline = asyncio.get_running_loop().time() + wait_s
+        loop = asyncio.get_running_loop()
+        expected = self._last_batch_requests  # the company worth waiting for: as many as came last time
+        deadline = loop.time() + (self._max_wait_s if expected > 1 else 0.0)
+        quiet = 0  # turns of the event loop in a row that queued no request
         while rows < self._max_rows:
             if queue.empty():
-                remaining = deadline - asyncio.get_running_loop().time()
-                if remaining <= 0:
+                remaining = deadline - loop.time()
+                if remaining <= 0 or (len(batch) >= expected and quiet >= QUIET_TURNS):
                     break
+                if len(batch) >= expected:
+                    await asyncio.sleep(0)  # one turn: the loop reads what has arrived, and its handlers queue it
+                    quiet += 1
+                    continue
                 try:
                     item = await asyncio.wait_for(queue.get(), remaining)
                 except TimeoutError:
                     break
             else:
                 item = queue.get_nowait()
+            quiet = 0
             if rows + item.rows.shape[0] > self._max_rows:
                 self._carry = item  # keeps arrival order: it opens the next batch
                 break
