@@ -93,6 +93,39 @@ def test_cheap_calls_run_on_the_event_loop_and_slow_ones_on_the_model_thread() -
     assert on_the_loop == [1, 2, 20, 21], on_the_loop  # then 16 calls on the thread unmeasured, one measured
 
 
+def test_time_preempted_on_the_loop_is_not_counted_as_waiting(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A call on the loop that was off the CPU because other processes had it (runnable, in the run queue) did not
+    wait for anything: here the kernel's run-queue clock is made to say that all of a sleeping model's off-CPU time
+    was spent preempted, so the model is never sent back to the thread."""
+    from predictor.models import batching
+
+    monkeypatch.setattr(batching.RunQueue, "seconds", lambda self: time.perf_counter())
+    names: list[str] = []
+
+    def sleeping(rows: np.ndarray) -> np.ndarray:
+        names.append(threading.current_thread().name)
+        time.sleep(0.003)
+        return rows[:, :1]
+
+    async def scenario() -> None:
+        batcher = MicroBatcher(sleeping, max_batch_rows=4, max_wait_s=0)
+        for i in range(12):
+            await batcher.predict(request(i))
+        await batcher.close()
+
+    asyncio.run(scenario())
+    assert names[0].startswith("model") and names[1:] == ["MainThread"] * 11
+
+
+def test_the_run_queue_clock_reads_linux_schedstat() -> None:
+    from predictor.models.batching import RunQueue
+
+    clock = RunQueue()
+    first = clock.seconds()
+    assert 0 <= first <= clock.seconds()
+    clock.close()
+
+
 def test_a_bad_request_does_not_fail_its_batch_mates() -> None:
     gate = threading.Event()
     model = RecordingModel(gate)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -85,6 +86,7 @@ class MicroBatcher:
         self._distrusted_calls = 0  # thread calls left before its CPU time may send a call to the loop again
         self._distrust = DISTRUST_CALLS
         self._waits = 0  # consecutive calls on the loop that mostly waited
+        self._run_queue = RunQueue()  # read on the loop's thread only (inline calls)
         # One thread: model calls are CPU-bound and the GIL would serialise a second one anyway.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
 
@@ -101,6 +103,7 @@ class MicroBatcher:
         if self._worker is not None:
             self._worker.cancel()
         self._executor.shutdown(wait=True)
+        self._run_queue.close()
 
     async def _run(self) -> None:
         assert self._queue is not None
@@ -176,13 +179,18 @@ class MicroBatcher:
         """One model call, on the loop or the thread (see the module's docstring), measuring what it cost."""
         rows = merged.shape[0]
         if self._row_s * rows <= INLINE_BELOW_S:
-            started, started_cpu = time.perf_counter(), time.thread_time()
+            started, started_cpu, preempted = time.perf_counter(), time.thread_time(), self._run_queue.seconds()
             outputs = self._predict(merged)
             seconds, cpu_s = time.perf_counter() - started, time.thread_time() - started_cpu
             self._row_s = cpu_s / rows
-            # Mostly waiting, twice in a row (once may be the kernel or another thread taking the CPU or the GIL):
-            # a model that waits on something, which the thread's CPU time cannot see.
-            waited = seconds - cpu_s > WAITED_S and cpu_s < seconds / 4
+            # Mostly waiting, twice in a row (once may be another thread taking the GIL): a model that waits on
+            # something, which the thread's CPU time cannot see. Time spent preempted (runnable, but the CPU was
+            # another process's) is not waiting: with two workers and a load generator on 2 cores it was common,
+            # and sent a computing model to the thread for up to 1,024 calls at a time.
+            waiting = seconds - cpu_s
+            if waiting > WAITED_S:
+                waiting -= self._run_queue.seconds() - preempted
+            waited = waiting > WAITED_S and waiting > 0.75 * seconds
             self._waits = self._waits + 1 if waited else 0
             if self._waits >= 2:
                 self._distrusted_calls, self._distrust = self._distrust, min(2 * self._distrust, MAX_DISTRUST_CALLS)
@@ -195,6 +203,31 @@ class MicroBatcher:
         else:
             self._row_s = cpu_s / rows
         return outputs
+
+
+class RunQueue:
+    """Seconds the thread that first asks has spent runnable but not running (preempted), from Linux's
+    ``/proc/thread-self/schedstat``, kept open (a read costs ~2 µs); always 0 where that file does not exist."""
+
+    def __init__(self) -> None:
+        self._fd: int | None = None
+        self._unavailable = False
+
+    def seconds(self) -> float:
+        if self._unavailable:
+            return 0.0
+        try:
+            if self._fd is None:
+                self._fd = os.open("/proc/thread-self/schedstat", os.O_RDONLY)
+            return int(os.pread(self._fd, 128, 0).split()[1]) / 1e9
+        except (OSError, ValueError, IndexError):
+            self._unavailable = True
+            return 0.0
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 class DirectPredictor:
