@@ -46,7 +46,8 @@ class Handoff:
             self._wake.wait(wait)
             self._wake.clear()
         if gather_s > 0 and isinstance(self._items[0], tuple):
-            time.sleep(gather_s)
+            self._wake.wait(gather_s)  # a flush or a stop ends the gathering early
+            self._wake.clear()
         taken = []
         while self._items:
             taken.append(self._items.popleft())
