@@ -214,7 +214,7 @@ class PredictorModel(Model):
                 self.drift_metrics,
                 window_rows=window,
                 input_columns=loaded.feature_names,
-                predictions_of=functools.partial(_predictions, model=loaded),
+                predictions_of=_predictions,
             )
         # Drift sees each model call's rows and outputs (one hand-off per batch, not per request).
         observe = drift.observe if drift is not None else None
@@ -392,7 +392,7 @@ class PredictorModel(Model):
         assert rows is not None
         if self.prediction_log is None and self.challenger is None:
             return
-        predictions = outputs.get("predictions", next(iter(outputs.values())))
+        predictions = _predictions(outputs)
         if call.v2 is not None:
             request_id, protocol = call.v2.id, "grpc" if isinstance(call.payload, InferRequest) else "v2"
         else:
@@ -503,10 +503,9 @@ def _named_call(rows: np.ndarray, model: registry.LoadedModel) -> dict[str, np.n
     return _named_outputs(model.predict_fn(rows), model)
 
 
-def _predictions(outputs: Outputs, model: registry.LoadedModel) -> np.ndarray:
-    """The predicted labels (or values) in a model call's outputs (drift's worker bins them)."""
-    named = _named_outputs(outputs, model)
-    return named.get("predictions", next(iter(named.values())))
+def _predictions(outputs: dict[str, np.ndarray]) -> np.ndarray:
+    """The predicted labels (or values) among named outputs (``_named_call``'s, which drift's worker bins)."""
+    return outputs.get("predictions", next(iter(outputs.values())))
 
 
 def _class_datatype(model: registry.LoadedModel) -> str:

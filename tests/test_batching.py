@@ -118,12 +118,18 @@ def test_time_preempted_on_the_loop_is_not_counted_as_waiting(monkeypatch: pytes
 
 
 def test_the_run_queue_clock_reads_linux_schedstat() -> None:
+    """Its reading is the second field of this thread's schedstat (nanoseconds runnable but not running)."""
+    from pathlib import Path
+
     from predictor.models.batching import RunQueue
 
     clock = RunQueue()
     first = clock.seconds()
-    assert 0 <= first <= clock.seconds()
+    direct = int(Path("/proc/thread-self/schedstat").read_text().split()[1]) / 1e9
+    second = clock.seconds()
     clock.close()
+    assert first <= direct <= second
+    assert direct > 0  # this thread has waited in the run queue at some point since the process started
 
 
 def test_a_bad_request_does_not_fail_its_batch_mates() -> None:

@@ -2,9 +2,9 @@
 
 scikit-learn's ``predict_proba`` walks its trees one by one through joblib: ~3.5 ms for one row of a
 100-tree forest, nearly all of it per-tree Python overhead that holds the GIL. Here the trees are packed
-into flat arrays and every (tree, row) pair descends one level per step: for the demo's 60 trees of depth 12,
-~0.06 ms for one row and ~0.19 ms for 50 (the first layout, two gathers and a ``where`` per level, took 0.085
-and 0.47 ms). Each node has two slots, its left child's and its right child's, so a step is one comparison added
+into flat arrays and every (tree, row) pair descends one level per step: for the demo's 100 trees of depth 12,
+~0.075 ms for one row and ~0.3 ms for 50 (the first layout, two gathers and a ``where`` per level, took 0.11
+and 0.71 ms). Each node has two slots, its left child's and its right child's, so a step is one comparison added
 to the slot index and one gather; the trees' sums are one ``add.reduce`` over the tree axis (sequential along
 that axis, so the floats round as scikit-learn's tree-by-tree sum does).
 

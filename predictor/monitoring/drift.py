@@ -2,11 +2,11 @@
 
 ``DriftMonitor.for_model(model_dir, ...)`` reads the baseline logged with the model (``baseline.py``); a model
 without one gets ``None`` and one log line, and exports no drift series. ``observe(rows, predictions)`` is
-called by the micro-batcher once per model call (a merged batch, its raw outputs): it puts a reference on a
-bounded queue and returns (never blocks, never raises; a full queue drops the rows and counts them). Fed per
-request, the worker's per-item work cost the live path ~8% of its throughput at 1 row @50. A worker thread
-bins the rows and keeps the last ``window_rows`` rows (``--drift_window_rows``) as a ring of bin indices with
-running counts, so each row costs O(columns) once, and sets
+called by the micro-batcher once per model call (a merged batch, its named outputs): it puts a reference on a
+bounded queue and returns (never blocks, never raises; a full queue drops the rows and counts them), so the
+live path pays one hand-off per batch, not one per request (``GATHER_S`` says what the worker's passes cost it).
+A worker thread bins the rows and keeps the last ``window_rows`` rows (``--drift_window_rows``) as a ring of bin
+indices with running counts, so each row costs O(columns) once, and sets
 
 - ``model_feature_drift_psi{model_name, model_version, feature}`` and
 - ``model_prediction_drift_psi{model_name, model_version}``
@@ -95,7 +95,7 @@ class DriftMonitor:
     ) -> None:
         """``input_columns``: the order of the columns in the matrices ``observe`` gets (default: the baseline's).
         ``predictions_of``: what ``observe`` is given as predictions → the predicted labels, applied on the
-        worker (the batcher hands over a model call's raw outputs, e.g. probabilities)."""
+        worker (the batcher hands over a model call's outputs by name: predictions, probabilities)."""
         self.baseline = baseline
         self.model_name, self.model_version = model_name, model_version
         self._metrics = metrics
