@@ -90,7 +90,17 @@ def test_cheap_calls_run_on_the_event_loop_and_slow_ones_on_the_model_thread() -
     assert cheap[1:].count("MainThread") >= 30  # a stray slow call (a loaded machine) may send one back
     assert all(name.startswith("model") for name in threads_of(computing))
     on_the_loop = [i for i, name in enumerate(threads_of(sleeping)) if name == "MainThread"]
-    assert on_the_loop == [1, 2, 20, 21], on_the_loop  # then 16 calls on the thread unmeasured, one measured
+    # Exact indices ([1, 2, 20, 21] on a quiet machine) depend on load: a busy machine may hide a wait or two.
+    runs: list[list[int]] = []
+    for i in on_the_loop:
+        if runs and i == runs[-1][-1] + 1:
+            runs[-1].append(i)
+        else:
+            runs.append([i])
+    assert runs and runs[0][0] == 1 and len(runs[0]) >= 2, on_the_loop  # tried on the loop, waited twice in a row
+    next_try = runs[1][0] if len(runs) > 1 else 40
+    assert next_try - runs[0][-1] - 1 >= 17, on_the_loop  # then 16 calls on the thread unmeasured, one measured
+    assert len(runs) <= 2, on_the_loop  # and then 32: past the 40th call
 
 
 def test_time_preempted_on_the_loop_is_not_counted_as_waiting(monkeypatch: pytest.MonkeyPatch) -> None:
