@@ -7,7 +7,7 @@ import pytest
 from sklearn.ensemble import ExtraTreesClassifier, GradientBoostingClassifier, RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 
-from predictor.models.forest import compile_forest
+from predictor.models.forest import _float32_cuts, compile_forest
 
 
 def data(classes: int, rows: int = 600, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -152,3 +152,31 @@ def test_a_forest_that_refuses_nan_refuses_it_compiled_with_scikit_learns_words(
         refusing(np.array([[np.nan]]))
     with pytest.raises(ValueError, match="expecting 1 features"):
         refusing(np.zeros((1, 2)))
+
+
+def test_float32_cuts_send_every_float32_value_where_the_float64_threshold_does() -> None:
+    rng = np.random.default_rng(3)
+    thresholds = np.concatenate(
+        [rng.normal(size=4000) * 10.0 ** rng.integers(-30, 30, 4000), [0.0, -0.0, 1e39, -1e39, np.inf, -np.inf]]
+    )
+    cuts = _float32_cuts(thresholds)
+    assert cuts.dtype == np.float32
+    # values on, next to and far from each threshold, as float32 (what the forest compares)
+    with np.errstate(over="ignore"):
+        near = thresholds.astype(np.float32)
+    values = np.concatenate([near, np.nextafter(near, np.float32(np.inf)), np.nextafter(near, np.float32(-np.inf))])
+    for shift in range(3):
+        t = np.roll(thresholds, shift)
+        c = np.roll(cuts, shift)
+        for v in np.split(values, 3):
+            assert np.array_equal(v <= t, v <= c)
+
+
+def test_a_wide_forest_splits_on_features_beyond_255() -> None:
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(400, 300))
+    y = (x[:, 280] + x[:, 5] > 0).astype(int)
+    forest = RandomForestClassifier(n_estimators=10, random_state=0).fit(x, y)
+    compiled = compile_forest(forest)
+    assert compiled is not None and compiled.feature.max() >= 256
+    assert np.array_equal(compiled(x[:50]), forest.predict_proba(x[:50]))
