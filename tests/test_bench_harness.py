@@ -320,7 +320,7 @@ def test_floor_table_shows_every_round_and_flags_errors() -> None:
     cells = [cell.strip() for cell in ours.strip("|").split("|")]
 
     assert cells == ["ours", "1-row @50", "11,000", "52%", "9,000–12,000", "4.0 / 4.0 / 5.0", "9.0 / 12.0 / 8.0",
-                     "8.0–12.0", "0.11", "0", "3/3"]  # fmt: skip
+                     "8.0–12.0", "0.11", "—", "0", "3/3"]  # fmt: skip
     assert "| the floor " in table and "100%" in table
     assert "5 ✗" in next(line for line in table.splitlines() if line.startswith("| baseline"))
     # A round lost to a failed start is said, not hidden behind the median of the others.
@@ -342,6 +342,21 @@ def test_goals_of_issue_15() -> None:
     assert report.workers_scale_at_least("100row@8", "ours", 1.6)(results, "ours") == "n/a"
     verdicts = report.judge(results, ["ours", "ours-w2"], report.FLOOR_GOALS)
     assert len(verdicts) == len(report.FLOOR_GOALS) and all(len(cells) == 2 for _, cells in verdicts)
+
+
+def test_the_workers_verdict_says_what_hey_on_the_same_cores_leaves() -> None:
+    # One worker: 800 req/s at 1.25 CPU-s per 1k (one core). Two: 1,000 req/s at 1.8, hey 0.25 per 1k.
+    one = HeyResult(10, {200: 8_000}, 0, {99: 0.02}, client_cpu_s=1.6)
+    two = HeyResult(10, {200: 10_000}, 0, {99: 0.02}, client_cpu_s=2.5)
+    run = [Measurement("ours", "100row@8", 0, one, cpu_s=10.0), Measurement("ours-w2", "100row@8", 0, two, cpu_s=18.0)]
+    results = report.Results(report.summarize(run), {}, {"ours-w2": 2}, cores=2)
+
+    assert results.summaries[("ours-w2", "100row@8")].client_cpu_s_per_1k == pytest.approx(0.25)
+    # 2 cores ÷ (1.25 + 0.25) ms per request = 1,333 req/s = 1.67× one worker's 800
+    assert report.workers_scale_at_least("100row@8", "ours", 1.6)(results, "ours-w2") == (
+        "not met (1.25×; CPU per request 1.44× one worker's; hey 0.25 CPU s / 1k req on the same 2 cores: "
+        "at one worker's cost the cores allow 1.67×)"
+    )
 
 
 # --- issue 11: the typed model ------------------------------------------------------------------------------------

@@ -19,7 +19,9 @@ throughput from the 2xx count ourselves. Sections are absent when nothing of the
 
 from __future__ import annotations
 
+import dataclasses
 import re
+import resource
 import subprocess
 import urllib.error
 import urllib.request
@@ -41,6 +43,8 @@ class HeyResult:
     status_counts: dict[int, int] = field(default_factory=dict)
     transport_errors: int = 0  # connection resets, timeouts: hey's "Error distribution"
     percentiles_s: dict[int, float] = field(default_factory=dict)
+    # hey's own CPU-seconds, user + system: on the same cores as the server it is capacity the server lacks
+    client_cpu_s: float | None = None
 
     @property
     def ok(self) -> int:
@@ -98,6 +102,7 @@ def run_hey(hey: str, url: str, body: Path, concurrency: int, duration_s: float,
     """POST ``body`` to ``url`` from ``concurrency`` workers for ``duration_s`` seconds."""
     argv = [hey, "-z", f"{duration_s:g}s", "-c", str(concurrency), "-m", "POST", "-T", "application/json",
             "-D", str(body), url]  # fmt: skip
+    before = _children_cpu_s()  # hey is the only child waited for meanwhile: the difference is its CPU
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=duration_s + 60, check=False)
     except subprocess.TimeoutExpired as exc:
@@ -107,7 +112,12 @@ def run_hey(hey: str, url: str, body: Path, concurrency: int, duration_s: float,
         log.write_text(f"$ {' '.join(argv)}\n{done.stdout}\n{done.stderr}")
     if done.returncode != 0:
         raise HarnessError(f"hey exited {done.returncode}: {done.stderr.strip()[:300]}")
-    return parse_hey(done.stdout)
+    return dataclasses.replace(parse_hey(done.stdout), client_cpu_s=_children_cpu_s() - before)
+
+
+def _children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 # Loopback only: never let an HTTP(S)_PROXY from the environment see benchmark traffic.

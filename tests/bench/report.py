@@ -6,9 +6,10 @@ Pure functions of the records (no I/O, no clock), so ``tests/test_bench_harness.
 
 from __future__ import annotations
 
+import os
 import statistics
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from tests.bench.load import HeyResult
 from tests.bench.plan import (
@@ -49,6 +50,7 @@ class Summary:
     rounds_p50_ms: tuple[float, ...] = ()
     rounds_p99_ms: tuple[float, ...] = ()
     cpu_s_per_1k: float | None = None  # server CPU-seconds per 1,000 answered requests, median over rounds
+    client_cpu_s_per_1k: float | None = None  # the load generator's (hey's), likewise
     attempts: int = 0  # rounds tried, successful or not
 
 
@@ -82,6 +84,7 @@ def _summary(key: tuple[str, str], runs: list[Measurement]) -> Summary:
         rounds_p50_ms=p50s,
         rounds_p99_ms=p99s,
         cpu_s_per_1k=_median(_cpu_per_1k(run.cpu_s, run.result) for run in done),
+        client_cpu_s_per_1k=_median(_cpu_per_1k(result.client_cpu_s, result) for result in results),
         attempts=len(runs),
     )  # fmt: skip
 
@@ -152,6 +155,7 @@ class Results:
     summaries: dict[tuple[str, str], Summary]
     starts: dict[tuple[str, str], StartSummary]
     workers: dict[str, int]
+    cores: int = field(default_factory=lambda: os.cpu_count() or 1)  # shared by the servers and hey
 
 
 Check = Callable[[Results, str], str]
@@ -265,9 +269,23 @@ def workers_scale_at_least(scenario: str, single: str, minimum: float) -> Check:
             return "n/a"
         ours = results.summaries.get((server, scenario))
         met = value >= minimum and not (ours and ours.errors)
-        return f"{'met' if met else 'not met'} ({value:.2f}×{_errors_note(ours)})"
+        why = _scaling_note(ours, results.summaries.get((single, scenario)), results.cores)
+        return f"{'met' if met else 'not met'} ({value:.2f}×{why}{_errors_note(ours)})"
 
     return check
+
+
+def _scaling_note(many: Summary | None, one: Summary | None, cores: int) -> str:
+    """What bounds the ratio when hey shares the cores: each request's CPU on several workers against one's, and
+    the ratio the cores allow if a request cost what it costs one worker (with hey's share taken out)."""
+    if many is None or one is None or not one.req_per_s:
+        return ""
+    c_many, c_one, client = many.cpu_s_per_1k, one.cpu_s_per_1k, many.client_cpu_s_per_1k
+    if not c_many or not c_one or client is None:
+        return ""
+    ceiling = cores * 1000 / (c_one + client) / one.req_per_s
+    return (f"; CPU per request {c_many / c_one:.2f}× one worker's; hey {client:.2f} CPU s / 1k req on the same "
+            f"{cores} cores: at one worker's cost the cores allow {ceiling:.2f}×")  # fmt: skip
 
 
 FLOOR_GOALS: tuple[tuple[str, Check], ...] = (
@@ -365,19 +383,20 @@ def floor_table(summaries: dict[tuple[str, str], Summary], labels: dict[str, str
             if summary is None:
                 continue
             if summary.req_per_s is None:
-                rows.append([labels.get(server, server), scenario.label, summary.failure or "no data", *[""] * 8])
+                rows.append([labels.get(server, server), scenario.label, summary.failure or "no data", *[""] * 9])
                 continue
             share = floor_share(summaries, server, scenario.key)
             rows.append([
                 labels.get(server, server), scenario.label, _num(summary.req_per_s),
                 "—" if share is None else f"{share:.0%}", _spread(summary.rounds_req_per_s),
                 _per_round(summary.rounds_p50_ms), _per_round(summary.rounds_p99_ms), _spread(summary.rounds_p99_ms),
-                _num(summary.cpu_s_per_1k, 2), f"{summary.errors} ✗" if summary.errors else "0",
+                _num(summary.cpu_s_per_1k, 2), _num(summary.client_cpu_s_per_1k, 2),
+                f"{summary.errors} ✗" if summary.errors else "0",
                 f"{summary.rounds}/{summary.attempts}" + ("" if summary.rounds == summary.attempts
                                                           else f" ✗ ({summary.failure})"),
             ])  # fmt: skip
     headers = ["server", "scenario", "req/s", "of floor", "req/s min–max", "p50 ms by round", "p99 ms by round",
-               "p99 min–max", "CPU s / 1k req", "errors", "rounds"]  # fmt: skip
+               "p99 min–max", "CPU s / 1k req", "hey's CPU s / 1k req", "errors", "rounds"]  # fmt: skip
     return markdown_table(headers, rows)
 
 

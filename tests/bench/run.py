@@ -162,7 +162,8 @@ class Bench:
         memory = running.memory()
         crashed = running.process.poll()
         print(f"{tag} {scenario.label}: {result.ok_per_s:.1f} req/s, p50 {result.percentile_ms(50) or 0:.1f} ms, "
-              f"p99 {result.percentile_ms(99) or 0:.1f} ms, {result.errors} errors, {cpu_s:.1f} CPU s",
+              f"p99 {result.percentile_ms(99) or 0:.1f} ms, {result.errors} errors, {cpu_s:.1f} CPU s "
+              f"(hey {result.client_cpu_s or 0:.1f})",
               flush=True)  # fmt: skip
         failure = None if crashed is None else f"exited during the run ({crashed})"
         # A group whose processes died mid-run lost their CPU time with them: no charge rather than a wrong one.
@@ -249,7 +250,8 @@ def render(meta: dict[str, Any], bench: Bench) -> tuple[str, dict[str, Any]]:
         "Pipeline; req/s counts 2xx only; RSS = whole process tree after the run)",
         report.load_table(summaries, labels, bench.config.servers),
         "## Against the floor, round by round (issue 15; share = median req/s ÷ the floor's at the same rows and "
-        "concurrency; CPU = the server's process group, user + system, during the timed run)",
+        "concurrency; CPU = the server's process group, user + system, during the timed run; hey's CPU is what the "
+        "load generator took from the same cores)",
         report.floor_table(summaries, labels, bench.config.servers),
         "## Start and memory (cold start = spawn → first 200 from the readiness route)",
         report.start_table(starts, labels),
