@@ -1,7 +1,9 @@
 """Shared fixtures: a real MLflow registry with the demo model, and a real predictor serving it.
 
-And one check on the whole run (``leak_check``): when the session ends, no process the suite started may
-still be running, and the source tree must hold no new file (compared with ``git status`` at the start).
+And two checks on the whole run: when it ends, no process the suite started may still be running
+(``leak_check``, in each of pytest-xdist's workers, which sees the processes its own tests started), and the
+source tree must hold no new file (compared with ``git status`` at the start; ``pytest_sessionfinish``, in the
+process that runs first and ends last, so one worker's end never sees another's test at work).
 """
 
 from __future__ import annotations
@@ -115,10 +117,34 @@ def _left_running() -> dict[int, str]:
     return left
 
 
+def _is_xdist_worker() -> bool:
+    return "PYTEST_XDIST_WORKER" in os.environ
+
+
+_TREE_AT_START = pytest.StashKey[set[str]]()
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if not _is_xdist_worker():
+        session.config.stash[_TREE_AT_START] = _source_tree_entries()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if _is_xdist_worker() or _TREE_AT_START not in session.config.stash:
+        return
+    new = sorted(_source_tree_entries() - session.config.stash[_TREE_AT_START])
+    if new:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line("the test run left new files in the source tree:", red=True)
+            for entry in new:
+                reporter.write_line(f"  {entry}", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
 @pytest.fixture(scope="session", autouse=True)
 def leak_check() -> Iterator[None]:
     """Set up first, torn down last: after every other fixture has stopped its processes."""
-    before = _source_tree_entries()
     yield
     deadline = time.monotonic() + 10  # bounded: a process stopped a moment ago may still be exiting
     while (left := _left_running()) and time.monotonic() < deadline:
@@ -126,10 +152,8 @@ def leak_check() -> Iterator[None]:
     for pid in left:  # clean up, then fail the run
         with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGKILL)
-    new = sorted(_source_tree_entries() - before)
     shutil.rmtree(SCRATCH_ROOT, ignore_errors=True)
     problems = [f"still running: pid {pid}: {command}" for pid, command in sorted(left.items())]
-    problems += [f"new in the source tree: {entry}" for entry in new]
     assert not problems, "the test run left things behind:\n" + "\n".join(problems)
 
 
