@@ -8,8 +8,8 @@ and 0.71 ms). Each node has two slots, its left child's and its right child's, s
 to the slot index and one gather; the trees' sums are one ``add.reduce`` over the tree axis (sequential along
 that axis, so the floats round as scikit-learn's tree-by-tree sum does). The per-level tables are small
 (feature numbers in the narrowest integer, thresholds in float32): the descent is bound by memory, and the
-tables of a 100-tree forest then take 2.8 MB instead of 5.1 MB: 13–26% faster at 400–800 rows (about the same
-at 100), and two workers' CPU per request went from 1.3–1.5× one worker's to 1.1–1.2× (less cache to evict).
+tables of a 100-tree forest then take 2.8 MB instead of 5.1 MB: 13–22% faster at 400–800 rows (4–16% at
+100), and two workers' CPU per request went from 1.3–1.5× one worker's to 1.0–1.2× (less cache to evict).
 
 Missing values go where scikit-learn sends them: each node's ``missing_go_to_left`` (scikit-learn 1.4+ decides
 it per node while fitting), or scikit-learn's own error when the forest refuses NaN. The result must equal
