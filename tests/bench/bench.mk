@@ -7,12 +7,12 @@
 # Issue 15's "p99 in every one of at least 3 rounds" is judged only with BENCH_ROUNDS=3 (~19 min instead of ~13).
 .PHONY: bench bench-growth
 
-bench: install ## benchmark us against a bare Starlette floor, the obvious KServe predictor, mlflow serve, MLServer (needs `hey`; ~13 min)
+bench: install ## benchmark us against a bare Starlette floor, the obvious KServe predictor, mlflow serve, MLServer (needs `hey`; ~23 min on 2 cores)
 	$(PY) -m tests.bench.run
 
 # The growth grid alone: floor, ours, ours --workers 2 and the peers at 1/10/100/1000 rows @8 and 1 row @1/8/50/200.
 GROWTH_SCENARIOS := 1row@8,10row@8,100row@8,1000row@8,1row@1,1row@50,1row@200
-bench-growth: install ## throughput and p99 as rows and concurrency grow; writes bench-results/growth.png (~6 min)
+bench-growth: install ## throughput and p99 as rows and concurrency grow; writes bench-results/growth.png (~8 min)
 	BENCH_GROWTH=1 BENCH_SERVERS=$${BENCH_SERVERS:-floor,ours,ours-w2,baseline,mlflow,mlserver} \
 		BENCH_SCENARIOS=$${BENCH_SCENARIOS:-$(GROWTH_SCENARIOS)} BENCH_ROUNDS=$${BENCH_ROUNDS:-1} \
 		BENCH_DURATION=$${BENCH_DURATION:-5} $(PY) -m tests.bench.run
