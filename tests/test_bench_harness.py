@@ -145,7 +145,7 @@ def test_a_server_that_never_started_keeps_its_reason() -> None:
 
 
 def _results(measurements: list[Measurement], starts: list[Start] | None = None) -> report.Results:
-    return report.Results(report.summarize(measurements), report.summarize_starts(starts or []), {"ours-w2": 2})
+    return report.Results(report.summarize(measurements), report.summarize_starts(starts or []), {"ours-w2": 2}, 2)
 
 
 def test_ratio_targets_met_not_met_and_not_applicable() -> None:

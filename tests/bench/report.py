@@ -6,10 +6,9 @@ Pure functions of the records (no I/O, no clock), so ``tests/test_bench_harness.
 
 from __future__ import annotations
 
-import os
 import statistics
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from tests.bench.load import HeyResult
 from tests.bench.plan import (
@@ -155,7 +154,7 @@ class Results:
     summaries: dict[tuple[str, str], Summary]
     starts: dict[tuple[str, str], StartSummary]
     workers: dict[str, int]
-    cores: int = field(default_factory=lambda: os.cpu_count() or 1)  # shared by the servers and hey
+    cores: int  # the run's (its CPU affinity), shared by the servers and hey
 
 
 Check = Callable[[Results, str], str]

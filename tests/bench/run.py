@@ -235,7 +235,7 @@ def render(meta: dict[str, Any], bench: Bench) -> tuple[str, dict[str, Any]]:
     summaries = report.summarize(bench.measurements)
     starts = report.summarize_starts(bench.starts)
     variants = [server for server in OURS if server in bench.config.servers]
-    results = report.Results(summaries, starts, {name: spec.workers for name, spec in SERVERS.items()})
+    results = report.Results(summaries, starts, {name: spec.workers for name, spec in SERVERS.items()}, meta["nproc"])
     verdicts = report.judge(results, variants)
     floor_verdicts = report.judge(results, variants, report.FLOOR_GOALS)
     typed_verdicts = report.judge(results, variants, report.TYPED_GOALS)
