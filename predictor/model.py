@@ -1,15 +1,14 @@
-"""The kserve.Model: load, then per request decode → features → predict → encode, for v1 and v2 over REST
-and gRPC.
+"""A served model: rows in, named outputs out. It knows no wire format.
 
-It orchestrates and does no I/O itself: the registry adapter loads, the protocol modules decode against
-the typed schema, the feature source looks up, the batcher computes. ``self.serving`` is the version in
-use; a request keeps the ``Serving`` it started with, so replacing the pointer (hot swap) never disturbs
-requests in flight.
+KServe's stages are the real ones: ``load`` resolves, loads and warms up a version; per request
+``preprocess`` fills features from the store where a row names an entity id, ``predict`` runs the
+micro-batcher (and, when asked, each column's contribution), ``postprocess`` hands the answer to the
+monitoring taps and returns it named. ``infer`` runs the three; the doors (``serving/http.py``,
+``serving/grpc_door.py``) decode before it and encode after it with the request's codec.
 
-KServe's own ``preprocess``/``predict``/``postprocess`` hooks are not overridden: their declared types
-(``dict | InferRequest``) cannot carry our decoded rows, so ``__call__`` runs our stages itself (which
-also skips KServe's generic per-stage timing). Errors are counted where they are answered (the REST
-handler and the gRPC interceptor), once, whichever stage raised them.
+It orchestrates and does no I/O itself: the registry adapter loads, the feature fill looks up, the batcher
+computes, the taps watch. ``self.serving`` is the version in use; a request keeps the ``Serving`` it started
+with, so replacing the pointer (hot swap) never disturbs requests in flight.
 """
 
 from __future__ import annotations
@@ -18,18 +17,15 @@ import asyncio
 import functools
 import logging
 import time
-import uuid
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
-from kserve.model import InferenceVerb, Model
-from kserve.protocol.infer_type import InferRequest
+from kserve.model import Model
 
 from predictor.config import Settings
 from predictor.errors import BadRequest, ModelNotFoundError, ModelNotReadyError, PredictorError
-from predictor.features import as_columns
+from predictor.feature_fill import fill_from_store
 from predictor.metrics import DriftMetrics, Metrics, VersionSeries
 from predictor.models import registry
 from predictor.models.batching import DirectPredictor, MicroBatcher
@@ -37,8 +33,9 @@ from predictor.models.cache import ModelCache
 from predictor.models.flavors import PICKLE_FORMATS, Outputs, frame_preparation
 from predictor.monitoring.drift import DriftMonitor
 from predictor.monitoring.explain import OnDemand
-from predictor.protocol import grpc, mlflow, v1, v2
-from predictor.protocol.rows import Rows, V2Request, datatype_of
+from predictor.monitoring.taps import Taps, predictions_of
+from predictor.protocol.codec import Result
+from predictor.protocol.rows import Rows
 from predictor.protocol.schema import Schema
 
 if TYPE_CHECKING:
@@ -48,23 +45,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CONTRIBUTIONS = "contributions"  # the v2 output a request may ask for: [N, 1 + F], base value then each column
-
-
-@dataclass(frozen=True)
-class V1Body:
-    payload: Any  # parsed JSON
-
-
-@dataclass(frozen=True)
-class MlflowBody:
-    payload: Any  # parsed JSON of MLflow's scoring protocol (/invocations)
-
-
-@dataclass(frozen=True)
-class V2Body:
-    body: bytes
-    header_length: str | None  # Inference-Header-Content-Length, when the binary extension is used
+CONTRIBUTIONS = "contributions"  # the output a request may ask for: [N, 1 + F], base value then each column
 
 
 @dataclass
@@ -74,7 +55,7 @@ class Serving:
     model: registry.LoadedModel
     batcher: MicroBatcher | DirectPredictor
     schema: Schema  # what requests must match: built once per version, not per request
-    explainer: OnDemand  # :explain and the v2 "contributions" output (built on first use)
+    explainer: OnDemand  # :explain and the "contributions" output (built on first use)
     series: VersionSeries
     drift: DriftMonitor | None = None  # None: the version was logged without a drift baseline
 
@@ -82,16 +63,20 @@ class Serving:
     def version(self) -> str:
         return self.model.version
 
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        """The outputs a request may name (the contributions only where a classifier can be explained)."""
+        names = self.model.output_names
+        return (*names, CONTRIBUTIONS) if self.model.classes is not None else names
 
-@dataclass
-class _Call:
-    payload: V1Body | V2Body | MlflowBody | InferRequest
-    serving: Serving
-    rows: Rows | None = None
-    v2: V2Request | None = None
-    filled: dict[int, list[str]] = field(default_factory=dict)
-    outputs: Outputs | None = None
-    contributions: np.ndarray | None = None  # asked for as a v2 output
+
+@dataclass(frozen=True)
+class Call:
+    """What the model is told of a request besides its rows: never how it was encoded."""
+
+    protocol: str  # the codec's name, for monitoring
+    request_id: str = ""
+    contributions: bool = False  # also answer each column's contribution
 
 
 class PredictorModel(Model):
@@ -111,6 +96,7 @@ class PredictorModel(Model):
         self.prediction_log = prediction_log
         self.drift_metrics = drift_metrics  # None: no drift monitoring at all
         self.challenger = challenger
+        self.taps = Taps(settings.model_name, prediction_log, challenger)
         self.cache = ModelCache(settings.model_cache_dir, settings.tracking_uri, settings.resolved_model_uri)
         self.serving: Serving | None = None
         self.previous: Serving | None = None  # kept loaded: rollback is a pointer flip
@@ -214,7 +200,7 @@ class PredictorModel(Model):
                 self.drift_metrics,
                 window_rows=window,
                 input_columns=loaded.feature_names,
-                predictions_of=_predictions,
+                predictions_of=predictions_of,
             )
         # Drift sees each model call's rows and outputs (one hand-off per batch, not per request).
         observe = drift.observe if drift is not None else None
@@ -247,36 +233,9 @@ class PredictorModel(Model):
             raise PredictorError(f"warm-up prediction returned {count} rows for 1")
 
     # ------------------------------------------------------------------------------ requests
-    # KServe declares ``InferReturnType`` but its DataPlane unpacks ``(response, headers)``: we return what
-    # it unpacks.
-    async def __call__(  # type: ignore[override]
-        self,
-        body: V1Body | V2Body | MlflowBody | InferRequest,
-        headers: dict[str, str] | None = None,
-        verb: InferenceVerb = InferenceVerb.PREDICT,
-        version: str | None = None,
-    ) -> tuple[Any, dict[str, str]]:
-        if verb == InferenceVerb.EXPLAIN:
-            return await self.explanations(body, version), {}
-        serving = self._serving_for_request(version)  # captured once: a swap mid-request changes nothing
-        started = time.perf_counter()
-        call = await self.decode(_Call(body, serving))
-        await self.compute(call)
-        response = self.encode(call, headers)
-        serving.series.latency.observe(time.perf_counter() - started)
-        serving.series.predictions.inc()
-        return response, {}
-
-    async def explanations(self, body: V1Body | V2Body | MlflowBody | InferRequest, version: str | None = None) -> Any:
-        """``:explain``: per row, the predicted class, the base value and each input column's contribution."""
-        serving = self._serving_for_request(version)
-        call = await self.decode(_Call(body, serving))
-        assert call.rows is not None
-        frame = serving.schema.frame(call.rows.values)
-        explanations = await asyncio.to_thread(serving.explainer.explain, frame)
-        return {"explanations": explanations, "model_name": self.name, "model_version": serving.version}
-
-    def _serving_for_request(self, version: str | None) -> Serving:
+    def serving_for_request(self, version: str | None) -> Serving:
+        """The version a request is served by (None: the current one), captured once: a swap mid-request
+        changes nothing for it."""
         serving = self.held(version) if self.ready else None
         if serving is not None:
             return serving
@@ -289,205 +248,69 @@ class PredictorModel(Model):
             "retry shortly (GET /ready turns 200 when it can serve)"
         )
 
+    async def infer(self, rows: Rows, serving: Serving, call: Call) -> Result:
+        started = time.perf_counter()
+        filled = await self.preprocess(rows, serving)
+        outputs = await self.predict(rows, serving, call.contributions)
+        result = self.postprocess(outputs, rows, serving, call, filled)
+        serving.series.latency.observe(time.perf_counter() - started)
+        serving.series.predictions.inc()
+        return result
+
+    async def explain(self, rows: Rows, serving: Serving) -> Result:  # type: ignore[override]
+        """Per row, the predicted class, the base value and each input column's contribution."""
+        await self.preprocess(rows, serving)
+        frame = serving.schema.frame(rows.values)
+        explanations = await asyncio.to_thread(serving.explainer.explain, frame)
+        return Result(self.name, serving.version, explanations=explanations)
+
+    # KServe's stages, with rows and outputs instead of its request types.
+    async def preprocess(self, rows: Rows, serving: Serving) -> dict[int, list[str]]:  # type: ignore[override]
+        """Features from the store for rows that name an entity id; returns the defaults used per row."""
+        return await fill_from_store(rows, serving.model, self.features)
+
+    async def predict(  # type: ignore[override]
+        self, rows: Rows, serving: Serving, contributions: bool = False
+    ) -> dict[str, np.ndarray]:
+        try:
+            outputs = _named_outputs(await serving.batcher.predict(rows.values), serving.model)
+        except ValueError as exc:  # the estimator's own input validation: the request, not the server
+            raise BadRequest(f"the model rejected the input: {exc}") from exc
+        except Exception as exc:  # a generic 500: the cause goes to the log, never to the caller
+            log.exception("prediction failed")
+            raise PredictorError(f"model {self.name} version {serving.version} failed to predict") from exc
+        if contributions:
+            outputs = {**outputs, CONTRIBUTIONS: await asyncio.to_thread(_contributions, serving, rows.values)}
+        serving.series.rows.inc(rows.count)
+        return outputs
+
+    def postprocess(  # type: ignore[override]
+        self,
+        outputs: dict[str, np.ndarray],
+        rows: Rows,
+        serving: Serving,
+        call: Call,
+        filled: dict[int, list[str]],
+    ) -> Result:
+        self.taps.record(serving.model, rows, outputs, filled, call.protocol, call.request_id)
+        model = serving.model
+        return Result(self.name, model.version, outputs, filled, model.output_names if model.frame_outputs else None)
+
     def versions(self) -> list[str]:
         return [s.version for s in (self.serving, self.previous) if s is not None]
+
+    def require_version(self, version: str | None) -> None:
+        """404 unless ``version`` (when a request names one) is loaded."""
+        if version is not None and self.held(version) is None:
+            raise ModelNotFoundError(
+                f"version {version!r:.40} of {self.name} is not loaded; "
+                f"loaded: {', '.join(self.versions()) or 'none yet'}"
+            )
 
     def count_error(self, error_type: str) -> None:
         """model_prediction_errors_total, labelled with the version serving now (``none`` before a load)."""
         serving = self.serving
         self.metrics.errors.labels(self.name, serving.version if serving else "none", error_type).inc()
-
-    async def decode(self, call: _Call) -> _Call:
-        schema = call.serving.schema
-        outputs = call.serving.model.output_names
-        if call.serving.model.classes is not None:
-            outputs = (*outputs, CONTRIBUTIONS)
-        payload = call.payload
-        if isinstance(payload, V1Body):
-            call.rows = v1.decode(payload.payload, schema)
-        elif isinstance(payload, MlflowBody):
-            call.rows = mlflow.decode(payload.payload, schema)
-        elif isinstance(payload, V2Body):
-            call.v2 = v2.decode(payload.body, payload.header_length, schema, outputs)
-            call.rows = call.v2.rows
-        elif isinstance(payload, InferRequest):
-            call.v2 = grpc.decode(payload, schema, outputs)
-            call.rows = call.v2.rows
-        else:
-            raise BadRequest("unsupported request payload")
-        if call.rows.entity_ids is not None:
-            call.filled = await self._fill_from_store(call.rows, call.serving)
-        return call
-
-    async def _fill_from_store(self, rows: Rows, serving: Serving) -> dict[int, list[str]]:
-        if self.features is None:
-            raise BadRequest(
-                "this server has no feature store: send all features, or start it with "
-                "--feature_store PATH to look them up by id"
-            )
-        assert rows.entity_ids is not None
-        columns = serving.model.columns
-        gaps = np.asarray(pd.isna(rows.values), dtype=bool)  # NaN (matrix) or None (typed rows)
-        gaps[:, [not c.required for c in columns]] = False  # an optional column may stay empty
-        positions = [i for i, entity in enumerate(rows.entity_ids) if entity is not None]
-        if len(positions) != rows.count and np.delete(gaps, positions, axis=0).any():
-            raise BadRequest("a row without an entity id is missing features")
-        ids = [entity for entity in rows.entity_ids if entity is not None]
-        subset, holes = rows.values[positions], gaps[positions]
-        # Ask only for what some caller left out: features the caller sent override the stored ones.
-        needed = [j for j in range(subset.shape[1]) if holes[:, j].any()]
-        if not needed:
-            return {}
-        names = [columns[j].name for j in needed]
-        fetched = await self.features.fetch(ids, names, serving.model.feature_defaults)
-        stored = as_columns(
-            fetched.values, [columns[j] for j in needed], ids, self.features.entity_key, serving.model.matrix
-        )
-        block = subset[:, needed]
-        subset[:, needed] = np.where(holes[:, needed], stored, block)
-        rows.values[positions] = subset
-        return {positions[k]: found for k, entity in enumerate(ids) if (found := fetched.filled.get(entity))}
-
-    async def compute(self, call: _Call) -> None:
-        assert call.rows is not None
-        try:
-            call.outputs = await call.serving.batcher.predict(call.rows.values)
-        except ValueError as exc:  # the estimator's own input validation: the request, not the server
-            raise BadRequest(f"the model rejected the input: {exc}") from exc
-        except Exception as exc:  # answered as a JSON 500 on a connection that stays open
-            log.exception("prediction failed")
-            raise PredictorError(f"prediction failed: {type(exc).__name__}: {exc}") from exc
-        if call.v2 is not None and CONTRIBUTIONS in call.v2.requested:
-            call.contributions = await asyncio.to_thread(self._contributions, call.serving, call.rows.values)
-        call.serving.series.rows.inc(call.rows.count)
-
-    @staticmethod
-    def _contributions(serving: Serving, values: np.ndarray) -> np.ndarray:
-        """[N, 1 + F]: each row's base value, then the contribution of each input column (signature order)."""
-        explained = serving.explainer.explain(serving.schema.frame(values))
-        names = serving.model.feature_names
-        return np.array([[e["base_value"], *(e["contributions"][name] for name in names)] for e in explained])
-
-    def encode(self, call: _Call, headers: dict[str, str] | None) -> Any:
-        model = call.serving.model
-        assert call.outputs is not None
-        outputs = _named_outputs(call.outputs, model)
-        if call.contributions is not None:
-            outputs = {**outputs, CONTRIBUTIONS: call.contributions}
-        self._tap(call, outputs, headers)
-        payload = call.payload
-        if isinstance(payload, V1Body):
-            return v1.encode(outputs, self.name, model.version, call.filled)
-        if isinstance(payload, MlflowBody):
-            return mlflow.encode(outputs, model.output_names if model.frame_outputs else None)
-        assert call.v2 is not None
-        if isinstance(payload, V2Body):
-            return v2.encode(call.v2, outputs, self.name, model.version)
-        return grpc.encode(call.v2, outputs, self.name, model.version)
-
-    def _tap(self, call: _Call, outputs: dict[str, np.ndarray], headers: dict[str, str] | None) -> None:
-        """What watches answers per request: the prediction log and the challenger (drift watches the batcher's
-        calls). Each only enqueues (its own thread does the work), so none can delay or fail the response."""
-        serving, rows = call.serving, call.rows
-        assert rows is not None
-        if self.prediction_log is None and self.challenger is None:
-            return
-        predictions = _predictions(outputs)
-        if call.v2 is not None:
-            request_id, protocol = call.v2.id, "grpc" if isinstance(call.payload, InferRequest) else "v2"
-        else:
-            protocol = "mlflow" if isinstance(call.payload, MlflowBody) else "v1"
-            request_id = (headers or {}).get("x-request-id") or ""
-            if not request_id and self.prediction_log is not None:
-                request_id = uuid.uuid4().hex  # only the log's lines need one (drift and the challenger do not)
-        probabilities = outputs.get("probabilities")
-        if self.challenger is not None:
-            model = serving.model
-            self.challenger.submit(
-                rows.values, model.columns, serving.version, predictions, probabilities, model.classes, request_id
-            )
-        if self.prediction_log is not None:
-            self._log(call, request_id, protocol, predictions, probabilities)
-
-    def _log(
-        self, call: _Call, request_id: str, protocol: str, predictions: np.ndarray, probabilities: np.ndarray | None
-    ) -> None:
-        from predictor.monitoring.prediction_log import PredictionRecord
-
-        assert call.rows is not None and self.prediction_log is not None
-        self.prediction_log.record(
-            PredictionRecord(
-                request_id=request_id,
-                timestamp=time.time(),
-                model_name=self.name,
-                model_version=call.serving.version,
-                protocol=protocol,
-                feature_names=call.serving.model.feature_names,
-                features=call.rows.values,
-                predictions=predictions,
-                probabilities=probabilities,
-                entity_ids=call.rows.entity_ids,
-                filled=call.filled,
-            )
-        )
-
-    # ------------------------------------------------------------------------------ metadata
-    def metadata_inputs(self) -> list[dict[str, Any]]:
-        """What v2 accepts: one [N, F] tensor when every column is numeric, one [N] tensor per column when
-        not all are doubles (both when both fit)."""
-        serving = self.serving
-        if serving is None:
-            return []
-        schema = serving.schema
-        inputs: list[dict[str, Any]] = []
-        if schema.numeric:
-            inputs.append(
-                {
-                    "name": "input-0",
-                    "datatype": "FP64",
-                    "shape": [-1, schema.width],
-                    "parameters": {"feature_names": ",".join(schema.feature_names)},
-                }
-            )
-        if not schema.tensor and not all(c.type == "double" for c in schema.columns):
-            inputs += [
-                {
-                    "name": c.name,
-                    "datatype": c.datatype,
-                    "shape": [-1],
-                    "parameters": {"type": c.type, "required": c.required},
-                }
-                for c in schema.columns
-            ]
-        return inputs
-
-    def metadata_outputs(self) -> list[dict[str, Any]]:
-        serving = self.serving
-        if serving is None:
-            return []
-        model = serving.model
-        types = model.output_types or {"predictions": _class_datatype(model), "probabilities": "FP64"}
-        outputs: list[dict[str, Any]] = []
-        for name in model.output_names:
-            shape = [-1, len(model.classes)] if name == "probabilities" and model.classes is not None else [-1]
-            outputs.append({"name": name, "datatype": types.get(name, "FP64"), "shape": shape})
-        if model.classes is not None:  # only when a request names it in "outputs"
-            columns = ",".join(("base_value", *model.feature_names))
-            outputs.append(
-                {
-                    "name": CONTRIBUTIONS,
-                    "datatype": "FP64",
-                    "shape": [-1, 1 + len(model.columns)],
-                    "parameters": {"columns": columns, "on_request": True},
-                }
-            )
-        return outputs
-
-    def get_input_types(self) -> list[dict[str, Any]]:
-        return self.metadata_inputs()
-
-    def get_output_types(self) -> list[dict[str, Any]]:
-        return self.metadata_outputs()
 
 
 def _named_outputs(outputs: Outputs, model: registry.LoadedModel) -> dict[str, np.ndarray]:
@@ -503,13 +326,11 @@ def _named_call(rows: np.ndarray, model: registry.LoadedModel) -> dict[str, np.n
     return _named_outputs(model.predict_fn(rows), model)
 
 
-def _predictions(outputs: dict[str, np.ndarray]) -> np.ndarray:
-    """The predicted labels (or values) among named outputs (``_named_call``'s, which drift's worker bins)."""
-    return outputs.get("predictions", next(iter(outputs.values())))
-
-
-def _class_datatype(model: registry.LoadedModel) -> str:
-    return datatype_of(model.classes) if model.classes is not None else "FP64"
+def _contributions(serving: Serving, values: np.ndarray) -> np.ndarray:
+    """[N, 1 + F]: each row's base value, then the contribution of each input column (signature order)."""
+    explained = serving.explainer.explain(serving.schema.frame(values))
+    names = serving.model.feature_names
+    return np.array([[e["base_value"], *(e["contributions"][name] for name in names)] for e in explained])
 
 
 def _described(model: registry.LoadedModel) -> list[str]:

@@ -60,11 +60,8 @@ REFERENCE = PROJECT_ROOT.parent / "shared" / "reference" / "protocol" / "oip_ope
 
 def app_with_our_routes(**options: Any) -> FastAPI:
     from predictor.serving.openapi import install_openapi
-    from predictor.serving.routes import Routes
 
-    app = FastAPI()
-    Routes.__new__(Routes).register(app)  # register() only reads the bound handlers, not the state
-    app.add_api_route("/v2/repository/models/{model_name}/unload", lambda model_name: None, methods=["POST"])
+    app = FastAPI()  # the document is built from the endpoint table, not from the app's routes
     install_openapi(app, MODEL_NAME, options.pop("feature_names", FEATURES), **options)
     return app
 

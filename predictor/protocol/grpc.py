@@ -1,4 +1,7 @@
-"""The Open Inference Protocol over gRPC: KServe's ``InferRequest`` ↔ rows, and outputs → ``InferResponse``."""
+"""The Open Inference Protocol over gRPC: ``ModelInferRequest`` ↔ rows, and outputs → ``ModelInferResponse``.
+
+KServe's ``InferRequest``/``InferResponse`` read and write the protobuf tensors (typed contents, raw contents).
+"""
 
 from __future__ import annotations
 
@@ -6,11 +9,49 @@ import uuid
 from collections.abc import Sequence
 
 import numpy as np
+from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
 from predictor.errors import BadRequest
+from predictor.protocol.codec import Decoded, Result
 from predictor.protocol.rows import Tensor, V2Request, datatype_of, requested_outputs, rows_from_tensors
 from predictor.protocol.schema import Schema
+
+# Every datatype of the Open Inference Protocol (KServe would answer another one only "invalid content type").
+DATATYPES = frozenset(
+    ("BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64", "FP16", "FP32", "FP64", "BYTES")
+)
+
+
+class GrpcCodec:
+    """``inference.GRPCInferenceService/ModelInfer``."""
+
+    name = "grpc"
+
+    def decode(self, raw: pb.ModelInferRequest, schema: Schema, outputs: Sequence[str]) -> Decoded:
+        raw_count = len(raw.raw_input_contents)
+        if raw_count and raw_count != len(raw.inputs):
+            raise BadRequest(f"{len(raw.inputs)} inputs but {raw_count} raw_input_contents: send one per input")
+        for tensor in raw.inputs:
+            if raw_count and tensor.HasField("contents"):
+                raise BadRequest(f"input {tensor.name!r:.60} has contents as well as raw_input_contents: send one")
+            if tensor.datatype not in DATATYPES:
+                raise BadRequest(
+                    f"input {tensor.name!r:.60} has datatype {tensor.datatype!r:.20}, which is not an Open "
+                    f"Inference Protocol datatype ({', '.join(sorted(DATATYPES))})"
+                )
+        try:
+            request = InferRequest.from_grpc(raw)  # type: ignore[operator]  # shadowed by a bool attribute
+        except Exception as exc:  # kserve raises plain errors for contents it cannot read
+            raise BadRequest(f"the request's tensors cannot be read: {exc}") from exc
+        decoded = decode(request, schema, outputs)
+        return Decoded(decoded.rows, decoded.id, decoded.requested)
+
+    def encode(self, decoded: Decoded, result: Result) -> pb.ModelInferResponse:
+        assert decoded.request_id is not None  # decode always sets one
+        request = V2Request(decoded.rows, decoded.request_id, requested=decoded.requested)
+        response = encode(request, result.outputs, result.model_name, result.version)
+        return response.to_grpc()
 
 
 def decode(request: InferRequest, schema: Schema, outputs: Sequence[str]) -> V2Request:

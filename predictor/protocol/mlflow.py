@@ -8,16 +8,44 @@ classifier), or one record per row when the model answers a DataFrame.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import orjson
 
 from predictor.errors import BadRequest
 from predictor.protocol import v1
+from predictor.protocol.codec import Decoded, Description, DocumentContext, Reply, RestRequest, Result
+from predictor.protocol.document import JSON, STRING, Json, json_content, obj, ref
 from predictor.protocol.rows import Rows
-from predictor.protocol.schema import Schema, kind
+from predictor.protocol.schema import Schema, kind, parse_json
 
 FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
+
+
+class MlflowCodec:
+    """``POST /invocations``, as ``mlflow models serve`` answers it."""
+
+    name = "mlflow"
+    expects = "JSON (dataframe_split, dataframe_records, instances or inputs)"
+    binary_header: str | None = None
+
+    def decode(self, raw: RestRequest, schema: Schema, outputs: Sequence[str]) -> Decoded:
+        return Decoded(decode(parse_json(raw.body), schema))
+
+    def encode(self, decoded: Decoded, result: Result) -> Reply:
+        body = encode(result.outputs, result.frame_columns)
+        return Reply(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY))
+
+    def describe(self, context: DocumentContext) -> Description:
+        body: Json = {"required": True, "content": {JSON: {"schema": ref("InvocationsRequest")}}}
+        if context.feature_names:
+            body["content"][JSON]["examples"] = _examples(context.feature_names)
+        ok = json_content(
+            ref("InvocationsResponse"), "What the model's predict answers, as mlflow models serve writes it."
+        )
+        return Description(body, ok, {**v1.schemas(context), **schemas(context.max_instances)})
 
 
 def decode(payload: Any, schema: Schema) -> Rows:
@@ -71,3 +99,67 @@ def _columns_records(body: dict[str, Any]) -> list[dict[str, Any]]:
         raise BadRequest('"inputs" as an object must map each column to a list of values, all of one length')
     count = lengths.pop()
     return [{name: values[i] for name, values in body.items()} for i in range(count)]
+
+
+# ------------------------------------------------------------------------------------ the OpenAPI document
+
+
+def _examples(names: Sequence[str]) -> Json:
+    """A request of each shape MLflow's clients send, for the model's columns (0 stands for each value)."""
+    row = [0.0 for _ in names]
+    record = dict(zip(names, row, strict=True))
+    bodies = {
+        "dataframe_split": {"dataframe_split": {"columns": list(names), "data": [row]}},
+        "dataframe_records": {"dataframe_records": [record]},
+        "instances": {"instances": [row]},
+        "inputs": {"inputs": {name: [value] for name, value in record.items()}, "params": {}},
+    }
+    return {shape: {"summary": f"MLflow's {shape} shape", "value": body} for shape, body in bodies.items()}
+
+
+def schemas(max_instances: int | None) -> dict[str, Json]:
+    """MLflow's scoring bodies, built from the v1 rows (lists in signature order, or objects keyed by column)."""
+    bounds: Json = {"minItems": 1, **({"maxItems": max_instances} if max_instances else {})}
+    instances = {"type": "array", "items": {"anyOf": [ref("V1Row"), ref("V1KeyedInstance")]}, **bounds}
+    scalar = {"type": ["number", "string", "boolean", "null"]}
+    split = obj(
+        {
+            "columns": {"type": "array", "items": STRING, "description": "Omitted: the rows are in signature order."},
+            "index": {"type": "array", "description": "pandas' row labels (ignored)."},
+            "data": {"type": "array", "items": {"type": "array", "items": scalar}, **bounds},
+        },
+        "data",
+        description='pandas\' DataFrame.to_dict(orient="split").',
+    )
+    columns = {
+        "type": "object",
+        "additionalProperties": {"type": "array", "items": scalar},
+        "minProperties": 1,
+        "description": "Column name → its values, one per row.",
+    }
+    return {
+        "InvocationsRequest": {
+            "type": "object",
+            "properties": {
+                "dataframe_split": split,
+                "dataframe_records": {"type": "array", "items": ref("V1KeyedInstance"), **bounds},
+                "instances": instances,
+                "inputs": {"anyOf": [instances, columns]},
+                "params": {"type": "object", "description": "Accepted and ignored."},
+            },
+            "additionalProperties": False,
+            "oneOf": [{"required": [name]} for name in FORMATS],
+            "description": "Exactly one of dataframe_split, dataframe_records, instances or inputs.",
+        },
+        "InvocationsResponse": obj(
+            {
+                "predictions": {
+                    "type": "array",
+                    "items": {"type": ["number", "string", "boolean", "object"]},
+                    "description": "One per row: the model's prediction, or an object of its outputs when it "
+                    "answers a DataFrame.",
+                }
+            },
+            "predictions",
+        ),
+    }

@@ -6,13 +6,45 @@ column's type; with a feature store, an object may carry the entity id and any f
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import orjson
 
 from predictor.errors import BadRequest
+from predictor.protocol.codec import Decoded, Description, DocumentContext, Reply, RestRequest, Result
+from predictor.protocol.document import FEATURE, JSON, NUMBER, OPTIONAL_STRING, STRING, Json, json_content, obj, ref
 from predictor.protocol.rows import Rows
-from predictor.protocol.schema import MAX_MAGNITUDE, Schema, check_count, coerce, kind, show
+from predictor.protocol.schema import MAX_MAGNITUDE, Schema, check_count, coerce, kind, parse_json, show
+
+
+class V1Codec:
+    """``POST /v1/models/NAME:predict`` (and ``:explain``, which takes the same bodies)."""
+
+    name = "v1"
+    expects = 'JSON like {"instances": [[...], ...]}'
+    binary_header: str | None = None
+
+    def decode(self, raw: RestRequest, schema: Schema, outputs: Sequence[str]) -> Decoded:
+        return Decoded(decode(parse_json(raw.body), schema))
+
+    def encode(self, decoded: Decoded, result: Result) -> Reply:
+        if result.explanations is not None:
+            body: dict[str, Any] = {
+                "explanations": result.explanations,
+                "model_name": result.model_name,
+                "model_version": result.version,
+            }
+        else:
+            body = encode(result.outputs, result.model_name, result.version, result.filled)
+        return Reply(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY))
+
+    def describe(self, context: DocumentContext) -> Description:
+        body = {"required": True, "content": {JSON: {"schema": ref("V1PredictRequest")}}}
+        return Description(
+            body, json_content(ref("V1PredictResponse"), "Predictions, one per instance."), schemas(context)
+        )
 
 
 def decode(payload: Any, schema: Schema) -> Rows:
@@ -105,3 +137,99 @@ def _keyed_row(instance: dict[str, Any], schema: Schema, out: np.ndarray, where:
         hint = f" (or send {key} to fetch them from the feature store)" if key else ""
         raise BadRequest(f"{where} is missing required columns {missing}{hint}")
     return None
+
+
+# ------------------------------------------------------------------------------------ the OpenAPI document
+
+
+def schemas(context: DocumentContext) -> dict[str, Json]:
+    """v1's request and response schemas, narrowed to the model's features once it has loaded."""
+    names, entity_key, max_instances = context.feature_names, context.entity_key, context.max_instances
+    if names:
+        row: Json = {
+            "type": "array",
+            "items": FEATURE,
+            "minItems": len(names),
+            "maxItems": len(names),
+            "description": f"The {len(names)} features in this order: {', '.join(names)}.",
+        }
+        keyed: Json = {
+            "type": "object",
+            "properties": {name: FEATURE for name in names},
+            "additionalProperties": False,
+            "required": list(names),
+        }
+    else:  # the model is still loading: its signature, hence the features, is not known yet
+        row, keyed = {"type": "array", "items": FEATURE}, {"type": "object", "additionalProperties": FEATURE}
+    if entity_key:
+        keyed["properties"][entity_key] = {"type": "string", "minLength": 1, "maxLength": 256}
+        keyed["anyOf"] = [{"required": keyed.pop("required")}, {"required": [entity_key]}]
+        keyed["description"] = f"Features by name; with {entity_key}, the missing ones come from the feature store."
+    instances: Json = {"type": "array", "items": {"anyOf": [ref("V1Row"), ref("V1KeyedInstance")]}, "minItems": 1}
+    if max_instances:
+        instances["maxItems"] = max_instances
+    return {
+        "V1Row": row,
+        "V1KeyedInstance": keyed,
+        "V1PredictRequest": {
+            "type": "object",
+            "properties": {"instances": instances, "inputs": instances},
+            "anyOf": [{"required": ["instances"]}, {"required": ["inputs"]}],
+            "description": '"inputs" is accepted as another name for "instances".',
+        },
+        "V1PredictResponse": obj(
+            {
+                "predictions": {"type": "array", "items": {"type": ["number", "string", "boolean"]}},
+                "probabilities": {
+                    "type": "array",
+                    "items": {"type": "array", "items": NUMBER},
+                    "description": "Per instance, one probability per class (classifiers only).",
+                },
+                "model_name": STRING,
+                "model_version": STRING,
+                "filled_features": {
+                    "type": "object",
+                    "additionalProperties": {"type": "array", "items": STRING},
+                    "description": "Row index → features filled from defaults (feature store only).",
+                },
+            },
+            "predictions",
+            "model_name",
+            "model_version",
+        ),
+        "V1ExplainResponse": obj(
+            {
+                "explanations": {
+                    "type": "array",
+                    "items": obj(
+                        {
+                            "class": {"type": ["number", "string", "boolean"]},
+                            "base_value": NUMBER,
+                            "contributions": {"type": "object", "additionalProperties": NUMBER},
+                        },
+                        "class",
+                        "base_value",
+                        "contributions",
+                    ),
+                },
+                "model_name": STRING,
+                "model_version": STRING,
+            },
+            "explanations",
+            "model_name",
+            "model_version",
+        ),
+        "V1ModelStatus": obj(
+            {
+                "name": STRING,
+                "version": OPTIONAL_STRING,
+                "platform": STRING,
+                "ready": {"type": "boolean"},
+                "error": STRING,
+            },
+            "name",
+            "version",
+            "platform",
+            "ready",
+        ),
+    }

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import orjson
 
 from predictor.errors import BadRequest
+from predictor.protocol.codec import Decoded, Description, DocumentContext, Reply, RestRequest, Result
+from predictor.protocol.document import BINARY, BOOLEAN, DATATYPES, FEATURE, JSON, STRING, Json, obj, ref
 from predictor.protocol.rows import (
     NUMERIC_DATATYPES,
+    OUTPUT_NAMES,
     Tensor,
     V2Request,
     datatype_of,
@@ -19,6 +22,40 @@ from predictor.protocol.rows import (
     rows_from_tensors,
 )
 from predictor.protocol.schema import Schema, flatten, kind, object_or_empty, parse_json, show
+
+if TYPE_CHECKING:
+    from predictor.models.registry import LoadedModel
+
+BINARY_HEADER = "inference-header-content-length"  # the binary tensor extension's JSON length
+
+
+class V2Codec:
+    """``POST /v2/models/NAME[/versions/V]/infer``: JSON, or JSON followed by raw tensors."""
+
+    name = "v2"
+    expects = "a JSON InferenceRequest (or the binary tensor extension with its Inference-Header-Content-Length)"
+    binary_header: str | None = BINARY_HEADER
+
+    def decode(self, raw: RestRequest, schema: Schema, outputs: Sequence[str]) -> Decoded:
+        request = decode(raw.body, raw.headers.get(BINARY_HEADER), schema, outputs)
+        return Decoded(request.rows, request.id, request.requested, request.binary_outputs)
+
+    def encode(self, decoded: Decoded, result: Result) -> Reply:
+        assert decoded.request_id is not None  # decode always sets one
+        request = V2Request(decoded.rows, decoded.request_id, decoded.binary_outputs, decoded.requested)
+        body, headers = encode(request, result.outputs, result.model_name, result.version)
+        return Reply(body, tuple(headers.items()))
+
+    def describe(self, context: DocumentContext) -> Description:
+        header = {
+            "name": "Inference-Header-Content-Length",
+            "in": "header",
+            "required": False,
+            "schema": {"type": "integer", "minimum": 0},
+            "description": f"Binary tensor extension: the length of the JSON header that starts an {BINARY} body; "
+            "the raw tensors follow it.",
+        }
+        return Description(REQUEST_BODY, RESPONSE, schemas(), (header,))
 
 
 def decode(body: bytes, header_length: str | None, schema: Schema, outputs: Sequence[str]) -> V2Request:
@@ -183,3 +220,215 @@ def _bytes_elements(array: np.ndarray) -> bytes:
         data = value if isinstance(value, bytes) else str(value).encode()
         parts.append(len(data).to_bytes(4, "little") + data)
     return b"".join(parts)
+
+
+# ------------------------------------------------------------------------------------ model metadata
+
+
+def server_metadata() -> Json:
+    """``GET /v2`` (and gRPC ``ServerMetadata``)."""
+    from importlib import metadata
+
+    try:
+        version = metadata.version("predictive-maintenance-predictor")
+    except metadata.PackageNotFoundError:
+        version = "0+unknown"
+    return {"name": "predictor", "version": version, "extensions": ["binary_tensor_data", "model_repository"]}
+
+
+def model_metadata(name: str, versions: list[str], schema: Schema, model: LoadedModel) -> Json:
+    """``GET /v2/models/NAME`` (and gRPC ``ModelMetadata``): what the model takes and answers, as OIP tensors."""
+    return {
+        "name": name,
+        "versions": versions,
+        "platform": "mlflow",
+        "inputs": input_metadata(schema),
+        "outputs": output_metadata(model),
+    }
+
+
+def input_metadata(schema: Schema) -> list[Json]:
+    """One [N, F] tensor when every column is numeric, one [N] tensor per column when not all are doubles
+    (both when both fit)."""
+    inputs: list[Json] = []
+    if schema.numeric:
+        inputs.append(
+            {
+                "name": "input-0",
+                "datatype": "FP64",
+                "shape": [-1, schema.width],
+                "parameters": {"feature_names": ",".join(schema.feature_names)},
+            }
+        )
+    if not schema.tensor and not all(c.type == "double" for c in schema.columns):
+        inputs += [
+            {
+                "name": c.name,
+                "datatype": c.datatype,
+                "shape": [-1],
+                "parameters": {"type": c.type, "required": c.required},
+            }
+            for c in schema.columns
+        ]
+    return inputs
+
+
+def output_metadata(model: LoadedModel) -> list[Json]:
+    classes = model.classes
+    label_type = datatype_of(classes) if classes is not None else "FP64"
+    types = model.output_types or {"predictions": label_type, "probabilities": "FP64"}
+    outputs: list[Json] = []
+    for name in model.output_names:
+        shape = [-1, len(classes)] if name == "probabilities" and classes is not None else [-1]
+        outputs.append({"name": name, "datatype": types.get(name, "FP64"), "shape": shape})
+    if classes is not None:  # only when a request names it in "outputs"
+        outputs.append(
+            {
+                "name": "contributions",
+                "datatype": "FP64",
+                "shape": [-1, 1 + len(model.columns)],
+                "parameters": {"columns": ",".join(("base_value", *model.feature_names)), "on_request": True},
+            }
+        )
+    return outputs
+
+
+# ------------------------------------------------------------------------------------ the OpenAPI document
+
+REQUEST_BODY: Json = {
+    "required": True,
+    "content": {
+        JSON: {"schema": ref("InferenceRequest")},
+        BINARY: {
+            "schema": {
+                "type": "string",
+                "format": "binary",
+                "description": (
+                    "Binary tensor extension: a JSON InferenceRequest of Inference-Header-Content-Length bytes, "
+                    "whose inputs give parameters.binary_data_size instead of data, followed by the raw "
+                    "little-endian tensors."
+                ),
+            }
+        },
+    },
+}
+RESPONSE: Json = {
+    "description": "Predictions.",
+    "content": {
+        JSON: {"schema": ref("InferenceResponse")},
+        BINARY: {
+            "schema": {
+                "type": "string",
+                "format": "binary",
+                "description": "When binary output was asked for: the JSON response header, then the raw tensors.",
+            }
+        },
+    },
+    "headers": {
+        "Inference-Header-Content-Length": {
+            "description": "Length of the JSON header (binary responses only).",
+            "schema": {"type": "integer"},
+        }
+    },
+}
+
+
+def schemas() -> dict[str, Json]:
+    scalar = {"anyOf": [FEATURE, STRING, BOOLEAN]}
+    # OIP's tensor_data is recursive; two levels of nesting cover row-major [N, F] data and keep generators finite.
+    tensor_data = {
+        "type": "array",
+        "items": {
+            "anyOf": [scalar, {"type": "array", "items": {"anyOf": [scalar, {"type": "array", "items": scalar}]}}]
+        },
+    }
+    parameters = {"type": "object", "description": "Free-form parameters (OIP)."}
+    binary_size = {"type": "object", "properties": {"binary_data_size": {"type": "integer", "minimum": 0}}}
+    shape = {"type": "array", "items": {"type": "integer", "minimum": 0}}
+    return {
+        "TensorData": tensor_data,
+        "Parameters": parameters,
+        "MetadataTensor": obj(
+            {
+                "name": STRING,
+                "datatype": {"enum": DATATYPES},
+                "shape": {"type": "array", "items": {"type": "integer", "minimum": -1}},
+                "parameters": ref("Parameters"),
+            },
+            "name",
+            "datatype",
+            "shape",
+        ),
+        "MetadataModelResponse": obj(
+            {
+                "name": STRING,
+                "versions": {"type": "array", "items": STRING},
+                "platform": STRING,
+                "inputs": {"type": "array", "items": ref("MetadataTensor")},
+                "outputs": {"type": "array", "items": ref("MetadataTensor")},
+            },
+            "name",
+            "platform",
+            "inputs",
+            "outputs",
+        ),
+        "RequestInput": obj(
+            {
+                "name": STRING,
+                "shape": shape,
+                "datatype": {"enum": DATATYPES},
+                "parameters": {
+                    **binary_size,
+                    "description": "binary_data_size: bytes of this tensor in the binary "
+                    "part of the body (binary extension).",
+                },
+                "data": ref("TensorData"),
+            },
+            "name",
+            "shape",
+            "datatype",
+            description="One FP32/FP64 tensor [N, F], or one [N] tensor per feature named "
+            "after it; data, or binary_data_size with the binary extension.",
+        ),
+        "RequestOutput": obj(
+            {
+                "name": {"enum": list(OUTPUT_NAMES)},
+                "parameters": {"type": "object", "properties": {"binary_data": BOOLEAN}},
+            },
+            "name",
+        ),
+        "InferenceRequest": obj(
+            {
+                "id": STRING,
+                "parameters": {"type": "object", "properties": {"binary_data_output": BOOLEAN}},
+                "inputs": {"type": "array", "items": ref("RequestInput"), "minItems": 1},
+                "outputs": {"type": "array", "items": ref("RequestOutput")},
+            },
+            "inputs",
+        ),
+        "ResponseOutput": obj(
+            {
+                "name": STRING,
+                "shape": {"type": "array", "items": {"type": "integer"}},
+                "datatype": {"enum": DATATYPES},
+                "parameters": binary_size,
+                "data": {"type": "array"},
+            },
+            "name",
+            "shape",
+            "datatype",
+        ),
+        "InferenceResponse": obj(
+            {
+                "id": STRING,
+                "model_name": STRING,
+                "model_version": STRING,
+                "parameters": ref("Parameters"),
+                "outputs": {"type": "array", "items": ref("ResponseOutput")},
+            },
+            "id",
+            "model_name",
+            "model_version",
+            "outputs",
+        ),
+    }

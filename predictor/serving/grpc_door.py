@@ -5,7 +5,9 @@ KServe's ``GRPCServer`` offers no way to add interceptors, TLS or services, and 
 anything it does not know as INTERNAL; so the server is built here from public parts: ``grpc.aio``,
 KServe's ``InferenceServicer`` (subclassed where its answers differ from our REST routes) and
 ``grpc_health``. Every call passes ``Door``: access check by method, then the call, and any exception is
-answered through ``errors.answer`` and counted once.
+answered through ``errors.answer`` (the same generic INTERNAL for anything unexpected: no exception text
+leaves the server) and, for inference calls only, counted once. ``ModelInfer`` walks as a REST inference
+call does: the model by name from the table, then the gRPC codec, the model, the codec.
 """
 
 from __future__ import annotations
@@ -22,13 +24,14 @@ from kserve.protocol.dataplane import DataPlane
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import add_GRPCInferenceServiceServicer_to_server
 from kserve.protocol.grpc.servicer import InferenceServicer
-from kserve.protocol.infer_type import InferRequest, InferResponse
 from kserve.protocol.model_repository_extension import ModelRepositoryExtension
-from kserve.utils.utils import to_headers
 
 from predictor import errors
-from predictor.errors import BadRequest, ModelNotFoundError
-from predictor.model import PredictorModel
+from predictor.errors import BadRequest
+from predictor.model import Call, PredictorModel
+from predictor.models.table import ModelTable
+from predictor.protocol import v2
+from predictor.protocol.grpc import GrpcCodec
 from predictor.serving.access import AccessControl, Kind
 from predictor.serving.lifecycle import Lifecycle
 from predictor.serving.tls import TlsFiles
@@ -38,16 +41,13 @@ log = logging.getLogger(__name__)
 SERVICE = "inference.GRPCInferenceService"
 # What each method needs, exactly as its REST twin: inference and the repository need a token; probes,
 # metadata and health never do (kubelets and load balancers carry none).
-DATATYPES = frozenset(
-    ("BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64", "FP16", "FP32", "FP64", "BYTES")
-)
 ACCESS: dict[str, Kind] = {"ModelInfer": "inference", "RepositoryModelLoad": "admin", "RepositoryModelUnload": "admin"}
 
 
 class Door(AsyncServerInterceptor):
-    def __init__(self, access: AccessControl, count_error: Callable[[str], None]) -> None:
+    def __init__(self, access: AccessControl, table: ModelTable[PredictorModel]) -> None:
         self.access = access
-        self.count_error = count_error
+        self.table = table
 
     async def intercept(
         self,
@@ -56,8 +56,9 @@ class Door(AsyncServerInterceptor):
         context: grpc.aio.ServicerContext,
         method_name: str,
     ) -> Any:
+        method_short = method_name.rsplit("/", 1)[-1]
         try:
-            kind = ACCESS.get(method_name.rsplit("/", 1)[-1])
+            kind = ACCESS.get(method_short)
             if kind is not None:
                 metadata = {
                     key: value for key, value in (context.invocation_metadata() or ()) if isinstance(value, str)
@@ -72,55 +73,65 @@ class Door(AsyncServerInterceptor):
             answer = errors.answer(exc)
             if answer.grpc_code == grpc.StatusCode.INTERNAL:
                 log.exception("gRPC %s failed", method_name)
-            self.count_error(answer.error_type)
+            if method_short == "ModelInfer":  # the counting scope of every door: inference calls
+                name = getattr(request, "model_name", None)
+                (self.table.find(name) or self.table.default).count_error(answer.error_type)
             await context.abort(answer.grpc_code, answer.message)
 
 
 class Servicer(InferenceServicer):
-    """KServe's servicer, answering readiness, metadata and the repository like our REST routes do."""
+    """KServe's servicer, answering readiness, metadata, inference and the repository like our REST routes do."""
 
     def __init__(
-        self, dataplane: DataPlane, repository: ModelRepositoryExtension, model: PredictorModel, lifecycle: Lifecycle
+        self,
+        dataplane: DataPlane,
+        repository: ModelRepositoryExtension,
+        table: ModelTable[PredictorModel],
+        lifecycle: Lifecycle,
     ) -> None:
         super().__init__(dataplane, repository)
-        self.model = model
+        self.table = table
         self.lifecycle = lifecycle
+        self.codec = GrpcCodec()
 
     async def ServerReady(self, request: pb.ServerReadyRequest, context: Any) -> pb.ServerReadyResponse:
         return pb.ServerReadyResponse(ready=self.lifecycle.not_ready_reason() is None)
 
+    async def ServerMetadata(self, request: pb.ServerMetadataRequest, context: Any) -> pb.ServerMetadataResponse:
+        return pb.ServerMetadataResponse(**v2.server_metadata())
+
     async def ModelReady(self, request: pb.ModelReadyRequest, context: Any) -> pb.ModelReadyResponse:
-        self._check_name(request.name, request.version)
+        self._model(request.name, request.version)
         return pb.ModelReadyResponse(ready=self.lifecycle.not_ready_reason() is None)
 
     async def ModelMetadata(self, request: pb.ModelMetadataRequest, context: Any) -> pb.ModelMetadataResponse:
-        self._check_name(request.name, request.version)
-        tensors = [
-            pb.ModelMetadataResponse.TensorMetadata(name=t["name"], datatype=t["datatype"], shape=t["shape"])
-            for t in self.model.metadata_inputs()
-        ]
-        outputs = [
-            pb.ModelMetadataResponse.TensorMetadata(name=t["name"], datatype=t["datatype"], shape=t["shape"])
-            for t in self.model.metadata_outputs()
-        ]
+        model = self._model(request.name, request.version)
+        serving = model.serving_for_request(request.version or None)
+        described = v2.model_metadata(model.name, model.versions(), serving.schema, serving.model)
+
+        def tensors(key: str) -> list[pb.ModelMetadataResponse.TensorMetadata]:
+            # KServe's TensorMetadata has no parameters field: REST's extra detail stays on REST.
+            return [
+                pb.ModelMetadataResponse.TensorMetadata(name=t["name"], datatype=t["datatype"], shape=t["shape"])
+                for t in described[key]
+            ]
+
         return pb.ModelMetadataResponse(
-            name=self.model.name, versions=self.model.versions(), platform="mlflow", inputs=tensors, outputs=outputs
+            name=model.name,
+            versions=described["versions"],
+            platform=described["platform"],
+            inputs=tensors("inputs"),
+            outputs=tensors("outputs"),
         )
 
     async def ModelInfer(self, request: pb.ModelInferRequest, context: Any) -> pb.ModelInferResponse:
-        """KServe's own, plus what it drops: the requested version (as /v2/models/NAME/versions/V/infer)."""
-        self._check_name(request.model_name, request.model_version)
-        self.validate_grpc_request(request)
-        for tensor in request.inputs:  # KServe would say only "invalid content type"
-            if tensor.datatype not in DATATYPES:
-                raise BadRequest(
-                    f"input {tensor.name!r:.60} has datatype {tensor.datatype!r:.20}, which is not an Open "
-                    f"Inference Protocol datatype ({', '.join(sorted(DATATYPES))})"
-                )
-        infer_request = InferRequest.from_grpc(request)  # type: ignore[operator]  # shadowed by a bool attribute
-        response, _ = await self.model(infer_request, to_headers(context), version=request.model_version or None)
-        assert isinstance(response, InferResponse)
-        return response.to_grpc()
+        model = self._model(request.model_name, request.model_version)
+        serving = model.serving_for_request(request.model_version or None)
+        decoded = self.codec.decode(request, serving.schema, serving.outputs)
+        metadata = {key: value for key, value in (context.invocation_metadata() or ()) if isinstance(value, str)}
+        call = Call(self.codec.name, decoded.request_id or metadata.get("x-request-id", ""),
+                    "contributions" in decoded.requested)  # fmt: skip
+        return self.codec.encode(decoded, await model.infer(decoded.rows, serving, call))
 
     async def RepositoryModelLoad(
         self, request: pb.RepositoryModelLoadRequest, context: Any
@@ -128,9 +139,9 @@ class Servicer(InferenceServicer):
         """As POST /v2/repository/models/NAME/load: ask the registry now."""
         import asyncio
 
-        self._check_name(request.model_name, "")
+        model = self._model(request.model_name, "")
         await asyncio.to_thread(self.lifecycle.reload)
-        return pb.RepositoryModelLoadResponse(model_name=self.model.name, isLoaded=True)
+        return pb.RepositoryModelLoadResponse(model_name=model.name, isLoaded=True)
 
     async def RepositoryModelUnload(
         self, request: pb.RepositoryModelUnloadRequest, context: Any
@@ -140,13 +151,10 @@ class Servicer(InferenceServicer):
             "registry alias to change what it serves"
         )
 
-    def _check_name(self, name: str, version: str) -> None:
-        if name != self.model.name:
-            raise ModelNotFoundError(f"model {name!r:.80} is not served here; this server serves {self.model.name!r}")
-        if version and self.model.held(version) is None:
-            raise ModelNotFoundError(
-                f"version {version!r:.40} of {name} is not loaded; loaded: {', '.join(self.model.versions()) or 'none'}"
-            )
+    def _model(self, name: str, version: str) -> PredictorModel:
+        model = self.table.get(name)
+        model.require_version(version or None)
+        return model
 
 
 class Health(health_pb2_grpc.HealthServicer):  # type: ignore[misc]

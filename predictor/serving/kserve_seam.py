@@ -61,7 +61,7 @@ class _Uvicorn(_RefreshingServer):  # keeps KServe's TLS certificate refresher
 
 
 class HttpServer(RESTServer):
-    """KServe's REST server with our routes first, our error handlers, no per-request timing log lines.
+    """KServe's REST server with our routes only, our error handlers, no per-request timing log lines.
 
     ``register_routes`` and ``add_exception_handlers`` are called with KServe's FastAPI app; ``front`` wraps
     that app in what uvicorn serves (the inference fast path), inside the access log when there is one.
@@ -129,8 +129,8 @@ class HttpServer(RESTServer):
         pass
 
     def _register_endpoints(self, app: FastAPI) -> None:
-        self._register_routes(app)  # first: Starlette matches routes in registration order
-        super()._register_endpoints(app)
+        # Ours only: KServe's routes would answer with its own error shapes and policy (a second way in).
+        self._register_routes(app)
 
     def _add_exception_handlers(self, app: FastAPI) -> None:
         super()._add_exception_handlers(app)

@@ -2,7 +2,7 @@
 the registry, and SIGTERM drains instead of dropping requests.
 
 KServe registers only models that are already ready and answers 404 until then; we register ours at
-once (it reports 503 while loading), install our routes ahead of KServe's (``kserve_seam``), and keep
+once (it reports 503 while loading), install our routes instead of KServe's (``kserve_seam``), and keep
 retrying a failed load with backoff (``lifecycle``) so a registry outage at start-up heals by itself.
 
 Shutdown (SIGTERM): readiness turns 503 at once; we keep serving for --drain_delay_s so load balancers
@@ -27,9 +27,10 @@ from starlette.types import ASGIApp
 
 from predictor.config import Settings
 from predictor.model import PredictorModel
+from predictor.models.table import ModelTable
 from predictor.serving.access import AccessControl
-from predictor.serving.fast_path import FastPath
 from predictor.serving.grpc_door import Door, GrpcServer, Health, Servicer
+from predictor.serving.http import HttpDoor
 from predictor.serving.kserve_seam import HttpServer
 from predictor.serving.lifecycle import Lifecycle
 from predictor.serving.openapi import install_openapi
@@ -61,6 +62,7 @@ class PredictorServer(ModelServer):
         self.http_port = settings.http_port  # KServe moves 8080 to 8443 with TLS; we serve where we are told
         self.settings = settings
         self.model = model
+        self.table = ModelTable([model])
         self.access = access
         self.on_shutdown = on_shutdown or []  # callables run after the listeners close (flush logs…)
         self.lifecycle = Lifecycle(settings, model)
@@ -89,16 +91,16 @@ class PredictorServer(ModelServer):
             ssl_ca_certs=settings.ssl_ca_certs,
             register_routes=self._register_routes,
             add_exception_handlers=self._add_exception_handlers,
-            front=self._fast_path,
+            front=self._http_door,
         )
         shared = _reuse_port_socket(settings.host, self.http_port) if settings.worker_state_dir else None
         self.servers.append(self.http.serve(shared))
         if self.enable_grpc:
             self.grpc = GrpcServer(
                 port=self.grpc_port,
-                servicer=Servicer(self.dataplane, self.model_repository_extension, self.model, self.lifecycle),
+                servicer=Servicer(self.dataplane, self.model_repository_extension, self.table, self.lifecycle),
                 health=Health(self.lifecycle),
-                door=Door(self.access, self.model.count_error),
+                door=Door(self.access, self.table),
                 max_workers=self.max_threads,
                 max_message_bytes=settings.max_body_bytes,
                 grace_period_s=self.grace_period,
@@ -111,13 +113,13 @@ class PredictorServer(ModelServer):
     def _register_routes(self, app: FastAPI) -> None:
         lifecycle, model = self.lifecycle, self.model
         routes = Routes(
-            model,
+            self.table,
             self.settings.max_body_bytes,
             lifecycle.not_ready_reason,
             self.access,
             lifecycle,
-            lambda: lifecycle.draining,
             _metrics_exposition(self.settings.worker_state_dir is not None),
+            self.settings.webhook_secret,
         )
         routes.register(app)
         # Feature names exist only once the model has loaded: the document is rebuilt when they change.
@@ -129,12 +131,12 @@ class PredictorServer(ModelServer):
             max_instances=self.settings.max_instances,
         )
 
-    def _fast_path(self, app: ASGIApp) -> ASGIApp:
+    def _http_door(self, app: ASGIApp) -> ASGIApp:
         lifecycle = self.lifecycle
-        return FastPath(app, self.model, self.settings.max_body_bytes, self.access, lambda: lifecycle.draining)
+        return HttpDoor(app, self.table, self.settings.max_body_bytes, self.access, lambda: lifecycle.draining)
 
     def _add_exception_handlers(self, app: FastAPI) -> None:
-        add_exception_handlers(app, self.model.count_error)
+        add_exception_handlers(app)
 
     async def _main(self) -> None:
         self.setup_event_loop()  # type: ignore[no-untyped-call]  # KServe leaves it unannotated

@@ -1,0 +1,206 @@
+"""The HTTP door: the one outermost layer every REST request passes, and the inference calls' whole walk.
+
+Inference calls (the rows of ``endpoints.ENDPOINTS`` with a codec) are answered here from the raw ASGI
+messages, without FastAPI: through it a 1-row prediction paid more for the framework than for the model.
+Their walk: the model by name from the table (404) → access policy (401, 429) → Content-Type (415) → body
+within ``--max_body_bytes`` (413) → ``codec.decode`` (400) → the model → ``codec.encode``.
+
+Every other request passes to the FastAPI app (``routes``), inside the same outer layer: whatever the route,
+an exception nobody answered becomes the generic 500 (no exception text leaves the server) and every answer
+carries ``connection: close`` while draining. Errors are counted once on model_prediction_errors_total, and
+only for inference calls.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import orjson
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from predictor import errors, logs
+from predictor.errors import PayloadTooLarge, PredictorError, UnsupportedMediaType
+from predictor.model import Call, PredictorModel
+from predictor.models.table import ModelTable
+from predictor.protocol.codec import JSON_TYPES, Reply, RestCodec, RestRequest
+from predictor.serving.access import AccessControl
+from predictor.serving.endpoints import CODECS, InferenceMatcher, Match
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+log = logging.getLogger(__name__)
+
+Headers = dict[str, str]
+# The request headers an inference call reads (ASGI servers lower-case the names).
+READ_HEADERS = frozenset(
+    name.encode("latin-1")
+    for name in (
+        "content-type",
+        "content-length",
+        "authorization",
+        "x-forwarded-for",
+        "x-request-id",
+        *(c.binary_header for c in CODECS.values() if c.binary_header),
+    )
+)
+CLOSE = (b"connection", b"close")
+
+
+class Disconnected(Exception):
+    """The client went away before its body arrived: nobody is left to answer."""
+
+
+class HttpDoor:
+    def __init__(
+        self,
+        app: ASGIApp,
+        table: ModelTable[PredictorModel],
+        max_body_bytes: int,
+        access: AccessControl,
+        draining: Callable[[], bool],
+        codecs: Mapping[str, RestCodec] = CODECS,
+        matcher: InferenceMatcher | None = None,
+    ) -> None:
+        self.app = app  # every request that is not an inference call
+        self.table = table
+        self.max_body_bytes = max_body_bytes
+        self.access = access
+        self.draining = draining
+        self.codecs = codecs
+        self.matcher = matcher or InferenceMatcher()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        matched = self.matcher.match(scope["path"]) if scope["method"] == "POST" else None
+        if matched is None:
+            await self._pass(scope, receive, send)
+            return
+        # One pass over the raw headers, decoding only those read here; the first of repeated headers wins, as in
+        # Starlette's mapping.
+        headers: Headers = {}
+        for key, value in scope["headers"]:
+            if key in READ_HEADERS:
+                headers.setdefault(key.decode("latin-1"), value.decode("latin-1"))
+        try:
+            reply = await self._infer(matched, headers, scope, receive)
+        except Disconnected:
+            return
+        except Exception as exc:
+            reply = self._error(exc, matched.model_name)
+        raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers]
+        if self.draining():  # ask keep-alive clients to reconnect (elsewhere) before the listener closes
+            raw.append(CLOSE)
+        raw.append((b"content-length", str(len(reply.body)).encode()))
+        await send({"type": "http.response.start", "status": reply.status, "headers": raw})
+        await send({"type": "http.response.body", "body": reply.body})
+
+    # ------------------------------------------------------------------------------ inference calls
+    async def _infer(self, matched: Match, headers: Headers, scope: Scope, receive: Receive) -> Reply:
+        endpoint = matched.endpoint
+        assert endpoint.codec is not None and endpoint.access is not None
+        codec = self.codecs[endpoint.codec]
+        model = self.table.get(matched.model_name)
+        model.require_version(matched.model_version)  # 404, before anything else
+        logs.request_id.set(headers.get("x-request-id"))
+        client = scope.get("client")
+        self.access.check_call(
+            endpoint.access, headers.get("authorization"), client[0] if client else None, headers.get("x-forwarded-for")
+        )
+        check_media_type(codec, headers)
+        body = await read_body(headers, receive, self.max_body_bytes)
+        serving = model.serving_for_request(matched.model_version)  # captured once: a swap changes nothing
+        decoded = codec.decode(RestRequest(body, headers), serving.schema, serving.outputs)
+        if endpoint.verb == "explain":
+            result = await model.explain(decoded.rows, serving)
+        else:
+            request_id = decoded.request_id or headers.get("x-request-id") or ""
+            call = Call(codec.name, request_id, "contributions" in decoded.requested)
+            result = await model.infer(decoded.rows, serving, call)
+        return codec.encode(decoded, result)
+
+    def _error(self, exc: Exception, model_name: str | None) -> Reply:
+        answer = errors.answer(exc)
+        if not isinstance(exc, PredictorError):
+            log.error("unexpected error answering an inference call", exc_info=exc)
+        (self.table.find(model_name) or self.table.default).count_error(answer.error_type)
+        return error_reply(answer)
+
+    # ------------------------------------------------------------------------------ every other request
+    async def _pass(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = False
+
+        async def answer(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                if self.draining():
+                    message = {**message, "headers": [*message.get("headers", ()), CLOSE]}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, answer)
+        except Exception as exc:
+            log.error("unexpected error answering %s %s", scope["method"], scope["path"], exc_info=exc)
+            if started:
+                return  # FastAPI's handler answered already (routes.unexpected_error): the same generic 500
+            reply = error_reply(errors.answer(exc))
+            raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers]
+            await answer({"type": "http.response.start", "status": reply.status, "headers": raw})
+            await send({"type": "http.response.body", "body": reply.body})
+
+
+def error_reply(answer: errors.Answer) -> Reply:
+    """The one error body of every REST answer: ``{"error": "..."}`` with the error's headers."""
+    headers = (("content-type", "application/json"), *((k.lower(), v) for k, v in answer.headers.items()))
+    return Reply(orjson.dumps({"error": answer.message}), headers, int(answer.status))
+
+
+def check_media_type(codec: RestCodec, headers: Headers) -> None:
+    """JSON (or no Content-Type: curl's -d and tritonclient send none), or the codec's binary extension."""
+    content_type = media_type(headers.get("content-type"))
+    if content_type is None or content_type in JSON_TYPES:
+        return
+    if codec.binary_header is not None and codec.binary_header in headers:
+        return
+    raise UnsupportedMediaType(
+        f"Content-Type {content_type} is not supported here: send {codec.expects} "
+        "with -H 'Content-Type: application/json'"
+    )
+
+
+async def read_body(headers: Headers, receive: Receive, limit: int) -> bytes:
+    """The whole body, refused (413) as soon as it is declared or streamed past ``limit`` bytes."""
+    declared = headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise too_large(int(declared), limit)
+    chunks, size, more = [], 0, True
+    while more:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise Disconnected
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise too_large(size, limit)
+        chunks.append(chunk)
+        more = message.get("more_body", False)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def too_large(size: int, limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(
+        f"request body of {size}+ bytes exceeds the limit of {limit} bytes "
+        "(split the request, or raise --max_body_bytes)"
+    )
+
+
+def media_type(content_type: str | None) -> str | None:
+    """The Content-Type header without its parameters, lower-cased (None when absent or empty)."""
+    if not content_type:
+        return None
+    return content_type.split(";", 1)[0].strip().lower()
