@@ -60,4 +60,3 @@ def test_the_table_s_inference_rows_are_the_ones_matched() -> None:
         assert (matched is not None) == endpoint.inference, endpoint.path
         if matched is not None:
             assert matched[0] == endpoint.handler, endpoint.path
-
