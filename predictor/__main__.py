@@ -32,7 +32,7 @@ def main() -> None:
     from prometheus_client import disable_created_metrics
 
     from predictor.metrics import Metrics
-    from predictor.model import PredictorModel
+    from predictor.model import PredictorModel, load_options_of
     from predictor.serving.server import PredictorServer
 
     disable_created_metrics()  # the *_created series only add noise to every scrape
@@ -43,7 +43,12 @@ def main() -> None:
         from predictor.features import FeastFeatureSource
 
         try:
-            features = FeastFeatureSource(settings.feature_store, metrics, policy=settings.missing_feature_policy)  # type: ignore[arg-type]
+            features = FeastFeatureSource(
+                settings.feature_store,
+                metrics,
+                policy=settings.missing_feature_policy,  # type: ignore[arg-type]
+                feature_view=settings.feature_view,
+            )
         except FeatureStoreUnavailable as exc:
             sys.exit(
                 f"error: --feature_store {settings.feature_store}: {exc}\n"
@@ -83,13 +88,11 @@ def main() -> None:
 
         challenger = Challenger(
             settings.shadow_model_uri,
-            settings.tracking_uri,
             settings.model_name,
             ShadowMetrics.create(),
+            load_options_of(settings),
             sample_rate=settings.shadow_sample_rate,
             poll_interval_s=settings.poll_interval_s,
-            compile_forest=settings.compile_forest,
-            allow_pickle=settings.allow_pickle,
             prediction_log=prediction_log,
         )
         on_shutdown.insert(0, challenger.close)  # before the log closes: the shadow's last lines go to it

@@ -139,6 +139,12 @@ class Settings:
         "ids instead of features.",
         env="PREDICTOR_FEATURE_STORE",
     )
+    feature_view: str = _opt(
+        "equipment_telemetry",
+        "The Feast feature view requests are filled from (its entity is the id a request may carry instead of "
+        "features). The default is the demo's.",
+        env="PREDICTOR_FEATURE_VIEW",
+    )
     missing_feature_policy: str = _opt(
         "reject",
         "What to do when a stored feature is null or stale: reject (400) or fill it from the training means "

@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 
 Policy = Literal["reject", "fill"]
 POLICIES: tuple[Policy, ...] = ("reject", "fill")
-DEFAULT_FEATURE_VIEW = "equipment_telemetry"  # feature_repo/definitions.py FEATURE_VIEW (not imported: it loads Feast)
+DEFAULT_FEATURE_VIEW = "equipment_telemetry"  # the demo's (feature_repo/definitions.py); --feature_view for others
 PROBE_ID = "__readiness_probe__"
 
 
@@ -355,13 +355,18 @@ def _open_store(repo_path: Path, feature_view: str) -> tuple[FeatureStore, Featu
         if registry.registry_type == "file" and "://" not in registry.path:
             # Feast would create an empty registry here (writing into, say, the source tree): refuse instead.
             open(Path(repo_path) / registry.path, "rb").close()
-        view = store.get_feature_view(feature_view)
+        views = [view.name for view in store.list_feature_views()]
     except (FeastError, FeastConfigError, OSError, ValueError) as exc:
         raise FeatureStoreUnavailable(
             f"cannot open the Feast repo at {repo_path} ({type(exc).__name__}: {exc}) — prepare it with "
             "predictor.demo.feast_setup.prepare_feature_store (or `feast apply` there) and check --feature_store"
         ) from exc
-    return store, view
+    if feature_view not in views:
+        raise FeatureStoreUnavailable(
+            f"the Feast repo at {repo_path} has no feature view {feature_view!r}; it has {sorted(views)}: "
+            "pass --feature_view with one of them (or `feast apply` the view there)"
+        )
+    return store, store.get_feature_view(feature_view)
 
 
 def _store_label(config: Any) -> str:

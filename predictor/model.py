@@ -97,6 +97,7 @@ class PredictorModel(Model):
         self.drift_metrics = drift_metrics  # None: no drift monitoring at all
         self.challenger = challenger
         self.taps = Taps(settings.model_name, prediction_log, challenger)
+        self.load_options = load_options_of(settings)
         self.cache = ModelCache(settings.model_cache_dir, settings.tracking_uri, settings.resolved_model_uri)
         self.serving: Serving | None = None
         self.previous: Serving | None = None  # kept loaded: rollback is a pointer flip
@@ -121,9 +122,7 @@ class PredictorModel(Model):
             return False
         source = registry.resolve(self.settings.resolved_model_uri, self.settings.tracking_uri)
         log.info("loading %s (version %s)", source.uri, source.version)
-        self.adopt(
-            registry.load(source, self.settings.tracking_uri, self.settings.compile_forest, self.settings.allow_pickle)
-        )
+        self.adopt(registry.load(source, self.load_options))
         return True
 
     def adopt(self, loaded: registry.LoadedModel) -> None:
@@ -335,3 +334,10 @@ def _contributions(serving: Serving, values: np.ndarray) -> np.ndarray:
 
 def _described(model: registry.LoadedModel) -> list[str]:
     return [f"{c.name} ({c.type}{'' if c.required else ', optional'})" for c in model.columns]
+
+
+def load_options_of(settings: Settings) -> registry.LoadOptions:
+    """How this server loads every version, the challenger's included."""
+    from predictor.monitoring.baseline import ARTIFACT_NAME
+
+    return registry.LoadOptions(settings.tracking_uri, settings.compile_forest, settings.allow_pickle, ARTIFACT_NAME)

@@ -194,6 +194,11 @@ def test_check_passes_on_a_healthy_store(lookup: Lookup) -> None:
     lookup.check()
 
 
+def test_a_feature_view_the_repo_lacks_is_named_with_the_ones_it_has(sqlite_repo: Path) -> None:
+    with pytest.raises(FeatureStoreUnavailable, match=r"no feature view 'telemetry'; it has \['equipment_telemetry'\]"):
+        FeastFeatureSource(sqlite_repo, Metrics.create(CollectorRegistry()), feature_view="telemetry")
+
+
 def test_an_unprepared_repo_is_unavailable_and_left_untouched() -> None:
     with pytest.raises(FeatureStoreUnavailable, match="prepare it"):
         Lookup(REPO_SOURCE)

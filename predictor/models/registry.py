@@ -22,7 +22,6 @@ from predictor.errors import ModelLoadError
 from predictor.models import flavors
 from predictor.models.flavors import Outputs
 from predictor.models.pipeline import CompiledPipeline, compile_pipeline
-from predictor.monitoring.baseline import read_document
 from predictor.protocol.rows import datatype_of
 from predictor.protocol.schema import Column, Schema, from_signature
 
@@ -131,18 +130,27 @@ def resolve(uri: str, tracking_uri: str) -> ModelSource:
     return ModelSource(uri, "local", str(path.resolve()))
 
 
-def load(
-    source: ModelSource, tracking_uri: str, compile_forests: bool = True, allow_pickle: bool = True
-) -> LoadedModel:
-    """Download (cached by MLflow) and load the model natively with its flavor (``flavors.py``).
+@dataclass(frozen=True)
+class LoadOptions:
+    """How every model version is loaded, the served one and the challenger alike (settings, once)."""
 
-    ``compile_forests``: evaluate random forests with ``predictor.models.forest``, and Pipelines of column encoders
-    and a forest with ``predictor.models.pipeline`` (identical results, far fewer Python calls per prediction),
-    instead of scikit-learn's per-tree loop. ``allow_pickle=False`` refuses
-    models stored as pickle or cloudpickle (loading those runs whatever code the file names)."""
+    tracking_uri: str
+    #: evaluate random forests with ``predictor.models.forest``, and Pipelines of column encoders and a forest with
+    #: ``predictor.models.pipeline`` (identical results, far fewer Python calls per prediction), instead of
+    #: scikit-learn's per-tree loop
+    compile_forest: bool = True
+    #: False refuses models stored as pickle or cloudpickle (loading those runs whatever code the file names)
+    allow_pickle: bool = True
+    #: a JSON document logged beside the model to carry along (monitoring's drift baseline), if any
+    baseline_document: str | None = None
+
+
+def load(source: ModelSource, options: LoadOptions) -> LoadedModel:
+    """Download (cached by MLflow) and load the model natively with its flavor (``flavors.py``)."""
     import mlflow
     from mlflow.models import Model
 
+    tracking_uri, compile_forests, allow_pickle = options.tracking_uri, options.compile_forest, options.allow_pickle
     try:
         mlflow.set_tracking_uri(tracking_uri)
         mlflow.set_registry_uri(tracking_uri)
@@ -162,7 +170,8 @@ def load(
     adapter = flavors.load(local_dir, metadata.flavors)
     defaults = _feature_defaults(metadata)
     built = build(source, columns, tensor, defaults, adapter, compile_forests, _example(metadata, local_dir))
-    return dataclasses.replace(built, drift_baseline=read_document(local_dir))
+    baseline = _read_document(local_dir / options.baseline_document) if options.baseline_document else None
+    return dataclasses.replace(built, drift_baseline=baseline)
 
 
 def build(
@@ -299,3 +308,15 @@ def _feature_defaults(metadata: Any) -> dict[str, Any]:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _read_document(path: Path) -> Any:
+    """A JSON document logged beside the model, or None when it has none or it cannot be read (logged): what
+    it carries is optional and never stops a model from loading."""
+    import json
+
+    try:
+        return json.loads(path.read_text()) if path.exists() else None
+    except (OSError, ValueError) as exc:
+        log.warning("unreadable %s (%s): loading the model without it", path, exc)
+        return None

@@ -46,7 +46,7 @@ EPSILON = 1e-4
 
 
 @dataclass(frozen=True)
-class Column:
+class ColumnBaseline:
     """One column's baseline: numeric (``edges`` + ``shares`` per bin, then ``missing``) or categorical."""
 
     name: str
@@ -90,7 +90,7 @@ class Column:
         return {"kind": "categorical", "shares": dict(zip(self.categories, self.shares[:-1].tolist(), strict=True))}
 
     @classmethod
-    def from_json(cls, name: str, entry: dict[str, Any]) -> Column:
+    def from_json(cls, name: str, entry: dict[str, Any]) -> ColumnBaseline:
         if entry["kind"] == "numeric":
             shares = np.array([*entry["shares"], entry.get("missing", 0.0)], dtype=np.float64)
             return cls(name, "numeric", shares, edges=np.array(entry["edges"], dtype=np.float64))
@@ -99,7 +99,7 @@ class Column:
         return cls(name, "categorical", shares, categories=categories)
 
     @classmethod
-    def fit(cls, name: str, values: pd.Series) -> Column:
+    def fit(cls, name: str, values: pd.Series) -> ColumnBaseline:
         if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
             numbers = values.to_numpy(dtype=np.float64, na_value=np.nan)
             present = numbers[~np.isnan(numbers)]
@@ -131,14 +131,14 @@ def psi(expected: npt.NDArray[np.float64], actual: npt.NDArray[np.float64]) -> f
 @dataclass(frozen=True)
 class Baseline:
     rows: int
-    features: tuple[Column, ...]
-    predictions: Column
+    features: tuple[ColumnBaseline, ...]
+    predictions: ColumnBaseline
 
     @classmethod
     def fit(cls, frame: pd.DataFrame, predictions: Any) -> Baseline:
-        columns = tuple(Column.fit(str(name), frame[name]) for name in frame.columns)
+        columns = tuple(ColumnBaseline.fit(str(name), frame[name]) for name in frame.columns)
         labels = pd.Series(np.asarray(predictions).ravel(), dtype=object)
-        return cls(len(frame), columns, Column.fit("prediction", labels))
+        return cls(len(frame), columns, ColumnBaseline.fit("prediction", labels))
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -152,8 +152,8 @@ class Baseline:
     def from_json(cls, document: dict[str, Any]) -> Baseline:
         if document.get("format") != FORMAT:
             raise ValueError(f"unknown drift baseline format {document.get('format')!r}")
-        features = tuple(Column.from_json(name, entry) for name, entry in document["features"].items())
-        return cls(int(document["rows"]), features, Column.from_json("prediction", document["predictions"]))
+        features = tuple(ColumnBaseline.from_json(name, entry) for name, entry in document["features"].items())
+        return cls(int(document["rows"]), features, ColumnBaseline.from_json("prediction", document["predictions"]))
 
     @classmethod
     def from_model_dir(cls, model_dir: Path) -> Baseline | None:

@@ -20,10 +20,11 @@ import numpy as np
 
 from predictor.metrics import ShadowMetrics
 from predictor.models import registry
+from predictor.models.registry import LoadOptions
 from predictor.monitoring.busy import ProcessBusy
 from predictor.monitoring.prediction_log import PredictionLog, ShadowRecord
 from predictor.monitoring.shadow import ShadowResult, ShadowScorer
-from predictor.monitoring.shadow_process import LoadOptions, ShadowProcess
+from predictor.monitoring.shadow_process import ShadowProcess
 from predictor.protocol.schema import Column
 
 log = logging.getLogger(__name__)
@@ -38,23 +39,19 @@ class Challenger:
     def __init__(
         self,
         uri: str,
-        tracking_uri: str,
         model_name: str,
         metrics: ShadowMetrics,
+        load_options: LoadOptions,
         sample_rate: float = 1.0,
         poll_interval_s: float = 10.0,
-        compile_forest: bool = True,
-        allow_pickle: bool = True,
         prediction_log: PredictionLog | None = None,
     ) -> None:
         self.uri = uri
-        self.tracking_uri = tracking_uri
         self.model_name = model_name
         self.metrics = metrics
         self.sample_rate = sample_rate
         self.poll_interval_s = poll_interval_s
-        self.compile_forest = compile_forest
-        self.allow_pickle = allow_pickle
+        self.load_options = load_options
         self.prediction_log = prediction_log
         self.loaded: ShadowProcess | None = None
         self.last_error: str | None = f"loading {uri}"
@@ -157,12 +154,12 @@ class Challenger:
     def check(self) -> bool:
         """Resolve the challenger's URI; load and switch to it when it names another version."""
         try:
-            source = registry.resolve(self.uri, self.tracking_uri)
+            source = registry.resolve(self.uri, self.load_options.tracking_uri)
             if self.loaded is not None and self.loaded.source.version == source.version and self.loaded.alive:
                 self.last_error = None
                 return True
             log.info("shadow: loading challenger %s (version %s) in its own process", source.uri, source.version)
-            loaded = ShadowProcess(source, LoadOptions(self.tracking_uri, self.compile_forest, self.allow_pickle))
+            loaded = ShadowProcess(source, self.load_options)
         except Exception as exc:  # the served model is unaffected: reported, retried
             self.last_error = str(exc)
             log.error("shadow: %s", exc)

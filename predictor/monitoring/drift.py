@@ -33,7 +33,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from predictor.metrics import DriftMetrics
-from predictor.monitoring.baseline import ARTIFACT_NAME, Baseline, Column, psi, read_document
+from predictor.monitoring.baseline import ARTIFACT_NAME, Baseline, ColumnBaseline, psi, read_document
 from predictor.monitoring.handoff import Handoff
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ GATHER_S = 1.0
 class _Window:
     """The last ``size`` values of one column as bin indices, with the count per bin kept up to date."""
 
-    def __init__(self, column: Column, size: int) -> None:
+    def __init__(self, column: ColumnBaseline, size: int) -> None:
         self.column = column
         self.ring = np.full(size, -1, dtype=np.int64)  # -1: an empty slot
         self.counts = np.zeros(column.bins, dtype=np.int64)
@@ -264,7 +264,7 @@ def _coalesce(batches: list[tuple[Any, Any]]) -> tuple[Any, npt.NDArray[Any]]:
     return np.concatenate(matrices), predictions
 
 
-def _bin_names(column: Column) -> list[str]:
+def _bin_names(column: ColumnBaseline) -> list[str]:
     if column.kind == "numeric" and column.edges is not None:
         edges = [f"{e:.6g}" for e in column.edges]
         bounds = ["-inf", *edges, "inf"]

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -42,10 +41,9 @@ import numpy.typing as npt
 import pandas as pd
 
 from predictor.errors import ExplanationNotSupported, PredictorError
+from predictor.monitoring.attribution import Attribution, Floats
 from predictor.monitoring.derivation import derivation_matrix
 from predictor.monitoring.treeshap import Tree, TreeEnsemble
-
-Floats = npt.NDArray[np.float64]
 
 SUPPORTED = (
     "scikit-learn RandomForest/ExtraTrees/DecisionTree/GradientBoosting/HistGradientBoosting classifiers, "
@@ -59,16 +57,6 @@ _NODES, _WEIGHTS = np.polynomial.legendre.leggauss(64)
 _NODES, _WEIGHTS = (_NODES + 1) / 2, _WEIGHTS / 2  # on [0, 1]
 
 
-@dataclass(frozen=True)
-class _Attribution:
-    """Margin- or probability-space attributions over the model's own (derived) columns."""
-
-    phi: Floats  # [N, K, F]
-    base: Floats  # [N, K]
-    link: str  # "identity" (already probabilities), "sigmoid" (K = 1) or "softmax"
-    proba: Floats | None = None  # [N, C] when the attribution computed the model's output itself
-
-
 class Explainer:
     """Explains one fitted model; build it once per model version and call ``explain`` per request."""
 
@@ -77,7 +65,7 @@ class Explainer:
         input_columns: Sequence[str],
         classes: Sequence[Any],
         to_model_input: Callable[[pd.DataFrame], Any],
-        attribute: Callable[[Any], _Attribution],
+        attribute: Callable[[Any], Attribution],
         probabilities: Callable[[Any], Floats],
         derivation: Floats,
     ) -> None:
@@ -215,7 +203,7 @@ def _dense(matrix: Any) -> Floats:
 
 def _method(
     final: Any, prepare: Callable[[pd.DataFrame], Any], background: pd.DataFrame | None
-) -> tuple[Callable[[Any], _Attribution], Callable[[Any], Floats], list[Any]]:
+) -> tuple[Callable[[Any], Attribution], Callable[[Any], Floats], list[Any]]:
     from sklearn.ensemble import (
         ExtraTreesClassifier,
         GradientBoostingClassifier,
@@ -257,7 +245,7 @@ def _sklearn_tree(estimator: Any, values: Floats) -> Tree:
     )
 
 
-def _forest(model: Any) -> tuple[Callable[[Any], _Attribution], Callable[[Any], Floats], list[Any]]:
+def _forest(model: Any) -> tuple[Callable[[Any], Attribution], Callable[[Any], Floats], list[Any]]:
     if getattr(model, "n_outputs_", 1) != 1:
         raise ExplanationNotSupported(f"multi-output {type(model).__name__} is not supported. Supported: {SUPPORTED}")
     members = list(getattr(model, "estimators_", [model]))
@@ -269,14 +257,14 @@ def _forest(model: Any) -> tuple[Callable[[Any], _Attribution], Callable[[Any], 
         trees.append(_sklearn_tree(member, shares / len(members)))  # predict_proba = mean of the trees'
     ensemble = TreeEnsemble.from_trees(trees, model.n_features_in_, len(model.classes_))
 
-    def attribute(x: Any) -> _Attribution:
+    def attribute(x: Any) -> Attribution:
         phi, output = ensemble.shap_values(_dense(x))  # output: the mean of the trees' leaves = predict_proba
-        return _Attribution(phi, np.tile(ensemble.expected_value, (phi.shape[0], 1)), "identity", output)
+        return Attribution(phi, np.tile(ensemble.expected_value, (phi.shape[0], 1)), "identity", output)
 
     return attribute, lambda x: np.asarray(model.predict_proba(x), dtype=np.float64), list(model.classes_)
 
 
-def _boosting(model: Any) -> tuple[Callable[[Any], _Attribution], Callable[[Any], Floats], list[Any]]:
+def _boosting(model: Any) -> tuple[Callable[[Any], Attribution], Callable[[Any], Floats], list[Any]]:
     from sklearn.ensemble import GradientBoostingClassifier
 
     outputs = 1 if len(model.classes_) == 2 else len(model.classes_)
@@ -312,26 +300,24 @@ def _boosting(model: Any) -> tuple[Callable[[Any], _Attribution], Callable[[Any]
                 )
     ensemble = TreeEnsemble.from_trees(trees, model.n_features_in_, outputs)
 
-    def attribute(x: Any) -> _Attribution:
+    def attribute(x: Any) -> Attribution:
         phi, tree_sum = ensemble.shap_values(_dense(x))
         # decision_function = init/baseline + Σ trees: the base margin is the init plus the trees' expectation
         margin = np.asarray(model.decision_function(x), dtype=np.float64).reshape(len(phi), outputs)
-        return _Attribution(phi, margin - tree_sum + ensemble.expected_value, _link(outputs))
+        return Attribution(phi, margin - tree_sum + ensemble.expected_value, _link(outputs))
 
     return attribute, lambda x: np.asarray(model.predict_proba(x), dtype=np.float64), list(model.classes_)
 
 
-def _linear(
-    model: Any, mean: Floats | None
-) -> tuple[Callable[[Any], _Attribution], Callable[[Any], Floats], list[Any]]:
+def _linear(model: Any, mean: Floats | None) -> tuple[Callable[[Any], Attribution], Callable[[Any], Floats], list[Any]]:
     coef = np.asarray(model.coef_, dtype=np.float64)  # [K, F]
     reference = np.zeros(coef.shape[1]) if mean is None else mean
 
-    def attribute(x: Any) -> _Attribution:
+    def attribute(x: Any) -> Attribution:
         z = _dense(x)
         phi = coef[None, :, :] * (z - reference)[:, None, :]
         margin = np.asarray(model.decision_function(x), dtype=np.float64).reshape(len(z), coef.shape[0])
-        return _Attribution(phi, margin - phi.sum(axis=2), _link(coef.shape[0]))
+        return Attribution(phi, margin - phi.sum(axis=2), _link(coef.shape[0]))
 
     return attribute, lambda x: np.asarray(model.predict_proba(x), dtype=np.float64), list(model.classes_)
 
@@ -346,7 +332,7 @@ def _softmax(m: Floats) -> Floats:
     return share
 
 
-def _to_probability(a: _Attribution, proba: Floats, wanted: npt.NDArray[np.int64]) -> tuple[Floats, Floats]:
+def _to_probability(a: Attribution, proba: Floats, wanted: npt.NDArray[np.int64]) -> tuple[Floats, Floats]:
     """(base [N], phi [N, F]) in probability space for class ``wanted[n]`` of each row (module docstring)."""
     rows = np.arange(len(wanted))
     target = proba[rows, wanted]

@@ -10,24 +10,20 @@ Imported only when such a model is explained: neither library is a dependency of
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from predictor.errors import ExplanationNotSupported
+from predictor.monitoring.attribution import Attribution, Floats
 
-if TYPE_CHECKING:
-    from predictor.monitoring.explain import Floats, _Attribution
-
-Method = tuple[Callable[[Any], "_Attribution"], Callable[[Any], "Floats"], list[Any]]
+Method = tuple[Callable[[Any], Attribution], Callable[[Any], Floats], list[Any]]
 
 
-def _split(contributions: Any, outputs: int, link: str) -> _Attribution:
-    from predictor.monitoring.explain import _Attribution
-
+def _split(contributions: Any, outputs: int, link: str) -> Attribution:
     values = np.asarray(contributions, dtype=np.float64)
     values = values.reshape(values.shape[0], outputs, -1)
-    return _Attribution(values[:, :, :-1], values[:, :, -1], link)
+    return Attribution(values[:, :, :-1], values[:, :, -1], link)
 
 
 def _as_proba(raw: Any) -> Floats:
@@ -52,7 +48,7 @@ def xgboost_method(model: Any) -> Method:
     def matrix(x: Any) -> Any:
         return xgboost.DMatrix(x, enable_categorical=True)
 
-    def attribute(x: Any) -> _Attribution:
+    def attribute(x: Any) -> Attribution:
         return _split(booster.predict(matrix(x), pred_contribs=True), outputs, link)
 
     def probabilities(x: Any) -> Floats:
@@ -89,7 +85,7 @@ def lightgbm_method(model: Any) -> Method:
     else:
         raise ExplanationNotSupported(f"LightGBM objective {objective!r} is not a probability; cannot explain it")
 
-    def attribute(x: Any) -> _Attribution:
+    def attribute(x: Any) -> Attribution:
         return _split(booster.predict(x, pred_contrib=True), outputs, link)
 
     def probabilities(x: Any) -> Floats:

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from predictor.models.registry import LoadedModel, ModelSource
+from predictor.models.registry import LoadedModel, LoadOptions, ModelSource
 from predictor.monitoring.shadow import Comparison, ShadowBatch
 from predictor.protocol.schema import Column
 
@@ -54,13 +54,6 @@ class ChallengerInfo:
     columns: tuple[Column, ...]
     classes: list[Any] | None
     matrix: bool
-
-
-@dataclass(frozen=True)
-class LoadOptions:
-    tracking_uri: str
-    compile_forest: bool
-    allow_pickle: bool
 
 
 class ShadowProcess:
@@ -151,7 +144,7 @@ def _child_main(conn: Connection, source: ModelSource, options: LoadOptions) -> 
     from predictor.monitoring.shadow import compare
 
     try:
-        loaded = registry.load(source, options.tracking_uri, options.compile_forest, options.allow_pickle)
+        loaded = registry.load(source, options)
         if loaded.classes is None:
             raise ValueError(
                 f"challenger version {loaded.version} has no class probabilities: shadow scoring compares "

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from predictor.protocol.rows import NUMERIC_DATATYPES
 from predictor.protocol.schema import MAX_MAGNITUDE
 
 Json = dict[str, Any]
@@ -17,7 +16,6 @@ NUMBER: Json = {"type": "number"}
 OPTIONAL_STRING: Json = {"type": ["string", "null"]}
 # What the schema accepts for a double: scikit-learn's trees compare in float32.
 FEATURE: Json = {"type": "number", "minimum": -MAX_MAGNITUDE, "maximum": MAX_MAGNITUDE}
-DATATYPES = [*NUMERIC_DATATYPES, "BYTES"]
 
 
 def ref(name: str) -> Json:

@@ -14,13 +14,8 @@ from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
 from predictor.errors import BadRequest
 from predictor.protocol.codec import Decoded, Result
-from predictor.protocol.rows import Tensor, V2Request, datatype_of, requested_outputs, rows_from_tensors
+from predictor.protocol.rows import DATATYPES, Tensor, V2Request, datatype_of, requested_outputs, rows_from_tensors
 from predictor.protocol.schema import Schema
-
-# Every datatype of the Open Inference Protocol (KServe would answer another one only "invalid content type").
-DATATYPES = frozenset(
-    ("BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64", "FP16", "FP32", "FP64", "BYTES")
-)
 
 
 class GrpcCodec:
@@ -38,7 +33,7 @@ class GrpcCodec:
             if tensor.datatype not in DATATYPES:
                 raise BadRequest(
                     f"input {tensor.name!r:.60} has datatype {tensor.datatype!r:.20}, which is not an Open "
-                    f"Inference Protocol datatype ({', '.join(sorted(DATATYPES))})"
+                    f"Inference Protocol datatype ({', '.join(DATATYPES)})"
                 )
         try:
             request = InferRequest.from_grpc(raw)  # type: ignore[operator]  # shadowed by a bool attribute

@@ -1,7 +1,7 @@
 """Decoded rows, and tensors → rows: what v2 REST and gRPC share once each has read its wire format.
 
 A v2 request carries one ``[N, F]`` tensor (every column numeric), or one ``[N]`` tensor per column with
-the datatype that fits it (``schema.DATATYPES``), and/or a BYTES tensor named after the entity key.
+the datatype that fits it (``schema.COLUMN_DATATYPES``), and/or a BYTES tensor named after the entity key.
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ NUMERIC_DATATYPES: dict[str, type[Any]] = {
     "UINT64": np.uint64,
     "BOOL": np.bool_,
 }
+#: every datatype of the Open Inference Protocol
+DATATYPES: tuple[str, ...] = (*NUMERIC_DATATYPES, "BYTES")
 
 
 @dataclass

@@ -30,7 +30,7 @@ ColumnType = Literal["double", "float", "long", "integer", "boolean", "string", 
 COLUMN_TYPES: tuple[ColumnType, ...] = ("double", "float", "long", "integer", "boolean", "string", "datetime", "binary")
 NUMERIC: frozenset[str] = frozenset({"double", "float", "long", "integer"})
 # The Open Inference Protocol datatype that carries each column type.
-DATATYPES: dict[str, str] = {
+COLUMN_DATATYPES: dict[str, str] = {
     "double": "FP64",
     "float": "FP32",
     "long": "INT64",
@@ -54,7 +54,7 @@ class Column:
 
     @property
     def datatype(self) -> str:
-        return DATATYPES[self.type]
+        return COLUMN_DATATYPES[self.type]
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,9 @@ import orjson
 
 from predictor.errors import BadRequest
 from predictor.protocol.codec import Decoded, Description, DocumentContext, Reply, RestRequest, Result
-from predictor.protocol.document import BINARY, BOOLEAN, DATATYPES, FEATURE, JSON, STRING, Json, obj, ref
+from predictor.protocol.document import BINARY, BOOLEAN, FEATURE, JSON, STRING, Json, obj, ref
 from predictor.protocol.rows import (
+    DATATYPES,
     NUMERIC_DATATYPES,
     OUTPUT_NAMES,
     Tensor,
@@ -351,7 +352,7 @@ def schemas() -> dict[str, Json]:
         "MetadataTensor": obj(
             {
                 "name": STRING,
-                "datatype": {"enum": DATATYPES},
+                "datatype": {"enum": list(DATATYPES)},
                 "shape": {"type": "array", "items": {"type": "integer", "minimum": -1}},
                 "parameters": ref("Parameters"),
             },
@@ -376,7 +377,7 @@ def schemas() -> dict[str, Json]:
             {
                 "name": STRING,
                 "shape": shape,
-                "datatype": {"enum": DATATYPES},
+                "datatype": {"enum": list(DATATYPES)},
                 "parameters": {
                     **binary_size,
                     "description": "binary_data_size: bytes of this tensor in the binary "
@@ -410,7 +411,7 @@ def schemas() -> dict[str, Json]:
             {
                 "name": STRING,
                 "shape": {"type": "array", "items": {"type": "integer"}},
-                "datatype": {"enum": DATATYPES},
+                "datatype": {"enum": list(DATATYPES)},
                 "parameters": binary_size,
                 "data": {"type": "array"},
             },

@@ -74,9 +74,7 @@ class RegistryWatcher:
                     self.model.activate(held)
                 else:
                     log.info("registry: %s now names version %s; loading it", source.uri, source.version)
-                    self.model.adopt(
-                        registry.load(source, settings.tracking_uri, settings.compile_forest, settings.allow_pickle)
-                    )
+                    self.model.adopt(registry.load(source, self.model.load_options))
                     self.after_load()
                 self._registry_named, self.last_error = source.version, None
                 return source.version
