@@ -1,4 +1,8 @@
-"""``python -m predictor``: settings → adapters → model → server. No logic lives here."""
+"""``python -m predictor``: settings → adapters → model → server, each built by one small function here.
+
+Imports happen inside the functions on purpose: ``--workers N`` supervises without importing KServe, MLflow or
+Feast, and each worker pays only for what its settings switch on.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,18 @@ import logging
 import os
 import sys
 from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from predictor.config import Settings
+    from predictor.features import FeastFeatureSource
+    from predictor.metrics import Metrics
+    from predictor.monitoring.challenger import Challenger
+    from predictor.monitoring.prediction_log import PredictionLog
+    from predictor.serving.access import AccessControl
+    from predictor.serving.tls import TlsFiles
+
+ShutdownActions = list[Callable[[], object]]
 
 
 def main() -> None:
@@ -15,6 +31,27 @@ def main() -> None:
     if count:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         sys.exit(workers.supervise(count, sys.argv[1:]))
+    settings = _settings()
+    from prometheus_client import disable_created_metrics
+
+    from predictor import logs
+    from predictor.metrics import DriftMetrics, Metrics
+    from predictor.model import PredictorModel
+    from predictor.serving.server import PredictorServer
+
+    disable_created_metrics()  # the *_created series only add noise to every scrape
+    metrics = Metrics.create()
+    on_shutdown: ShutdownActions = []  # run after the listeners close, in this order
+    features = _feature_source(settings, metrics, on_shutdown)
+    access, tls = _access(settings, metrics), _tls(settings)
+    prediction_log = _prediction_log(settings, metrics, on_shutdown)
+    challenger = _challenger(settings, prediction_log, on_shutdown)
+    model = PredictorModel(settings, metrics, features, prediction_log, DriftMetrics.create(), challenger)
+    logs.silence_known_warnings()  # again: importing Feast put its "once" filters in front of ours
+    PredictorServer(settings, model, access, on_shutdown, tls).start()
+
+
+def _settings() -> Settings:
     from predictor import logs
 
     logs.silence_known_warnings()  # before KServe's import, which prints some of them
@@ -29,76 +66,83 @@ def main() -> None:
     logs.configure(settings.log_level, settings.log_format, settings.access_log or bool(settings.access_log_format))
     if settings.model_version is not None and not settings.model_version.isdigit():
         logging.getLogger("predictor").info("deployment label (--model-version): %s", settings.model_version)
-    from prometheus_client import disable_created_metrics
+    return settings
 
-    from predictor.metrics import Metrics
-    from predictor.model import PredictorModel, load_options_of
-    from predictor.serving.server import PredictorServer
 
-    disable_created_metrics()  # the *_created series only add noise to every scrape
-    metrics = Metrics.create()
-    features = None
-    if settings.feature_store is not None:
-        from predictor.errors import FeatureStoreUnavailable
-        from predictor.features import FeastFeatureSource
+def _feature_source(settings: Settings, metrics: Metrics, on_shutdown: ShutdownActions) -> FeastFeatureSource | None:
+    if settings.feature_store is None:
+        return None
+    from predictor.errors import FeatureStoreUnavailable
+    from predictor.features import FeastFeatureSource
 
-        try:
-            features = FeastFeatureSource(
-                settings.feature_store,
-                metrics,
-                policy=settings.missing_feature_policy,  # type: ignore[arg-type]
-                feature_view=settings.feature_view,
-            )
-        except FeatureStoreUnavailable as exc:
-            sys.exit(
-                f"error: --feature_store {settings.feature_store}: {exc}\n"
-                "hint: `python -m predictor.demo.bootstrap` prepares the demo repo in .data/feature_repo"
-            )
+    try:
+        features = FeastFeatureSource(
+            settings.feature_store,
+            metrics,
+            policy=settings.missing_feature_policy,  # type: ignore[arg-type]  # a choice of the flag
+            feature_view=settings.feature_view,
+        )
+    except FeatureStoreUnavailable as exc:
+        sys.exit(
+            f"error: --feature_store {settings.feature_store}: {exc}\n"
+            "hint: `python -m predictor.demo.bootstrap` prepares the demo repo in .data/feature_repo"
+        )
+    on_shutdown.append(features.close)
+    return features
+
+
+def _access(settings: Settings, metrics: Metrics) -> AccessControl:
     from predictor.serving.access import AccessControl
 
     try:
-        access = AccessControl.from_settings(settings, metrics.rate_limited.inc)
+        return AccessControl.from_settings(settings, metrics.rate_limited.inc)
     except ValueError as exc:
         sys.exit(f"error: {exc}")
-    on_shutdown: list[Callable[[], object]] = []
-    prediction_log = None
-    if settings.prediction_log:
-        from predictor.monitoring.prediction_log import PredictionLog
 
-        prediction_log = PredictionLog(
-            settings.prediction_log,
-            settings.prediction_log_sample_rate,
-            on_drop=metrics.predictions_dropped_from_log.inc,
-        )
-        on_shutdown.append(lambda: prediction_log.close())
-    if features is not None:
-        on_shutdown.append(features.close)
+
+def _tls(settings: Settings) -> TlsFiles | None:
     from predictor.serving.tls import TlsFiles
 
     try:
-        tls = TlsFiles.from_settings(settings.ssl_certfile, settings.ssl_keyfile, settings.ssl_ca_certs)
+        return TlsFiles.from_settings(settings.ssl_certfile, settings.ssl_keyfile, settings.ssl_ca_certs)
     except ValueError as exc:
         sys.exit(f"error: {exc}")
-    from predictor.metrics import DriftMetrics
 
-    challenger = None
-    if settings.shadow_model_uri:
-        from predictor.metrics import ShadowMetrics
-        from predictor.monitoring.challenger import Challenger
 
-        challenger = Challenger(
-            settings.shadow_model_uri,
-            settings.model_name,
-            ShadowMetrics.create(),
-            load_options_of(settings),
-            sample_rate=settings.shadow_sample_rate,
-            poll_interval_s=settings.poll_interval_s,
-            prediction_log=prediction_log,
-        )
-        on_shutdown.insert(0, challenger.close)  # before the log closes: the shadow's last lines go to it
-    model = PredictorModel(settings, metrics, features, prediction_log, DriftMetrics.create(), challenger)
-    logs.silence_known_warnings()  # again: importing Feast put its "once" filters in front of ours
-    PredictorServer(settings, model, access, on_shutdown, tls).start()
+def _prediction_log(settings: Settings, metrics: Metrics, on_shutdown: ShutdownActions) -> PredictionLog | None:
+    if not settings.prediction_log:
+        return None
+    from predictor.monitoring.prediction_log import PredictionLog
+
+    prediction_log = PredictionLog(
+        settings.prediction_log,
+        settings.prediction_log_sample_rate,
+        on_drop=metrics.predictions_dropped_from_log.inc,
+    )
+    on_shutdown.insert(0, prediction_log.close)  # before the feature store closes, as it always has
+    return prediction_log
+
+
+def _challenger(
+    settings: Settings, prediction_log: PredictionLog | None, on_shutdown: ShutdownActions
+) -> Challenger | None:
+    if not settings.shadow_model_uri:
+        return None
+    from predictor.metrics import ShadowMetrics
+    from predictor.model import load_options_of
+    from predictor.monitoring.challenger import Challenger
+
+    challenger = Challenger(
+        settings.shadow_model_uri,
+        settings.model_name,
+        ShadowMetrics.create(),
+        load_options_of(settings),
+        sample_rate=settings.shadow_sample_rate,
+        poll_interval_s=settings.poll_interval_s,
+        prediction_log=prediction_log,
+    )
+    on_shutdown.insert(0, challenger.close)  # before the log closes: the shadow's last lines go to it
+    return challenger
 
 
 if __name__ == "__main__":

@@ -9,10 +9,12 @@ parser are all generated from that declaration. KServe's own server flags (``--h
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import os
 import sys
-from collections.abc import Mapping, Sequence
+import typing
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -304,17 +306,21 @@ def _path_or_off(value: str) -> Path | _Off:
     return Path(value) if value else OFF
 
 
-def _flag_type(kind: Any) -> Any:
-    text = str(kind)
-    if "bool" in text:
-        return _bool
-    if "int" in text:
-        return int
-    if "float" in text:
-        return float
-    if "Path" in text:
-        return _path_or_off
-    return str
+_PARSERS: dict[type, Callable[[str], Any]] = {bool: _bool, int: int, float: float, Path: _path_or_off, str: str}
+
+
+def _flag_type(name: str) -> Callable[[str], Any]:
+    """How a field's flag or environment value is parsed: from its resolved type (``X | None`` → ``X``)."""
+    hint = _hints()[name]
+    kinds = [kind for kind in typing.get_args(hint) or (hint,) if kind is not type(None)]
+    if len(kinds) != 1 or kinds[0] not in _PARSERS:
+        raise TypeError(f"Settings.{name}: no parser for {hint!r}; use one of {sorted(k.__name__ for k in _PARSERS)}")
+    return _PARSERS[kinds[0]]
+
+
+@functools.cache
+def _hints() -> dict[str, Any]:
+    return typing.get_type_hints(Settings)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -335,17 +341,14 @@ def build_parser() -> argparse.ArgumentParser:
         help_text = spec.metadata["help"] + (f" [env {env}]" if env else "") + f" (default: {spec.default})"
         ours.add_argument(
             f"--{spec.name}",
-            type=_flag_type(spec.type),
+            type=_flag_type(spec.name),
             default=None,
             choices=spec.metadata["choices"],
             help=help_text,
         )
-    by_name = {spec.name: spec for spec in fields(Settings)}
     aliases = parser.add_argument_group("aliases (the flags of the seed's Flask server)")
     for alias, name in SEED_ALIASES.items():
-        aliases.add_argument(
-            alias, dest=name, type=_flag_type(by_name[name].type), default=None, help=f"same as --{name}"
-        )
+        aliases.add_argument(alias, dest=name, type=_flag_type(name), default=None, help=f"same as --{name}")
     return parser
 
 
@@ -364,8 +367,8 @@ def load_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str] 
         if given is not None:
             values[spec.name] = given
         elif env and environ.get(env):
-            values[spec.name] = _flag_type(spec.type)(environ[env])
-        elif env and env in environ and _flag_type(spec.type) is _path_or_off:
+            values[spec.name] = _flag_type(spec.name)(environ[env])
+        elif env and env in environ and _flag_type(spec.name) is _path_or_off:
             values[spec.name] = OFF  # set but empty: a path setting turned off
     off: Any = None
     return Settings(**{name: off if value is OFF else value for name, value in values.items()})

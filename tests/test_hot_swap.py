@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from predictor.demo.training import register_demo_model
+from predictor.demo.training import register_challenger, register_demo_model
 from tests.load import run_load
 from tests.servers import MODEL_NAME, SEED_ROWS, PredictorProcess, wait_until
 
@@ -136,6 +136,31 @@ def test_a_restart_serves_the_cached_version_then_follows_the_registry(
         ]
         == "2"
     )
+
+
+def test_a_restart_from_the_cache_with_a_challenger_still_follows_the_registry(
+    own_registry: str, tmp_path: Path, predictors: Start
+) -> None:
+    """The restart fault: the challenger's thread and the cached start's registry check imported MLflow at once,
+    deadlocked in its import locks and left it half-imported: the server stayed deaf to the registry for good."""
+    challenger = register_challenger(own_registry, artifact_root=tmp_path / "artifacts")
+    cache = str(tmp_path / "model-cache")
+    first = predictors(own_registry, "--model_cache_dir", cache)
+    first.wait_ready()
+    first.stop()
+    shadow = ("--shadow_model_uri", f"models:/{MODEL_NAME}@challenger")
+    second = predictors(own_registry, "--model_cache_dir", cache, "--poll_interval_s", "0.5", *shadow)
+    second.wait_ready()
+    assert "from the local model cache" in second.log(100_000)
+
+    def shadow_version() -> str | None:
+        return httpx.get(f"{second.http_url}/admin/shadow", timeout=10).json()["shadow_version"]
+
+    wait_until(lambda: shadow_version() == challenger.version, 60, 0.2, "the challenger loaded")
+    moved = register_demo_model(own_registry, kind="logreg", artifact_root=tmp_path / "artifacts", force=True)
+    wait_until(lambda: version_of(second.http_url) == moved.version, 60, 0.2, "the alias move followed")
+    log = second.log(1_000_000)
+    assert "partially initialized" not in log and "deadlock" not in log, log[-3000:]
 
 
 @dataclass

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from predictor.errors import ModelLoadError
+from predictor.models.imports import import_modules
 
 Outputs = np.ndarray | dict[str, np.ndarray]
 PACKAGE = "predictive-maintenance-predictor"
@@ -61,16 +62,15 @@ def load(local_dir: Path, flavors: dict[str, Any]) -> Adapter:
     for flavor in ("sklearn", "xgboost", "lightgbm"):
         if flavor in flavors:
             _require(flavor)
-            module = importlib.import_module(f"mlflow.{flavor}")
+            (module,) = import_modules(f"mlflow.{flavor}")
             try:
                 model = module.load_model(str(local_dir))
             except ImportError as exc:
                 raise ModelLoadError(f"the {flavor} model needs a missing package: {exc}") from exc
             return from_estimator(model, flavor, serialization)
-    import mlflow.pyfunc
-
+    (pyfunc_module,) = import_modules("mlflow.pyfunc")
     try:
-        pyfunc = mlflow.pyfunc.load_model(str(local_dir))
+        pyfunc = pyfunc_module.load_model(str(local_dir))
     except ModuleNotFoundError as exc:
         raise ModelLoadError(
             f"the model needs the Python package {exc.name!r}, which this image lacks; install it next to "

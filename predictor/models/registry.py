@@ -21,6 +21,7 @@ import pandas as pd
 from predictor.errors import ModelLoadError
 from predictor.models import flavors
 from predictor.models.flavors import Outputs
+from predictor.models.imports import import_modules
 from predictor.models.pipeline import CompiledPipeline, compile_pipeline
 from predictor.protocol.rows import datatype_of
 from predictor.protocol.schema import Column, Schema, from_signature
@@ -103,14 +104,18 @@ def can_move(uri: str) -> bool:
     return uri.startswith("models:/") and not uri.rstrip("/").rsplit("/", 1)[-1].isdigit()
 
 
+CLIENT_MODULES = ("mlflow", "mlflow.store.artifact.utils.models")
+LOADER_MODULES = (*CLIENT_MODULES, "mlflow.artifacts", "mlflow.models")
+
+
 def import_client() -> None:
     """Import what ``resolve`` needs (MLflow's client: ~0.8 s of CPU, holding the GIL while it runs)."""
-    import mlflow.store.artifact.utils.models  # noqa: F401
-    from mlflow import MlflowClient  # noqa: F401
+    import_modules(*CLIENT_MODULES)
 
 
 def resolve(uri: str, tracking_uri: str) -> ModelSource:
     """Ask the registry which version ``uri`` means right now."""
+    import_client()
     from mlflow import MlflowClient
     from mlflow.store.artifact.utils.models import get_model_name_and_version
 
@@ -147,6 +152,7 @@ class LoadOptions:
 
 def load(source: ModelSource, options: LoadOptions) -> LoadedModel:
     """Download (cached by MLflow) and load the model natively with its flavor (``flavors.py``)."""
+    import_modules(*LOADER_MODULES)
     import mlflow
     from mlflow.models import Model
 

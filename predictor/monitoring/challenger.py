@@ -20,6 +20,7 @@ import numpy as np
 
 from predictor.metrics import ShadowMetrics
 from predictor.models import registry
+from predictor.models.follower import AliasFollower
 from predictor.models.registry import LoadOptions
 from predictor.monitoring.busy import ProcessBusy
 from predictor.monitoring.prediction_log import PredictionLog, ShadowRecord
@@ -54,11 +55,19 @@ class Challenger:
         self.load_options = load_options
         self.prediction_log = prediction_log
         self.loaded: ShadowProcess | None = None
-        self.last_error: str | None = f"loading {uri}"
+        self._stopping = threading.Event()
+        self.follower = AliasFollower(
+            uri,
+            load_options.tracking_uri,
+            held=self._held,
+            adopt=self._switch,
+            interval_s=poll_interval_s,
+            stopping=self._stopping,
+            what="challenger",
+        )
         self._scorers: dict[str, ShadowScorer] = {}  # live version -> scorer for the loaded challenger
         self._refused: dict[str, str] = {}  # live version -> why the challenger cannot score its rows
         self._lock = threading.Lock()
-        self._stopping = threading.Event()
         load = ProcessBusy()  # this serving process: its event loop's and its model's threads
         self._busy = lambda: load.above(BUSY_SHARE)
 
@@ -136,37 +145,22 @@ class Challenger:
         return write
 
     # ------------------------------------------------------------------------------ loading
+    @property
+    def last_error(self) -> str | None:
+        if self.follower.last_error is not None:
+            return self.follower.last_error
+        return None if self.loaded is not None else f"loading {self.uri}"
+
     def start(self) -> None:
-        threading.Thread(target=self._run, name="shadow-loader", daemon=True).start()
+        threading.Thread(target=self.follower.run, name="shadow-loader", daemon=True).start()
 
-    def _run(self) -> None:
-        attempt = 0
-        while not self._stopping.is_set():
-            if self.check():
-                attempt = 0
-                if not registry.can_move(self.uri) or self.poll_interval_s <= 0:
-                    return
-                self._stopping.wait(self.poll_interval_s)
-            else:
-                self._stopping.wait(registry.load_backoff_s(attempt))
-                attempt += 1
-
-    def check(self) -> bool:
-        """Resolve the challenger's URI; load and switch to it when it names another version."""
-        try:
-            source = registry.resolve(self.uri, self.load_options.tracking_uri)
-            if self.loaded is not None and self.loaded.source.version == source.version and self.loaded.alive:
-                self.last_error = None
-                return True
-            log.info("shadow: loading challenger %s (version %s) in its own process", source.uri, source.version)
-            loaded = ShadowProcess(source, self.load_options)
-        except Exception as exc:  # the served model is unaffected: reported, retried
-            self.last_error = str(exc)
-            log.error("shadow: %s", exc)
-            return False
+    def _switch(self, source: registry.ModelSource) -> None:
+        """Load ``source`` in a new child process and score with it; the previous one is retired."""
+        log.info("shadow: loading challenger %s (version %s) in its own process", source.uri, source.version)
+        loaded = ShadowProcess(source, self.load_options)
         with self._lock:
             retired, self._scorers, self._refused = list(self._scorers.values()), {}, {}
-            previous, self.loaded, self.last_error = self.loaded, loaded, None
+            previous, self.loaded = self.loaded, loaded
         for scorer in retired:
             scorer.close()
         if previous is not None:
@@ -177,7 +171,10 @@ class Challenger:
             loaded.pid,
             self.sample_rate * 100,
         )
-        return True
+
+    def _held(self) -> str | None:
+        loaded = self.loaded
+        return loaded.source.version if loaded is not None and loaded.alive else None
 
     # ------------------------------------------------------------------------------ status and stop
     def status(self) -> dict[str, Any]:

@@ -16,8 +16,8 @@ from predictor.config import Settings
 from predictor.errors import ModelNotFoundError, ModelNotReadyError, PredictorError
 from predictor.model import PredictorModel
 from predictor.models import registry
+from predictor.models.follower import AliasFollower
 from predictor.serving import workers
-from predictor.serving.watcher import RegistryWatcher
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +34,14 @@ class Lifecycle:
         self.feature_store_error: str | None = None
         self.draining = False
         self.stopping = threading.Event()
-        # A swapped-in version's objects are long-lived too: frozen like the first load's.
-        self.watcher = RegistryWatcher(model, settings.poll_interval_s, self.stopping, after_load=_freeze_long_lived)
+        self.follower = AliasFollower(
+            settings.resolved_model_uri,
+            settings.tracking_uri,
+            held=lambda: model.serving.version if model.serving is not None else None,
+            adopt=self._adopt,
+            interval_s=settings.poll_interval_s,
+            stopping=self.stopping,
+        )
 
     # ------------------------------------------------------------------------------ readiness
     def not_ready_reason(self) -> str | None:
@@ -50,9 +56,7 @@ class Lifecycle:
         return self.feature_store_error
 
     def start_background(self) -> None:
-        _thread(self._load_with_retries, "model-loader")
-        if self.model.challenger is not None:
-            self.model.challenger.start()
+        _thread(self._load_with_retries, "model-loader")  # starts the challenger once MLflow is imported
         if self.model.features is not None:
             _thread(self._watch_feature_store, "feature-store-check")
 
@@ -76,7 +80,7 @@ class Lifecycle:
                 for s in (current, previous)
                 if s is not None
             },
-            "last_registry_error": self.watcher.last_error,
+            "last_registry_error": self.follower.last_error,
         }
 
     def drift(self) -> dict[str, Any]:
@@ -109,14 +113,14 @@ class Lifecycle:
         return challenger.status()
 
     def reload(self) -> None:
-        self.watcher.check()
+        self.follower.check()
 
     def wake(self) -> None:
         """A registry webhook said something changed: check on the watcher's thread, not the event loop's."""
-        if self.settings.poll_interval_s > 0 and self.watcher.follows_a_moving_reference:
-            self.watcher.wake()
+        if self.settings.poll_interval_s > 0 and self.follower.follows_a_moving_reference:
+            self.follower.wake()
         else:
-            _thread(self.watcher.check, "registry-check")
+            _thread(self.follower.check, "registry-check")
 
     # ------------------------------------------------------------------------------ background
     def _load_with_retries(self) -> None:
@@ -128,7 +132,7 @@ class Lifecycle:
                 _freeze_long_lived()
                 self._ready_marker(present=True)
                 if not fresh:
-                    self.watcher.check()  # served from the local cache: has the registry moved on?
+                    self.follower.check()  # served from the local cache: has the registry moved on?
                     # That check imported MLflow (~1M objects, a cached start has not imported it before):
                     # unfrozen, every full collection walked them (200-300 ms pauses under load, measured).
                     _freeze_long_lived()
@@ -143,8 +147,24 @@ class Lifecycle:
                 )
                 attempt += 1
                 self.stopping.wait(delay)
-        if self.settings.poll_interval_s > 0 and self.watcher.follows_a_moving_reference:
-            self.watcher.run()
+        if self.stopping.is_set():
+            return
+        # Only now: the challenger's thread and this one importing MLflow at once can deadlock its imports
+        # (``_ModuleLock``) and leave it half-imported for the life of the process. It is imported by now.
+        registry.import_client()
+        if self.model.challenger is not None:
+            self.model.challenger.start()
+        if self.settings.poll_interval_s > 0 and self.follower.follows_a_moving_reference:
+            self.follower.run(check_first=False)
+
+    def _adopt(self, source: registry.ModelSource) -> None:
+        """The registry names another version: serve it (a pointer flip when it is the one held as previous)."""
+        held = self.model.held(source.version)
+        if held is not None:  # e.g. the alias moved back to the previous version
+            self.model.activate(held)
+            return
+        self.model.adopt(registry.load(source, self.model.load_options))
+        _freeze_long_lived()  # a swapped-in version's objects are long-lived too: frozen like the first load's
 
     def _ready_marker(self, present: bool) -> None:
         state = self.settings.worker_state_dir
