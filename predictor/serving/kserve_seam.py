@@ -64,7 +64,7 @@ class HttpServer(RESTServer):
     """KServe's REST server with our routes only, our error handlers, no per-request timing log lines.
 
     ``register_routes`` and ``add_exception_handlers`` are called with KServe's FastAPI app; ``front`` wraps
-    that app in what uvicorn serves (the inference fast path), inside the access log when there is one.
+    that app in what uvicorn serves (the HTTP door, serving/http.py), inside the access log when there is one.
     """
 
     def __init__(

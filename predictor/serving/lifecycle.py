@@ -116,7 +116,7 @@ class Lifecycle:
         self.follower.check()
 
     def wake(self) -> None:
-        """A registry webhook said something changed: check on the watcher's thread, not the event loop's."""
+        """A registry webhook said something changed: check on the follower's thread, not the event loop's."""
         if self.settings.poll_interval_s > 0 and self.follower.follows_a_moving_reference:
             self.follower.wake()
         else:
