@@ -17,7 +17,10 @@ MONITORING = ("ours-nodrift", "ours-shadow")
 PEERS = ("baseline", "mlflow", "mlserver")
 FLOOR = "floor"
 ALL_SERVERS = (FLOOR, *OURS, *MONITORING, *PEERS)
-FOREST_DEFAULT = (FLOOR, *OURS, *MONITORING, *PEERS)
+# Ours at another git revision (BENCH_OURS_AT): no regression, measured side by side in one run. Only when named.
+REVISION = "ours-at"
+KNOWN_SERVERS = (*ALL_SERVERS, REVISION)
+FOREST_DEFAULT = (FLOOR, *OURS, *MONITORING, *PEERS, REVISION)
 TYPED_SERVERS = ("ours", *PEERS)
 
 # Growth (issue 15): rows per request at a fixed concurrency, and concurrency at one row per request. Off by

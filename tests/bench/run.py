@@ -9,7 +9,9 @@ baseline,mlflow,mlserver), BENCH_SCENARIOS (default all: 1row@50,100row@8,1row@1
 typed-100row@8,explain-1row@1 and the growth grid's 10row@8,1000row@8,1row@8,1row@200, which only run with
 growth on; typed-* is issue 11's ColumnTransformer pipeline with a string column, tests/bench/typed_model.py),
 BENCH_GROWTH=1 (the growth grid: floor, ours, ours-w2 and the peers at 1/10/100/1000 rows @8 and 1 row
-@1/8/50/200), BENCH_OUT (default bench-results). All traffic goes to 127.0.0.1 on free ports; every server is
+@1/8/50/200), BENCH_OUT (default bench-results), BENCH_OURS_AT (a git revision: the server ``ours-at`` runs ours at
+that revision from a checkout of its own, for a no-regression comparison in the same run, e.g.
+``BENCH_SERVERS=floor,ours,ours-at BENCH_OURS_AT=HEAD~5``; only run when named). All traffic goes to 127.0.0.1 on free ports; every server is
 stopped by its process group, also on failure or Ctrl-C. Writes OUT/latest.md and OUT/latest.json, and
 OUT/growth.png when the growth grid was measured.
 
@@ -39,10 +41,20 @@ from tests.bench import payloads, report
 from tests.bench.chart import growth_chart
 from tests.bench.load import HarnessError, http, run_hey
 from tests.bench.mlserver_env import MLSERVER_VERSION, ensure_mlserver
-from tests.bench.plan import ALL_SERVERS, OURS, SCENARIO_BY_KEY, SCENARIOS, Measurement, Scenario, Start
+from tests.bench.plan import (
+    ALL_SERVERS,
+    KNOWN_SERVERS,
+    OURS,
+    REVISION,
+    SCENARIO_BY_KEY,
+    SCENARIOS,
+    Measurement,
+    Scenario,
+    Start,
+)
 from tests.bench.procs import group_cpu_s, settle
 from tests.bench.registry import BenchKind, prepare_feature_repo, prepare_registry
-from tests.bench.servers import SERVERS, Context, Protocol, RunningServer, ServerFailed, serve
+from tests.bench.servers import SERVERS, Context, Protocol, RunningServer, ServerFailed, checkout_revision, serve
 
 KINDS: tuple[BenchKind, ...] = ("forest", "logreg", "typed")
 
@@ -56,6 +68,7 @@ class Config:
     scenarios: tuple[str, ...]
     out: Path
     growth: bool = False
+    at: str | None = None  # the git revision ours-at runs
     ready_timeout_s: float = 90.0
 
     @property
@@ -79,14 +92,19 @@ def load_config(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Confi
     parser.add_argument("--servers", default=environ.get("BENCH_SERVERS", ",".join(ALL_SERVERS)))
     parser.add_argument("--scenarios", default=environ.get("BENCH_SCENARIOS", ",".join(SCENARIO_BY_KEY)))
     parser.add_argument("--out", type=Path, default=Path(environ.get("BENCH_OUT", "bench-results")))
+    parser.add_argument("--at", default=environ.get("BENCH_OURS_AT"),
+                        help=f"the git revision {REVISION} runs (BENCH_OURS_AT)")  # fmt: skip
     growth = environ.get("BENCH_GROWTH", "0").strip().lower() not in ("", "0", "no", "false")
     parser.add_argument("--growth", action=argparse.BooleanOptionalAction, default=growth)
     args = parser.parse_args(argv)
     if args.duration <= 0 or args.rounds < 1 or args.warmup < 0:
         parser.error("--duration must be > 0, --rounds ≥ 1, --warmup ≥ 0")
-    return Config(args.duration, args.rounds, args.warmup, _names(args.servers, ALL_SERVERS, "server"),
+    servers = _names(args.servers, KNOWN_SERVERS, "server")
+    if REVISION in servers and not args.at:
+        parser.error(f"{REVISION} runs ours at another git revision: name it, e.g. BENCH_OURS_AT=HEAD~3")
+    return Config(args.duration, args.rounds, args.warmup, servers,
                   _names(args.scenarios, tuple(SCENARIO_BY_KEY), "scenario"), args.out.resolve(),
-                  args.growth)  # fmt: skip
+                  args.growth, at=args.at)  # fmt: skip
 
 
 @dataclass
@@ -332,8 +350,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             feature_repo_status = "prepared"
         except Exception as exc:  # a boundary: the servers that need it report the reason, the others still run
             feature_repo_status = f"no Feast repo ({exc!r:.120})"
+    revision_tree = None
+    if REVISION in config.servers and config.at:
+        revision_tree = checkout_revision(config.at, config.out / "revision")
+        print(f"==> {REVISION}: ours at {config.at} ({revision_tree})", flush=True)
     context = Context(Path(sys.executable), registry, config.out, mlserver, mlserver_status,
-                      feature_repo, feature_repo_status)  # fmt: skip
+                      feature_repo, feature_repo_status, revision_tree)  # fmt: skip
     shutil.rmtree(context.model_caches, ignore_errors=True)
     bench = Bench(config, hey, context)
     meta = machine(config, mlserver_status)

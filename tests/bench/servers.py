@@ -9,6 +9,7 @@
 | ours-serve  | ``make serve``'s command as ``make -n serve`` prints it (Feast on),  | KServe v1                  |
 |             | pointed at the bench's registry and Feast repo, restarted cached     |                            |
 | ours-w2     | ours with ``--workers 2``                                            | KServe v1                  |
+| ours-at     | ours at another git revision (``BENCH_OURS_AT``), its own checkout   | KServe v1                  |
 | ours-nodrift| ours with ``--drift_window_rows 0`` (ours watches drift: the demo    | KServe v1                  |
 |             | carries a baseline) — what drift monitoring costs                    |                            |
 | ours-shadow | ours with ``--shadow_model_uri …@challenger`` scoring every request  | KServe v1                  |
@@ -22,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -76,6 +78,7 @@ class Context:
     mlserver_status: str  # why it is None
     feature_repo: Path | None = None  # a prepared Feast repo, for `make serve`'s flags
     feature_repo_status: str = "not requested"  # why it is None
+    revision_tree: Path | None = None  # a checkout of BENCH_OURS_AT, for ours-at
 
     @property
     def model_caches(self) -> Path:
@@ -114,6 +117,28 @@ def _ours(workers: int = 1, kept_cache: str | None = None, extra: tuple[str, ...
         return Launch([*argv, *extra], _env(context), Path.cwd())
 
     return launch
+
+
+def _ours_at(context: Context, kind: BenchKind, ports: Ports) -> Launch:
+    """Ours at another git revision: its checkout is the working directory, so ``-m predictor`` imports it (the
+    current directory comes before the project's editable install on ``sys.path``); same interpreter and flags."""
+    if context.revision_tree is None:
+        raise ServerFailed("ours-at needs BENCH_OURS_AT=<git revision>")
+    launch = _ours()(context, kind, ports)
+    return Launch(launch.argv, {**launch.env, "PYTHONPATH": str(context.revision_tree)}, context.revision_tree)
+
+
+def checkout_revision(revision: str, where: Path) -> Path:
+    """A clean checkout of ``revision`` at ``where`` (a detached git worktree), made anew at every run."""
+    project = Path(__file__).resolve().parents[2]
+    git = ["git", "-C", str(project), "worktree"]
+    subprocess.run([*git, "remove", "--force", str(where)], capture_output=True, check=False)
+    shutil.rmtree(where, ignore_errors=True)
+    subprocess.run([*git, "prune"], capture_output=True, check=True)
+    done = subprocess.run([*git, "add", "--detach", str(where), revision], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"error: BENCH_OURS_AT={revision}: {done.stderr.strip()}")
+    return where
 
 
 def _model_cache(context: Context, kind: BenchKind, ports: Ports, kept: str | None) -> Path:
@@ -205,6 +230,7 @@ SERVERS: dict[str, ServerSpec] = {
         ServerSpec("ours-cached", "ours from its model cache", V1, 1, _ours(kept_cache="cached"), True),
         ServerSpec("ours-serve", "ours, make serve's flags", V1, 1, _make_serve, True, True),
         ServerSpec("ours-w2", "ours --workers 2", V1, 2, _ours(2)),
+        ServerSpec("ours-at", "ours at BENCH_OURS_AT", V1, 1, _ours_at),
         ServerSpec("ours-nodrift", "ours, drift off", V1, 1, _ours(extra=("--drift_window_rows", "0"))),
         ServerSpec(
             "ours-shadow",
