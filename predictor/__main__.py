@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from predictor.config import Settings
+    from predictor.config import ModelSpec, Settings
     from predictor.features import FeastFeatureSource
     from predictor.metrics import Metrics
     from predictor.monitoring.challenger import Challenger
@@ -45,10 +45,17 @@ def main() -> None:
     features = _feature_source(settings, metrics, on_shutdown)
     access, tls = _access(settings, metrics), _tls(settings)
     prediction_log = _prediction_log(settings, metrics, on_shutdown)
-    challenger = _challenger(settings, prediction_log, on_shutdown)
-    model = PredictorModel(settings, metrics, features, prediction_log, DriftMetrics.create(), challenger)
+    challenger = _challenger(settings, prediction_log, on_shutdown)  # shadows the first model
+    drift = DriftMetrics.create()
+
+    def make_model(spec: ModelSpec, shadowed: bool = False) -> PredictorModel:
+        return PredictorModel(
+            settings, metrics, features, prediction_log, drift, challenger if shadowed else None, spec
+        )
+
+    models = [make_model(spec, shadowed=i == 0) for i, spec in enumerate(settings.model_specs)]
     logs.silence_known_warnings()  # again: importing Feast put its "once" filters in front of ours
-    PredictorServer(settings, model, access, on_shutdown, tls).start()
+    PredictorServer(settings, models, access, make_model, on_shutdown, tls).start()
 
 
 def _settings() -> Settings:
@@ -58,6 +65,10 @@ def _settings() -> Settings:
     from predictor.config import load_settings
 
     settings = load_settings()
+    try:
+        settings.model_specs  # noqa: B018  # checked here, before anything starts: --model must be NAME=URI
+    except ValueError as exc:
+        sys.exit(f"error: {exc}")
     # MLflow's REST client reads only its environment: by default it retries 7 times over minutes, which
     # would hide an unreachable registry from /ready. Our loader retries with its own backoff instead.
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")

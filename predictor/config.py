@@ -33,13 +33,21 @@ def _opt(
     choices: Sequence[str] | None = None,
     flag: bool = True,
     internal: bool = False,
+    repeat: str | None = None,
 ) -> Any:
     """``flag=False``: environment only (secrets: a flag would show in ``ps`` and in the pod spec).
-    ``internal``: set by the worker supervisor for its children; not a user setting."""
-    return field(
-        default=default,
-        metadata={"help": help, "env": env, "choices": choices, "flag": flag and not internal, "internal": internal},
-    )
+    ``internal``: set by the worker supervisor for its children; not a user setting.
+    ``repeat``: a repeatable flag of this name gives the values, joined by commas as the environment gives them."""
+    metadata = {"help": help, "env": env, "choices": choices, "flag": flag and not internal, "internal": internal}
+    return field(default=default, metadata={**metadata, "repeat": repeat})
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One model to serve: its name in URLs and metric labels, and where it comes from."""
+
+    name: str
+    uri: str
 
 
 def _bool(text: str) -> bool:
@@ -69,6 +77,33 @@ class Settings:
         "(models:/MODEL_NAME/N) when --model_uri is not given; any other value (e.g. 1.0) is only a deployment "
         "label, logged at start. The version reported everywhere is the registry version actually served.",
         env="PREDICTOR_MODEL_VERSION",
+    )
+    models: str | None = _opt(
+        None,
+        "Serve several models in one process: NAME=URI (any URI form of --model_uri), the flag repeated once per "
+        "model (--model pumps=models:/pumps@production --model fans=models:/fans@production). Each has its own "
+        "batcher, registry follower, drift baseline, metric series and readiness. Replaces --model_name/--model_uri.",
+        env="PREDICTOR_MODELS",
+        repeat="--model",
+    )
+    registry_alias: str | None = _opt(
+        None,
+        "The registry is the deployment: serve every registered model that holds this alias (e.g. production), "
+        "each under its registered name, re-checked every --poll_interval_s (at least 1 s): a model that gains the "
+        "alias is served, one that loses it is unloaded once its requests in flight finish. Beside any --model.",
+        env="PREDICTOR_REGISTRY_ALIAS",
+    )
+    registry_filter: str | None = _opt(
+        None,
+        "With --registry_alias: only the registered models this MLflow search filter selects, e.g. "
+        "\"name LIKE 'pm_%'\".",
+        env="PREDICTOR_REGISTRY_FILTER",
+    )
+    model_dir: str | None = _opt(
+        None,
+        "An MLflow model directory to serve, as KServe's runtimes are run (--model_dir=/mnt/models, where its storage "
+        "initializer downloaded a storageUri). Used when --model_uri is not given.",
+        env="PREDICTOR_MODEL_DIR",
     )
     tracking_uri: str = _opt(
         "sqlite:///.data/mlflow.db",
@@ -255,9 +290,35 @@ class Settings:
     )
 
     @property
+    def model_specs(self) -> tuple[ModelSpec, ...]:
+        """The models to serve: ``--model`` entries, or the one of ``--model_name`` and ``--model_uri``.
+
+        Raises ``ValueError`` naming the entry that is not NAME=URI, or a name given twice."""
+        if not self.models:
+            if self.registry_alias:
+                return ()  # the registry names them (models/discovery.py)
+            return (ModelSpec(self.model_name, self.resolved_model_uri),)
+        specs: list[ModelSpec] = []
+        for entry in (part.strip() for part in self.models.split(",")):
+            name, separator, uri = entry.partition("=")
+            if not separator or not name.strip() or not uri.strip() or "/" in name:
+                raise ValueError(
+                    f"--model {entry!r:.120} is not NAME=URI: give each model as e.g. "
+                    "--model pumps=models:/pumps@production (NAME is its URL name, without '/')"
+                )
+            specs.append(ModelSpec(name.strip(), uri.strip()))
+        names = [spec.name for spec in specs]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise ValueError(f"--model names {twice} more than once: each model needs a name of its own")
+        return tuple(specs)
+
+    @property
     def resolved_model_uri(self) -> str:
         if self.model_uri:
             return self.model_uri
+        if self.model_dir:
+            return self.model_dir
         if self.model_version is not None and self.model_version.isdigit():
             return f"models:/{self.model_name}/{self.model_version}"
         return f"models:/{self.model_name}@production"
@@ -339,6 +400,10 @@ def build_parser() -> argparse.ArgumentParser:
             continue
         env = spec.metadata["env"]
         help_text = spec.metadata["help"] + (f" [env {env}]" if env else "") + f" (default: {spec.default})"
+        repeat = spec.metadata["repeat"]
+        if repeat:
+            ours.add_argument(repeat, dest=spec.name, action="append", default=None, help=help_text)
+            continue
         ours.add_argument(
             f"--{spec.name}",
             type=_flag_type(spec.name),
@@ -365,7 +430,7 @@ def load_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str] 
         given = getattr(namespace, spec.name, None)
         env = spec.metadata["env"]
         if given is not None:
-            values[spec.name] = given
+            values[spec.name] = ",".join(given) if isinstance(given, list) else given
         elif env and environ.get(env):
             values[spec.name] = _flag_type(spec.name)(environ[env])
         elif env and env in environ and _flag_type(spec.name) is _path_or_off:
@@ -384,7 +449,8 @@ def markdown_table() -> str:
         env = spec.metadata["env"] or ""
         choices = spec.metadata["choices"]
         help_text = spec.metadata["help"] + (f" One of: {', '.join(choices)}." if choices else "")
-        name = f"`--{spec.name}`" if spec.metadata["flag"] else "(environment only)"
+        flag = spec.metadata["repeat"] or f"--{spec.name}"
+        name = f"`{flag}`" if spec.metadata["flag"] else "(environment only)"
         rows.append(f"| {name} | {f'`{env}`' if env else ''} | `{default}` | {help_text} |")
     return "\n".join(rows)
 

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from kserve.model import Model
 
-from predictor.config import Settings
+from predictor.config import ModelSpec, Settings
 from predictor.errors import BadRequest, ModelNotFoundError, ModelNotReadyError, PredictorError
 from predictor.feature_fill import fill_from_store
 from predictor.metrics import DriftMetrics, Metrics, VersionSeries
@@ -88,17 +88,21 @@ class PredictorModel(Model):
         prediction_log: PredictionLog | None = None,
         drift_metrics: DriftMetrics | None = None,
         challenger: Challenger | None = None,
+        spec: ModelSpec | None = None,
     ) -> None:
-        super().__init__(settings.model_name)
+        """``spec``: which model (None: the one of --model_name and --model_uri)."""
+        spec = spec or settings.model_specs[0]
+        super().__init__(spec.name)
+        self.uri = spec.uri
         self.settings = settings
         self.metrics = metrics
         self.features = features
         self.prediction_log = prediction_log
         self.drift_metrics = drift_metrics  # None: no drift monitoring at all
         self.challenger = challenger
-        self.taps = Taps(settings.model_name, prediction_log, challenger)
+        self.taps = Taps(spec.name, prediction_log, challenger)
         self.load_options = load_options_of(settings)
-        self.cache = ModelCache(settings.model_cache_dir, settings.tracking_uri, settings.resolved_model_uri)
+        self.cache = ModelCache(settings.model_cache_dir, settings.tracking_uri, spec.uri)
         self.serving: Serving | None = None
         self.previous: Serving | None = None  # kept loaded: rollback is a pointer flip
         self.ready = False
@@ -120,7 +124,7 @@ class PredictorModel(Model):
             registry.import_client()
             self.activate(self.prepare(cached))
             return False
-        source = registry.resolve(self.settings.resolved_model_uri, self.settings.tracking_uri)
+        source = registry.resolve(self.uri, self.settings.tracking_uri)
         log.info("loading %s (version %s)", source.uri, source.version)
         self.adopt(registry.load(source, self.load_options))
         return True
@@ -150,6 +154,16 @@ class PredictorModel(Model):
             model.serialization,
             model.path,
         )
+
+    def unload(self) -> None:
+        """Drop every version held (requests in flight keep the ``Serving`` they hold, and finish on it)."""
+        held = [s for s in (self.serving, self.previous) if s is not None]
+        self.serving = self.previous = None
+        self.ready = False
+        for serving in held:
+            if serving.drift is not None:
+                serving.drift.close()
+            self.metrics.loaded.labels(self.name, serving.version).set(0)
 
     def rollback(self) -> Serving:
         """Swap back to the previously served version (which becomes the one to roll forward to)."""

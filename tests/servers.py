@@ -215,3 +215,23 @@ def scrape(base_url: str, headers: dict[str, str] | None = None) -> dict[tuple[s
 def sample(samples: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str) -> float:
     """One sample's value from ``scrape()``; 0 when the series does not exist (yet)."""
     return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+def mlflow_server(registry_dir: Path, port: int, log_dir: Path) -> Process:
+    bin_dir = str(Path(sys.executable).parent)  # `mlflow server` execs uvicorn from PATH
+    return Process(
+        [
+            f"{bin_dir}/mlflow",
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{registry_dir}/mlflow.db",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        log_dir / "mlflow-server.log",
+        env={"PATH": f"{bin_dir}:{os.environ.get('PATH', '')}"},
+    )

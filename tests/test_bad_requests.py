@@ -149,14 +149,7 @@ CASES = [
     ),
     ("v2 unknown model", "/v2/models/nope/infer", tensor(), JSON, 404, "not served here"),
     ("v2 unknown version", f"/v2/models/{MODEL_NAME}/versions/99/infer", tensor(), JSON, 404, "version '99'"),
-    (
-        "repository unload of the only model",
-        f"/v2/repository/models/{MODEL_NAME}/unload",
-        {},
-        JSON,
-        400,
-        "does not unload",
-    ),
+    ("repository unload of an unknown model", "/v2/repository/models/nope/unload", {}, JSON, 404, "not served here"),
 ]
 
 

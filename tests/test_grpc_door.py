@@ -106,11 +106,13 @@ def test_the_model_repository_is_guarded_like_its_rest_routes(guarded: Predictor
     with stub(guarded.grpc_target) as client:
         unload = pb.RepositoryModelUnloadRequest(model_name=MODEL_NAME)
         assert code_of(lambda: client.RepositoryModelUnload(unload, timeout=10))[0] == grpc.StatusCode.UNAUTHENTICATED
-        code, message = code_of(lambda: client.RepositoryModelUnload(unload, metadata=bearer(TOKEN), timeout=10))
-        assert code == grpc.StatusCode.INVALID_ARGUMENT and "does not unload" in message
+        assert client.RepositoryModelUnload(unload, metadata=bearer(TOKEN), timeout=10).isUnloaded
+        gone = code_of(lambda: client.ModelInfer(infer_request(MODEL_NAME, SEED_ROWS), metadata=bearer(TOKEN)))
+        assert gone[0] == grpc.StatusCode.NOT_FOUND and "is unloaded" in gone[1]
         load = pb.RepositoryModelLoadRequest(model_name=MODEL_NAME)
         assert code_of(lambda: client.RepositoryModelLoad(load, timeout=10))[0] == grpc.StatusCode.UNAUTHENTICATED
-        assert client.RepositoryModelLoad(load, metadata=bearer(TOKEN), timeout=30).isLoaded
+        assert client.RepositoryModelLoad(load, metadata=bearer(TOKEN), timeout=120).isLoaded
+        assert client.ModelInfer(infer_request(MODEL_NAME, SEED_ROWS), metadata=bearer(TOKEN), timeout=30).outputs
 
 
 def test_the_rate_limit_applies_to_grpc_per_client(tracking_uri: str, tmp_path: Path) -> None:

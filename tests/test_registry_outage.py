@@ -2,33 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import sys
 from pathlib import Path
 
 import httpx
 
-from tests.servers import MODEL_NAME, SEED_ROWS, Process, free_port, sample, scrape, start_predictor, wait_until
-
-
-def mlflow_server(registry_dir: Path, port: int, log_dir: Path) -> Process:
-    bin_dir = str(Path(sys.executable).parent)  # `mlflow server` execs uvicorn from PATH
-    return Process(
-        [
-            f"{bin_dir}/mlflow",
-            "server",
-            "--backend-store-uri",
-            f"sqlite:///{registry_dir}/mlflow.db",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-        ],
-        log_dir / "mlflow-server.log",
-        env={"PATH": f"{bin_dir}:{os.environ.get('PATH', '')}"},
-    )
+from tests.servers import MODEL_NAME, SEED_ROWS, free_port, mlflow_server, sample, scrape, start_predictor, wait_until
 
 
 def test_registry_down_at_start_then_back_and_a_restart_from_the_cache_while_it_is_down(

@@ -1,11 +1,14 @@
 """The models this process serves, by name: the one lookup every door makes.
 
-One entry today; the issue on many models makes it many (each with its own batcher, follower, metrics and
-readiness). Nothing that looks a model up assumes there is only one.
+Each entry has its own batcher, follower, metrics and readiness; nothing that looks a model up assumes there is
+only one. Entries come and go while requests run (``add``, ``remove``, registry discovery): the mapping is
+replaced, never changed in place, so a lookup needs no lock. An unloaded model stays listed (the repository
+index shows it) but answers like an unknown one: 404 over every door, saying how to load it.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Iterator
 from typing import Generic, Protocol, TypeVar
 
@@ -23,9 +26,30 @@ M = TypeVar("M", bound=Named)
 class ModelTable(Generic[M]):
     def __init__(self, models: Iterable[M]) -> None:
         self._models = {model.name: model for model in models}
-        if not self._models:
-            raise ValueError("a model table needs at least one model")
-        self.default: M = next(iter(self._models.values()))  # what a door without a model name serves
+        self._unloaded: frozenset[str] = frozenset()
+        self._lock = threading.Lock()  # writers only
+
+    def __len__(self) -> int:
+        return len(self._models)
+
+    def add(self, model: M) -> None:
+        with self._lock:
+            self._models = {**self._models, model.name: model}
+
+    def remove(self, name: str) -> M | None:
+        with self._lock:
+            models = dict(self._models)
+            removed = models.pop(name, None)
+            self._models = models
+            self._unloaded = self._unloaded - {name}
+            return removed
+
+    def mark_unloaded(self, name: str, unloaded: bool = True) -> None:
+        with self._lock:
+            self._unloaded = self._unloaded | {name} if unloaded else self._unloaded - {name}
+
+    def is_unloaded(self, name: str) -> bool:
+        return name in self._unloaded
 
     def __iter__(self) -> Iterator[M]:
         return iter(self._models.values())
@@ -33,12 +57,29 @@ class ModelTable(Generic[M]):
     def names(self) -> list[str]:
         return list(self._models)
 
+    def first(self) -> M | None:
+        """What a door without a model name serves: the first model (None while there is none)."""
+        return next(iter(self._models.values()), None)
+
+    @property
+    def default(self) -> M:
+        model = self.first()
+        if model is None:
+            raise ModelNotFoundError(
+                "no model is served yet: the registry holds none with the alias followed (--registry_alias)"
+            )
+        return model
+
     def find(self, name: str | None) -> M | None:
-        return self.default if name is None else self._models.get(name)
+        return self.first() if name is None else self._models.get(name)
 
     def get(self, name: str | None) -> M:
         """The model called ``name`` (None: the default one); 404 naming what is served otherwise."""
         model = self.find(name)
+        if model is not None and model.name in self._unloaded:
+            raise ModelNotFoundError(
+                f"model {model.name!r} is unloaded; POST /v2/repository/models/{model.name}/load loads it again"
+            )
         if model is None:
             served = ", ".join(repr(n) for n in self._models)
             raise ModelNotFoundError(

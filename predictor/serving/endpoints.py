@@ -117,7 +117,9 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("GET", "/admin/shadow", "admin_shadow", "admin",
              "The shadow model (--shadow_model_uri): its version, agreement with the served model, errors",
              access="metrics", errors=("401", "404", "429")),
-    # The repository extension's: guarded like /admin (KServe's would unload the only model unchecked).
+    # The repository extension's (OIP, as Triton and tritonclient speak it): load and unload guarded like /admin.
+    Endpoint("POST", "/v2/repository/index", "repository_index", "v2", "Every model with its state",
+             documented=False),
     Endpoint("POST", "/v2/repository/models/{model_name}/load", "repository_load", "admin", "Load a model",
              access="admin", documented=False),
     Endpoint("POST", "/v2/repository/models/{model_name}/unload", "repository_unload", "admin", "Unload a model",

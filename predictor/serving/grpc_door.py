@@ -12,6 +12,7 @@ call does: the model by name from the table, then the gRPC codec, the model, the
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from concurrent import futures
@@ -27,12 +28,12 @@ from kserve.protocol.grpc.servicer import InferenceServicer
 from kserve.protocol.model_repository_extension import ModelRepositoryExtension
 
 from predictor import errors
-from predictor.errors import BadRequest
 from predictor.model import Call, PredictorModel
 from predictor.models.table import ModelTable
 from predictor.protocol import v2
 from predictor.protocol.grpc import GrpcCodec
 from predictor.serving.access import AccessControl, Kind
+from predictor.serving.grpc_repository import index_handler, model_name_of
 from predictor.serving.lifecycle import Lifecycle
 from predictor.serving.tls import TlsFiles
 
@@ -75,7 +76,9 @@ class Door(AsyncServerInterceptor):
                 log.exception("gRPC %s failed", method_name)
             if method_short == "ModelInfer":  # the counting scope of every door: inference calls
                 name = getattr(request, "model_name", None)
-                (self.table.find(name) or self.table.default).count_error(answer.error_type)
+                counted = self.table.find(name) or self.table.first()
+                if counted is not None:
+                    counted.count_error(answer.error_type)
             await context.abort(answer.grpc_code, answer.message)
 
 
@@ -101,8 +104,9 @@ class Servicer(InferenceServicer):
         return pb.ServerMetadataResponse(**v2.server_metadata())
 
     async def ModelReady(self, request: pb.ModelReadyRequest, context: Any) -> pb.ModelReadyResponse:
-        self._model(request.name, request.version)
-        return pb.ModelReadyResponse(ready=self.lifecycle.not_ready_reason() is None)
+        model = self.table.find(request.name) or self._model(request.name, request.version)  # unloaded: not ready
+        model.require_version(request.version or None)
+        return pb.ModelReadyResponse(ready=self.lifecycle.model_not_ready_reason(model.name) is None)
 
     async def ModelMetadata(self, request: pb.ModelMetadataRequest, context: Any) -> pb.ModelMetadataResponse:
         model = self._model(request.name, request.version)
@@ -136,20 +140,22 @@ class Servicer(InferenceServicer):
     async def RepositoryModelLoad(
         self, request: pb.RepositoryModelLoadRequest, context: Any
     ) -> pb.RepositoryModelLoadResponse:
-        """As POST /v2/repository/models/NAME/load: ask the registry now."""
-        import asyncio
-
-        model = self._model(request.model_name, "")
-        await asyncio.to_thread(self.lifecycle.reload)
-        return pb.RepositoryModelLoadResponse(model_name=model.name, isLoaded=True)
+        """As POST /v2/repository/models/NAME/load: load an unloaded model (answering once it serves), or ask
+        the registry now for a loaded one."""
+        name = model_name_of(request)
+        if self.table.find(name) is None:
+            self.table.get(name)  # the table's 404
+        await asyncio.to_thread(self.lifecycle.load, name)
+        return pb.RepositoryModelLoadResponse(model_name=name, isLoaded=True)
 
     async def RepositoryModelUnload(
         self, request: pb.RepositoryModelUnloadRequest, context: Any
     ) -> pb.RepositoryModelUnloadResponse:
-        raise BadRequest(
-            "this server serves exactly one model and does not unload it: stop the process, or move the "
-            "registry alias to change what it serves"
-        )
+        """As POST /v2/repository/models/NAME/unload."""
+        name = model_name_of(request)
+        self.table.get(name)
+        self.lifecycle.unload(name)
+        return pb.RepositoryModelUnloadResponse(model_name=name, isUnloaded=True)
 
     def _model(self, name: str, version: str) -> PredictorModel:
         model = self.table.get(name)
@@ -206,6 +212,7 @@ class GrpcServer:
             ],
         )
         add_GRPCInferenceServiceServicer_to_server(self.servicer, self.server)
+        self.server.add_generic_rpc_handlers((index_handler(self.servicer.lifecycle.index),))
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         address = f"[::]:{self.port}"
         if self.tls is None:

@@ -43,10 +43,13 @@ READ_HEADERS = frozenset(
         "authorization",
         "x-forwarded-for",
         "x-request-id",
+        "x-model-name",
         *(c.binary_header for c in CODECS.values() if c.binary_header),
     )
 )
 CLOSE = (b"connection", b"close")
+# Which model a call without a model in its path (MLflow's /invocations) is for; absent: the first model.
+MODEL_HEADER = "x-model-name"
 
 
 class Disconnected(Exception):
@@ -91,7 +94,7 @@ class HttpDoor:
         except Disconnected:
             return
         except Exception as exc:
-            reply = self._error(exc, matched.model_name)
+            reply = self._error(exc, matched.model_name or headers.get(MODEL_HEADER))
         raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers]
         if self.draining():  # ask keep-alive clients to reconnect (elsewhere) before the listener closes
             raw.append(CLOSE)
@@ -104,7 +107,7 @@ class HttpDoor:
         endpoint = matched.endpoint
         assert endpoint.codec is not None and endpoint.access is not None
         codec = self.codecs[endpoint.codec]
-        model = self.table.get(matched.model_name)
+        model = self.table.get(matched.model_name or headers.get(MODEL_HEADER))
         model.require_version(matched.model_version)  # 404, before anything else
         logs.request_id.set(headers.get("x-request-id"))
         client = scope.get("client")
@@ -127,7 +130,9 @@ class HttpDoor:
         answer = errors.answer(exc)
         if not isinstance(exc, PredictorError):
             log.error("unexpected error answering an inference call", exc_info=exc)
-        (self.table.find(model_name) or self.table.default).count_error(answer.error_type)
+        counted = self.table.find(model_name) or self.table.first()
+        if counted is not None:  # none yet (registry discovery): nothing to label the count with
+            counted.count_error(answer.error_type)
         return error_reply(answer)
 
     # ------------------------------------------------------------------------------ every other request

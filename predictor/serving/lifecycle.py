@@ -1,23 +1,31 @@
-"""Readiness and what feeds it: the model loaded in the background with retries, the workers' markers,
-the feature store's health, and draining on shutdown. The process stays alive through every failure;
-only readiness says whether it can serve.
+"""Readiness and what feeds it: every model's loader (``loading.ModelLoader``), the workers' markers, the
+feature store's health, and draining on shutdown. The process stays alive through every failure; only
+readiness says whether it can serve.
+
+The server is ready once every model has had its first load attempt and at least one serves: a model that fails
+to load is not ready and says why (per model: ``/v2/models/NAME/ready``, the repository index) while the others
+serve. With one model that is the model's own readiness.
 """
 
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from predictor.config import Settings
+from predictor.config import ModelSpec, Settings
 from predictor.errors import ModelNotFoundError, ModelNotReadyError, PredictorError
 from predictor.model import PredictorModel
 from predictor.models import registry
-from predictor.models.follower import AliasFollower
+from predictor.models.discovery import RegistryDiscovery
+from predictor.models.table import ModelTable
 from predictor.serving import workers
+from predictor.serving.loading import ModelLoader
+
+if TYPE_CHECKING:
+    from predictor.features import FeatureSource
 
 log = logging.getLogger(__name__)
 
@@ -25,52 +33,142 @@ FEATURE_CHECK_INTERVAL_S = 2.0
 
 
 class Lifecycle:
-    def __init__(self, settings: Settings, model: PredictorModel) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        table: ModelTable[PredictorModel],
+        features: FeatureSource | None = None,
+        make_model: Callable[[ModelSpec], PredictorModel] | None = None,
+    ) -> None:
+        """``make_model``: builds a model the registry discovery found (``--registry_alias``)."""
         self.settings = settings
-        self.model = model
-        self.load_error: str | None = (
-            f"model is loading from {settings.resolved_model_uri} (registry {settings.tracking_uri})"
-        )
+        self.table = table
+        self.features = features
+        self.make_model = make_model
+        first = table.first()
+        self.challenger = first.challenger if first is not None else None  # shadows the first model
         self.feature_store_error: str | None = None
         self.draining = False
         self.stopping = threading.Event()
-        self.follower = AliasFollower(
-            settings.resolved_model_uri,
-            settings.tracking_uri,
-            held=lambda: model.serving.version if model.serving is not None else None,
-            adopt=self._adopt,
-            interval_s=settings.poll_interval_s,
+        # Replaced, never changed in place: readiness iterates it while discovery adds and removes models.
+        self.loaders: dict[str, ModelLoader] = {}
+        for model in table:
+            self.add(model, start=False)
+        self.discovery = self._discovery()
+
+    @property
+    def model(self) -> PredictorModel:
+        """The admin routes' model: the first one."""
+        return self.table.default
+
+    def add(self, model: PredictorModel, start: bool = True) -> ModelLoader:
+        first = model is self.table.first() and model.challenger is not None
+        loader = ModelLoader(self.settings, model, self._after_first_load if first else self._mark_if_ready)
+        self.loaders = {**self.loaders, model.name: loader}
+        if start:
+            loader.start()
+        return loader
+
+    def remove(self, name: str) -> None:
+        """Unload ``name`` (its requests in flight finish on the version they hold) and forget it."""
+        loaders = dict(self.loaders)
+        loader = loaders.pop(name, None)
+        self.loaders = loaders
+        self.table.remove(name)
+        if loader is not None:
+            loader.unload()
+
+    def _discovery(self) -> RegistryDiscovery | None:
+        alias = self.settings.registry_alias
+        if not alias or self.make_model is None:
+            return None
+        make_model = self.make_model
+
+        def found(name: str, uri: str) -> None:
+            model = make_model(ModelSpec(name, uri))
+            self.table.add(model)
+            self.add(model)
+
+        return RegistryDiscovery(
+            self.settings.tracking_uri,
+            alias,
+            filter_string=self.settings.registry_filter,
+            interval_s=max(self.settings.poll_interval_s, 1.0),
             stopping=self.stopping,
+            found=found,
+            lost=self.remove,
         )
+
+    def loader(self, name: str) -> ModelLoader:
+        loader = self.loaders.get(name)
+        if loader is None:
+            self.table.get(name)  # the table's own 404, naming what is served
+            raise ModelNotFoundError(f"model {name!r:.80} is not served here")
+        return loader
 
     # ------------------------------------------------------------------------------ readiness
     def not_ready_reason(self) -> str | None:
         """None when this process can serve, else why not (the body of a 503 from /ready)."""
         if self.draining:
             return "shutting down"
-        if not self.model.ready:
-            return self.load_error or "model is loading"
+        loaders = [loader for loader in self.loaders.values() if not loader.unloaded]
+        if self.discovery is not None and self.discovery.last_error and not loaders:
+            return self.discovery.last_error
+        if not any(loader.model.ready for loader in loaders):
+            reasons = [f"{loader.model.name}: {loader.not_ready_reason()}" for loader in loaders]
+            if len(reasons) == 1:
+                return loaders[0].not_ready_reason()
+            return "no model can serve yet (" + "; ".join(reasons) + ")" if reasons else "no model is loaded"
+        loading = [loader.model.name for loader in loaders if not loader.attempted.is_set()]
+        if loading:
+            return f"models still loading: {', '.join(loading)}"
         state = self.settings.worker_state_dir
         if state is not None and not workers.all_ready(state, self.settings.worker_count):
             return "waiting for the other workers to load the model"
         return self.feature_store_error
 
+    def model_not_ready_reason(self, name: str) -> str | None:
+        """Why the model ``name`` cannot serve (None: it can): per-model readiness routes."""
+        if self.draining:
+            return "shutting down"
+        return self.loader(name).not_ready_reason() or self.feature_store_error
+
     def start_background(self) -> None:
-        _thread(self._load_with_retries, "model-loader")  # starts the challenger once MLflow is imported
-        if self.model.features is not None:
+        for loader in self.loaders.values():  # the first model's loader starts the challenger once it has loaded
+            loader.start()
+        if self.discovery is not None:
+            _thread(self.discovery.run, "registry-discovery")
+        if self.features is not None:
             _thread(self._watch_feature_store, "feature-store-check")
 
     def begin_drain(self) -> None:
         self.draining = True
         self._ready_marker(present=False)
         self.stopping.set()
+        for loader in self.loaders.values():
+            loader.stop()
+
+    def _after_first_load(self) -> None:
+        """The first model has loaded (or failed to, the first time): start the challenger now, not sooner. Its
+        thread and a loader importing MLflow at once can deadlock MLflow's imports (``models/imports.py``)."""
+        self._mark_if_ready()
+        registry.import_client()
+        if self.challenger is not None:
+            self.challenger.start()
+
+    def _mark_if_ready(self) -> None:
+        if self.settings.worker_state_dir is None:
+            return
+        loaders = self.loaders.values()
+        if all(loader.attempted.is_set() for loader in loaders) and any(loader.model.ready for loader in loaders):
+            self._ready_marker(present=True)
 
     # ------------------------------------------------------------------------------ registry
     def status(self) -> dict[str, object]:
         current, previous = self.model.serving, self.model.previous
         return {
             "model_name": self.model.name,
-            "model_uri": self.settings.resolved_model_uri,
+            "model_uri": self.model.uri,
             "serving": current.version if current else None,
             "previous": previous.version if previous else None,
             "versions": self.model.versions(),
@@ -80,7 +178,7 @@ class Lifecycle:
                 for s in (current, previous)
                 if s is not None
             },
-            "last_registry_error": self.follower.last_error,
+            "last_registry_error": self.loaders[self.model.name].follower.last_error,
         }
 
     def drift(self) -> dict[str, Any]:
@@ -105,7 +203,7 @@ class Lifecycle:
 
     def shadow(self) -> dict[str, Any]:
         """``GET /admin/shadow``: the challenger, or how to configure one."""
-        challenger = self.model.challenger
+        challenger = self.challenger
         if challenger is None:
             raise ModelNotFoundError(
                 "no shadow model is configured: start with --shadow_model_uri models:/NAME@challenger"
@@ -113,58 +211,40 @@ class Lifecycle:
         return challenger.status()
 
     def reload(self) -> None:
-        self.follower.check()
+        self.loaders[self.model.name].reload()
 
     def wake(self) -> None:
-        """A registry webhook said something changed: check on the follower's thread, not the event loop's."""
-        if self.settings.poll_interval_s > 0 and self.follower.follows_a_moving_reference:
-            self.follower.wake()
-        else:
-            _thread(self.follower.check, "registry-check")
+        """A registry webhook said something changed."""
+        for loader in self.loaders.values():
+            loader.wake()
 
-    # ------------------------------------------------------------------------------ background
-    def _load_with_retries(self) -> None:
-        attempt = 0
-        while not self.stopping.is_set():
-            try:
-                fresh = self.model.load()
-                self.load_error = None
-                _freeze_long_lived()
-                self._ready_marker(present=True)
-                if not fresh:
-                    self.follower.check()  # served from the local cache: has the registry moved on?
-                    # That check imported MLflow (~1M objects, a cached start has not imported it before):
-                    # unfrozen, every full collection walked them (200-300 ms pauses under load, measured).
-                    _freeze_long_lived()
-                break
-            except Exception as exc:  # keep the process alive: readiness stays off while we retry
-                delay = registry.load_backoff_s(attempt)
-                self.load_error = f"model load failed: {exc}"
-                log.error(
-                    "%s — retrying in %ss (check --model_uri and --tracking_uri / MLFLOW_TRACKING_URI)",
-                    self.load_error,
-                    delay,
-                )
-                attempt += 1
-                self.stopping.wait(delay)
-        if self.stopping.is_set():
-            return
-        # Only now: the challenger's thread and this one importing MLflow at once can deadlock its imports
-        # (``_ModuleLock``) and leave it half-imported for the life of the process. It is imported by now.
-        registry.import_client()
-        if self.model.challenger is not None:
-            self.model.challenger.start()
-        if self.settings.poll_interval_s > 0 and self.follower.follows_a_moving_reference:
-            self.follower.run(check_first=False)
+    # ------------------------------------------------------------------------------ the repository extension
+    def index(self) -> list[dict[str, str]]:
+        """``POST /v2/repository/index``: every model, loaded or not, with its state and why."""
+        entries = []
+        for name, loader in sorted(self.loaders.items()):
+            serving = loader.model.serving
+            entries.append(
+                {
+                    "name": name,
+                    "version": serving.version if serving is not None else "",
+                    "state": loader.state,
+                    "reason": loader.not_ready_reason() or "",
+                }
+            )
+        return entries
 
-    def _adopt(self, source: registry.ModelSource) -> None:
-        """The registry names another version: serve it (a pointer flip when it is the one held as previous)."""
-        held = self.model.held(source.version)
-        if held is not None:  # e.g. the alias moved back to the previous version
-            self.model.activate(held)
-            return
-        self.model.adopt(registry.load(source, self.model.load_options))
-        _freeze_long_lived()  # a swapped-in version's objects are long-lived too: frozen like the first load's
+    def load(self, name: str) -> None:
+        """``POST /v2/repository/models/NAME/load`` (blocking): load an unloaded model, or ask the registry now."""
+        loader = self.loader(name)
+        loader.load()
+        self.table.mark_unloaded(name, False)
+
+    def unload(self, name: str) -> None:
+        """``POST /v2/repository/models/NAME/unload``: 404 for its requests from now on, in flight ones finish."""
+        loader = self.loader(name)
+        self.table.mark_unloaded(name)
+        loader.unload()
 
     def _ready_marker(self, present: bool) -> None:
         state = self.settings.worker_state_dir
@@ -178,7 +258,7 @@ class Lifecycle:
 
     def _watch_feature_store(self) -> None:
         """Readiness follows the online store: an outage takes the pod out of rotation, not down."""
-        features = self.model.features
+        features = self.features
         assert features is not None
         loop = asyncio.new_event_loop()
         try:
@@ -195,13 +275,6 @@ class Lifecycle:
                 self.stopping.wait(FEATURE_CHECK_INTERVAL_S)
         finally:
             loop.close()
-
-
-def _freeze_long_lived() -> None:
-    """Imports and the model leave ~1M long-lived objects: keep them out of every later GC pass, whose full
-    collections otherwise show up as 100 ms+ latency spikes under load."""
-    gc.collect()
-    gc.freeze()
 
 
 def _thread(target: Callable[[], object], name: str) -> None:

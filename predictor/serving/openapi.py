@@ -27,7 +27,7 @@ FeatureNames = Sequence[str] | Callable[[], Sequence[str]]
 
 def install_openapi(
     app: FastAPI,
-    model_name: str,
+    model_names: str | Callable[[], list[str]],
     feature_names: FeatureNames,
     *,
     entity_key: str | None = None,
@@ -39,19 +39,21 @@ def install_openapi(
     background, so the document is rebuilt when they change (before the load, any feature is allowed).
     """
     names = feature_names if callable(feature_names) else (lambda: feature_names)
-    built: dict[tuple[str, ...], Json] = {}
+    models = model_names if callable(model_names) else (lambda: [model_names])
+    built: dict[tuple[tuple[str, ...], tuple[str, ...]], Json] = {}
 
     def openapi() -> Json:
-        key = tuple(names())
-        if key not in built:
+        served, features = tuple(models()), tuple(names())
+        if (served, features) not in built:
             built.clear()
-            built[key] = build_document(model_name, DocumentContext(key, entity_key, max_instances))
-        return built[key]
+            built[served, features] = build_document(served, DocumentContext(features, entity_key, max_instances))
+        return built[served, features]
 
     app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to replace the document
 
 
-def build_document(model_name: str, context: DocumentContext) -> Json:
+def build_document(model_names: Sequence[str], context: DocumentContext) -> Json:
+    """``model_names``: the models served (the first one's features narrow the bodies)."""
     paths: dict[str, dict[str, Json]] = {}
     schemas = _schemas()
     for endpoint in ENDPOINTS:
@@ -59,13 +61,13 @@ def build_document(model_name: str, context: DocumentContext) -> Json:
             continue
         operation, parameters = _operation(endpoint, context, schemas)
         operation["operationId"] = re.sub(r"[^A-Za-z0-9]+", "_", f"{endpoint.handler} {endpoint.path}").strip("_")
-        parameters = [*_path_parameters(endpoint.path, model_name), *parameters]
+        parameters = [*_path_parameters(endpoint.path, model_names), *parameters, *operation.pop("parameters", [])]
         if parameters:
             operation["parameters"] = parameters
         paths.setdefault(endpoint.path, {})[endpoint.method.lower()] = operation
     return {
         "openapi": "3.1.0",
-        "info": {"title": f"{model_name} predictor", "version": _version(), "description": DESCRIPTION},
+        "info": {"title": f"{', '.join(model_names)} predictor", "version": _version(), "description": DESCRIPTION},
         "tags": TAGS,
         "paths": paths,
         "components": {"schemas": schemas, "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
@@ -153,12 +155,12 @@ def _errors(*codes: str) -> dict[str, Json]:
     return responses
 
 
-def _path_parameters(path: str, model_name: str) -> list[Json]:
+def _path_parameters(path: str, model_names: Sequence[str]) -> list[Json]:
     parameters = []
     for name in re.findall(r"{(\w+)}", path):
         if name == "model_name":
-            schema: Json = {"type": "string", "enum": [model_name], "example": model_name}
-            text = "The served model's name; any other answers 404."
+            schema: Json = {"type": "string", "enum": list(model_names), "example": model_names[0]}
+            text = "A served model's name; any other answers 404."
         else:
             schema, text = {"type": "string", "example": "1"}, "A version held: the serving one or the previous one."
         parameters.append({"name": name, "in": "path", "required": True, "schema": schema, "description": text})
@@ -179,6 +181,15 @@ def _metrics(operation: Json) -> None:
 
 
 def _invocations(operation: Json) -> None:
+    operation.setdefault("parameters", []).append(
+        {
+            "name": "X-Model-Name",
+            "in": "header",
+            "required": False,
+            "schema": {"type": "string"},
+            "description": "The model to call when this server serves several; absent: the first one.",
+        }
+    )
     operation["description"] = (
         "One of dataframe_split, dataframe_records, instances or inputs, and optionally params (accepted, ignored). "
         "Values are checked against the model's signature like every other format; errors are "

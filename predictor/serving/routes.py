@@ -18,7 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from predictor import errors
-from predictor.errors import BadRequest, ModelNotFoundError, ModelNotReadyError, PredictorError
+from predictor.errors import ModelNotFoundError, ModelNotReadyError, PredictorError
 from predictor.model import PredictorModel
 from predictor.models.table import ModelTable
 from predictor.protocol import v2
@@ -38,6 +38,14 @@ class Admin(Protocol):
     def reload(self) -> None: ...
 
     def wake(self) -> None: ...
+
+    def model_not_ready_reason(self, name: str) -> str | None: ...
+
+    def index(self) -> list[dict[str, str]]: ...
+
+    def load(self, name: str) -> None: ...
+
+    def unload(self, name: str) -> None: ...
 
 
 def json_response(content: Any, status_code: int = 200, headers: Mapping[str, str] | None = None) -> Response:
@@ -93,7 +101,6 @@ class Routes:
         webhook_secret: str | None = None,
     ) -> None:
         self.table = table
-        self.model = table.default  # the admin routes' model
         self.max_body_bytes = max_body_bytes
         self.not_ready_reason = readiness  # None when ready, else why not
         self.access = access
@@ -116,6 +123,11 @@ class Routes:
                 summary=endpoint.summary,
                 include_in_schema=endpoint.documented,
             )
+
+    @property
+    def model(self) -> PredictorModel:
+        """The admin routes' model: the first one."""
+        return self.table.default
 
     def _guard(self, kind: Kind) -> Callable[[Request], Awaitable[None]]:
         async def guard(request: Request) -> None:
@@ -147,11 +159,11 @@ class Routes:
 
     # ------------------------------------------------------------------------------ v1
     async def v1_status(self, model_name: str) -> Response:
-        self._check_name(model_name)
-        reason = self.not_ready_reason()
+        model = self._known(model_name)
+        reason = self.admin.model_not_ready_reason(model.name)
         body: dict[str, Any] = {
-            "name": self.model.name,
-            "version": self._version(),
+            "name": model.name,
+            "version": model.serving.version if model.serving is not None else None,
             "platform": "mlflow",
             "ready": reason is None,
         }
@@ -185,8 +197,8 @@ class Routes:
         return json_response({"models": self.table.names()})
 
     async def v2_model_ready(self, model_name: str, model_version: str | None = None) -> Response:
-        self._check_name(model_name, model_version)
-        reason = self.not_ready_reason()
+        model = self._known(model_name, model_version)  # an unloaded model is known, and not ready
+        reason = self.admin.model_not_ready_reason(model.name)
         if reason is not None:
             return json_response({"name": model_name, "ready": False, "error": reason}, status_code=503)
         return json_response({"name": model_name, "ready": True})
@@ -227,19 +239,32 @@ class Routes:
             self.admin.wake()
         return json_response({"accepted": True, "checking_registry": relevant})
 
-    async def repository_load(self, model_name: str, request: Request) -> Response:
-        self._check_name(model_name)
-        await asyncio.to_thread(self.admin.reload)
+    async def repository_index(self) -> Response:
+        """Every model, loaded or not: ``[{"name", "version", "state", "reason"}]`` (READY, LOADING, UNAVAILABLE)."""
+        return json_response(self.admin.index())
+
+    async def repository_load(self, model_name: str) -> Response:
+        """Load an unloaded model and answer once it serves (or ask the registry now, for a loaded one)."""
+        if self.table.find(model_name) is None:
+            self.table.get(model_name)  # the table's 404
+        await asyncio.to_thread(self.admin.load, model_name)
         return json_response({"name": model_name, "load": True})
 
-    async def repository_unload(self, model_name: str, request: Request) -> Response:
-        self._check_name(model_name)
-        raise BadRequest(
-            "this server serves exactly one model and does not unload it: stop the process, or "
-            "move the registry alias to change what it serves"
-        )
+    async def repository_unload(self, model_name: str) -> Response:
+        """Unload: its requests answer 404 from now on (those in flight finish); load brings it back."""
+        self.table.get(model_name)
+        self.admin.unload(model_name)
+        return json_response({"name": model_name, "unload": True})
 
     # ------------------------------------------------------------------------------ helpers
+    def _known(self, model_name: str, model_version: str | None = None) -> PredictorModel:
+        """The model called ``model_name``, loaded or not (404 when this server has no such model)."""
+        model = self.table.find(model_name)
+        if model is None:
+            return self._check_name(model_name, model_version)
+        model.require_version(model_version)
+        return model
+
     def _check_name(self, model_name: str, model_version: str | None = None) -> PredictorModel:
         model = self.table.get(model_name)
         model.require_version(model_version)

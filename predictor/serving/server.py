@@ -25,7 +25,7 @@ from fastapi import FastAPI
 from kserve.model_server import ModelServer
 from starlette.types import ASGIApp
 
-from predictor.config import Settings
+from predictor.config import ModelSpec, Settings
 from predictor.model import PredictorModel
 from predictor.models.table import ModelTable
 from predictor.serving.access import AccessControl
@@ -44,8 +44,9 @@ class PredictorServer(ModelServer):
     def __init__(
         self,
         settings: Settings,
-        model: PredictorModel,
+        models: list[PredictorModel],
         access: AccessControl,
+        make_model: Callable[[ModelSpec], PredictorModel] | None = None,
         on_shutdown: list[Callable[[], object]] | None = None,
         tls: TlsFiles | None = None,
     ) -> None:
@@ -61,11 +62,11 @@ class PredictorServer(ModelServer):
         )
         self.http_port = settings.http_port  # KServe moves 8080 to 8443 with TLS; we serve where we are told
         self.settings = settings
-        self.model = model
-        self.table = ModelTable([model])
+        self.table = ModelTable(models)
         self.access = access
         self.on_shutdown = on_shutdown or []  # callables run after the listeners close (flush logs…)
-        self.lifecycle = Lifecycle(settings, model)
+        features = next((model.features for model in models), None)
+        self.lifecycle = Lifecycle(settings, self.table, features, make_model)
         self.http: HttpServer | None = None
         self.grpc: GrpcServer | None = None
         self.tls = tls
@@ -74,7 +75,8 @@ class PredictorServer(ModelServer):
 
     # ------------------------------------------------------------------------------ start
     def start(self, models: list[Any] | None = None) -> None:
-        self.register_model(self.model)  # even while loading: it answers 503, not 404
+        for model in self.table:
+            self.register_model(model)  # even while loading: it answers 503, not 404
         self.lifecycle.start_background()
         settings = self.settings
         self.http = HttpServer(
@@ -111,7 +113,7 @@ class PredictorServer(ModelServer):
             runner.run(self._main())
 
     def _register_routes(self, app: FastAPI) -> None:
-        lifecycle, model = self.lifecycle, self.model
+        lifecycle, table = self.lifecycle, self.table
         routes = Routes(
             self.table,
             self.settings.max_body_bytes,
@@ -125,9 +127,9 @@ class PredictorServer(ModelServer):
         # Feature names exist only once the model has loaded: the document is rebuilt when they change.
         install_openapi(
             app,
-            model.name,
-            lambda: model.serving.model.feature_names if model.serving else (),
-            entity_key=model.features.entity_key if model.features else None,
+            self.table.names,
+            lambda: _feature_names(table.first()),
+            entity_key=lifecycle.features.entity_key if lifecycle.features else None,
             max_instances=self.settings.max_instances,
         )
 
@@ -217,3 +219,9 @@ def _metrics_exposition(multiprocess: bool) -> Callable[[], bytes]:
     registry = CollectorRegistry()
     MultiProcessCollector(registry)
     return lambda: generate_latest(registry)
+
+
+def _feature_names(model: PredictorModel | None) -> tuple[str, ...]:
+    """The first model's features, which narrow the OpenAPI document's bodies (none while it loads)."""
+    serving = model.serving if model is not None else None
+    return serving.model.feature_names if serving is not None else ()

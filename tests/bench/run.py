@@ -9,9 +9,10 @@ baseline,mlflow,mlserver), BENCH_SCENARIOS (default all: 1row@50,100row@8,1row@1
 typed-100row@8,explain-1row@1 and the growth grid's 10row@8,1000row@8,1row@8,1row@200, which only run with
 growth on; typed-* is issue 11's ColumnTransformer pipeline with a string column, tests/bench/typed_model.py),
 BENCH_GROWTH=1 (the growth grid: floor, ours, ours-w2 and the peers at 1/10/100/1000 rows @8 and 1 row
-@1/8/50/200), BENCH_OUT (default bench-results), BENCH_OURS_AT (a git revision: the server ``ours-at`` runs ours at
-that revision from a checkout of its own, for a no-regression comparison in the same run, e.g.
-``BENCH_SERVERS=floor,ours,ours-at BENCH_OURS_AT=HEAD~5``; only run when named). All traffic goes to 127.0.0.1 on free ports; every server is
+@1/8/50/200), BENCH_OUT (default bench-results), BENCH_OURS_AT (a git revision: the server ``ours-at`` runs
+ours at that revision from a checkout of its own, for a no-regression comparison in the same run, e.g.
+``BENCH_SERVERS=floor,ours,ours-at BENCH_OURS_AT=HEAD~5``; only run when named).
+All traffic goes to 127.0.0.1 on free ports; every server is
 stopped by its process group, also on failure or Ctrl-C. Writes OUT/latest.md and OUT/latest.json, and
 OUT/growth.png when the growth grid was measured.
 
