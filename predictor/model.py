@@ -70,7 +70,7 @@ class Serving:
         return (*names, CONTRIBUTIONS) if self.model.classes is not None else names
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Call:
     """What the model is told of a request besides its rows: never how it was encoded."""
 
@@ -263,7 +263,8 @@ class PredictorModel(Model):
 
     async def infer(self, rows: Rows, serving: Serving, call: Call) -> Result:
         started = time.perf_counter()
-        filled = await self.preprocess(rows, serving)
+        # Most calls name no entity id: no feature stage to await for them (one coroutine less per request).
+        filled = await self.preprocess(rows, serving) if rows.entity_ids is not None else {}
         outputs = await self.predict(rows, serving, call.contributions)
         result = self.postprocess(outputs, rows, serving, call, filled)
         serving.series.latency.observe(time.perf_counter() - started)

@@ -8,6 +8,7 @@ A new wire format is one codec in ``protocol/`` and one row here.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -145,8 +146,13 @@ class InferenceMatcher:
         self._patterns = [
             (e.path.split("{", 1)[0], _compile(e.path), e) for e in self.endpoints if e.inference and e.method == "POST"
         ]
+        # Clients call the same few paths over and over: remembered, a match costs a dictionary lookup.
+        self.match = functools.lru_cache(maxsize=1024)(self._match)  # type: ignore[method-assign]
 
     def match(self, path: str) -> Match | None:
+        return self._match(path)
+
+    def _match(self, path: str) -> Match | None:
         for prefix, pattern, endpoint in self._patterns:
             if path.startswith(prefix) and (found := pattern.fullmatch(path)) is not None:
                 groups = found.groupdict()

@@ -13,6 +13,7 @@ only for inference calls.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -95,7 +96,7 @@ class HttpDoor:
             return
         except Exception as exc:
             reply = self._error(exc, matched.model_name or headers.get(MODEL_HEADER))
-        raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers]
+        raw = list(_encoded(reply.headers))
         if self.draining():  # ask keep-alive clients to reconnect (elsewhere) before the listener closes
             raw.append(CLOSE)
         raw.append((b"content-length", str(len(reply.body)).encode()))
@@ -157,6 +158,12 @@ class HttpDoor:
             raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers]
             await answer({"type": "http.response.start", "status": reply.status, "headers": raw})
             await send({"type": "http.response.body", "body": reply.body})
+
+
+@functools.lru_cache(maxsize=64)
+def _encoded(headers: tuple[tuple[str, str], ...]) -> tuple[tuple[bytes, bytes], ...]:
+    """Reply headers as ASGI wants them; most replies share a handful of header sets."""
+    return tuple((k.encode("latin-1"), v.encode("latin-1")) for k, v in headers)
 
 
 def error_reply(answer: errors.Answer) -> Reply:
