@@ -12,7 +12,7 @@
     ├── RateLimited               429  RESOURCE_EXHAUSTED   the client's token bucket is empty (Retry-After)
     ├── ModelNotReadyError        503  UNAVAILABLE          loading, warm-up not passed, registry unreachable
     ├── FeatureStoreUnavailable   503  UNAVAILABLE          the online store cannot be reached
-    ├── ModelLoadError            500  INTERNAL             loading failed (readiness stays off; we retry)
+    ├── ModelLoadError            503  UNAVAILABLE          a repository load failed (requests meanwhile: not_ready)
     └── ExplanationNotSupported   501  UNIMPLEMENTED        :explain on a model kind we cannot explain exactly
 
 ``answer(exc)`` gives the HTTP status, gRPC code, message and headers of any exception: ours by their
@@ -23,6 +23,7 @@ table is generated from ``markdown_table()`` (``make docs``).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from http import HTTPStatus
 
@@ -100,7 +101,7 @@ class EntityNotFound(PredictorError):
     error_type = "entity_not_found"
 
     def __init__(self, entity_key: str, missing_ids: list[str]) -> None:
-        shown = ", ".join(missing_ids[:20]) + (" …" if len(missing_ids) > 20 else "")
+        shown = ", ".join(missing_ids)  # every one: the caller fixes them all at once (bounded by --max_instances)
         super().__init__(
             f"no features stored for {entity_key} {shown}: check the id, or run `feast materialize` "
             "if the equipment is new"
@@ -129,7 +130,7 @@ class RateLimited(PredictorError):
 
     @property
     def headers(self) -> dict[str, str]:
-        return {"Retry-After": str(max(1, round(self.retry_after_s + 0.5)))}
+        return {"Retry-After": str(max(1, math.ceil(self.retry_after_s)))}  # whole seconds, rounded up
 
 
 class ModelNotReadyError(PredictorError, ModelNotReady):
@@ -153,8 +154,10 @@ class FeatureStoreUnavailable(PredictorError):
 
 
 class ModelLoadError(PredictorError):
-    """Loading failed (readiness stays off and the server retries)."""
+    """A model failed to load: answered to a repository load; the model's requests get not_ready meanwhile."""
 
+    status = HTTPStatus.SERVICE_UNAVAILABLE
+    grpc_code = StatusCode.UNAVAILABLE
     error_type = "load_failed"
 
 

@@ -208,6 +208,13 @@ def test_unknown_models_are_404_for_the_repository_too(server: PredictorProcess)
         assert answer.status_code == 404 and "'nope' is not served here" in answer.json()["error"]
 
 
+def test_loading_a_model_that_cannot_load_is_a_503_naming_why(server: PredictorProcess) -> None:
+    answer = httpx.post(f"{server.http_url}/v2/repository/models/{GHOST}/load", timeout=120)
+    assert answer.status_code == 503, answer.text
+    assert "model ghost: model load failed: cannot resolve models:/ghost@production" in answer.json()["error"]
+    assert v1(server, "pumps").status_code == 200
+
+
 def test_a_bad_model_entry_stops_the_server_with_a_clear_error(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "predictor", "--model", "pumps", "--http_port", "0"],

@@ -101,6 +101,8 @@ class Codec(Protocol[RawT_contra, ReplyT_co]):
 
 
 class RestCodec(Codec[RestRequest, Reply], Protocol):
+    #: the Content-Types its decode reads (a body without one is read as the first: curl -d, tritonclient)
+    media_types: tuple[str, ...]
     #: what a 415 tells the caller to send instead
     expects: str
     #: a header that makes any Content-Type acceptable (the v2 binary extension), or None

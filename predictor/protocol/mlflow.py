@@ -16,7 +16,7 @@ import orjson
 
 from predictor.errors import BadRequest
 from predictor.protocol import v1
-from predictor.protocol.codec import Decoded, Description, DocumentContext, Reply, RestRequest, Result
+from predictor.protocol.codec import JSON_TYPES, Decoded, Description, DocumentContext, Reply, RestRequest, Result
 from predictor.protocol.document import JSON, STRING, Json, json_content, obj, ref
 from predictor.protocol.rows import Rows
 from predictor.protocol.schema import Schema, kind, parse_json
@@ -28,6 +28,7 @@ class MlflowCodec:
     """``POST /invocations``, as ``mlflow models serve`` answers it."""
 
     name = "mlflow"
+    media_types: tuple[str, ...] = JSON_TYPES
     expects = "JSON (dataframe_split, dataframe_records, instances or inputs)"
     binary_header: str | None = None
 

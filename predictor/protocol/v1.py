@@ -13,7 +13,7 @@ import numpy as np
 import orjson
 
 from predictor.errors import BadRequest
-from predictor.protocol.codec import Decoded, Description, DocumentContext, Reply, RestRequest, Result
+from predictor.protocol.codec import JSON_TYPES, Decoded, Description, DocumentContext, Reply, RestRequest, Result
 from predictor.protocol.document import FEATURE, JSON, NUMBER, OPTIONAL_STRING, STRING, Json, json_content, obj, ref
 from predictor.protocol.rows import Rows
 from predictor.protocol.schema import MAX_MAGNITUDE, Schema, check_count, coerce, kind, parse_json, show
@@ -23,6 +23,7 @@ class V1Codec:
     """``POST /v1/models/NAME:predict`` (and ``:explain``, which takes the same bodies)."""
 
     name = "v1"
+    media_types: tuple[str, ...] = JSON_TYPES
     expects = 'JSON like {"instances": [[...], ...]}'
     binary_header: str | None = None
 

@@ -10,7 +10,7 @@ import numpy as np
 import orjson
 
 from predictor.errors import BadRequest
-from predictor.protocol.codec import Decoded, Description, DocumentContext, Reply, RestRequest, Result
+from predictor.protocol.codec import JSON_TYPES, Decoded, Description, DocumentContext, Reply, RestRequest, Result
 from predictor.protocol.document import BINARY, BOOLEAN, FEATURE, JSON, STRING, Json, obj, ref
 from predictor.protocol.rows import (
     DATATYPES,
@@ -34,6 +34,7 @@ class V2Codec:
     """``POST /v2/models/NAME[/versions/V]/infer``: JSON, or JSON followed by raw tensors."""
 
     name = "v2"
+    media_types: tuple[str, ...] = JSON_TYPES
     expects = "a JSON InferenceRequest (or the binary tensor extension with its Inference-Header-Content-Length)"
     binary_header: str | None = BINARY_HEADER
 

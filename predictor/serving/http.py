@@ -25,7 +25,7 @@ from predictor import errors, logs
 from predictor.errors import PayloadTooLarge, PredictorError, UnsupportedMediaType
 from predictor.model import Call, PredictorModel
 from predictor.models.table import ModelTable
-from predictor.protocol.codec import JSON_TYPES, Reply, RestCodec, RestRequest
+from predictor.protocol.codec import Reply, RestCodec, RestRequest
 from predictor.serving.access import AccessControl
 from predictor.serving.endpoints import CODECS, InferenceMatcher, Match
 
@@ -173,9 +173,9 @@ def error_reply(answer: errors.Answer) -> Reply:
 
 
 def check_media_type(codec: RestCodec, headers: Headers) -> None:
-    """JSON (or no Content-Type: curl's -d and tritonclient send none), or the codec's binary extension."""
+    """One of the codec's media types (or none: curl's -d and tritonclient send none), or its binary extension."""
     content_type = media_type(headers.get("content-type"))
-    if content_type is None or content_type in JSON_TYPES:
+    if content_type is None or content_type in codec.media_types:
         return
     if codec.binary_header is not None and codec.binary_header in headers:
         return

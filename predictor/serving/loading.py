@@ -11,6 +11,7 @@ import threading
 from collections.abc import Callable
 
 from predictor.config import Settings
+from predictor.errors import ModelLoadError
 from predictor.model import PredictorModel
 from predictor.models import registry
 from predictor.models.follower import AliasFollower
@@ -93,28 +94,44 @@ class ModelLoader:
             log.info("model %s unloaded", self.model.name)
 
     def load(self) -> None:
-        """Load again after ``unload`` (blocking; the caller waits for readiness), or ask the registry now."""
+        """Load now (blocking; the caller waits for readiness): after ``unload``, or for a model still failing to
+        load (``ModelLoadError`` naming why, when it fails again); a model that serves asks the registry now."""
         with self._lock:
-            if not self.unloaded:
+            if not self.unloaded and self.model.ready:
                 self.reload()
+                return
+            if not self.unloaded:  # still failing: one attempt now; its background retries go on if it fails
+                self._attempt()
                 return
             self.stopping = threading.Event()
             self.follower = self._follower()
             self.load_error = f"model is loading from {self.model.uri}"
-            fresh = self.model.load()
-            self.unloaded, self.load_error = False, None
+            fresh = self._attempt()
+            self.unloaded = False
             if not fresh:
                 self.follower.check()
         _freeze_long_lived()
         if self.settings.poll_interval_s > 0 and self.follower.follows_a_moving_reference:
             _thread(lambda: self.follower.run(check_first=False), f"follower-{self.model.name}")
 
+    def _attempt(self) -> bool:
+        """One load; ``ModelLoadError`` (503 to a repository load) naming why it failed."""
+        try:
+            fresh = self.model.load()
+        except Exception as exc:
+            self.load_error = f"model load failed: {exc}"
+            raise ModelLoadError(f"model {self.model.name}: {self.load_error}") from exc
+        self.load_error = None
+        return fresh
+
     def _load_with_retries(self) -> None:
         attempt = 0
         while not self.stopping.is_set():
             try:
-                fresh = self.model.load()
-                self.load_error = None
+                with self._lock:
+                    if self.model.ready:  # a repository load got there first
+                        break
+                    fresh = self._attempt()
                 _freeze_long_lived()
                 if not fresh:
                     self.follower.check()  # served from the local cache: has the registry moved on?
@@ -122,9 +139,8 @@ class ModelLoader:
                     # unfrozen, every full collection walked them (200-300 ms pauses under load, measured).
                     _freeze_long_lived()
                 break
-            except Exception as exc:  # keep the process alive: readiness stays off while we retry
+            except Exception:  # keep the process alive: readiness stays off while we retry
                 delay = registry.load_backoff_s(attempt)
-                self.load_error = f"model load failed: {exc}"
                 log.error(
                     "model %s: %s — retrying in %ss (check its URI and --tracking_uri / MLFLOW_TRACKING_URI)",
                     self.model.name,
