@@ -169,6 +169,19 @@ class Settings:
     max_body_bytes: int = _opt(
         8 * 1024 * 1024, "Largest request body accepted, in bytes (413 above).", env="PREDICTOR_MAX_BODY_BYTES"
     )
+    max_concurrency: int = _opt(
+        0,
+        "Inference calls in flight per worker; past it, 503 with Retry-After at once (gRPC RESOURCE_EXHAUSTED), so "
+        "the calls admitted keep their latency. 0: no limit.",
+        env="PREDICTOR_MAX_CONCURRENCY",
+    )
+    request_timeout_s: float = _opt(
+        0.0,
+        "Deadline of every inference call, in seconds; a caller may ask for less with the X-Request-Timeout header "
+        "(seconds) or a gRPC deadline. Past it: 504 (gRPC DEADLINE_EXCEEDED), and its work not yet started is "
+        "dropped. 0: none.",
+        env="PREDICTOR_REQUEST_TIMEOUT_S",
+    )
     # --- features from Feast ----------------------------------------------------------------------
     feature_store: Path | None = _opt(
         None,

@@ -13,7 +13,9 @@
     ├── ModelNotReadyError        503  UNAVAILABLE          loading, warm-up not passed, registry unreachable
     ├── FeatureStoreUnavailable   503  UNAVAILABLE          the online store cannot be reached
     ├── ModelLoadError            503  UNAVAILABLE          a repository load failed (requests meanwhile: not_ready)
-    └── ExplanationNotSupported   501  UNIMPLEMENTED        :explain on a model kind we cannot explain exactly
+    ├── ExplanationNotSupported   501  UNIMPLEMENTED        :explain on a model kind we cannot explain exactly
+    ├── Overloaded                503  RESOURCE_EXHAUSTED   --max_concurrency calls in flight already (Retry-After)
+    └── DeadlineExceeded          504  DEADLINE_EXCEEDED    the call's deadline passed; its queued work is dropped
 
 ``answer(exc)`` gives the HTTP status, gRPC code, message and headers of any exception: ours by their
 class attributes, KServe's own errors by their meaning, anything else as a 500 / INTERNAL that does not
@@ -167,6 +169,26 @@ class ExplanationNotSupported(PredictorError):
     status = HTTPStatus.NOT_IMPLEMENTED
     grpc_code = StatusCode.UNIMPLEMENTED
     error_type = "explanation_not_supported"
+
+
+class Overloaded(PredictorError):
+    """This worker already has --max_concurrency calls in flight: retry after the Retry-After seconds."""
+
+    status = HTTPStatus.SERVICE_UNAVAILABLE
+    grpc_code = StatusCode.RESOURCE_EXHAUSTED
+    error_type = "overloaded"
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": "1"}
+
+
+class DeadlineExceeded(PredictorError):
+    """The call's deadline (--request_timeout_s, X-Request-Timeout or gRPC's) passed; unstarted work is dropped."""
+
+    status = HTTPStatus.GATEWAY_TIMEOUT
+    grpc_code = StatusCode.DEADLINE_EXCEEDED
+    error_type = "deadline_exceeded"
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ call does: the model by name from the table, then the gRPC codec, the model, the
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from concurrent import futures
@@ -33,6 +34,7 @@ from predictor.models.table import ModelTable
 from predictor.protocol import v2
 from predictor.protocol.grpc import GrpcCodec
 from predictor.serving.access import AccessControl, Kind
+from predictor.serving.admission import Admission
 from predictor.serving.grpc_repository import index_handler, model_name_of
 from predictor.serving.lifecycle import Lifecycle
 from predictor.serving.tls import TlsFiles
@@ -91,10 +93,12 @@ class Servicer(InferenceServicer):
         repository: ModelRepositoryExtension,
         table: ModelTable[PredictorModel],
         lifecycle: Lifecycle,
+        admission: Admission | None = None,
     ) -> None:
         super().__init__(dataplane, repository)
         self.table = table
         self.lifecycle = lifecycle
+        self.admission = admission or Admission()
         self.codec = GrpcCodec()
 
     async def ServerReady(self, request: pb.ServerReadyRequest, context: Any) -> pb.ServerReadyResponse:
@@ -129,6 +133,13 @@ class Servicer(InferenceServicer):
         )
 
     async def ModelInfer(self, request: pb.ModelInferRequest, context: Any) -> pb.ModelInferResponse:
+        """The admission rules of every door: --max_concurrency, and the smaller of --request_timeout_s and the
+        call's own gRPC deadline."""
+        remaining = context.time_remaining()  # None without a deadline
+        timeout_s = self.admission.timeout_s(None, remaining)
+        return await self.admission.run(functools.partial(self._infer, request, context), timeout_s)
+
+    async def _infer(self, request: pb.ModelInferRequest, context: Any) -> pb.ModelInferResponse:
         model = self._model(request.model_name, request.model_version)
         serving = model.serving_for_request(request.model_version or None)
         decoded = self.codec.decode(request, serving.schema, serving.outputs)

@@ -27,6 +27,7 @@ from predictor.model import Call, PredictorModel
 from predictor.models.table import ModelTable
 from predictor.protocol.codec import Reply, RestCodec, RestRequest
 from predictor.serving.access import AccessControl
+from predictor.serving.admission import TIMEOUT_HEADER, Admission
 from predictor.serving.endpoints import CODECS, InferenceMatcher, Match
 
 if TYPE_CHECKING:
@@ -45,6 +46,7 @@ READ_HEADERS = frozenset(
         "x-forwarded-for",
         "x-request-id",
         "x-model-name",
+        TIMEOUT_HEADER,
         *(c.binary_header for c in CODECS.values() if c.binary_header),
     )
 )
@@ -65,6 +67,7 @@ class HttpDoor:
         max_body_bytes: int,
         access: AccessControl,
         draining: Callable[[], bool],
+        admission: Admission | None = None,
         codecs: Mapping[str, RestCodec] = CODECS,
         matcher: InferenceMatcher | None = None,
     ) -> None:
@@ -73,6 +76,7 @@ class HttpDoor:
         self.max_body_bytes = max_body_bytes
         self.access = access
         self.draining = draining
+        self.admission = admission or Admission()
         self.codecs = codecs
         self.matcher = matcher or InferenceMatcher()
 
@@ -91,7 +95,11 @@ class HttpDoor:
             if key in READ_HEADERS:
                 headers.setdefault(key.decode("latin-1"), value.decode("latin-1"))
         try:
-            reply = await self._infer(matched, headers, scope, receive)
+            if self.admission.unlimited and TIMEOUT_HEADER not in headers:  # no limits: nothing to count or time
+                reply = await self._infer(matched, headers, scope, receive)
+            else:
+                call = functools.partial(self._infer, matched, headers, scope, receive)
+                reply = await self.admission.run(call, self.admission.timeout_s(headers.get(TIMEOUT_HEADER)))
         except Disconnected:
             return
         except Exception as exc:

@@ -29,6 +29,7 @@ from predictor.config import ModelSpec, Settings
 from predictor.model import PredictorModel
 from predictor.models.table import ModelTable
 from predictor.serving.access import AccessControl
+from predictor.serving.admission import Admission
 from predictor.serving.grpc_door import Door, GrpcServer, Health, Servicer
 from predictor.serving.http import HttpDoor
 from predictor.serving.kserve_seam import HttpServer
@@ -63,6 +64,7 @@ class PredictorServer(ModelServer):
         self.http_port = settings.http_port  # KServe moves 8080 to 8443 with TLS; we serve where we are told
         self.settings = settings
         self.table = ModelTable(models)
+        self.admission = Admission(settings.max_concurrency, settings.request_timeout_s)  # both doors, one budget
         self.access = access
         self.on_shutdown = on_shutdown or []  # callables run after the listeners close (flush logs…)
         features = next((model.features for model in models), None)
@@ -100,7 +102,9 @@ class PredictorServer(ModelServer):
         if self.enable_grpc:
             self.grpc = GrpcServer(
                 port=self.grpc_port,
-                servicer=Servicer(self.dataplane, self.model_repository_extension, self.table, self.lifecycle),
+                servicer=Servicer(
+                    self.dataplane, self.model_repository_extension, self.table, self.lifecycle, self.admission
+                ),
                 health=Health(self.lifecycle),
                 door=Door(self.access, self.table),
                 max_workers=self.max_threads,
@@ -135,7 +139,9 @@ class PredictorServer(ModelServer):
 
     def _http_door(self, app: ASGIApp) -> ASGIApp:
         lifecycle = self.lifecycle
-        return HttpDoor(app, self.table, self.settings.max_body_bytes, self.access, lambda: lifecycle.draining)
+        return HttpDoor(
+            app, self.table, self.settings.max_body_bytes, self.access, lambda: lifecycle.draining, self.admission
+        )
 
     def _add_exception_handlers(self, app: FastAPI) -> None:
         add_exception_handlers(app)

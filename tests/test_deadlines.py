@@ -1,0 +1,168 @@
+"""Deadlines that cancel and overload that sheds, on every door: a caller's X-Request-Timeout (or gRPC deadline)
+or the server's --request_timeout_s turns a slow call into 504 (DEADLINE_EXCEEDED) with our error body, and past
+--max_concurrency calls in flight a worker answers 503 with Retry-After at once (RESOURCE_EXHAUSTED).
+
+The model is a user's pyfunc that computes for two seconds on one valid value (a temperature of 500) and answers
+at once otherwise; no test asserts a duration, only statuses, bodies and counters.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.grpc_calls import infer_request, stub
+from tests.servers import PredictorProcess, scrape, start_predictor, wait_until
+
+NAME = "slow"
+SLOW = {"temperature": 500.0, "vibration": 0.2}  # computes for two seconds
+FAST = {"temperature": 50.0, "vibration": 0.2}
+
+
+def _save_slow_model(path: Path) -> None:
+    import warnings
+
+    import cloudpickle
+    import mlflow.pyfunc
+    from mlflow.models import infer_signature
+
+    with warnings.catch_warnings():  # "add type hints": none on purpose, the signature is given below
+        warnings.simplefilter("ignore", UserWarning)
+
+        class Slow(mlflow.pyfunc.PythonModel):  # type: ignore[misc]
+            def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
+                import time
+
+                temperature = model_input["temperature"].to_numpy(dtype=float)
+                if (temperature == 500.0).any():
+                    end = time.perf_counter() + 2.0
+                    while time.perf_counter() < end:  # computes (a sleep would be taken for waiting on I/O)
+                        pass
+                return temperature / 100.0
+
+    frame = pd.DataFrame({"temperature": [20.0, 70.0], "vibration": [0.1, 0.3]})
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the server cannot import tests/
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        mlflow.pyfunc.save_model(
+            str(path),
+            python_model=Slow(),
+            signature=infer_signature(frame, np.array([0.2, 0.7])),
+            input_example=frame,
+            pip_requirements=["mlflow"],
+        )
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("slow") / "model"
+    _save_slow_model(directory)
+    return directory
+
+
+def serve(model_dir: Path, log_dir: Path, *flags: str) -> PredictorProcess:
+    uri = "sqlite:///" + str(model_dir.parent / "unused.db")
+    return start_predictor(uri, log_dir, "--model_uri", str(model_dir), *flags, model_name=NAME).wait_ready()
+
+
+@pytest.fixture(scope="module")
+def server(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PredictorProcess]:
+    process = serve(model_dir, tmp_path_factory.mktemp("deadline-logs"))
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+def counted(server: PredictorProcess, error_type: str) -> float:
+    return sum(
+        value
+        for (name, labels), value in scrape(server.http_url).items()
+        if name == "model_prediction_errors_total" and dict(labels).get("error_type") == error_type
+    )
+
+
+def doors(row: dict[str, float]) -> dict[str, tuple[str, Any]]:
+    return {
+        "v1": (f"/v1/models/{NAME}:predict", {"instances": [row]}),
+        "v2": (
+            f"/v2/models/{NAME}/infer",
+            {"inputs": [{"name": k, "shape": [1], "datatype": "FP64", "data": [v]} for k, v in row.items()]},
+        ),
+        "invocations": ("/invocations", {"dataframe_records": [row]}),
+    }
+
+
+@pytest.mark.parametrize("door", ["v1", "v2", "invocations"])
+def test_a_callers_deadline_turns_a_slow_call_into_a_504_and_the_server_stays_whole(
+    server: PredictorProcess, door: str
+) -> None:
+    path, body = doors(SLOW)[door]
+    before = counted(server, "deadline_exceeded")
+    with httpx.Client(base_url=server.http_url, timeout=60) as client:
+        answer = client.post(path, json=body, headers={"X-Request-Timeout": "0.3"})
+        assert answer.status_code == 504, answer.text
+        assert "deadline of 0.3 s" in answer.json()["error"]
+        path, body = doors(FAST)[door]
+        assert client.post(path, json=body).status_code == 200  # the next call is served
+    assert counted(server, "deadline_exceeded") == before + 1
+
+
+def test_a_malformed_timeout_header_is_a_400_naming_it(server: PredictorProcess) -> None:
+    path, body = doors(FAST)["v1"]
+    for bad in ("soon", "0", "-1", "inf"):
+        answer = httpx.post(server.http_url + path, json=body, headers={"X-Request-Timeout": bad}, timeout=30)
+        assert answer.status_code == 400 and "X-Request-Timeout" in answer.json()["error"], bad
+
+
+def test_the_server_wide_deadline_applies_to_grpc_with_our_message(model_dir: Path, tmp_path: Path) -> None:
+    process = serve(model_dir, tmp_path, "--request_timeout_s", "0.3")
+    try:
+        with stub(process.grpc_target) as client, pytest.raises(grpc.RpcError) as failure:
+            client.ModelInfer(infer_request(NAME, [list(SLOW.values())]), timeout=30)  # the caller would wait 30 s
+        assert failure.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        assert "deadline of 0.3 s" in (failure.value.details() or "")
+        assert counted(process, "deadline_exceeded") == 1
+    finally:
+        process.stop()
+
+
+def test_past_max_concurrency_a_worker_sheds_at_once_with_retry_after(model_dir: Path, tmp_path: Path) -> None:
+    process = serve(model_dir, tmp_path, "--max_concurrency", "1")
+    try:
+        path, slow_body = doors(SLOW)["v1"]
+        _, fast_body = doors(FAST)["v1"]
+        slow_status: list[int] = []
+        slow = threading.Thread(
+            target=lambda: slow_status.append(
+                httpx.post(process.http_url + path, json=slow_body, timeout=60).status_code
+            )
+        )
+        slow.start()
+        shed: list[httpx.Response] = []
+
+        def shed_one() -> bool:  # while the slow call holds the one place, a second call is turned away
+            answer = httpx.post(process.http_url + path, json=fast_body, timeout=30)
+            if answer.status_code == 503:
+                shed.append(answer)
+            return bool(shed) or not slow.is_alive()
+
+        wait_until(shed_one, 30, 0.05, "a call shed while the slow one is in flight")
+        slow.join(timeout=60)
+        assert shed, "the slow call finished before a second call could be shed"
+        assert shed[0].headers["retry-after"] == "1"
+        assert "--max_concurrency 1" in shed[0].json()["error"]
+        assert slow_status == [200]
+        assert httpx.post(process.http_url + path, json=fast_body, timeout=30).status_code == 200
+        assert counted(process, "overloaded") >= 1
+    finally:
+        process.stop()
