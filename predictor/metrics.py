@@ -42,6 +42,7 @@ class Metrics:
     features_missing: Counter
     predictions_dropped_from_log: Counter
     rate_limited: Counter
+    dropped_calls: Counter
 
     def for_version(self, model_name: str, model_version: str) -> VersionSeries:
         labels = (model_name, model_version)
@@ -105,6 +106,12 @@ class Metrics:
             predictions_dropped_from_log=Counter(
                 "prediction_log_dropped_total",
                 "Predictions not written to the prediction log (queue full).",
+                registry=registry,
+            ),
+            dropped_calls=Counter(
+                "model_dropped_calls_total",
+                "Calls not computed because nobody waited for them any more (deadline passed, client cancelled).",
+                ("model_name",),
                 registry=registry,
             ),
             rate_limited=Counter(

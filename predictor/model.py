@@ -227,6 +227,7 @@ class PredictorModel(Model):
                 self.settings.max_batch_wait_ms / 1000,
                 record,
                 observe,
+                self.metrics.dropped_calls.labels(self.name).inc,
             )
         else:
             batcher = DirectPredictor(predict, record, observe)

@@ -117,6 +117,32 @@ def test_a_callers_deadline_turns_a_slow_call_into_a_504_and_the_server_stays_wh
     assert counted(server, "deadline_exceeded") == before + 1
 
 
+def sample_total(server: PredictorProcess, metric: str) -> float:
+    return sum(value for (name, _), value in scrape(server.http_url).items() if name == metric)
+
+
+def test_a_call_whose_deadline_passes_while_queued_is_never_computed(model_dir: Path, tmp_path: Path) -> None:
+    # A fresh server: its first model call goes to the model's thread (the micro-batcher has measured nothing
+    # yet), so the slow call computes there and the next one queues behind it on the event loop.
+    server = serve(model_dir, tmp_path)
+    try:
+        path, slow_body = doors(SLOW)["v1"]
+        _, fast_body = doors(FAST)["v1"]
+        slow = threading.Thread(target=lambda: httpx.post(server.http_url + path, json=slow_body, timeout=60))
+        slow.start()
+        try:
+            wait_until(lambda: sample_total(server, "model_batch_rows_count") == 1, 30, 0.05, "the slow call")
+            headers = {"X-Request-Timeout": "0.3"}
+            queued = httpx.post(server.http_url + path, json=fast_body, headers=headers, timeout=30)
+            assert queued.status_code == 504
+        finally:
+            slow.join(timeout=60)
+        wait_until(lambda: sample_total(server, "model_dropped_calls_total") == 1, 30, 0.1, "the drop counted")
+        assert sample_total(server, "model_batch_rows_count") == 1  # only the slow call ran
+    finally:
+        server.stop()
+
+
 def test_a_malformed_timeout_header_is_a_400_naming_it(server: PredictorProcess) -> None:
     path, body = doors(FAST)["v1"]
     for bad in ("soon", "0", "-1", "inf"):

@@ -72,9 +72,12 @@ class MicroBatcher:
         max_wait_s: float = 0.001,
         on_batch: Callable[[int], None] | None = None,
         observe: Observer | None = None,
+        on_dropped: Callable[[int], None] | None = None,
     ) -> None:
+        """``on_dropped(n)``: n calls of a batch were skipped, their callers gone (a deadline, a cancel)."""
         self._predict = predict
         self._observe = observe
+        self._on_dropped = on_dropped or (lambda calls: None)
         self._max_rows = max(1, max_batch_rows)
         self._max_wait_s = max(0.0, max_wait_s)
         self._on_batch = on_batch or (lambda rows: None)
@@ -149,6 +152,8 @@ class MicroBatcher:
     async def _call(self, batch: list[_Pending]) -> None:
         loop = asyncio.get_running_loop()
         live = [p for p in batch if not p.future.done()]  # a cancelled client no longer waits
+        if len(live) != len(batch):
+            self._on_dropped(len(batch) - len(live))
         if not live:
             return
         merged = live[0].rows if len(live) == 1 else np.concatenate([p.rows for p in live])
