@@ -14,6 +14,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histo
 # 1 ms … 1 s resolved finely around the seed's 500 ms P95 target; +Inf catches the rest.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5)
 LOOKUP_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+LOAD_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0)
 BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 
 MODEL_LABELS = ("model_name", "model_version")
@@ -43,6 +44,8 @@ class Metrics:
     predictions_dropped_from_log: Counter
     rate_limited: Counter
     dropped_calls: Counter
+    loads: Counter
+    load_seconds: Histogram
 
     def for_version(self, model_name: str, model_version: str) -> VersionSeries:
         labels = (model_name, model_version)
@@ -106,6 +109,19 @@ class Metrics:
             predictions_dropped_from_log=Counter(
                 "prediction_log_dropped_total",
                 "Predictions not written to the prediction log (queue full).",
+                registry=registry,
+            ),
+            loads=Counter(
+                "model_loads_total",
+                "Model loads in this process, by outcome (ok, failed): first loads, retries and repository loads.",
+                ("model_name", "outcome"),
+                registry=registry,
+            ),
+            load_seconds=Histogram(
+                "model_load_seconds",
+                "Seconds one successful load took (resolve, download or the local cache, compile, warm-up).",
+                ("model_name",),
+                buckets=LOAD_BUCKETS,
                 registry=registry,
             ),
             dropped_calls=Counter(

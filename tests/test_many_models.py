@@ -117,6 +117,19 @@ def test_each_model_has_its_own_metric_series(server: PredictorProcess) -> None:
     assert served >= set(MODELS)
 
 
+def test_loads_are_counted_per_model_and_outcome(server: PredictorProcess) -> None:
+    samples = scrape(server.http_url)
+
+    def loads(name: str, outcome: str) -> float:
+        return samples.get(("model_loads_total", frozenset({"model_name": name, "outcome": outcome}.items())), 0.0)
+
+    assert all(loads(name, "ok") >= 1 for name in MODELS)
+    assert loads(GHOST, "failed") >= 1 and loads(GHOST, "ok") == 0
+    assert all(
+        samples.get(("model_load_seconds_count", frozenset({"model_name": name}.items())), 0) >= 1 for name in MODELS
+    )
+
+
 def test_a_model_that_cannot_load_is_not_ready_and_says_why_while_the_others_serve(server: PredictorProcess) -> None:
     assert httpx.get(f"{server.http_url}/ready", timeout=10).status_code == 200
     ghost = httpx.get(f"{server.http_url}/v2/models/{GHOST}/ready", timeout=10)

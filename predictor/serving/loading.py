@@ -8,6 +8,7 @@ from __future__ import annotations
 import gc
 import logging
 import threading
+import time
 from collections.abc import Callable
 
 from predictor.config import Settings
@@ -116,11 +117,16 @@ class ModelLoader:
 
     def _attempt(self) -> bool:
         """One load; ``ModelLoadError`` (503 to a repository load) naming why it failed."""
+        metrics, name = self.model.metrics, self.model.name
+        started = time.perf_counter()
         try:
             fresh = self.model.load()
         except Exception as exc:
+            metrics.loads.labels(name, "failed").inc()
             self.load_error = f"model load failed: {exc}"
-            raise ModelLoadError(f"model {self.model.name}: {self.load_error}") from exc
+            raise ModelLoadError(f"model {name}: {self.load_error}") from exc
+        metrics.loads.labels(name, "ok").inc()
+        metrics.load_seconds.labels(name).observe(time.perf_counter() - started)
         self.load_error = None
         return fresh
 
