@@ -99,6 +99,13 @@ class Settings:
         "\"name LIKE 'pm_%'\".",
         env="PREDICTOR_REGISTRY_FILTER",
     )
+    max_loaded_models: int = _opt(
+        0,
+        "Most models loaded at once (0: no limit). Past it the least recently used is unloaded; a request for a "
+        "model that is not loaded loads it (from the local model cache when it is there) and waits for it, "
+        "concurrent requests sharing one load. The repository index shows which models are loaded.",
+        env="PREDICTOR_MAX_LOADED_MODELS",
+    )
     model_dir: str | None = _opt(
         None,
         "An MLflow model directory to serve, as KServe's runtimes are run (--model_dir=/mnt/models, where its storage "

@@ -45,6 +45,7 @@ class Metrics:
     rate_limited: Counter
     dropped_calls: Counter
     loads: Counter
+    evictions: Counter
     load_seconds: Histogram
 
     def for_version(self, model_name: str, model_version: str) -> VersionSeries:
@@ -109,6 +110,12 @@ class Metrics:
             predictions_dropped_from_log=Counter(
                 "prediction_log_dropped_total",
                 "Predictions not written to the prediction log (queue full).",
+                registry=registry,
+            ),
+            evictions=Counter(
+                "model_evictions_total",
+                "Models unloaded to make room (--max_loaded_models), least recently used first.",
+                ("model_name",),
                 registry=registry,
             ),
             loads=Counter(

@@ -174,6 +174,9 @@ def test_past_max_concurrency_a_worker_sheds_at_once_with_retry_after(model_dir:
             )
         )
         slow.start()
+        # The slow call is the server's first model call, so it computes on the model's thread (the micro-batcher
+        # has measured nothing yet) and the event loop stays free to turn the next calls away.
+        wait_until(lambda: sample_total(process, "model_batch_rows_count") == 1, 30, 0.05, "the slow call started")
         shed: list[httpx.Response] = []
 
         def shed_one() -> bool:  # while the slow call holds the one place, a second call is turned away

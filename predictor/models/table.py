@@ -8,6 +8,7 @@ index shows it) but answers like an unknown one: 404 over every door, saying how
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Iterable, Iterator
 from typing import Generic, Protocol, TypeVar
@@ -27,6 +28,9 @@ class ModelTable(Generic[M]):
     def __init__(self, models: Iterable[M]) -> None:
         self._models = {model.name: model for model in models}
         self._unloaded: frozenset[str] = frozenset()
+        self._evicted: frozenset[str] = frozenset()  # unloaded to make room: a request loads them again
+        self._uses = itertools.count()
+        self.last_used: dict[str, int] = {}  # name → when it was last looked up (an ever-growing count)
         self._lock = threading.Lock()  # writers only
 
     def __len__(self) -> int:
@@ -47,6 +51,13 @@ class ModelTable(Generic[M]):
     def mark_unloaded(self, name: str, unloaded: bool = True) -> None:
         with self._lock:
             self._unloaded = self._unloaded | {name} if unloaded else self._unloaded - {name}
+
+    def mark_evicted(self, name: str, evicted: bool = True) -> None:
+        with self._lock:
+            self._evicted = self._evicted | {name} if evicted else self._evicted - {name}
+
+    def is_evicted(self, name: str) -> bool:
+        return name in self._evicted
 
     def is_unloaded(self, name: str) -> bool:
         return name in self._unloaded
@@ -85,4 +96,5 @@ class ModelTable(Generic[M]):
             raise ModelNotFoundError(
                 f"model {name!r:.80} is not served here; this server serves {served} (GET /v2/models lists them)"
             )
+        self.last_used[model.name] = next(self._uses)  # least recently used goes first (--max_loaded_models)
         return model

@@ -29,6 +29,7 @@ from kserve.protocol.grpc.servicer import InferenceServicer
 from kserve.protocol.model_repository_extension import ModelRepositoryExtension
 
 from predictor import errors
+from predictor.errors import ModelNotReadyError
 from predictor.model import Call, PredictorModel
 from predictor.models.table import ModelTable
 from predictor.protocol import v2
@@ -141,7 +142,10 @@ class Servicer(InferenceServicer):
 
     async def _infer(self, request: pb.ModelInferRequest, context: Any) -> pb.ModelInferResponse:
         model = self._model(request.model_name, request.model_version)
-        serving = model.serving_for_request(request.model_version or None)
+        try:
+            serving = model.serving_for_request(request.model_version or None)
+        except ModelNotReadyError:  # evicted (--max_loaded_models): loaded again and awaited; else the same 503
+            serving = await self.lifecycle.acquire(model, request.model_version or None)
         decoded = self.codec.decode(request, serving.schema, serving.outputs)
         metadata = {key: value for key, value in (context.invocation_metadata() or ()) if isinstance(value, str)}
         call = Call(self.codec.name, decoded.request_id or metadata.get("x-request-id", ""),

@@ -15,15 +15,15 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from predictor import errors, logs
-from predictor.errors import PayloadTooLarge, PredictorError, UnsupportedMediaType
-from predictor.model import Call, PredictorModel
+from predictor.errors import ModelNotReadyError, PayloadTooLarge, PredictorError, UnsupportedMediaType
+from predictor.model import Call, PredictorModel, Serving
 from predictor.models.table import ModelTable
 from predictor.protocol.codec import Reply, RestCodec, RestRequest
 from predictor.serving.access import AccessControl
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Headers = dict[str, str]
+Acquire = Callable[[PredictorModel, str | None], Awaitable[Serving]]
 # The request headers an inference call reads (ASGI servers lower-case the names).
 READ_HEADERS = frozenset(
     name.encode("latin-1")
@@ -68,6 +69,7 @@ class HttpDoor:
         access: AccessControl,
         draining: Callable[[], bool],
         admission: Admission | None = None,
+        acquire: Acquire | None = None,
         codecs: Mapping[str, RestCodec] = CODECS,
         matcher: InferenceMatcher | None = None,
     ) -> None:
@@ -77,6 +79,7 @@ class HttpDoor:
         self.access = access
         self.draining = draining
         self.admission = admission or Admission()
+        self.acquire = acquire or _serving
         self.codecs = codecs
         self.matcher = matcher or InferenceMatcher()
 
@@ -125,7 +128,10 @@ class HttpDoor:
         )
         check_media_type(codec, headers)
         body = await read_body(headers, receive, self.max_body_bytes)
-        serving = model.serving_for_request(matched.model_version)  # captured once: a swap changes nothing
+        try:
+            serving = model.serving_for_request(matched.model_version)  # captured once: a swap changes nothing
+        except ModelNotReadyError:  # evicted (--max_loaded_models): loaded again and awaited; else the same 503
+            serving = await self.acquire(model, matched.model_version)
         decoded = codec.decode(RestRequest(body, headers), serving.schema, serving.outputs)
         if endpoint.verb == "explain":
             result = await model.explain(decoded.rows, serving)
@@ -172,6 +178,10 @@ class HttpDoor:
 def _encoded(headers: tuple[tuple[str, str], ...]) -> tuple[tuple[bytes, bytes], ...]:
     """Reply headers as ASGI wants them; most replies share a handful of header sets."""
     return tuple((k.encode("latin-1"), v.encode("latin-1")) for k, v in headers)
+
+
+async def _serving(model: PredictorModel, version: str | None) -> Serving:
+    return model.serving_for_request(version)  # no eviction without a lifecycle: the same 503
 
 
 def error_reply(answer: errors.Answer) -> Reply:

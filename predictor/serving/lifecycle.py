@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from predictor.config import ModelSpec, Settings
 from predictor.errors import ModelNotFoundError, ModelNotReadyError, PredictorError
-from predictor.model import PredictorModel
+from predictor.model import PredictorModel, Serving
 from predictor.models import registry
 from predictor.models.discovery import RegistryDiscovery
 from predictor.models.table import ModelTable
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 FEATURE_CHECK_INTERVAL_S = 2.0
+LOAD_WAIT_S = 60.0  # how long a request waits for its evicted model to load again
 
 
 class Lifecycle:
@@ -52,6 +53,8 @@ class Lifecycle:
         self.stopping = threading.Event()
         # Replaced, never changed in place: readiness iterates it while discovery adds and removes models.
         self.loaders: dict[str, ModelLoader] = {}
+        self._room = threading.Lock()  # one eviction pass at a time
+        self._loads: dict[str, asyncio.Future[None]] = {}  # loads on a miss, shared by the requests waiting for them
         for model in table:
             self.add(model, start=False)
         self.discovery = self._discovery()
@@ -63,11 +66,75 @@ class Lifecycle:
 
     def add(self, model: PredictorModel, start: bool = True) -> ModelLoader:
         first = model is self.table.first() and model.challenger is not None
-        loader = ModelLoader(self.settings, model, self._after_first_load if first else self._mark_if_ready)
+        then = self._after_first_load if first else self._mark_if_ready
+
+        def after_first_load() -> None:
+            then()
+            self.make_room(keep=model.name)
+
+        loader = ModelLoader(self.settings, model, after_first_load)
+        limit = self.settings.max_loaded_models
+        if limit and sum(not other.unloaded for other in self.loaders.values()) >= limit:
+            loader.unloaded = loader.evicted = True  # no room: its first request loads it
+            loader.attempted.set()
+            self.table.mark_evicted(model.name)
         self.loaders = {**self.loaders, model.name: loader}
-        if start:
+        if start and not loader.unloaded:
             loader.start()
         return loader
+
+    # ------------------------------------------------------------------------------ more models than memory
+    def make_room(self, keep: str | None = None) -> None:
+        """Unload the least recently used models until at most --max_loaded_models are loaded (``keep`` stays).
+        The table says "evicted" before the model lets go, so a new request loads it again instead of failing."""
+        limit = self.settings.max_loaded_models
+        if not limit:
+            return
+        with self._room:
+            loaded = [loader for loader in self.loaders.values() if not loader.unloaded]
+            while len(loaded) > limit:
+                candidates = [loader for loader in loaded if loader.model.name != keep]
+                if not candidates:
+                    return
+                victim = min(candidates, key=lambda loader: self.table.last_used.get(loader.model.name, -1))
+                self.table.mark_evicted(victim.model.name)
+                victim.unload(evicted=True)
+                victim.model.metrics.evictions.labels(victim.model.name).inc()
+                loaded.remove(victim)
+
+    async def acquire(self, model: PredictorModel, version: str | None) -> Serving:
+        """The ``Serving`` of a model a request named, loading it first when it was evicted (concurrent requests
+        share one load; a request waits at most LOAD_WAIT_S). A model evicted while the request looked it up is
+        loaded again, never answered as not ready."""
+        for _ in range(3):
+            if self.table.is_evicted(model.name):
+                await self._load_evicted(model.name)
+            try:
+                return model.serving_for_request(version)
+            except ModelNotReadyError:
+                if not self.table.is_evicted(model.name):
+                    raise
+        return model.serving_for_request(version)
+
+    async def _load_evicted(self, name: str) -> None:
+        load = self._loads.get(name)
+        if load is None:
+            load = asyncio.ensure_future(asyncio.to_thread(self._reload_evicted, name))
+            self._loads[name] = load
+            load.add_done_callback(lambda _: self._loads.pop(name, None))
+        try:
+            await asyncio.wait_for(asyncio.shield(load), LOAD_WAIT_S)
+        except TimeoutError as exc:
+            raise ModelNotReadyError(
+                f"model {name} is being loaded again (it was evicted, --max_loaded_models); retry shortly"
+            ) from exc
+
+    def _reload_evicted(self, name: str) -> None:
+        loader = self.loader(name)
+        if loader.evicted:
+            loader.load()
+        self.table.mark_evicted(name, False)
+        self.make_room(keep=name)
 
     def remove(self, name: str) -> None:
         """Unload ``name`` (its requests in flight finish on the version they hold) and forget it."""
@@ -135,7 +202,8 @@ class Lifecycle:
 
     def start_background(self) -> None:
         for loader in self.loaders.values():  # the first model's loader starts the challenger once it has loaded
-            loader.start()
+            if not loader.unloaded:  # no room (--max_loaded_models): its first request loads it
+                loader.start()
         if self.discovery is not None:
             _thread(self.discovery.run, "registry-discovery")
         if self.features is not None:
@@ -239,6 +307,8 @@ class Lifecycle:
         loader = self.loader(name)
         loader.load()
         self.table.mark_unloaded(name, False)
+        self.table.mark_evicted(name, False)
+        self.make_room(keep=name)
 
     def unload(self, name: str) -> None:
         """``POST /v2/repository/models/NAME/unload``: 404 for its requests from now on, in flight ones finish."""

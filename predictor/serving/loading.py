@@ -20,6 +20,7 @@ from predictor.models.follower import AliasFollower
 log = logging.getLogger(__name__)
 
 UNLOADED = "unloaded (POST /v2/repository/models/{name}/load loads it again)"
+EVICTED = "evicted, the least recently used past --max_loaded_models: its next request loads it"
 
 
 class ModelLoader:
@@ -34,6 +35,7 @@ class ModelLoader:
         self.load_error: str | None = f"model is loading from {model.uri} (registry {settings.tracking_uri})"
         self.attempted = threading.Event()  # the first load attempt has finished, well or not
         self.unloaded = False
+        self.evicted = False  # unloaded to make room (--max_loaded_models): a request loads it again
         self.stopping = threading.Event()
         self.follower = self._follower()
         self._lock = threading.Lock()  # load and unload, one at a time
@@ -54,7 +56,7 @@ class ModelLoader:
     def not_ready_reason(self) -> str | None:
         """None when the model can serve, else why not."""
         if self.unloaded:
-            return UNLOADED.format(name=self.model.name)
+            return (EVICTED if self.evicted else UNLOADED).format(name=self.model.name)
         if not self.model.ready:
             return self.load_error or "model is loading"
         return None
@@ -86,13 +88,14 @@ class ModelLoader:
         else:
             _thread(self.follower.check, "registry-check")
 
-    def unload(self) -> None:
-        """Stop following and drop the versions held; requests in flight finish on the version they hold."""
+    def unload(self, evicted: bool = False) -> None:
+        """Stop following and drop the versions held; requests in flight finish on the version they hold.
+        ``evicted``: to make room, not on request (its next request loads it again)."""
         with self._lock:
             self.stopping.set()
-            self.unloaded = True
+            self.unloaded, self.evicted = True, evicted
             self.model.unload()
-            log.info("model %s unloaded", self.model.name)
+            log.info("model %s %s", self.model.name, "evicted (least recently used)" if evicted else "unloaded")
 
     def load(self) -> None:
         """Load now (blocking; the caller waits for readiness): after ``unload``, or for a model still failing to
@@ -108,7 +111,7 @@ class ModelLoader:
             self.follower = self._follower()
             self.load_error = f"model is loading from {self.model.uri}"
             fresh = self._attempt()
-            self.unloaded = False
+            self.unloaded = self.evicted = False
             if not fresh:
                 self.follower.check()
         _freeze_long_lived()

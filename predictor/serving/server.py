@@ -140,7 +140,13 @@ class PredictorServer(ModelServer):
     def _http_door(self, app: ASGIApp) -> ASGIApp:
         lifecycle = self.lifecycle
         return HttpDoor(
-            app, self.table, self.settings.max_body_bytes, self.access, lambda: lifecycle.draining, self.admission
+            app,
+            self.table,
+            self.settings.max_body_bytes,
+            self.access,
+            lambda: lifecycle.draining,
+            self.admission,
+            lifecycle.acquire,
         )
 
     def _add_exception_handlers(self, app: FastAPI) -> None:
