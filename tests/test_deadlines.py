@@ -8,7 +8,6 @@ at once otherwise; no test asserts a duration, only statuses, bodies and counter
 
 from __future__ import annotations
 
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +20,7 @@ import pandas as pd
 import pytest
 
 from tests.grpc_calls import infer_request, stub
+from tests.pyfunc_models import save_pyfunc
 from tests.servers import PredictorProcess, scrape, start_predictor, wait_until
 
 NAME = "slow"
@@ -28,44 +28,22 @@ SLOW = {"temperature": 500.0, "vibration": 0.2}  # computes for two seconds
 FAST = {"temperature": 50.0, "vibration": 0.2}
 
 
-def _save_slow_model(path: Path) -> None:
-    import warnings
+def slow_on_500(model_input: pd.DataFrame) -> np.ndarray:
+    """Computes for two seconds on one value (a sleep would be taken for waiting on I/O), answers at once otherwise."""
+    import time
 
-    import cloudpickle
-    import mlflow.pyfunc
-    from mlflow.models import infer_signature
-
-    with warnings.catch_warnings():  # "add type hints": none on purpose, the signature is given below
-        warnings.simplefilter("ignore", UserWarning)
-
-        class Slow(mlflow.pyfunc.PythonModel):  # type: ignore[misc]
-            def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
-                import time
-
-                temperature = model_input["temperature"].to_numpy(dtype=float)
-                if (temperature == 500.0).any():
-                    end = time.perf_counter() + 2.0
-                    while time.perf_counter() < end:  # computes (a sleep would be taken for waiting on I/O)
-                        pass
-                return temperature / 100.0
-
-    frame = pd.DataFrame({"temperature": [20.0, 70.0], "vibration": [0.1, 0.3]})
-    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the server cannot import tests/
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        mlflow.pyfunc.save_model(
-            str(path),
-            python_model=Slow(),
-            signature=infer_signature(frame, np.array([0.2, 0.7])),
-            input_example=frame,
-            pip_requirements=["mlflow"],
-        )
+    temperature = model_input["temperature"].to_numpy(dtype=float)
+    if (temperature == 500.0).any():
+        end = time.perf_counter() + 2.0
+        while time.perf_counter() < end:
+            pass
+    return temperature / 100.0
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = tmp_path_factory.mktemp("slow") / "model"
-    _save_slow_model(directory)
+    save_pyfunc(directory, slow_on_500)
     return directory
 
 

@@ -9,9 +9,7 @@ and serves every other row.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -21,6 +19,7 @@ import pandas as pd
 import pytest
 
 from tests.grpc_calls import bearer, infer_request, stub
+from tests.pyfunc_models import save_pyfunc
 from tests.servers import PredictorProcess, scrape, start_predictor
 
 NAME = "picky"
@@ -30,40 +29,18 @@ FAILING = 999.0  # the temperature the model cannot score: a valid value
 SECRET = "calibration table has no entry"  # in the model's exception: must never reach a client
 
 
-def _save_picky_model(path: Path) -> None:
-    import warnings
-
-    import cloudpickle
-    import mlflow.pyfunc
-    from mlflow.models import infer_signature
-
-    with warnings.catch_warnings():  # "add type hints": none on purpose, the signature is given below
-        warnings.simplefilter("ignore", UserWarning)
-
-        class Picky(mlflow.pyfunc.PythonModel):  # type: ignore[misc]
-            def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
-                temperature = model_input["temperature"].to_numpy(dtype=float)
-                if (temperature == 999.0).any():
-                    raise KeyError("calibration table has no entry for 999.0")
-                return temperature / 100.0
-
-    frame = pd.DataFrame({"temperature": [20.0, 70.0], "vibration": [0.1, 0.3]})
-    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the server cannot import tests/
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        mlflow.pyfunc.save_model(
-            str(path),
-            python_model=Picky(),
-            signature=infer_signature(frame, np.array([0.2, 0.7])),
-            input_example=frame,
-            pip_requirements=["mlflow"],
-        )
+def picky(model_input: pd.DataFrame) -> np.ndarray:
+    """Fails on one valid value, as a user's model with a gap in its lookup table would."""
+    temperature = model_input["temperature"].to_numpy(dtype=float)
+    if (temperature == 999.0).any():
+        raise KeyError("calibration table has no entry for 999.0")
+    return temperature / 100.0
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PredictorProcess]:
     directory = tmp_path_factory.mktemp("picky") / "model"
-    _save_picky_model(directory)
+    save_pyfunc(directory, picky)
     process = start_predictor(
         "sqlite:///" + str(directory.parent / "unused.db"),
         directory.parent,
