@@ -92,6 +92,16 @@ def test_document_is_valid_openapi_3_1(document: dict[str, Any]) -> None:
     validate_spec(document)
 
 
+def test_the_document_is_valid_before_any_model_is_served_and_lists_every_model_after() -> None:
+    from predictor.protocol.codec import DocumentContext
+    from predictor.serving.openapi import build_document
+
+    validate_spec(build_document((), DocumentContext()))  # registry discovery has found nothing yet
+    many = build_document(("pumps", "fans"), DocumentContext())
+    (name,) = [p for p in many["paths"]["/v2/models/{model_name}/infer"]["post"]["parameters"] if p["in"] == "path"]
+    assert name["schema"]["enum"] == ["pumps", "fans"]
+
+
 def test_document_has_exactly_our_operations(document: dict[str, Any]) -> None:
     assert operations(document) == OUR_OPERATIONS  # KServe's (here: repository unload) are left out
 

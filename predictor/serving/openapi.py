@@ -67,7 +67,11 @@ def build_document(model_names: Sequence[str], context: DocumentContext) -> Json
         paths.setdefault(endpoint.path, {})[endpoint.method.lower()] = operation
     return {
         "openapi": "3.1.0",
-        "info": {"title": f"{', '.join(model_names)} predictor", "version": _version(), "description": DESCRIPTION},
+        "info": {
+            "title": f"{', '.join(model_names) or 'MLflow models'} predictor",
+            "version": _version(),
+            "description": DESCRIPTION,
+        },
         "tags": TAGS,
         "paths": paths,
         "components": {"schemas": schemas, "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
@@ -159,7 +163,9 @@ def _path_parameters(path: str, model_names: Sequence[str]) -> list[Json]:
     parameters = []
     for name in re.findall(r"{(\w+)}", path):
         if name == "model_name":
-            schema: Json = {"type": "string", "enum": list(model_names), "example": model_names[0]}
+            schema: Json = {"type": "string"}
+            if model_names:  # none yet while registry discovery has found nothing
+                schema.update({"enum": list(model_names), "example": model_names[0]})
             text = "A served model's name; any other answers 404."
         else:
             schema, text = {"type": "string", "example": "1"}, "A version held: the serving one or the previous one."
