@@ -19,6 +19,10 @@ from predictor.models.follower import AliasFollower
 
 log = logging.getLogger(__name__)
 
+# One model loads at a time in a process: a load's probes switch the warnings filters (scikit-learn's "X has
+# feature names" turned into an error to choose the fast path), and warnings.catch_warnings is process-wide, so a
+# second load beside it failed its warm-up at random. Loads are CPU-bound under one GIL anyway.
+LOAD_LOCK = threading.Lock()
 UNLOADED = "unloaded (POST /v2/repository/models/{name}/load loads it again)"
 EVICTED = "evicted, the least recently used past --max_loaded_models: its next request loads it"
 
@@ -123,7 +127,8 @@ class ModelLoader:
         metrics, name = self.model.metrics, self.model.name
         started = time.perf_counter()
         try:
-            fresh = self.model.load()
+            with LOAD_LOCK:
+                fresh = self.model.load()
         except Exception as exc:
             metrics.loads.labels(name, "failed").inc()
             self.load_error = f"model load failed: {exc}"
@@ -175,7 +180,8 @@ class ModelLoader:
         if held is not None:  # e.g. the alias moved back to the previous version
             self.model.activate(held)
             return
-        self.model.adopt(registry.load(source, self.model.load_options))
+        with LOAD_LOCK:
+            self.model.adopt(registry.load(source, self.model.load_options))
         _freeze_long_lived()  # a swapped-in version's objects are long-lived too: frozen like the first load's
 
 
