@@ -45,7 +45,8 @@ class ModelTable(Generic[M]):
             models = dict(self._models)
             removed = models.pop(name, None)
             self._models = models
-            self._unloaded = self._unloaded - {name}
+            self._unloaded, self._evicted = self._unloaded - {name}, self._evicted - {name}
+            self.last_used.pop(name, None)  # a model of that name added again starts afresh
             return removed
 
     def mark_unloaded(self, name: str, unloaded: bool = True) -> None:
@@ -58,9 +59,6 @@ class ModelTable(Generic[M]):
 
     def is_evicted(self, name: str) -> bool:
         return name in self._evicted
-
-    def is_unloaded(self, name: str) -> bool:
-        return name in self._unloaded
 
     def __iter__(self) -> Iterator[M]:
         return iter(self._models.values())
@@ -81,20 +79,30 @@ class ModelTable(Generic[M]):
             )
         return model
 
+    def charged(self, name: str | None) -> M | None:
+        """The model a failed call naming ``name`` is counted on: that model, else the first (an unknown name's
+        404 still shows on a series); None while no model is served."""
+        return self.find(name) or self.first()
+
     def find(self, name: str | None) -> M | None:
         return self.first() if name is None else self._models.get(name)
 
-    def get(self, name: str | None) -> M:
-        """The model called ``name`` (None: the default one); 404 naming what is served otherwise."""
+    def known(self, name: str | None) -> M:
+        """The model called ``name``, loaded or not (readiness, the repository's load); 404 for no such model."""
         model = self.find(name)
-        if model is not None and model.name in self._unloaded:
-            raise ModelNotFoundError(
-                f"model {model.name!r} is unloaded; POST /v2/repository/models/{model.name}/load loads it again"
-            )
         if model is None:
             served = ", ".join(repr(n) for n in self._models)
             raise ModelNotFoundError(
                 f"model {name!r:.80} is not served here; this server serves {served} (GET /v2/models lists them)"
+            )
+        return model
+
+    def get(self, name: str | None) -> M:
+        """The model a request calls (None: the default one); 404 for no such model and for an unloaded one."""
+        model = self.known(name)
+        if model.name in self._unloaded:
+            raise ModelNotFoundError(
+                f"model {model.name!r} is unloaded; POST /v2/repository/models/{model.name}/load loads it again"
             )
         self.last_used[model.name] = next(self._uses)  # least recently used goes first (--max_loaded_models)
         return model

@@ -77,11 +77,9 @@ class Door(AsyncServerInterceptor):
             answer = errors.answer(exc)
             if answer.grpc_code == grpc.StatusCode.INTERNAL:
                 log.exception("gRPC %s failed", method_name)
-            if method_short == "ModelInfer":  # the counting scope of every door: inference calls
-                name = getattr(request, "model_name", None)
-                counted = self.table.find(name) or self.table.first()
-                if counted is not None:
-                    counted.count_error(answer.error_type)
+            counted = self.table.charged(getattr(request, "model_name", None))
+            if method_short == "ModelInfer" and counted is not None:  # every door counts inference calls only
+                counted.count_error(answer.error_type)
             await context.abort(answer.grpc_code, answer.message)
 
 
@@ -109,7 +107,7 @@ class Servicer(InferenceServicer):
         return pb.ServerMetadataResponse(**v2.server_metadata())
 
     async def ModelReady(self, request: pb.ModelReadyRequest, context: Any) -> pb.ModelReadyResponse:
-        model = self.table.find(request.name) or self._model(request.name, request.version)  # unloaded: not ready
+        model = self.table.known(request.name)  # an unloaded model is known, and not ready
         model.require_version(request.version or None)
         return pb.ModelReadyResponse(ready=self.lifecycle.model_not_ready_reason(model.name) is None)
 
@@ -158,8 +156,7 @@ class Servicer(InferenceServicer):
         """As POST /v2/repository/models/NAME/load: load an unloaded model (answering once it serves), or ask
         the registry now for a loaded one."""
         name = model_name_of(request)
-        if self.table.find(name) is None:
-            self.table.get(name)  # the table's 404
+        self.table.known(name)  # 404 for no such model; an unloaded one is loaded
         await asyncio.to_thread(self.lifecycle.load, name)
         return pb.RepositoryModelLoadResponse(model_name=name, isLoaded=True)
 

@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 
 Headers = dict[str, str]
 Acquire = Callable[[PredictorModel, str | None], Awaitable[Serving]]
+# Which model a call without a model in its path (MLflow's /invocations) is for; absent: the first model.
+MODEL_HEADER = "x-model-name"
 # The request headers an inference call reads (ASGI servers lower-case the names).
 READ_HEADERS = frozenset(
     name.encode("latin-1")
@@ -46,14 +48,12 @@ READ_HEADERS = frozenset(
         "authorization",
         "x-forwarded-for",
         "x-request-id",
-        "x-model-name",
+        MODEL_HEADER,
         TIMEOUT_HEADER,
         *(c.binary_header for c in CODECS.values() if c.binary_header),
     )
 )
 CLOSE = (b"connection", b"close")
-# Which model a call without a model in its path (MLflow's /invocations) is for; absent: the first model.
-MODEL_HEADER = "x-model-name"
 
 
 class Disconnected(Exception):
@@ -145,8 +145,7 @@ class HttpDoor:
         answer = errors.answer(exc)
         if not isinstance(exc, PredictorError):
             log.error("unexpected error answering an inference call", exc_info=exc)
-        counted = self.table.find(model_name) or self.table.first()
-        if counted is not None:  # none yet (registry discovery): nothing to label the count with
+        if (counted := self.table.charged(model_name)) is not None:
             counted.count_error(answer.error_type)
         return error_reply(answer)
 

@@ -22,7 +22,7 @@ from predictor.models import registry
 from predictor.models.discovery import RegistryDiscovery
 from predictor.models.table import ModelTable
 from predictor.serving import workers
-from predictor.serving.loading import ModelLoader
+from predictor.serving.loading import ModelLoader, start_thread
 
 if TYPE_CHECKING:
     from predictor.features import FeatureSource
@@ -130,11 +130,8 @@ class Lifecycle:
             ) from exc
 
     def _reload_evicted(self, name: str) -> None:
-        loader = self.loader(name)
-        if loader.evicted:
-            loader.load()
-        self.table.mark_evicted(name, False)
-        self.make_room(keep=name)
+        if self.loader(name).evicted:  # not loaded again meanwhile (by a repository load)
+            self.load(name)
 
     def remove(self, name: str) -> None:
         """Unload ``name`` (its requests in flight finish on the version they hold) and forget it."""
@@ -169,7 +166,7 @@ class Lifecycle:
     def loader(self, name: str) -> ModelLoader:
         loader = self.loaders.get(name)
         if loader is None:
-            self.table.get(name)  # the table's own 404, naming what is served
+            self.table.known(name)  # the table's own 404, naming what is served
             raise ModelNotFoundError(f"model {name!r:.80} is not served here")
         return loader
 
@@ -205,9 +202,9 @@ class Lifecycle:
             if not loader.unloaded:  # no room (--max_loaded_models): its first request loads it
                 loader.start()
         if self.discovery is not None:
-            _thread(self.discovery.run, "registry-discovery")
+            start_thread(self.discovery.run, "registry-discovery")
         if self.features is not None:
-            _thread(self._watch_feature_store, "feature-store-check")
+            start_thread(self._watch_feature_store, "feature-store-check")
 
     def begin_drain(self) -> None:
         self.draining = True
@@ -345,7 +342,3 @@ class Lifecycle:
                 self.stopping.wait(FEATURE_CHECK_INTERVAL_S)
         finally:
             loop.close()
-
-
-def _thread(target: Callable[[], object], name: str) -> None:
-    threading.Thread(target=target, name=name, daemon=True).start()

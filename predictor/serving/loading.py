@@ -76,7 +76,7 @@ class ModelLoader:
 
     # ------------------------------------------------------------------------------ background
     def start(self) -> None:
-        _thread(self._load_with_retries, f"loader-{self.model.name}")
+        start_thread(self._load_with_retries, f"loader-{self.model.name}")
 
     def stop(self) -> None:
         self.stopping.set()
@@ -90,7 +90,7 @@ class ModelLoader:
         if self.settings.poll_interval_s > 0 and self.follower.follows_a_moving_reference:
             self.follower.wake()
         else:
-            _thread(self.follower.check, "registry-check")
+            start_thread(self.follower.check, "registry-check")
 
     def unload(self, evicted: bool = False) -> None:
         """Stop following and drop the versions held; requests in flight finish on the version they hold.
@@ -120,7 +120,7 @@ class ModelLoader:
                 self.follower.check()
         _freeze_long_lived()
         if self.settings.poll_interval_s > 0 and self.follower.follows_a_moving_reference:
-            _thread(lambda: self.follower.run(check_first=False), f"follower-{self.model.name}")
+            start_thread(lambda: self.follower.run(check_first=False), f"follower-{self.model.name}")
 
     def _attempt(self) -> bool:
         """One load; ``ModelLoadError`` (503 to a repository load) naming why it failed."""
@@ -192,5 +192,5 @@ def _freeze_long_lived() -> None:
     gc.freeze()
 
 
-def _thread(target: Callable[[], object], name: str) -> None:
+def start_thread(target: Callable[[], object], name: str) -> None:
     threading.Thread(target=target, name=name, daemon=True).start()

@@ -245,8 +245,7 @@ class Routes:
 
     async def repository_load(self, model_name: str) -> Response:
         """Load an unloaded model and answer once it serves (or ask the registry now, for a loaded one)."""
-        if self.table.find(model_name) is None:
-            self.table.get(model_name)  # the table's 404
+        self.table.known(model_name)  # 404 for no such model; an unloaded one is loaded
         await asyncio.to_thread(self.admin.load, model_name)
         return json_response({"name": model_name, "load": True})
 
@@ -259,9 +258,7 @@ class Routes:
     # ------------------------------------------------------------------------------ helpers
     def _known(self, model_name: str, model_version: str | None = None) -> PredictorModel:
         """The model called ``model_name``, loaded or not (404 when this server has no such model)."""
-        model = self.table.find(model_name)
-        if model is None:
-            return self._check_name(model_name, model_version)
+        model = self.table.known(model_name)
         model.require_version(model_version)
         return model
 
