@@ -212,6 +212,12 @@ def scrape(base_url: str, headers: dict[str, str] | None = None) -> dict[tuple[s
     }
 
 
+def total(samples: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str) -> float:
+    """The sum of ``name``'s samples whose labels include ``labels`` (every series of it when none are given)."""
+    wanted = set(labels.items())
+    return sum(value for (metric, have), value in samples.items() if metric == name and wanted <= have)
+
+
 def sample(samples: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str) -> float:
     """One sample's value from ``scrape()``; 0 when the series does not exist (yet)."""
     return samples.get((name, frozenset(labels.items())), 0.0)

@@ -21,7 +21,7 @@ import pytest
 
 from tests.grpc_calls import infer_request, stub
 from tests.pyfunc_models import save_pyfunc
-from tests.servers import PredictorProcess, scrape, start_predictor, wait_until
+from tests.servers import PredictorProcess, scrape, start_predictor, total, wait_until
 
 NAME = "slow"
 SLOW = {"temperature": 500.0, "vibration": 0.2}  # computes for two seconds
@@ -62,11 +62,7 @@ def server(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
 
 def counted(server: PredictorProcess, error_type: str) -> float:
-    return sum(
-        value
-        for (name, labels), value in scrape(server.http_url).items()
-        if name == "model_prediction_errors_total" and dict(labels).get("error_type") == error_type
-    )
+    return total(scrape(server.http_url), "model_prediction_errors_total", error_type=error_type)
 
 
 def doors(row: dict[str, float]) -> dict[str, tuple[str, Any]]:
@@ -96,7 +92,7 @@ def test_a_callers_deadline_turns_a_slow_call_into_a_504_and_the_server_stays_wh
 
 
 def sample_total(server: PredictorProcess, metric: str) -> float:
-    return sum(value for (name, _), value in scrape(server.http_url).items() if name == metric)
+    return total(scrape(server.http_url), metric)
 
 
 def test_a_call_whose_deadline_passes_while_queued_is_never_computed(model_dir: Path, tmp_path: Path) -> None:

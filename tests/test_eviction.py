@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from predictor.demo.training import register_demo_model
-from tests.servers import SEED_ROWS, PredictorProcess, scrape, start_predictor
+from tests.servers import SEED_ROWS, PredictorProcess, scrape, start_predictor, total
 
 MODELS = ("alpha", "beta", "gamma")
 
@@ -74,9 +74,7 @@ def test_concurrent_requests_for_a_cold_model_share_one_load(server: PredictorPr
 
 
 def test_no_request_fails_while_models_are_evicted_and_loaded_in_turn(server: PredictorProcess) -> None:
-    evictions_before = sum(
-        value for (name, _), value in scrape(server.http_url).items() if name == "model_evictions_total"
-    )
+    evictions_before = total(scrape(server.http_url), "model_evictions_total")
     statuses: Counter[int] = Counter()
 
     def client(offset: int) -> None:
@@ -87,6 +85,6 @@ def test_no_request_fails_while_models_are_evicted_and_loaded_in_turn(server: Pr
     with ThreadPoolExecutor(3) as pool:
         list(pool.map(client, range(3)))
     assert set(statuses) == {200}, statuses
-    evictions = sum(value for (name, _), value in scrape(server.http_url).items() if name == "model_evictions_total")
+    evictions = total(scrape(server.http_url), "model_evictions_total")
     assert evictions > evictions_before
     assert sorted(states(server).values()).count("READY") == 2

@@ -20,7 +20,7 @@ import pytest
 
 from tests.grpc_calls import bearer, infer_request, stub
 from tests.pyfunc_models import save_pyfunc
-from tests.servers import PredictorProcess, scrape, start_predictor
+from tests.servers import PredictorProcess, scrape, start_predictor, total
 
 NAME = "picky"
 TOKEN = "door-test-token"
@@ -58,12 +58,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PredictorProces
 
 
 def errors_counted(server: PredictorProcess, error_type: str) -> float:
-    samples = scrape(server.http_url, AUTH)
-    return sum(
-        value
-        for (name, labels), value in samples.items()
-        if name == "model_prediction_errors_total" and dict(labels).get("error_type") == error_type
-    )
+    return total(scrape(server.http_url, AUTH), "model_prediction_errors_total", error_type=error_type)
 
 
 ROW = {"temperature": 50.0, "vibration": 0.2}
