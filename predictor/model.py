@@ -18,7 +18,7 @@ import functools
 import logging
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from kserve.model import Model
@@ -31,6 +31,7 @@ from predictor.models import registry
 from predictor.models.batching import DirectPredictor, MicroBatcher
 from predictor.models.cache import ModelCache
 from predictor.models.flavors import PICKLE_FORMATS, Outputs, frame_preparation
+from predictor.models.params import check as check_params
 from predictor.monitoring.drift import DriftMonitor
 from predictor.monitoring.explain import OnDemand
 from predictor.monitoring.taps import Taps, predictions_of
@@ -77,6 +78,7 @@ class Call:
     protocol: str  # the codec's name, for monitoring
     request_id: str = ""
     contributions: bool = False  # also answer each column's contribution
+    params: dict[str, Any] | None = None  # inference parameters as the request sent them (checked here)
 
 
 class PredictorModel(Model):
@@ -266,7 +268,8 @@ class PredictorModel(Model):
         started = time.perf_counter()
         # Most calls name no entity id: no feature stage to await for them (one coroutine less per request).
         filled = await self.preprocess(rows, serving) if rows.entity_ids is not None else {}
-        outputs = await self.predict(rows, serving, call.contributions)
+        params = check_params(call.params, serving.model.params)
+        outputs = await self.predict(rows, serving, call.contributions, params)
         result = self.postprocess(outputs, rows, serving, call, filled)
         serving.series.latency.observe(time.perf_counter() - started)
         serving.series.predictions.inc()
@@ -285,10 +288,18 @@ class PredictorModel(Model):
         return await fill_from_store(rows, serving.model, self.features)
 
     async def predict(  # type: ignore[override]
-        self, rows: Rows, serving: Serving, contributions: bool = False
+        self, rows: Rows, serving: Serving, contributions: bool = False, params: dict[str, Any] | None = None
     ) -> dict[str, np.ndarray]:
+        """``params``: the request's checked inference parameters. A call with parameters is a model call of its
+        own (on the same model thread): requests with other parameters cannot share it."""
+        model = serving.model
         try:
-            outputs = _named_outputs(await serving.batcher.predict(rows.values), serving.model)
+            if params is None or model.predict_with_params is None:
+                answer = await serving.batcher.predict(rows.values)
+            else:
+                with_params = functools.partial(model.predict_with_params, params=params)
+                answer = await serving.batcher.predict_alone(with_params, rows.values)
+            outputs = _named_outputs(answer, model)
         except ValueError as exc:  # the estimator's own input validation: the request, not the server
             raise BadRequest(f"the model rejected the input: {exc}") from exc
         except Exception as exc:  # a generic 500: the cause goes to the log, never to the caller
@@ -309,7 +320,8 @@ class PredictorModel(Model):
     ) -> Result:
         self.taps.record(serving.model, rows, outputs, filled, call.protocol, call.request_id)
         model = serving.model
-        return Result(self.name, model.version, outputs, filled, model.output_names if model.frame_outputs else None)
+        frame_columns = model.output_names if model.frame_outputs else None
+        return Result(self.name, model.version, outputs, filled, frame_columns, dict_answer=model.dict_outputs)
 
     def versions(self) -> list[str]:
         return [s.version for s in (self.serving, self.previous) if s is not None]

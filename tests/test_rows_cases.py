@@ -20,9 +20,9 @@ def one(column_type: str, matrix: bool = False) -> Schema:
     return Schema((Column("s", column_type),), matrix=matrix)  # type: ignore[arg-type]
 
 
-def column(datatype: str, values: Any, dtype: Any = None) -> Tensor:
+def column(datatype: str, values: Any, dtype: Any = None, name: str = "s") -> Tensor:
     array = np.array(values, dtype=dtype)
-    return Tensor("s", datatype, [array.size], array)
+    return Tensor(name, datatype, [array.size], array)
 
 
 def numeric_columns(a: Any, b: Any, c: Any) -> list[Tensor]:
@@ -39,7 +39,7 @@ REFUSED: list[tuple[str, list[Tensor], Schema, str]] = [
         "NaN in a double column",
         numeric_columns(np.nan, 1, 1),
         NUMERIC,
-        f"a row 0: column a (double) needs {FINITE}, got nan",
+        "a row 0: column a (double) is null or NaN (a missing value); it is required",
     ),
     (
         "infinity in a matrix",
@@ -51,7 +51,7 @@ REFUSED: list[tuple[str, list[Tensor], Schema, str]] = [
         "NaN in a long column",
         [column("FP64", [1.0, np.nan])],
         one("long"),
-        "s row 1: column s (long) needs an integer, got nan",
+        "s row 1: column s (long) is null or NaN (a missing value); it is required",
     ),
     (
         "BOOL matrix for a long column",
@@ -182,7 +182,21 @@ def test_the_largest_float32_is_accepted_and_the_row_named_is_the_bad_one() -> N
         [-top],
     ]
     with pytest.raises(BadRequest, match=r"^s row 2: column s \(double\) needs a finite number"):
-        rows_from_tensors([column("FP64", [1.0, 2.0, np.nan])], one("double", matrix=True))
+        rows_from_tensors([column("FP64", [1.0, 2.0, np.inf])], one("double", matrix=True))
+
+
+def test_a_missing_value_in_an_optional_column_is_a_gap_and_in_a_required_one_a_400() -> None:
+    """The one null rule: NaN (binary, gRPC) or null (JSON, read as NaN) is a missing value for an optional
+    column, whatever the door; a required column refuses it naming row and column."""
+    optional = Schema((Column("s", "double", required=False), Column("n", "long", required=False)), matrix=False)
+    values = rows_from_tensors(
+        [column("FP64", [1.5, np.nan], name="s"), column("FP64", [np.nan, 3.0], name="n")], optional
+    ).values
+    assert np.isnan(values[1, 0]) and values[0, 1] is None and values[1, 1] == 3
+    with pytest.raises(
+        BadRequest, match=r"^s row 1: column s \(double\) is null or NaN \(a missing value\); it is required$"
+    ):
+        rows_from_tensors([column("FP64", [1.5, np.nan])], one("double"))
 
 
 def test_binary_columns_hold_python_bytes() -> None:

@@ -242,11 +242,6 @@ def test_an_n_by_f_tensor_signature_becomes_f_double_columns() -> None:
     assert columns == (Column("x0", "double"),)
 
 
-NO_SIGNATURE = (
-    "the model has no input signature; log it with signature=mlflow.models.infer_signature(X_train_dataframe, ...)"
-)
-
-
 def _spec(shape: str, name: str | None = None) -> str:
     named = f"'name': '{name}', " if name else ""
     return f"{{{named}'type': 'tensor', 'tensor-spec': {{'dtype': 'float64', 'shape': {shape}}}}}"
@@ -265,8 +260,6 @@ SERVED_TYPES = "supported column types: double, float, long, integer, boolean, s
 @pytest.mark.parametrize(
     ("signature", "message"),
     [
-        (None, NO_SIGNATURE),
-        (ModelSignature(outputs=MlflowSchema([ColSpec("double")])), NO_SIGNATURE),
         (_signature(TensorSpec(np.dtype("float64"), (-1, 3, 2))), _not_one_tensor(_spec("(-1, 3, 2)"))),
         (_signature(TensorSpec(np.dtype("float64"), (-1,))), _not_one_tensor(_spec("(-1,)"))),
         (_signature(TensorSpec(np.dtype("float64"), (-1, 0))), _not_one_tensor(_spec("(-1, 0)"))),
@@ -283,7 +276,7 @@ SERVED_TYPES = "supported column types: double, float, long, integer, boolean, s
             f"input arr has type Array(double), which this server does not serve; {SERVED_TYPES}",
         ),
     ],
-    ids=["none", "outputs only", "3-d tensor", "1-d tensor", "no features", "two tensors", "unnamed", "array column"],
+    ids=["3-d tensor", "1-d tensor", "no features", "two tensors", "unnamed", "array column"],
 )
 def test_a_signature_the_server_cannot_serve_is_refused_at_load_saying_why(signature: Any, message: str) -> None:
     with pytest.raises(ModelLoadError) as refused:

@@ -102,6 +102,11 @@ class MicroBatcher:
         self._queue.put_nowait(_Pending(rows, future))
         return await future
 
+    async def predict_alone(self, predict: PredictFn, rows: np.ndarray) -> Outputs:
+        """``predict(rows)`` as a call of its own, on the model thread (a request with inference parameters:
+        requests with other parameters cannot share its call)."""
+        return await _alone(self._executor, predict, rows, self._on_batch, self._observe)
+
     async def close(self) -> None:
         if self._worker is not None:
             self._worker.cancel()
@@ -252,8 +257,24 @@ class DirectPredictor:
         _observed(self._observe, rows, outputs)
         return outputs
 
+    async def predict_alone(self, predict: PredictFn, rows: np.ndarray) -> Outputs:
+        return await _alone(self._executor, predict, rows, self._on_batch, self._observe)
+
     async def close(self) -> None:
         self._executor.shutdown(wait=True)
+
+
+async def _alone(
+    executor: ThreadPoolExecutor,
+    predict: PredictFn,
+    rows: np.ndarray,
+    on_batch: Callable[[int], None],
+    observe: Observer | None,
+) -> Outputs:
+    on_batch(rows.shape[0])
+    outputs = await asyncio.get_running_loop().run_in_executor(executor, predict, rows)
+    _observed(observe, rows, outputs)
+    return outputs
 
 
 def _observed(observe: Observer | None, rows: np.ndarray, outputs: Outputs) -> None:

@@ -22,6 +22,8 @@ from predictor.errors import ModelLoadError
 from predictor.models import flavors
 from predictor.models.flavors import Outputs
 from predictor.models.imports import import_modules
+from predictor.models.params import Param
+from predictor.models.params import from_signature as params_of
 from predictor.models.pipeline import CompiledPipeline, compile_pipeline
 from predictor.protocol.rows import datatype_of
 from predictor.protocol.schema import Column, Schema, from_signature
@@ -58,10 +60,14 @@ class LoadedModel:
     flavor: str = "sklearn"
     serialization: str = "unknown"  # skops / cloudpickle / pickle / native (...): what loading it trusted
     output_names: tuple[str, ...] = ("predictions",)
-    frame_outputs: bool = False  # a pyfunc answered a DataFrame: its columns are the outputs
+    frame_outputs: bool = False  # a pyfunc answered a DataFrame (or a dict): its columns are the outputs
+    dict_outputs: bool = False  # ... a dict of columns, not a DataFrame
     output_types: dict[str, str] = field(default_factory=dict)  # output name -> v2 datatype (metadata)
     drift_baseline: Any = None  # the parsed drift_baseline.json logged with the model, if any
     example: dict[str, Any] | None = None  # the logged input example's first row: the warm-up row's values
+    params: tuple[Param, ...] = ()  # the signature's inference parameters
+    # rows, checked parameters -> outputs: a pyfunc that takes parameters (None: parameters change nothing)
+    predict_with_params: Callable[..., Outputs] | None = None
     # When ``estimator`` is None but can be had (a cached compiled forest keeps it pickled): for :explain.
     load_estimator: Callable[[], Any] | None = None
 
@@ -164,7 +170,6 @@ def load(source: ModelSource, options: LoadOptions) -> LoadedModel:
         metadata = Model.load(str(local_dir))
     except Exception as exc:
         raise ModelLoadError(f"cannot download {source.download_uri}: {_first_line(exc)}") from exc
-    columns, tensor = from_signature(metadata.signature)
     serialization = flavors.serialization_format(metadata.flavors)
     log.info("version %s is stored as %s (flavors: %s)", source.version, serialization, ", ".join(metadata.flavors))
     if not allow_pickle and serialization in flavors.PICKLE_FORMATS:
@@ -174,10 +179,26 @@ def load(source: ModelSource, options: LoadOptions) -> LoadedModel:
             'serialization_format="skops", skops_trusted_types=[...the types MLflow lists...])'
         )
     adapter = flavors.load(local_dir, metadata.flavors)
+    example = _example_frame(metadata, local_dir)
+    columns, tensor = _input_columns(metadata.signature, example, adapter, source.version)
     defaults = _feature_defaults(metadata)
-    built = build(source, columns, tensor, defaults, adapter, compile_forests, _example(metadata, local_dir))
+    built = build(source, columns, tensor, defaults, adapter, compile_forests, _first_row(example))
     baseline = _read_document(local_dir / options.baseline_document) if options.baseline_document else None
-    return dataclasses.replace(built, drift_baseline=baseline)
+    params = params_of(metadata.signature)
+    with_params = _with_params(adapter, columns) if params else None
+    return dataclasses.replace(built, drift_baseline=baseline, params=params, predict_with_params=with_params)
+
+
+def _with_params(adapter: flavors.Adapter, columns: tuple[Column, ...]) -> Callable[..., Outputs] | None:
+    predict_params = adapter.predict_params
+    if predict_params is None:
+        return None
+    typed = Schema(columns, matrix=False)
+
+    def predict(rows: np.ndarray, params: dict[str, Any]) -> Outputs:
+        return predict_params(typed.frame(rows), params)
+
+    return predict
 
 
 def build(
@@ -235,6 +256,7 @@ def build(
         serialization=adapter.serialization,
         output_names=names,
         frame_outputs=isinstance(reference, dict),
+        dict_outputs=isinstance(reference, flavors.DictAnswer),
         output_types=_output_types(reference, adapter.classes),
         example=example,
     )
@@ -291,14 +313,52 @@ def warm_up_row(
     return row
 
 
-def _example(metadata: Any, local_dir: Path) -> dict[str, Any] | None:
+def _input_columns(
+    signature: Any, example: pd.DataFrame | None, adapter: flavors.Adapter, version: str
+) -> tuple[tuple[Column, ...], bool]:
+    """The signature's columns; for a model logged without one (``mlflow models serve`` serves those too), the
+    columns of its input example, else the names (or only the count) its estimator kept from training."""
+    if signature is not None and signature.inputs is not None:
+        return from_signature(signature)
+    if example is not None:
+        from mlflow.models import infer_signature
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # MLflow's notes on integer columns and missing values
+            columns, tensor = from_signature(infer_signature(example))
+        how = "its input example's columns"
+    elif adapter.feature_names:
+        columns, tensor = tuple(Column(name, "double") for name in adapter.feature_names), False
+        how = f"the {len(columns)} column names its estimator kept, as numbers"
+    elif adapter.feature_count:
+        columns, tensor = tuple(Column(f"x{j}", "double") for j in range(adapter.feature_count)), True
+        how = f"{adapter.feature_count} positional numbers (lists or one [N, {adapter.feature_count}] tensor)"
+    else:
+        raise ModelLoadError(
+            f"version {version} has no signature, no input example, and its model does not say which columns it "
+            "reads; log it with signature=mlflow.models.infer_signature(X_train_dataframe, ...)"
+        )
+    log.warning(
+        "version %s was logged without a signature: serving it on %s; type checks beyond that are off "
+        "(log it with signature=mlflow.models.infer_signature(X_train, ...) to have them)",
+        version,
+        how,
+    )
+    return columns, tensor
+
+
+def _example_frame(metadata: Any, local_dir: Path) -> pd.DataFrame | None:
     try:
         example = metadata.load_input_example(str(local_dir))
     except Exception:  # no example, or one this MLflow cannot read: the neutral row will do
         return None
-    if isinstance(example, pd.DataFrame) and len(example):
-        return {str(k): (None if pd.isna(v) else v) for k, v in example.iloc[0].items()}
-    return None
+    return example if isinstance(example, pd.DataFrame) and len(example) else None
+
+
+def _first_row(example: pd.DataFrame | None) -> dict[str, Any] | None:
+    if example is None:
+        return None
+    return {str(k): (None if pd.isna(v) else v) for k, v in example.iloc[0].items()}
 
 
 def _feature_defaults(metadata: Any) -> dict[str, Any]:

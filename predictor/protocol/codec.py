@@ -46,6 +46,7 @@ class Decoded:
     request_id: str | None = None  # the format's own id (v2 ``id``); None: the door takes x-request-id
     requested: dict[str, bool | None] = field(default_factory=dict)  # output name → binary_data, if named
     binary_outputs: bool = False  # v2 binary extension: raw tensors by default
+    params: dict[str, Any] | None = None  # inference parameters as sent (the model checks them)
 
 
 @dataclass(slots=True)
@@ -57,6 +58,7 @@ class Result:
     outputs: dict[str, np.ndarray] = field(default_factory=dict)
     filled: dict[int, list[str]] = field(default_factory=dict)  # row → features filled from defaults
     frame_columns: tuple[str, ...] | None = None  # the model answered a DataFrame with these columns
+    dict_answer: bool = False  # ... a dict of them, not a DataFrame (what ``/invocations`` writes back)
     explanations: list[dict[str, Any]] | None = None  # set instead of outputs for :explain
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
@@ -40,7 +41,7 @@ class GrpcCodec:
         except Exception as exc:  # kserve raises plain errors for contents it cannot read
             raise BadRequest(f"the request's tensors cannot be read: {exc}") from exc
         decoded = decode(request, schema, outputs)
-        return Decoded(decoded.rows, decoded.id, decoded.requested)
+        return Decoded(decoded.rows, decoded.id, decoded.requested, params=decoded.params)
 
     def encode(self, decoded: Decoded, result: Result) -> pb.ModelInferResponse:
         assert decoded.request_id is not None  # decode always sets one
@@ -76,7 +77,14 @@ def decode(request: InferRequest, schema: Schema, outputs: Sequence[str]) -> V2R
         rows_from_tensors(tensors, schema),
         request.id or str(uuid.uuid4()),
         requested=requested_outputs(asked or None, outputs),
+        params={name: _parameter(value) for name, value in request.parameters.items()} if request.parameters else None,
     )
+
+
+def _parameter(value: Any) -> Any:
+    """An ``InferParameter``'s value (bool, int64 or string: the protocol has no floating-point field)."""
+    field = value.WhichOneof("parameter_choice") if isinstance(value, pb.InferParameter) else None
+    return getattr(value, field) if field else value
 
 
 def encode(request: V2Request, outputs: dict[str, np.ndarray], model_name: str, version: str) -> InferResponse:

@@ -33,10 +33,11 @@ class MlflowCodec:
     binary_header: str | None = None
 
     def decode(self, raw: RestRequest, schema: Schema, outputs: Sequence[str]) -> Decoded:
-        return Decoded(decode(parse_json(raw.body), schema))
+        payload = parse_json(raw.body)
+        return Decoded(decode(payload, schema), params=payload.get("params"))
 
     def encode(self, decoded: Decoded, result: Result) -> Reply:
-        body = encode(result.outputs, result.frame_columns)
+        body = encode(result.outputs, result.frame_columns, result.dict_answer)
         return Reply(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY))
 
     def describe(self, context: DocumentContext) -> Description:
@@ -70,11 +71,13 @@ def decode(payload: Any, schema: Schema) -> Rows:
     return v1.decode_instances(body, schema, key)
 
 
-def encode(outputs: dict[str, np.ndarray], columns: tuple[str, ...] | None) -> dict[str, Any]:
-    """``columns``: the model answered a DataFrame with these columns (one record per row)."""
+def encode(outputs: dict[str, np.ndarray], columns: tuple[str, ...] | None, by_column: bool = False) -> dict[str, Any]:
+    """``columns``: the model answered a DataFrame with these columns (one record per row, as MLflow writes it),
+    or, ``by_column``, a dict of them (written back as that dict)."""
+    if columns and by_column:
+        return {"predictions": {name: outputs[name].tolist() for name in columns}}
     if columns:
-        lists = [outputs[name].tolist() for name in columns]
-        return {"predictions": [dict(zip(columns, row, strict=True)) for row in zip(*lists, strict=True)]}
+        return {"predictions": v1.records(outputs, columns)}
     return {"predictions": outputs["predictions"].tolist()}
 
 

@@ -54,6 +54,7 @@ class V2Request:
     id: str
     binary_outputs: bool = False
     requested: dict[str, bool | None] = field(default_factory=dict)  # output name -> binary_data, if asked
+    params: dict[str, Any] | None = None  # the request's parameters (the model's, and the protocol's own)
 
 
 @dataclass(frozen=True)
@@ -132,20 +133,32 @@ def _column_tensors(tensors: Sequence[Tensor], schema: Schema, count: int | None
 def _column_values(array: np.ndarray, column: Column, where: str, datatype: str | None = None) -> np.ndarray:
     """One column's values checked at once (vectorised where the type allows it)."""
     kind = array.dtype.kind
+    # A null (JSON) or NaN (binary, gRPC) is a missing value: the model's imputer fills an optional column's.
+    missing = np.isnan(array) if kind == "f" else np.zeros(array.shape, dtype=bool)
+    if missing.any() and column.required:
+        row = int(np.argmax(missing))
+        raise BadRequest(
+            f"{where} row {row}: column {column.name} ({column.type}) is null or NaN (a missing value); it is required"
+        )
     if column.type in ("double", "float") and kind in "fiub":
         values = array.astype(np.float64)
-        bad = ~(np.abs(values) <= MAX_MAGNITUDE)
+        bad = ~(np.abs(values) <= MAX_MAGNITUDE) & ~missing
         if bad.any():
             row = int(np.argmax(bad))
             coerce(float(values[row]), column, f"{where} row {row}")  # raises, naming the value
         return values
     if column.type in ("long", "integer") and kind in "iuf":
         if kind == "f":
-            bad = ~np.isfinite(array) | (array != np.round(array))
+            bad = (~np.isfinite(array) | (array != np.round(array))) & ~missing
             if bad.any():
                 row = int(np.argmax(bad))
                 coerce(float(array[row]), column, f"{where} row {row}")
-        return np.asarray([coerce(int(v), column, f"{where} row {i}") for i, v in enumerate(array.tolist())])
+        return np.asarray(
+            [
+                None if gap else coerce(int(v), column, f"{where} row {i}")
+                for i, (v, gap) in enumerate(zip(array.tolist(), missing, strict=True))
+            ]
+        )
     if column.type == "boolean" and kind == "b":
         return array.astype(bool)
     if kind == "O" and column.type in ("string", "datetime", "binary"):

@@ -285,12 +285,7 @@ def from_signature(signature: Any) -> tuple[tuple[Column, ...], bool]:
     one ``[N, F]`` matrix (lists and v2 ``[N, F]`` tensors)."""
     from predictor.errors import ModelLoadError
 
-    inputs = signature.inputs if signature is not None else None
-    if inputs is None:
-        raise ModelLoadError(
-            "the model has no input signature; log it with "
-            "signature=mlflow.models.infer_signature(X_train_dataframe, ...)"
-        )
+    inputs = signature.inputs
     if inputs.is_tensor_spec():
         specs = inputs.inputs
         shape = tuple(specs[0].shape) if len(specs) == 1 else ()

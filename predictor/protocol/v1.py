@@ -38,7 +38,7 @@ class V1Codec:
                 "model_version": result.version,
             }
         else:
-            body = encode(result.outputs, result.model_name, result.version, result.filled)
+            body = encode(result.outputs, result.model_name, result.version, result.filled, result.frame_columns)
         return Reply(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY))
 
     def describe(self, context: DocumentContext) -> Description:
@@ -81,14 +81,30 @@ def decode_instances(instances: Any, schema: Schema, key: str) -> Rows:
 
 
 def encode(
-    outputs: dict[str, np.ndarray], model_name: str, version: str, filled: dict[int, list[str]] | None = None
+    outputs: dict[str, np.ndarray],
+    model_name: str,
+    version: str,
+    filled: dict[int, list[str]] | None = None,
+    frame_columns: tuple[str, ...] | None = None,
 ) -> dict[str, Any]:
-    response: dict[str, Any] = {name: array.tolist() for name, array in outputs.items()}
+    """``predictions`` (and ``probabilities`` for a classifier); a model answering a DataFrame or a dict has its
+    columns as records under ``predictions``, so a stock v1 client finds its answer where it always looks."""
+    if frame_columns:
+        extra = {name: array.tolist() for name, array in outputs.items() if name not in frame_columns}
+        response: dict[str, Any] = {"predictions": records(outputs, frame_columns), **extra}
+    else:
+        response = {name: array.tolist() for name, array in outputs.items()}
     response["model_name"] = model_name
     response["model_version"] = version
     if filled:
         response["filled_features"] = {str(row): names for row, names in sorted(filled.items())}
     return response
+
+
+def records(outputs: dict[str, np.ndarray], columns: tuple[str, ...]) -> list[dict[str, Any]]:
+    """One object per row, keyed by column."""
+    lists = [outputs[name].tolist() for name in columns]
+    return [dict(zip(columns, row, strict=True)) for row in zip(*lists, strict=True)]
 
 
 def _as_matrix(instances: list[Any], schema: Schema) -> np.ndarray | None:
@@ -180,7 +196,12 @@ def schemas(context: DocumentContext) -> dict[str, Json]:
         },
         "V1PredictResponse": obj(
             {
-                "predictions": {"type": "array", "items": {"type": ["number", "string", "boolean"]}},
+                "predictions": {
+                    "type": "array",
+                    "items": {"type": ["number", "string", "boolean", "array", "object"]},
+                    "description": "One per instance: a label or number, a list (several targets), or an "
+                    "object keyed by column (a model answering a DataFrame).",
+                },
                 "probabilities": {
                     "type": "array",
                     "items": {"type": "array", "items": NUMBER},

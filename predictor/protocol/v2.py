@@ -40,7 +40,7 @@ class V2Codec:
 
     def decode(self, raw: RestRequest, schema: Schema, outputs: Sequence[str]) -> Decoded:
         request = decode(raw.body, raw.headers.get(BINARY_HEADER), schema, outputs)
-        return Decoded(request.rows, request.id, request.requested, request.binary_outputs)
+        return Decoded(request.rows, request.id, request.requested, request.binary_outputs, request.params)
 
     def encode(self, decoded: Decoded, result: Result) -> Reply:
         assert decoded.request_id is not None  # decode always sets one
@@ -99,6 +99,7 @@ def _decode_dict(payload: Any, raw: bytes, schema: Schema, outputs: Sequence[str
         rows=rows_from_tensors(tensors, schema),
         id=request_id or str(uuid.uuid4()),
         binary_outputs=bool(parameters.get("binary_data_output", False)),
+        params=parameters or None,
         requested=requested_outputs(payload.get("outputs"), outputs),
     )
 
@@ -152,12 +153,18 @@ def _json_data(data: Any, datatype: str, where: str) -> np.ndarray:
     if datatype == "BOOL":
         if array.dtype.kind != "b":
             raise BadRequest(f"{where} is BOOL: every element must be true or false")
+    elif array.dtype.kind == "O" and all(v is None or _number(v) for v in flatten(data)):
+        array = np.asarray(data, dtype=np.float64)  # a null is a missing value (NaN), as on v1 and /invocations
     elif array.dtype.kind not in "fiub":
         raise BadRequest(
             f"{where}.data must hold only numbers for datatype {datatype}; found "
             f"{show(next((v for v in flatten(data) if not isinstance(v, (int, float))), None))}"
         )
     return array.reshape(-1)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _binary_data(chunk: bytes, datatype: str, where: str) -> np.ndarray:

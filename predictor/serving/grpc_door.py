@@ -147,7 +147,7 @@ class Servicer(InferenceServicer):
         decoded = self.codec.decode(request, serving.schema, serving.outputs)
         metadata = {key: value for key, value in (context.invocation_metadata() or ()) if isinstance(value, str)}
         call = Call(self.codec.name, decoded.request_id or metadata.get("x-request-id", ""),
-                    "contributions" in decoded.requested)  # fmt: skip
+                    "contributions" in decoded.requested, decoded.params)  # fmt: skip
         return self.codec.encode(decoded, await model.infer(decoded.rows, serving, call))
 
     async def RepositoryModelLoad(

@@ -137,7 +137,7 @@ class HttpDoor:
             result = await model.explain(decoded.rows, serving)
         else:
             request_id = decoded.request_id or headers.get("x-request-id") or ""
-            call = Call(codec.name, request_id, "contributions" in decoded.requested)
+            call = Call(codec.name, request_id, "contributions" in decoded.requested, decoded.params)
             result = await model.infer(decoded.rows, serving, call)
         return codec.encode(decoded, result)
 
