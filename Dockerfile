@@ -1,7 +1,8 @@
 # The predictor image: `python -m predictor` on python:3.11-slim, as a non-root user.
 #   make image                      # docker build -t <the image manifests/overlays/prod deploys> .
 # Two stages: the first installs exactly uv.lock (frozen: never re-resolved; the runtime dependencies plus the
-# `redis` extra: Feast's Redis online store and PostgreSQL registry driver, used in the cluster; no dev tools)
+# `redis` extra: Feast's Redis online store and PostgreSQL registry driver, used in the cluster; the `flavors`
+# extra: XGBoost, LightGBM, CatBoost and statsmodels, so every built-in tabular flavor loads; no dev tools)
 # into a virtualenv, from pyproject.toml and uv.lock only, so that layer is rebuilt only when the dependencies change, not on every code
 # change; the second copies that virtualenv and the source. No build tools, caches or credentials reach the
 # final image.
@@ -22,7 +23,7 @@ RUN pip install --no-cache-dir "uv==${UV_VERSION}"
 WORKDIR /build
 COPY pyproject.toml uv.lock ./
 # --no-install-project: the source is copied into /app below and run from there, not installed.
-RUN uv sync --frozen --no-install-project --extra redis
+RUN uv sync --frozen --no-install-project --extra redis --extra flavors
 
 FROM python:3.11-slim
 # The model cache must be writable by the predictor user (/app is not); it only helps restarts in place.

