@@ -19,12 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pandas as pd
 import pytest
 
 from predictor.demo.columns import FEATURE_NAMES
 from predictor.demo.training import EQUIPMENT_TYPES
-from tests.bench import payloads, report, typed_model
+from tests.bench import logged_models, payloads, report, typed_model
 from tests.bench.chart import growth_chart
 from tests.bench.load import HarnessError, HeyResult, parse_hey
 from tests.bench.plan import CONCURRENCY_AXIS, GROWTH_SERVERS, PEERS, ROWS_AXIS, SCENARIO_BY_KEY, Measurement, Start
@@ -406,6 +407,63 @@ def test_the_report_has_the_typed_rows_and_goals(tmp_path: Path) -> None:
     assert data["targets"]["typed 1-row @50: ≥ 10× the best of baseline/mlflow/mlserver"] == {
         "ours": "met (12.0× mlflow)"}  # fmt: skip
     assert any(line.startswith("| typed 1-row @50 | ours ") and "30.0×" in line for line in text.splitlines())
+
+
+# --- issue 25: a native XGBoost Booster and a forest logged without a signature -----------------------------------
+
+LOGGED_KEYS = ("booster-1row@50", "nosig-1row@50")
+
+
+def test_the_logged_models_run_ours_and_mlflow_serve_against_the_floors_one_row(tmp_path: Path) -> None:
+    for key, kind in zip(LOGGED_KEYS, ("booster", "nosig"), strict=True):
+        scenario = SCENARIO_BY_KEY[key]
+        assert (scenario.kind, scenario.rows, scenario.concurrency) == (kind, 1, 50)
+        assert [server for server in SERVERS if scenario.runs(server, growth=True)] == ["ours", "mlflow"]
+        assert scenario.floor_key == "1row@50" and kind in KINDS
+    assert len({MODEL_NAMES[kind] for kind in KINDS}) == len(KINDS)
+    bench = Bench(Config(1, 1, 0, ("ours", "mlflow"), LOGGED_KEYS, tmp_path), "hey", _context(tmp_path))
+    for kind in ("booster", "nosig"):  # the demo's columns in their order: rows for v1, named columns for mlflow
+        assert len(json.loads(bench.body(V1, kind, 1).read_text())["instances"][0]) == len(FEATURE_NAMES)
+        split = json.loads(bench.body(SERVERS["mlflow"].protocol, kind, 1).read_text())["dataframe_split"]
+        assert split["columns"] == list(FEATURE_NAMES)
+    run = [*FLOOR_RUN, *_measure("ours", "booster-1row@50", 10_500), *_measure("mlflow", "nosig-1row@50", 420)]
+    summaries = report.summarize(run)
+    assert report.floor_share(summaries, "ours", "booster-1row@50") == pytest.approx(0.5)
+    assert report.floor_share(summaries, "mlflow", "nosig-1row@50") == pytest.approx(0.02)
+    table = report.floor_table(summaries, {}, ["floor", "ours", "mlflow"])
+    assert any(line.startswith("| ours ") and "booster 1-row @50" in line and "50%" in line
+               for line in table.splitlines())  # fmt: skip
+
+
+def test_the_booster_is_native_and_signed_from_its_training_frame(tmp_path: Path) -> None:
+    import mlflow
+    import xgboost as xgb
+
+    booster, frame = logged_models.fit_booster(rows=200, rounds=5)
+    mlflow.xgboost.save_model(booster, str(tmp_path / "model"), **logged_models.booster_arguments(booster, frame))
+    loaded = mlflow.pyfunc.load_model(str(tmp_path / "model"))
+    inputs = {column.name: column.type.name for column in loaded.metadata.get_input_schema().inputs}
+    sent = payloads.sample("booster", 4)
+
+    assert isinstance(mlflow.xgboost.load_model(str(tmp_path / "model")), xgb.Booster)  # not an XGBClassifier
+    assert inputs == {name: "double" for name in FEATURE_NAMES}
+    assert booster.feature_names == list(FEATURE_NAMES)
+    probabilities = np.asarray(loaded.predict(sent))  # binary:logistic: pyfunc answers the probability
+    assert probabilities == pytest.approx(booster.predict(xgb.DMatrix(sent)))
+    assert ((probabilities > 0) & (probabilities < 1)).all()
+
+
+def test_the_unsigned_forest_has_only_its_own_column_names(tmp_path: Path) -> None:
+    import mlflow
+
+    forest, _ = logged_models.fit_unsigned_forest(rows=200, n_estimators=5)
+    mlflow.sklearn.save_model(forest, str(tmp_path / "model"), **logged_models.unsigned_arguments())
+    loaded = mlflow.pyfunc.load_model(str(tmp_path / "model"))
+    sent = payloads.sample("nosig", 4)
+
+    assert loaded.metadata.signature is None and loaded.metadata.saved_input_example_info is None
+    assert list(forest.feature_names_in_) == list(FEATURE_NAMES)
+    assert list(loaded.predict(sent)) == list(forest.predict(sent))
 
 
 def _growth_run() -> list[Measurement]:

@@ -24,7 +24,8 @@ V2_DATATYPES = {"f": "FP64", "i": "INT64", "b": "BOOL", "O": "BYTES"}
 
 
 def sample(kind: BenchKind, count: int, seed: int = 7) -> pd.DataFrame:
-    """``count`` realistic rows of ``kind``'s input columns in signature order, with the training dtypes."""
+    """``count`` realistic rows of ``kind``'s input columns in signature order, with the training dtypes (every kind
+    but "typed" was trained on the demo telemetry's columns; "nosig" has no signature, only that training order)."""
     frame, _ = typed_frame(max(count, 2), seed) if kind == "typed" else generate_telemetry(max(count, 2), seed)
     return frame.head(count)
 

@@ -22,6 +22,12 @@ REVISION = "ours-at"
 KNOWN_SERVERS = (*ALL_SERVERS, REVISION)
 FOREST_DEFAULT = (FLOOR, *OURS, *MONITORING, *PEERS, REVISION)
 TYPED_SERVERS = ("ours", *PEERS)
+# Issue 25's models (a native XGBoost Booster, a forest without a signature), one scenario each: ours and mlflow
+# serve. Not the obvious predictor: it reads the columns from the signature and calls predict_proba, which a
+# Booster lacks (adapting it would make it another predictor). Not MLServer: its venv has no XGBoost (which would
+# add the ~300 MB NCCL wheel to every install of it), and mlserver-mlflow takes the request's content type from the
+# signature: without one, our one-tensor-per-column body is not decoded as a DataFrame.
+LOGGED_SERVERS = ("ours", "mlflow")
 
 # Growth (issue 15): rows per request at a fixed concurrency, and concurrency at one row per request. Off by
 # default (BENCH_GROWTH=1 adds GROWTH_SERVERS to every grid point; `make bench-growth` runs the grid alone).
@@ -68,6 +74,9 @@ SCENARIOS: tuple[Scenario, ...] = (
     # server sent typed rows in its own protocol. The floor is not run again: its 1-row @50 serves for both.
     Scenario("typed-1row@50", "typed 1-row @50", "typed", 1, 50, TYPED_SERVERS),
     Scenario("typed-100row@8", "typed 100-row @8", "typed", 100, 8, TYPED_SERVERS),
+    # Issue 25: the same 1 row @50 on models logged other ways (tests/bench/logged_models.py); against the floor's.
+    Scenario("booster-1row@50", "booster 1-row @50", "booster", 1, 50, LOGGED_SERVERS),
+    Scenario("nosig-1row@50", "nosig 1-row @50", "nosig", 1, 50, LOGGED_SERVERS),
     # One explanation at a time: its latency is the cost of explaining one row of the demo forest (TreeSHAP).
     Scenario("explain-1row@1", "explain 1-row @1", "forest", 1, 1, ("ours",), verb="explain"),
     # The rest of the growth grid, run only when growth is on.

@@ -1,5 +1,5 @@
-"""A throwaway MLflow registry holding the models every server is measured on (the two demo models and the typed
-pipeline of issue 11); the demo Feast repo."""
+"""A throwaway MLflow registry holding the models every server is measured on (the two demo models, the typed
+pipeline of issue 11, and issue 25's native XGBoost Booster and forest without a signature); the demo Feast repo."""
 
 from __future__ import annotations
 
@@ -11,15 +11,19 @@ from pathlib import Path
 from typing import Literal
 
 from predictor.demo.training import ModelKind, register_challenger, register_demo_model
+from tests.bench.logged_models import register_booster, register_unsigned_forest
 from tests.bench.typed_model import register_typed_model
 
-# The demo's two kinds, and "typed": tests/bench/typed_model.py's ColumnTransformer pipeline with a string column.
-BenchKind = Literal[ModelKind, "typed"]
+# The demo's two kinds; "typed": tests/bench/typed_model.py's ColumnTransformer pipeline with a string column;
+# "booster" and "nosig": tests/bench/logged_models.py's xgb.train Booster and forest logged without a signature.
+BenchKind = Literal[ModelKind, "typed", "booster", "nosig"]
 DEMO_KINDS: tuple[ModelKind, ...] = ("forest", "logreg")
 MODEL_NAMES: dict[BenchKind, str] = {
     "forest": "predictive_maintenance",
     "logreg": "predictive_maintenance_logreg",
     "typed": "predictive_maintenance_typed",
+    "booster": "predictive_maintenance_booster",
+    "nosig": "predictive_maintenance_nosig",
 }
 ALIAS = "production"
 
@@ -46,6 +50,8 @@ def prepare_registry(root: Path) -> BenchRegistry:
     for kind in DEMO_KINDS:
         register_demo_model(tracking_uri, name=MODEL_NAMES[kind], kind=kind, alias=ALIAS, artifact_root=artifacts)
     register_typed_model(tracking_uri, MODEL_NAMES["typed"], ALIAS, artifacts)
+    register_booster(tracking_uri, MODEL_NAMES["booster"], ALIAS, artifacts)
+    register_unsigned_forest(tracking_uri, MODEL_NAMES["nosig"], ALIAS, artifacts)
     # ours-shadow's challenger (@challenger, another forest) beside the forest
     register_challenger(tracking_uri, name=MODEL_NAMES["forest"], artifact_root=artifacts)
     return BenchRegistry(tracking_uri, root)

@@ -6,8 +6,10 @@ Each flag may come from the environment instead: BENCH_DURATION (seconds per tim
 BENCH_ROUNDS (default 2; the tables show medians, the floor table every round), BENCH_WARMUP (seconds,
 default 2), BENCH_SERVERS (default all: floor,ours,ours-cached,ours-serve,ours-w2,ours-nodrift,ours-shadow,
 baseline,mlflow,mlserver), BENCH_SCENARIOS (default all: 1row@50,100row@8,1row@1,logreg-1row@50,typed-1row@50,
-typed-100row@8,explain-1row@1 and the growth grid's 10row@8,1000row@8,1row@8,1row@200, which only run with
-growth on; typed-* is issue 11's ColumnTransformer pipeline with a string column, tests/bench/typed_model.py),
+typed-100row@8,booster-1row@50,nosig-1row@50,explain-1row@1 and the growth grid's 10row@8,1000row@8,1row@8,
+1row@200, which only run with growth on; typed-* is issue 11's ColumnTransformer pipeline with a string column,
+tests/bench/typed_model.py; booster-* and nosig-* issue 25's xgb.train Booster and forest logged without a
+signature, tests/bench/logged_models.py, run by ours and mlflow serve; the floor's 1row@50 is their reference),
 BENCH_GROWTH=1 (the growth grid: floor, ours, ours-w2 and the peers at 1/10/100/1000 rows @8 and 1 row
 @1/8/50/200), BENCH_OUT (default bench-results), BENCH_OURS_AT (a git revision: the server ``ours-at`` runs
 ours at that revision from a checkout of its own, for a no-regression comparison in the same run, e.g.
@@ -57,7 +59,7 @@ from tests.bench.procs import group_cpu_s, settle
 from tests.bench.registry import BenchKind, prepare_feature_repo, prepare_registry
 from tests.bench.servers import SERVERS, Context, Protocol, RunningServer, ServerFailed, checkout_revision, serve
 
-KINDS: tuple[BenchKind, ...] = ("forest", "logreg", "typed")
+KINDS: tuple[BenchKind, ...] = ("forest", "logreg", "typed", "booster", "nosig")
 
 
 @dataclass(frozen=True)
@@ -266,7 +268,8 @@ def render(meta: dict[str, Any], bench: Bench) -> tuple[str, dict[str, Any]]:
         f"MLServer {meta['mlserver']}. {meta['rounds']} round(s) of {meta['duration_s']:g} s per run after a "
         f"{meta['warmup_s']:g} s warm-up, servers interleaved; medians shown. Load: hey, keep-alive, 127.0.0.1.",
         "## Load (RandomForest-100 unless logreg; typed = OneHotEncoder on a string column + the same forest in a "
-        "Pipeline; req/s counts 2xx only; RSS = whole process tree after the run)",
+        "Pipeline; booster = XGBoost xgb.train, 100 rounds of depth 6; nosig = the forest logged without a signature; "
+        "req/s counts 2xx only; RSS = whole process tree after the run)",
         report.load_table(summaries, labels, bench.config.servers),
         "## Against the floor, round by round (issue 15; share = median req/s ÷ the floor's at the same rows and "
         "concurrency; CPU = the server's process group, user + system, during the timed run; hey's CPU is what the "
@@ -332,8 +335,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # MLServer's model copy, in this process
     shutil.rmtree(config.out / "logs", ignore_errors=True)
     shutil.rmtree(config.out / "bodies", ignore_errors=True)
-    print(f"==> registering the demo models and the typed one in a fresh registry under {config.out / 'registry'}",
-          flush=True)  # fmt: skip
+    print(f"==> registering the demo models, the typed one, the Booster and the unsigned forest in a fresh registry "
+          f"under {config.out / 'registry'}", flush=True)  # fmt: skip
     try:
         registry = prepare_registry(config.out / "registry")
     except Exception as exc:
