@@ -69,6 +69,12 @@ KUBECTL_HELP = error: '$(KUBECTL)' not found. Install kubectl (https://kubernete
 # so its quotes reach the shell untouched: it is printed as is and, unless DRY_RUN=1, evaluated as is.
 need_kubectl = command -v $(KUBECTL) >/dev/null 2>&1 || { echo "$(KUBECTL_HELP)" >&2; exit 127; }
 need_overlay = test -d $(OVERLAY_DIR) || { echo "error: no overlay '$(OVERLAY)' (OVERLAY is one of: $(notdir $(wildcard $(DEPLOY_MK_DIR)/overlays/*)))" >&2; exit 2; }
+# overlays/prod ships a placeholder digest (all zeros) until a release writes the pushed image's in: applied, its
+# pods would never pull. deploy and canary refuse it, loudly (DRY_RUN=1 only warns: it deploys nothing).
+PLACEHOLDER_DIGEST := sha256:0000000000000000000000000000000000000000000000000000000000000000
+need_real_image = case "$(IMAGE)" in *@$(PLACEHOLDER_DIGEST)) \
+	echo "error: $(OVERLAY_DIR) deploys $(IMAGE): a placeholder digest, no such image exists. Build and push the release (make image && docker push $(IMAGE_TAG)), then put the sha256 docker push prints in the overlay's images[].digest (see overlays/$(OVERLAY)/kustomization.yaml)" >&2; \
+	[ "$(DRY_RUN)" = 1 ] || exit 2;; esac
 run = echo "\$$ $$CMD"; if [ "$(DRY_RUN)" = 1 ]; then exit 0; fi; $(need_kubectl); set -o pipefail; eval "$$CMD"
 check_percent = case "$(PERCENT)" in ''|*[!0-9]*|0?*|????*) false;; esac && [ "$(PERCENT)" -le 100 ] || { \
 	echo "error: PERCENT must be a whole number from 0 to 100 (got '$(PERCENT)'), e.g. make canary PERCENT=10" >&2; exit 2; }
@@ -90,11 +96,11 @@ read_model = rendered=$$(mktemp); trap 'rm -f "$$rendered"' EXIT; \
 
 deploy: export CMD = $(if $(standard),$(apply_overlay),$(call apply_rendered,100))
 deploy: ## apply the overlay (OVERLAY=prod|prod-serverless|dev); what it declares takes all traffic
-	@$(need_overlay); $(run)
+	@$(need_overlay); $(need_real_image); $(run)
 
 canary: export CMD = $(if $(standard),,$(call apply_rendered,$(PERCENT)))
 canary: ## PERCENT=N: the overlay's model version/image takes N% (0-100) beside the current one
-	@$(check_percent); $(need_overlay); \
+	@$(check_percent); $(need_overlay); $(need_real_image); \
 	if [ -n "$(standard)" ]; then \
 	  $(need_kubectl); $(read_model); \
 	  patch='$(canary_patch)'; CMD="$(KUBECTL) patch inferenceservice $(ISVC) -n $(NAMESPACE) --type json -p '$$patch'"; \

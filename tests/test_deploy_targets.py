@@ -291,17 +291,30 @@ def test_an_unknown_overlay_is_named_in_the_error(fake: FakeKubectl) -> None:
 # Standard mode (overlays/prod, the default): spec.canary.
 
 
-def test_standard_deploy_applies_the_overlay_as_is(fake: FakeKubectl) -> None:
+def test_standard_deploy_applies_the_overlay_as_is(fake: FakeKubectl, tmp_path: Path) -> None:
     """No traffic field in Standard mode: the overlay is applied unchanged (a live canary entry is not ours,
     so the server-side apply leaves it alone)."""
-    result = target("deploy", fake=fake)
+    release = new_release(tmp_path)
+    result = target("deploy", f"OVERLAY_DIR={release}", fake=fake)
     assert result.returncode == 0, result.stderr
     (call,) = fake.calls
     assert (
         call["args"][:2] == ["apply", "--server-side"]
         and "--field-manager=predictive-maintenance-deploy" in call["args"]
     )
-    assert [d for d in yaml.safe_load_all(call["stdin"]) if d] == render(MANIFESTS / "overlays" / "prod")
+    assert [d for d in yaml.safe_load_all(call["stdin"]) if d] == render(release)
+
+
+@pytest.mark.parametrize("args", [["deploy"], ["canary", "PERCENT=10"]])
+def test_the_placeholder_digest_cannot_be_deployed_by_mistake(args: list[str], fake: FakeKubectl) -> None:
+    """overlays/prod pins sha256:000… until a release writes the pushed image's digest: deploy and canary refuse
+    it naming the fix, and send nothing to the cluster; a dry run prints the command and the same warning."""
+    refused = target(*args, fake=fake)
+    assert refused.returncode != 0 and fake.calls == []
+    assert "a placeholder digest, no such image exists" in refused.stderr
+    assert "docker push ghcr.io/dcmms/predictive-maintenance-predictor:0.1.0" in refused.stderr
+    dry = target(*args, "DRY_RUN=1", fake=fake)
+    assert dry.returncode == 0 and "a placeholder digest" in dry.stderr and dry.stdout.startswith("$ ")
 
 
 @pytest.mark.parametrize("percent", [0, 10, 100])
@@ -390,7 +403,7 @@ def test_standard_promote_and_rollback_refuse_when_there_is_no_canary(
 @pytest.mark.parametrize("name", ["canary", "promote", "rollback"])
 def test_standard_patches_refuse_a_knative_inference_service(name: str, fake: FakeKubectl, tmp_path: Path) -> None:
     """spec.canary on a Knative-mode object would be ignored: the patches check the mode first."""
-    result = target(name, "PERCENT=10", fake=fake)
+    result = target(name, "PERCENT=10", f"OVERLAY_DIR={new_release(tmp_path)}", fake=fake)
     result = try_patch(rendered_isvc(tmp_path, "prod-serverless"), the_patch(result, fake))
     assert result.returncode != 0
 
@@ -421,7 +434,7 @@ def test_standard_canary_without_kubectl_says_where_to_get_it(tmp_path: Path) ->
 
 def test_the_validator_catches_a_malformed_canary_entry(fake: FakeKubectl, tmp_path: Path) -> None:
     """Guards check_kserve_canary_rules' strict half: unknown fields inside spec.canary are errors."""
-    assert target("canary", "PERCENT=10", fake=fake).returncode == 0
+    assert target("canary", "PERCENT=10", f"OVERLAY_DIR={new_release(tmp_path)}", fake=fake).returncode == 0
     good = patch_locally(rendered_isvc(tmp_path), fake.calls[-1]["args"])
     assert validate(good) == []
     for path, value in [
