@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 TEST_WORKERS ?= 2
 
 .DEFAULT_GOAL := help
-.PHONY: help install lock tools bootstrap serve check test docs
+.PHONY: help install lock tools bootstrap serve check test test-fast docs
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -70,6 +70,10 @@ check: install ## lint, format and strict types: ruff check, ruff format --check
 
 test: install tools check ## make check, then the whole test suite (starts real servers on loopback ports)
 	$(WITH_VENV) $(PY) -m pytest --numprocesses $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS); status=$$?; \
+	if [ $$status -eq 5 ]; then echo "error: pytest collected no tests"; exit 1; fi; exit $$status
+
+test-fast: install ## the in-process tests only (no servers, no registry): feedback in under a minute
+	$(PY) -m pytest --numprocesses $(TEST_WORKERS) -m "not servers" -q $(PYTEST_ARGS); status=$$?; \
 	if [ $$status -eq 5 ]; then echo "error: pytest collected no tests"; exit 1; fi; exit $$status
 
 docs: install ## regenerate the README's settings and status tables from the code

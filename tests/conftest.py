@@ -9,7 +9,10 @@ process that runs first and ends last, so one worker's end never sees another's 
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -159,3 +162,36 @@ def leak_check() -> Iterator[None]:
 
 # Feast switches the process to prometheus multiprocess mode when first imported: import it here, undone.
 import_feast()
+
+
+# ------------------------------------------------------------------------------------ make test-fast
+# `make test-fast` runs only the tests that start nothing (`-m "not servers"`): the in-process half of the suite,
+# for feedback in under a minute. A test is marked `servers` when it, or any fixture it uses, starts a process or
+# needs the demo registry: read from their source, so a new test is classified without anyone marking it.
+NEEDS_PROCESSES = frozenset({"demo_server", "predictors", "tracking_uri", "registry_dir"})
+STARTS_PROCESSES = re.compile(
+    r"start_predictor\(|Popen\(|subprocess\.|wait_ready\(|_server\(|\bmake\(|\brender\(|kubectl\(|run_hey\(|serve\("
+    r"|register_demo_model\(|bootstrap\(|\.save\(|save_\w*\(|log_model\(|TestClient\(|\bstart\(|wait_live\("
+    r"|run_shell\("
+)
+
+
+@functools.cache
+def _starts_processes(function: Callable[..., object]) -> bool:
+    try:
+        return bool(STARTS_PROCESSES.search(inspect.getsource(function)))
+    except (OSError, TypeError):  # no source (a builtin fixture): it starts nothing of ours
+        return False
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if not isinstance(item, pytest.Function):
+            continue
+        definitions = [d for defs in item._fixtureinfo.name2fixturedefs.values() for d in defs]
+        if (
+            NEEDS_PROCESSES & set(item.fixturenames)
+            or _starts_processes(item.function)
+            or any(_starts_processes(d.func) for d in definitions)
+        ):
+            item.add_marker(pytest.mark.servers)

@@ -28,6 +28,8 @@ import yaml
 from tests.k8s.kube import ISVC_NAME, MANIFESTS, container, kubectl, make, render, run, the
 from tests.k8s.strict import validate
 
+pytestmark = pytest.mark.servers  # every test runs make and kubectl: processes, if offline ones (not test-fast)
+
 TARGETS = ("deploy", "canary", "promote", "rollback", "status", "image")
 PERCENT = "/spec/predictor/canaryTrafficPercent"
 SERVERLESS = "OVERLAY=prod-serverless"

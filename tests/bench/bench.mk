@@ -10,7 +10,7 @@
 # Issue 15's "p99 in every one of at least 3 rounds" is judged only with BENCH_ROUNDS=3 (~19 min instead of ~13).
 .PHONY: bench bench-growth
 
-bench: install ## benchmark us against a bare Starlette floor, the obvious KServe predictor, mlflow serve, MLServer (needs `hey`; ~23 min on 2 cores)
+bench: install ## benchmark us against a bare Starlette floor, the obvious KServe predictor, mlflow serve, MLServer (needs `hey`; ~26 min on 2 cores)
 	$(PY) -m tests.bench.run
 
 # The growth grid alone: floor, ours, ours --workers 2 and the peers at 1/10/100/1000 rows @8 and 1 row @1/8/50/200.
