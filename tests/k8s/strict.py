@@ -24,6 +24,7 @@ ROOTS: dict[tuple[str, str], str] = {
     ("networking.k8s.io/v1", "NetworkPolicy"): "V1NetworkPolicy",
     ("serving.kserve.io/v1beta1", "InferenceService"): "V1beta1InferenceService",
     ("serving.kserve.io/v1alpha1", "ServingRuntime"): "V1alpha1ServingRuntime",
+    ("serving.kserve.io/v1alpha1", "ClusterServingRuntime"): "V1alpha1ClusterServingRuntime",
     ("v1", "Secret"): "V1Secret",
     ("policy/v1", "PodDisruptionBudget"): "V1PodDisruptionBudget",
     ("batch/v1", "CronJob"): "V1CronJob",
