@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from predictor.metrics import Metrics
     from predictor.monitoring.challenger import Challenger
     from predictor.monitoring.prediction_log import PredictionLog
+    from predictor.monitoring.tracing import Tracing
     from predictor.serving.access import AccessControl
     from predictor.serving.tls import TlsFiles
 
@@ -47,6 +48,7 @@ def main() -> None:
     prediction_log = _prediction_log(settings, metrics, on_shutdown)
     challenger = _challenger(settings, prediction_log, on_shutdown)  # shadows the first model
     drift = DriftMetrics.create()
+    tracing = _tracing(on_shutdown)
 
     def make_model(spec: ModelSpec, shadowed: bool = False) -> PredictorModel:
         return PredictorModel(
@@ -55,7 +57,18 @@ def main() -> None:
 
     models = [make_model(spec, shadowed=i == 0) for i, spec in enumerate(settings.model_specs)]
     logs.silence_known_warnings()  # again: importing Feast put its "once" filters in front of ours
-    PredictorServer(settings, models, access, make_model, on_shutdown, tls).start()
+    PredictorServer(settings, models, access, make_model, on_shutdown, tls, tracing).start()
+
+
+def _tracing(on_shutdown: ShutdownActions) -> Tracing | None:
+    """OpenTelemetry, as the standard OTEL_* variables say (monitoring/tracing.py): the SDK's own configuration,
+    which a platform team sets alike for every service, so read from the environment rather than our flags."""
+    from predictor.monitoring.tracing import Tracing
+
+    tracing = Tracing.from_environment(os.environ)
+    if tracing is not None:
+        on_shutdown.append(tracing.shutdown)  # after the listeners close: the last calls' spans are exported
+    return tracing
 
 
 def _settings() -> Settings:

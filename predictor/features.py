@@ -1,7 +1,11 @@
 """Online features by entity id, from Feast, behind a small interface the model calls.
 
-One ``fetch`` is one ``get_online_features`` call for all ids of a request, run off the event loop. What
-can go wrong, and what the caller sees:
+Lookups batch like predictions: concurrent ``fetch`` calls that ask for the same features share one
+``get_online_features`` call for the union of their ids, run off the event loop. One lookup per feature set is
+in flight at a time; the calls that arrive meanwhile form the next one, so under load each lookup carries the
+ids of every request that arrived during the previous one (the Feast SDK's cost is mostly per call, not per id).
+Each call then reads its own ids from the shared answer, so an unknown id or a stale feature fails only the
+request that named it. What can go wrong, and what the caller sees:
 
 - an id with no stored row → ``EntityNotFound`` naming every missing id (never a partial answer);
 - a stored feature that is null, or whose reading is older than the feature view's TTL → ``StaleFeatures``
@@ -71,6 +75,14 @@ class FetchedFeatures:
 
 
 @dataclass
+class _SharedLookup:
+    """One ``get_online_features`` call shared by the requests that joined it."""
+
+    answer: asyncio.Future[Any]
+    row_of: dict[str, int] = field(default_factory=dict)  # each id's row in the answer (ids asked once)
+
+
+@dataclass
 class _Problems:
     """Null and stale features found in one response, per id."""
 
@@ -131,6 +143,9 @@ class FeastFeatureSource:
         self._probe: asyncio.Future[Any] | None = None
         self._failed: FeatureStoreUnavailable | None = None
         self._failed_at = 0.0
+        # per feature set: the lookup gathering ids (not started yet), and the one in flight
+        self._gathering: dict[tuple[str, ...], _SharedLookup] = {}
+        self._in_flight: dict[tuple[str, ...], asyncio.Future[Any]] = {}
 
     async def fetch(
         self, ids: Sequence[str], feature_names: Sequence[str], fill_values: Mapping[str, float] | None = None
@@ -143,12 +158,53 @@ class FeastFeatureSource:
             return FetchedFeatures(np.empty((0, len(feature_names))), {})
         if self._failed is not None and time.monotonic() - self._failed_at < self._retry_after_s:
             raise FeatureStoreUnavailable(f"{self._failed} (retrying in under {self._retry_after_s:g} s)")
-        refs = [f"{self._view}:{name}" for name in feature_names]
-        started = time.perf_counter()
-        response = await self._lookup(self._start(refs, list(ids)), self._timeout_s)
-        self._metrics.feature_lookup_latency.labels(store=self.store_type).observe(time.perf_counter() - started)
+        shared = self._join(tuple(feature_names), ids)
+        response = await self._lookup(shared.answer, self._timeout_s)
         defaults = self._fill_values if fill_values is None else {**self._fill_values, **fill_values}
-        return self._decode(response.proto, list(ids), list(feature_names), defaults)
+        return self._decode(response.proto, list(ids), list(feature_names), defaults, shared.row_of)
+
+    def _join(self, names: tuple[str, ...], ids: Sequence[str]) -> _SharedLookup:
+        """The lookup these ids go out with: the one gathering for this feature set, or a new one that starts
+        as soon as the set's lookup in flight (if any) has returned."""
+        shared = self._gathering.get(names)
+        if shared is None:
+            loop = asyncio.get_running_loop()
+            shared = self._gathering[names] = _SharedLookup(loop.create_future())
+            previous = self._in_flight.get(names)
+            if previous is None or previous.done():
+                loop.call_soon(self._send, names, shared)  # after this turn's other calls have joined
+            else:
+                previous.add_done_callback(lambda _: self._send(names, shared))
+                # A lookup that hangs past the timeout must not hold the next one back for good.
+                loop.call_later(self._timeout_s, self._send, names, shared)
+        for entity_id in ids:
+            shared.row_of.setdefault(entity_id, len(shared.row_of))
+        return shared
+
+    def _send(self, names: tuple[str, ...], shared: _SharedLookup) -> None:
+        """Start the gathered lookup (once): one ``get_online_features`` for every id its callers named."""
+        if self._gathering.get(names) is not shared:
+            return  # sent already
+        del self._gathering[names]
+        refs = [f"{self._view}:{name}" for name in names]
+        started = time.perf_counter()
+        try:
+            lookup = self._start(refs, list(shared.row_of))
+        except RuntimeError as exc:  # the lookup pool is shut down: the server is stopping
+            shared.answer.set_exception(FeatureStoreUnavailable(f"feature store closed: {exc}"))
+            return
+        self._in_flight[names] = lookup
+
+        def done(finished: asyncio.Future[Any]) -> None:
+            self._metrics.feature_lookup_latency.labels(store=self.store_type).observe(time.perf_counter() - started)
+            if finished.cancelled():
+                shared.answer.cancel()
+            elif (error := finished.exception()) is not None:
+                shared.answer.set_exception(error)
+            else:
+                shared.answer.set_result(finished.result())
+
+        lookup.add_done_callback(done)
 
     async def check(self) -> None:
         """Look up a dummy id, through the same path as ``fetch``; at most one probe runs at a time."""
@@ -192,8 +248,14 @@ class FeastFeatureSource:
         return self._failed
 
     def _decode(
-        self, proto: Any, ids: list[str], feature_names: list[str], fill_values: Mapping[str, float]
+        self,
+        proto: Any,
+        ids: list[str],
+        feature_names: list[str],
+        fill_values: Mapping[str, float],
+        row_of: Mapping[str, int],
     ) -> FetchedFeatures:
+        """This call's ``ids`` read from a shared answer (``row_of``: each id's row in it)."""
         from feast.protos.feast.serving.ServingService_pb2 import FieldStatus
 
         position = {name: i for i, name in enumerate(proto.metadata.feature_names.val)}
@@ -201,9 +263,10 @@ class FeastFeatureSource:
         found = np.zeros(len(ids), dtype=bool)
         expired: list[tuple[int, int]] = []
         now = time.time()
+        rows = [row_of[entity_id] for entity_id in ids]
         for column, name in enumerate(feature_names):
             vector = proto.results[position[name]]
-            cells = zip(vector.values, vector.statuses, vector.event_timestamps, strict=True)
+            cells = ((vector.values[i], vector.statuses[i], vector.event_timestamps[i]) for i in rows)
             for row, (value, status, stamp) in enumerate(cells):
                 typed = None if status == FieldStatus.NULL_VALUE else _as_python(value)
                 if status == FieldStatus.NOT_FOUND or (typed is None and not stamp.seconds):

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from predictor.features import FeatureSource
     from predictor.monitoring.challenger import Challenger
     from predictor.monitoring.prediction_log import PredictionLog
+    from predictor.monitoring.tracing import Tracing
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,7 @@ class Call:
     request_id: str = ""
     contributions: bool = False  # also answer each column's contribution
     params: dict[str, Any] | None = None  # inference parameters as the request sent them (checked here)
+    tracing: Tracing | None = None  # on: the call's spans (feature lookup, batch wait, model call) are recorded
 
 
 class PredictorModel(Model):
@@ -267,9 +269,16 @@ class PredictorModel(Model):
     async def infer(self, rows: Rows, serving: Serving, call: Call) -> Result:
         started = time.perf_counter()
         # Most calls name no entity id: no feature stage to await for them (one coroutine less per request).
-        filled = await self.preprocess(rows, serving) if rows.entity_ids is not None else {}
+        tracing = call.tracing
+        filled: dict[int, list[str]] = {}
+        if rows.entity_ids is not None:
+            if tracing is None:
+                filled = await self.preprocess(rows, serving)
+            else:
+                with tracing.span("feature lookup"):
+                    filled = await self.preprocess(rows, serving)
         params = check_params(call.params, serving.model.params)
-        outputs = await self.predict(rows, serving, call.contributions, params)
+        outputs = await self.predict(rows, serving, call.contributions, params, tracing)
         result = self.postprocess(outputs, rows, serving, call, filled)
         serving.series.latency.observe(time.perf_counter() - started)
         serving.series.predictions.inc()
@@ -288,13 +297,21 @@ class PredictorModel(Model):
         return await fill_from_store(rows, serving.model, self.features)
 
     async def predict(  # type: ignore[override]
-        self, rows: Rows, serving: Serving, contributions: bool = False, params: dict[str, Any] | None = None
+        self,
+        rows: Rows,
+        serving: Serving,
+        contributions: bool = False,
+        params: dict[str, Any] | None = None,
+        tracing: Tracing | None = None,
     ) -> dict[str, np.ndarray]:
         """``params``: the request's checked inference parameters. A call with parameters is a model call of its
-        own (on the same model thread): requests with other parameters cannot share it."""
+        own (on the same model thread): requests with other parameters cannot share it. ``tracing``: the wait for
+        a batch and the model call that answered it become spans."""
         model = serving.model
         try:
-            if params is None or model.predict_with_params is None:
+            if tracing is not None and params is None:
+                answer = await _traced_batch(serving, rows.values, tracing)
+            elif params is None or model.predict_with_params is None:
                 answer = await serving.batcher.predict(rows.values)
             else:
                 with_params = functools.partial(model.predict_with_params, params=params)
@@ -318,7 +335,8 @@ class PredictorModel(Model):
         call: Call,
         filled: dict[int, list[str]],
     ) -> Result:
-        self.taps.record(serving.model, rows, outputs, filled, call.protocol, call.request_id)
+        trace_id = call.tracing.current_trace_id() if call.tracing is not None else None
+        self.taps.record(serving.model, rows, outputs, filled, call.protocol, call.request_id, trace_id)
         model = serving.model
         frame_columns = model.output_names if model.frame_outputs else None
         return Result(self.name, model.version, outputs, filled, frame_columns, dict_answer=model.dict_outputs)
@@ -347,6 +365,17 @@ def _named_outputs(outputs: Outputs, model: registry.LoadedModel) -> dict[str, n
     if model.classes is None:
         return {"predictions": np.asarray(outputs)}
     return {"predictions": model.classes[np.argmax(outputs, axis=1)], "probabilities": outputs}
+
+
+async def _traced_batch(serving: Serving, values: np.ndarray, tracing: Tracing) -> Outputs:
+    timing: list[int] = []
+    queued = time.time_ns()
+    answer = await serving.batcher.predict(values, timing)
+    if timing:  # the rows' model call: what came before it was the wait for a batch
+        began, ended, batch_rows = timing
+        tracing.record("batch wait", queued, began)
+        tracing.record("model call", began, ended, {"batch.rows": batch_rows})
+    return answer
 
 
 def _named_call(rows: np.ndarray, model: registry.LoadedModel) -> dict[str, np.ndarray]:

@@ -121,6 +121,37 @@ def test_one_get_online_features_call_per_fetch(lookup: Lookup, monkeypatch: pyt
     assert calls == [{"equipment_id": ids}]
 
 
+def test_concurrent_fetches_share_lookups_and_each_reads_its_own_ids(
+    lookup: Lookup, telemetry: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Forty requests at once: far fewer online reads than requests (one in flight, the rest gathering), each
+    request answered its own rows in its own order, an id asked twice looked up once, and an unknown id failing
+    only the request that named it."""
+    store = lookup.source._store
+    real = store.get_online_features
+    calls: list[list[str]] = []
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        calls.append(list(kwargs["entity_rows"]["equipment_id"]))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(store, "get_online_features", spy)
+    requests = [[f"pump-{i % 5:04d}", f"fan-{(i + 2) % 5:04d}"] for i in range(40)]
+
+    async def all_at_once() -> list[Any]:
+        fetches = [lookup.source.fetch(ids, list(FEATURE_NAMES)) for ids in requests]
+        fetches.append(lookup.source.fetch(["pump-0001", "no-such-pump"], list(FEATURE_NAMES)))
+        return await asyncio.gather(*fetches, return_exceptions=True)
+
+    *answers, unknown = asyncio.run(all_at_once())
+    assert len(calls) <= 3, [len(c) for c in calls]
+    assert all(len(call) == len(set(call)) for call in calls)  # an id asked twice is looked up once
+    for ids, answer in zip(requests, answers, strict=True):
+        assert isinstance(answer, FetchedFeatures), answer
+        assert np.array_equal(answer.values, np.stack([_row(telemetry, entity_id) for entity_id in ids]))
+    assert isinstance(unknown, EntityNotFound) and "no-such-pump" in str(unknown) and "pump-0001" not in str(unknown)
+
+
 def test_lookup_latency_is_recorded_by_store(lookup: Lookup) -> None:
     lookup.fetch("pump-0000", "fan-0003")
     assert lookup.metric("feature_lookup_latency_seconds_count", store="sqlite") == 1

@@ -1,8 +1,8 @@
 """A user's own models, trained here and served by the real server: every request format answers what the
 model itself answers (``predict`` / ``predict_proba``) on the same DataFrame.
 
-One server per model (module scope, one at a time); each model is asked over v1 objects, v1 lists, v2
-per-column JSON, v2 binary, gRPC and ``/invocations`` (split and records).
+One server serves them all, each under its own name (``--model NAME=PATH``); each model is asked over v1 objects,
+v1 lists, v2 per-column JSON, v2 binary, gRPC and ``/invocations`` (split and records, with ``X-Model-Name``).
 """
 
 from __future__ import annotations
@@ -22,27 +22,30 @@ from tests import own_models
 from tests.grpc_calls import stub
 from tests.servers import PredictorProcess, start_predictor
 
-NAME = "own_model"
 
-
-@pytest.fixture(scope="module", params=list(own_models.ALL))
-def served(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[own_models.OwnModel, PredictorProcess]]:
-    model = own_models.ALL[request.param]()
-    directory = tmp_path_factory.mktemp(model.name) / "model"
-    model.save(directory)
-    server = start_predictor(
-        "sqlite:///" + str(directory.parent / "unused.db"),
-        directory.parent,
-        "--model_uri",
-        str(directory),
-        model_name=NAME,
-    )
+@pytest.fixture(scope="module")
+def all_served(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[dict[str, own_models.OwnModel], PredictorProcess]]:
+    root = tmp_path_factory.mktemp("own-models")
+    models, arguments = {}, []
+    for name, build in own_models.ALL.items():
+        model = models[name] = build()
+        model.save(root / name)
+        arguments += ["--model", f"{model.name}={root / name}"]
+    server = start_predictor("sqlite:///" + str(root / "unused.db"), root, *arguments, model_name=next(iter(models)))
     try:
-        yield model, server.wait_ready()
+        yield models, server.wait_ready(timeout_s=180)
     finally:
         server.stop()
+
+
+@pytest.fixture(params=list(own_models.ALL))
+def served(
+    request: pytest.FixtureRequest, all_served: tuple[dict[str, own_models.OwnModel], PredictorProcess]
+) -> tuple[own_models.OwnModel, PredictorProcess]:
+    models, server = all_served
+    return models[request.param], server
 
 
 def _datatype(series: pd.Series) -> str:
@@ -82,7 +85,7 @@ def _same(answer: dict[str, Any], expected: dict[str, np.ndarray], how: str) -> 
 
 def test_v1_objects_and_lists(served: tuple[own_models.OwnModel, PredictorProcess]) -> None:
     model, server = served
-    url = f"{server.http_url}/v1/models/{NAME}:predict"
+    url = f"{server.http_url}/v1/models/{model.name}:predict"
     for how, instances in (
         ("v1 objects", own_models.records(model.frame)),
         ("v1 lists", own_models.lists(model.frame)),
@@ -109,7 +112,7 @@ def _v2_outputs(body: dict[str, Any]) -> dict[str, Any]:
 def test_v2_per_column_json(served: tuple[own_models.OwnModel, PredictorProcess]) -> None:
     model, server = served
     response = httpx.post(
-        f"{server.http_url}/v2/models/{NAME}/infer", json={"inputs": _v2_columns(model.frame)}, timeout=10
+        f"{server.http_url}/v2/models/{model.name}/infer", json={"inputs": _v2_columns(model.frame)}, timeout=10
     )
     assert response.status_code == 200, response.text
     _same(_v2_outputs(response.json()), _expected(model), "v2 JSON")
@@ -132,7 +135,7 @@ def test_v2_binary_extension(served: tuple[own_models.OwnModel, PredictorProcess
         raw += chunk
     header = orjson.dumps({"inputs": inputs})
     response = httpx.post(
-        f"{server.http_url}/v2/models/{NAME}/infer",
+        f"{server.http_url}/v2/models/{model.name}/infer",
         content=header + raw,
         headers={"Inference-Header-Content-Length": str(len(header)), "Content-Type": "application/octet-stream"},
         timeout=10,
@@ -160,7 +163,7 @@ def _grpc_tensor(name: str, series: pd.Series) -> pb.ModelInferRequest.InferInpu
 def test_grpc_per_column(served: tuple[own_models.OwnModel, PredictorProcess]) -> None:
     model, server = served
     request = pb.ModelInferRequest(
-        model_name=NAME, inputs=[_grpc_tensor(name, model.frame[name]) for name in model.frame.columns]
+        model_name=model.name, inputs=[_grpc_tensor(name, model.frame[name]) for name in model.frame.columns]
     )
     with stub(server.grpc_target) as client:
         response = InferResponse.from_grpc(client.ModelInfer(request, timeout=10))
@@ -178,7 +181,8 @@ def test_invocations_split_and_records(served: tuple[own_models.OwnModel, Predic
     records = {"dataframe_records": own_models.records(frame)}
     expected = _expected(model)
     for how, body in (("split", split), ("records", records)):
-        response = httpx.post(f"{server.http_url}/invocations", json=body, timeout=10)
+        headers = {"X-Model-Name": model.name}
+        response = httpx.post(f"{server.http_url}/invocations", json=body, headers=headers, timeout=10)
         assert response.status_code == 200, f"{how}: {response.text}"
         predictions = response.json()["predictions"]
         if model.extra_outputs:  # a DataFrame answer: one record per row, as MLflow writes it
@@ -190,7 +194,7 @@ def test_invocations_split_and_records(served: tuple[own_models.OwnModel, Predic
 
 def test_v2_metadata_lists_typed_inputs(served: tuple[own_models.OwnModel, PredictorProcess]) -> None:
     model, server = served
-    metadata = httpx.get(f"{server.http_url}/v2/models/{NAME}", timeout=5).json()
+    metadata = httpx.get(f"{server.http_url}/v2/models/{model.name}", timeout=5).json()
     per_column = {i["name"]: i["datatype"] for i in metadata["inputs"] if i["name"] in model.frame.columns}
     if per_column:  # listed per column whenever some column is not a double
         assert per_column == {name: _datatype(model.frame[name]) for name in model.frame.columns}
@@ -208,7 +212,7 @@ def test_v2_metadata_lists_typed_inputs(served: tuple[own_models.OwnModel, Predi
 def test_v2_outputs_name_what_comes_back(served: tuple[own_models.OwnModel, PredictorProcess]) -> None:
     model, server = served
     expected = _expected(model)
-    url = f"{server.http_url}/v2/models/{NAME}/infer"
+    url = f"{server.http_url}/v2/models/{model.name}/infer"
     for name in expected:
         body = {"inputs": _v2_columns(model.frame), "outputs": [{"name": name}]}
         response = httpx.post(url, json=body, timeout=10)
@@ -228,7 +232,7 @@ def test_wrong_typed_value_is_a_400_naming_it(served: tuple[own_models.OwnModel,
     row = own_models.records(model.frame.head(1))[0]
     column = next(iter(row))
     row[column] = "not-a-number" if model.frame[column].dtype.kind in "fiu" else 12.5
-    response = httpx.post(f"{server.http_url}/v1/models/{NAME}:predict", json={"instances": [row]}, timeout=5)
+    response = httpx.post(f"{server.http_url}/v1/models/{model.name}:predict", json={"instances": [row]}, timeout=5)
     assert response.status_code == 400, response.text
     assert column in response.json()["error"] and "instances[0]" in response.json()["error"]
 
@@ -239,7 +243,7 @@ def test_explanations_add_up_to_the_probability_or_answer_501(
     """:explain (v1) and the v2 "contributions" output: base value + contributions = the model's own
     probability of the predicted class; a model that cannot be explained exactly answers 501 naming what can."""
     model, server = served
-    url = f"{server.http_url}/v1/models/{NAME}:explain"
+    url = f"{server.http_url}/v1/models/{model.name}:explain"
     response = httpx.post(url, json={"instances": own_models.records(model.frame)}, timeout=30)
     if model.probabilities is None or model.extra_outputs:
         assert response.status_code == 501, response.text
@@ -256,7 +260,7 @@ def test_explanations_add_up_to_the_probability_or_answer_501(
         total = explanation["base_value"] + sum(explanation["contributions"].values())
         assert total == pytest.approx(proba[row].max(), abs=1e-6)
     v2 = httpx.post(
-        f"{server.http_url}/v2/models/{NAME}/infer",
+        f"{server.http_url}/v2/models/{model.name}/infer",
         json={"inputs": _v2_columns(model.frame), "outputs": [{"name": "contributions"}]},
         timeout=30,
     )

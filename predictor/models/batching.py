@@ -62,6 +62,7 @@ Observer = Callable[[np.ndarray, Outputs], None]
 class _Pending:
     rows: np.ndarray
     future: asyncio.Future[Outputs]
+    timing: list[int] | None = None  # a traced request: its model call's start, end (time.time_ns) and rows
 
 
 class MicroBatcher:
@@ -93,13 +94,15 @@ class MicroBatcher:
         # One thread: model calls are CPU-bound and the GIL would serialise a second one anyway.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
 
-    async def predict(self, rows: np.ndarray) -> Outputs:
+    async def predict(self, rows: np.ndarray, timing: list[int] | None = None) -> Outputs:
+        """``timing``: when given, receives the start and end (``time.time_ns``) of the model call that answered
+        these rows and the rows it had (a traced request's "model call"; the time before it was the batch wait)."""
         loop = asyncio.get_running_loop()
         if self._queue is None:
             self._queue = asyncio.Queue()
             self._worker = loop.create_task(self._run(), name="micro-batcher")
         future: asyncio.Future[Outputs] = loop.create_future()
-        self._queue.put_nowait(_Pending(rows, future))
+        self._queue.put_nowait(_Pending(rows, future, timing))
         return await future
 
     async def predict_alone(self, predict: PredictFn, rows: np.ndarray) -> Outputs:
@@ -163,6 +166,8 @@ class MicroBatcher:
             return
         merged = live[0].rows if len(live) == 1 else np.concatenate([p.rows for p in live])
         self._on_batch(merged.shape[0])
+        traced = [p.timing for p in live if p.timing is not None]
+        began = time.time_ns() if traced else 0
         try:
             outputs = await self._timed_call(merged)
         except Exception as exc:
@@ -178,6 +183,10 @@ class MicroBatcher:
                     _observed(self._observe, pending.rows, alone)
                     _settle(pending.future, alone)
             return
+        if traced:
+            ended = time.time_ns()
+            for timing in traced:
+                timing[:] = (began, ended, merged.shape[0])
         _observed(self._observe, merged, outputs)
         start = 0
         for pending in live:
@@ -251,9 +260,12 @@ class DirectPredictor:
         self._observe = observe
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
 
-    async def predict(self, rows: np.ndarray) -> Outputs:
+    async def predict(self, rows: np.ndarray, timing: list[int] | None = None) -> Outputs:
         self._on_batch(rows.shape[0])
+        began = time.time_ns()
         outputs = await asyncio.get_running_loop().run_in_executor(self._executor, self._predict, rows)
+        if timing is not None:
+            timing[:] = (began, time.time_ns(), rows.shape[0])
         _observed(self._observe, rows, outputs)
         return outputs
 

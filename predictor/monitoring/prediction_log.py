@@ -27,6 +27,7 @@ Line format — one line per predicted ROW (a request of N rows writes N lines),
 - ``prediction``: the model output for the row (a number or a label).
 - ``probabilities``: class probabilities, in the model's class order; absent if not computed.
 - ``filled``: features the missing-feature policy filled in for this row; absent if none.
+- ``trace_id``: the request's OpenTelemetry trace (32 hex digits) when tracing is on; absent otherwise.
 
 With ``--shadow_model_uri``, the shadow model's answer to a request follows as its own lines (written when the
 shadow has scored it, after the live response), one per row, with the live line's ``request_id`` and ``row``::
@@ -78,6 +79,7 @@ class PredictionRecord:
     probabilities: npt.NDArray[np.float64] | None = None  # [N, C]
     entity_ids: Sequence[str | None] | None = None  # [N]
     filled: Mapping[int, Sequence[str]] = field(default_factory=dict)  # row -> features filled
+    trace_id: str | None = None  # the request's OpenTelemetry trace, when tracing is on
 
 
 @dataclass(frozen=True, eq=False)
@@ -136,6 +138,8 @@ def _lines(entry: PredictionRecord) -> Iterator[dict[str, Any]]:
             line["probabilities"] = probabilities[row]
         if filled := entry.filled.get(row):
             line["filled"] = list(filled)
+        if entry.trace_id is not None:
+            line["trace_id"] = entry.trace_id
         yield line
 
 

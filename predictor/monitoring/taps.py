@@ -41,8 +41,10 @@ class Taps:
         filled: dict[int, list[str]],
         protocol: str,
         request_id: str,
+        trace_id: str | None = None,
     ) -> None:
-        """``protocol``: the codec's name; ``request_id``: the caller's (a new one when the log needs one)."""
+        """``protocol``: the codec's name; ``request_id``: the caller's (a new one when the log needs one);
+        ``trace_id``: the request's trace, when tracing is on."""
         if not self.active:
             return
         predictions = predictions_of(outputs)
@@ -69,5 +71,6 @@ class Taps:
                     probabilities=probabilities,
                     entity_ids=rows.entity_ids,
                     filled=filled,
+                    trace_id=trace_id,
                 )
             )

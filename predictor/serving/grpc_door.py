@@ -32,11 +32,13 @@ from predictor import errors
 from predictor.errors import ModelNotReadyError
 from predictor.model import Call, PredictorModel
 from predictor.models.table import ModelTable
+from predictor.monitoring.tracing import TRACERESPONSE, Tracing
 from predictor.protocol import v2
 from predictor.protocol.grpc import GrpcCodec
 from predictor.serving.access import AccessControl, Kind
 from predictor.serving.admission import Admission
 from predictor.serving.grpc_repository import index_handler, model_name_of
+from predictor.serving.http import NO_SPAN
 from predictor.serving.lifecycle import Lifecycle
 from predictor.serving.tls import TlsFiles
 
@@ -93,12 +95,14 @@ class Servicer(InferenceServicer):
         table: ModelTable[PredictorModel],
         lifecycle: Lifecycle,
         admission: Admission | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         super().__init__(dataplane, repository)
         self.table = table
         self.lifecycle = lifecycle
         self.admission = admission or Admission()
         self.codec = GrpcCodec()
+        self.tracing = tracing
 
     async def ServerReady(self, request: pb.ServerReadyRequest, context: Any) -> pb.ServerReadyResponse:
         return pb.ServerReadyResponse(ready=self.lifecycle.not_ready_reason() is None)
@@ -136,7 +140,19 @@ class Servicer(InferenceServicer):
         call's own gRPC deadline."""
         remaining = context.time_remaining()  # None without a deadline
         timeout_s = self.admission.timeout_s(None, remaining)
-        return await self.admission.run(functools.partial(self._infer, request, context), timeout_s)
+        run = functools.partial(self.admission.run, functools.partial(self._infer, request, context), timeout_s)
+        if self.tracing is None:
+            return await run()
+        metadata = {key: value for key, value in (context.invocation_metadata() or ()) if isinstance(value, str)}
+        with self.tracing.server_span(f"{SERVICE}/ModelInfer", metadata, self.codec.name) as span:
+            traced = self.tracing.traceresponse(span)
+            if traced is not None:  # trailing metadata: sent with the answer, or with the error
+                context.set_trailing_metadata(((TRACERESPONSE, traced),))
+            try:
+                return await run()
+            except Exception as exc:
+                self.tracing.failed(span, errors.answer(exc).status)
+                raise
 
     async def _infer(self, request: pb.ModelInferRequest, context: Any) -> pb.ModelInferResponse:
         model = self._model(request.model_name, request.model_version)
@@ -144,11 +160,17 @@ class Servicer(InferenceServicer):
             serving = model.serving_for_request(request.model_version or None)
         except ModelNotReadyError:  # evicted (--max_loaded_models): loaded again and awaited; else the same 503
             serving = await self.lifecycle.acquire(model, request.model_version or None)
-        decoded = self.codec.decode(request, serving.schema, serving.outputs)
+        tracing = self.tracing
+        with NO_SPAN if tracing is None else tracing.span("decode"):
+            decoded = self.codec.decode(request, serving.schema, serving.outputs)
+        if tracing is not None:
+            tracing.annotate(model.name, serving.version, decoded.rows.count)
         metadata = {key: value for key, value in (context.invocation_metadata() or ()) if isinstance(value, str)}
         call = Call(self.codec.name, decoded.request_id or metadata.get("x-request-id", ""),
-                    "contributions" in decoded.requested, decoded.params)  # fmt: skip
-        return self.codec.encode(decoded, await model.infer(decoded.rows, serving, call))
+                    "contributions" in decoded.requested, decoded.params, tracing)  # fmt: skip
+        result = await model.infer(decoded.rows, serving, call)
+        with NO_SPAN if tracing is None else tracing.span("encode"):
+            return self.codec.encode(decoded, result)
 
     async def RepositoryModelLoad(
         self, request: pb.RepositoryModelLoadRequest, context: Any

@@ -13,9 +13,11 @@ only for inference calls.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING
 
 import orjson
@@ -25,6 +27,7 @@ from predictor import errors, logs
 from predictor.errors import ModelNotReadyError, PayloadTooLarge, PredictorError, UnsupportedMediaType
 from predictor.model import Call, PredictorModel, Serving
 from predictor.models.table import ModelTable
+from predictor.monitoring.tracing import TRACEPARENT, TRACERESPONSE, TRACESTATE, Tracing
 from predictor.protocol.codec import Reply, RestCodec, RestRequest
 from predictor.serving.access import AccessControl
 from predictor.serving.admission import TIMEOUT_HEADER, Admission
@@ -48,12 +51,15 @@ READ_HEADERS = frozenset(
         "authorization",
         "x-forwarded-for",
         "x-request-id",
+        TRACEPARENT,
+        TRACESTATE,
         MODEL_HEADER,
         TIMEOUT_HEADER,
         *(c.binary_header for c in CODECS.values() if c.binary_header),
     )
 )
 CLOSE = (b"connection", b"close")
+NO_SPAN = contextlib.nullcontext()  # tracing off: the phases' "span" (reusable, costs nothing)
 
 
 class Disconnected(Exception):
@@ -72,6 +78,7 @@ class HttpDoor:
         acquire: Acquire | None = None,
         codecs: Mapping[str, RestCodec] = CODECS,
         matcher: InferenceMatcher | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.app = app  # every request that is not an inference call
         self.table = table
@@ -82,6 +89,7 @@ class HttpDoor:
         self.acquire = acquire or _serving
         self.codecs = codecs
         self.matcher = matcher or InferenceMatcher()
+        self.tracing = tracing
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -97,16 +105,19 @@ class HttpDoor:
         for key, value in scope["headers"]:
             if key in READ_HEADERS:
                 headers.setdefault(key.decode("latin-1"), value.decode("latin-1"))
-        try:
-            if self.admission.unlimited and TIMEOUT_HEADER not in headers:  # no limits: nothing to count or time
-                reply = await self._infer(matched, headers, scope, receive)
-            else:
-                call = functools.partial(self._infer, matched, headers, scope, receive)
-                reply = await self.admission.run(call, self.admission.timeout_s(headers.get(TIMEOUT_HEADER)))
-        except Disconnected:
-            return
-        except Exception as exc:
-            reply = self._error(exc, matched.model_name or headers.get(MODEL_HEADER))
+        if self.tracing is None:
+            reply = await self._answer(matched, headers, scope, receive)
+        else:
+            name = f"POST {matched.endpoint.path}"
+            with self.tracing.server_span(name, headers, matched.endpoint.codec or "") as span:
+                reply = await self._answer(matched, headers, scope, receive)
+                if reply is not None and reply.status >= 400:
+                    self.tracing.failed(span, reply.status)
+                traced = self.tracing.traceresponse(span)
+            if reply is not None and traced is not None:
+                reply.headers = (*reply.headers, (TRACERESPONSE, traced))
+        if reply is None:
+            return  # the client left before its body arrived
         raw = list(_encoded(reply.headers))
         if self.draining():  # ask keep-alive clients to reconnect (elsewhere) before the listener closes
             raw.append(CLOSE)
@@ -115,6 +126,20 @@ class HttpDoor:
         await send({"type": "http.response.body", "body": reply.body})
 
     # ------------------------------------------------------------------------------ inference calls
+    async def _answer(self, matched: Match, headers: Headers, scope: Scope, receive: Receive) -> Reply | None:
+        try:
+            if self.admission.unlimited and TIMEOUT_HEADER not in headers:  # no limits: nothing to count or time
+                return await self._infer(matched, headers, scope, receive)
+            call = functools.partial(self._infer, matched, headers, scope, receive)
+            return await self.admission.run(call, self.admission.timeout_s(headers.get(TIMEOUT_HEADER)))
+        except Disconnected:
+            return None
+        except Exception as exc:
+            return self._error(exc, matched.model_name or headers.get(MODEL_HEADER))
+
+    def _phase(self, name: str) -> AbstractContextManager[object]:
+        return NO_SPAN if self.tracing is None else self.tracing.span(name)
+
     async def _infer(self, matched: Match, headers: Headers, scope: Scope, receive: Receive) -> Reply:
         endpoint = matched.endpoint
         assert endpoint.codec is not None and endpoint.access is not None
@@ -132,14 +157,19 @@ class HttpDoor:
             serving = model.serving_for_request(matched.model_version)  # captured once: a swap changes nothing
         except ModelNotReadyError:  # evicted (--max_loaded_models): loaded again and awaited; else the same 503
             serving = await self.acquire(model, matched.model_version)
-        decoded = codec.decode(RestRequest(body, headers), serving.schema, serving.outputs)
+        with self._phase("decode"):
+            decoded = codec.decode(RestRequest(body, headers), serving.schema, serving.outputs)
+        if self.tracing is not None:
+            self.tracing.annotate(model.name, serving.version, decoded.rows.count)
         if endpoint.verb == "explain":
             result = await model.explain(decoded.rows, serving)
         else:
             request_id = decoded.request_id or headers.get("x-request-id") or ""
-            call = Call(codec.name, request_id, "contributions" in decoded.requested, decoded.params)
+            requested = "contributions" in decoded.requested
+            call = Call(codec.name, request_id, requested, decoded.params, self.tracing)
             result = await model.infer(decoded.rows, serving, call)
-        return codec.encode(decoded, result)
+        with self._phase("encode"):
+            return codec.encode(decoded, result)
 
     def _error(self, exc: Exception, model_name: str | None) -> Reply:
         answer = errors.answer(exc)

@@ -28,6 +28,7 @@ from starlette.types import ASGIApp
 from predictor.config import ModelSpec, Settings
 from predictor.model import PredictorModel
 from predictor.models.table import ModelTable
+from predictor.monitoring.tracing import Tracing
 from predictor.serving.access import AccessControl
 from predictor.serving.admission import Admission
 from predictor.serving.grpc_door import Door, GrpcServer, Health, Servicer
@@ -50,6 +51,7 @@ class PredictorServer(ModelServer):
         make_model: Callable[[ModelSpec], PredictorModel] | None = None,
         on_shutdown: list[Callable[[], object]] | None = None,
         tls: TlsFiles | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         super().__init__(
             http_port=settings.http_port,
@@ -72,6 +74,7 @@ class PredictorServer(ModelServer):
         self.http: HttpServer | None = None
         self.grpc: GrpcServer | None = None
         self.tls = tls
+        self.tracing = tracing
         self._shutdown_task: asyncio.Task[None] | None = None
         self._stop_now_task: asyncio.Task[None] | None = None  # held: the loop keeps only weak references
 
@@ -103,7 +106,12 @@ class PredictorServer(ModelServer):
             self.grpc = GrpcServer(
                 port=self.grpc_port,
                 servicer=Servicer(
-                    self.dataplane, self.model_repository_extension, self.table, self.lifecycle, self.admission
+                    self.dataplane,
+                    self.model_repository_extension,
+                    self.table,
+                    self.lifecycle,
+                    self.admission,
+                    self.tracing,
                 ),
                 health=Health(self.lifecycle),
                 door=Door(self.access, self.table),
@@ -147,6 +155,7 @@ class PredictorServer(ModelServer):
             lambda: lifecycle.draining,
             self.admission,
             lifecycle.acquire,
+            tracing=self.tracing,
         )
 
     def _add_exception_handlers(self, app: FastAPI) -> None:
