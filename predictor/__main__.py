@@ -162,6 +162,7 @@ def _challenger(
         ShadowMetrics.create(),
         load_options_of(settings),
         sample_rate=settings.shadow_sample_rate,
+        busy_share=settings.shadow_busy_share,
         poll_interval_s=settings.poll_interval_s,
         prediction_log=prediction_log,
     )

@@ -285,6 +285,13 @@ class Settings:
     shadow_sample_rate: float = _opt(
         1.0, "Share of live requests the shadow model scores (0..1).", env="PREDICTOR_SHADOW_SAMPLE_RATE"
     )
+    shadow_busy_share: float = _opt(
+        0.5,
+        "CPU seconds per second of this process above which live traffic counts as saturating it, and the shadow "
+        "scores only one request in 20 (the rest counted as shed); 0: never shed (every sampled request is scored, "
+        "whatever it costs the live path).",
+        env="PREDICTOR_SHADOW_BUSY_SHARE",
+    )
     # --- multi-worker (set by the supervisor for its workers) --------------------------------------
     worker_state_dir: Path | None = _opt(None, "Shared state of --workers N.", env=WORKER_STATE_ENV, internal=True)
     worker_index: int = _opt(0, "This worker's number.", env=WORKER_INDEX_ENV, internal=True)

@@ -58,6 +58,10 @@ def server(tracking_uri: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
         str(log_path),
         "--poll_interval_s",
         "1",  # the challenger's alias is moved by the last test
+        # Never shed: these tests count every request scored, which a busy CI machine must not change (shedding
+        # is driven both ways by tests/test_shadow.py with the process's real CPU share).
+        "--shadow_busy_share",
+        "0",
         model_name=NAME,
     )
     try:

@@ -207,6 +207,31 @@ def test_while_the_live_path_is_saturated_one_request_in_twenty_is_scored(versio
     assert value(registry, "model_shadow_dropped_total") == 195
 
 
+def test_the_real_busy_signal_sheds_and_a_zero_share_never_does(versions: tuple[Any, Any]) -> None:
+    """The Challenger's own busy test on this process's real CPU share, both ways: a CPU-bound stretch reads busy
+    (at a share any work exceeds), a sleeping one idle (at the default half a core); with --shadow_busy_share 0
+    there is no busy test at all, so nothing is ever shed."""
+    from prometheus_client import CollectorRegistry as Registry
+
+    from predictor.models.registry import LoadOptions
+    from predictor.monitoring.challenger import Challenger
+
+    options = LoadOptions("sqlite:///unused.db")
+    touchy = Challenger("models:/pm@challenger", "pm", ShadowMetrics.create(Registry()), options, busy_share=1e-6)
+    calm = Challenger("models:/pm@challenger", "pm", ShadowMetrics.create(Registry()), options)
+    never = Challenger("models:/pm@challenger", "pm", ShadowMetrics.create(Registry()), options, busy_share=0)
+    assert never._busy is None
+    assert touchy._busy is not None and calm._busy is not None
+    touchy._busy()  # the first reading opens the window
+    deadline = time.monotonic() + 0.5
+    while time.monotonic() < deadline:  # CPU-bound for two windows: this process is busy
+        sum(range(10_000))
+    assert touchy._busy()
+    calm._busy()
+    time.sleep(0.6)  # asleep for two windows: far below half a core
+    assert not calm._busy()
+
+
 def test_a_spinning_process_reads_busy_and_a_sleeping_one_idle() -> None:
     import subprocess
     import sys

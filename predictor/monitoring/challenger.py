@@ -46,7 +46,9 @@ class Challenger:
         sample_rate: float = 1.0,
         poll_interval_s: float = 10.0,
         prediction_log: PredictionLog | None = None,
+        busy_share: float = BUSY_SHARE,
     ) -> None:
+        """``busy_share``: this process's CPU share above which the shadow sheds (0: never)."""
         self.uri = uri
         self.model_name = model_name
         self.metrics = metrics
@@ -69,7 +71,7 @@ class Challenger:
         self._refused: dict[str, str] = {}  # live version -> why the challenger cannot score its rows
         self._lock = threading.Lock()
         load = ProcessBusy()  # this serving process: its event loop's and its model's threads
-        self._busy = lambda: load.above(BUSY_SHARE)
+        self._busy: Callable[[], bool] | None = (lambda: load.above(busy_share)) if busy_share > 0 else None
 
     # ------------------------------------------------------------------------------ request path
     def submit(
