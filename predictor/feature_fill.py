@@ -1,6 +1,8 @@
 """Rows that name an entity id get the features their caller left out from the feature store.
 
-A caller's own values win over stored ones; only the columns some row left empty are looked up.
+A caller's own values win over stored ones; only the columns some row left empty are looked up. A fleet (thousands
+of ids in one request) is looked up in chunks of ``FLEET_CHUNK`` ids, one after the other: each chunk is one lookup
+shared with whatever other requests arrive meanwhile, so a fleet never holds the store, or the event loop, for long.
 """
 
 from __future__ import annotations
@@ -10,12 +12,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from predictor.errors import BadRequest
+from predictor.errors import BadRequest, EntityNotFound
 from predictor.features import as_columns
 from predictor.protocol.rows import Rows
 
 if TYPE_CHECKING:
-    from predictor.features import FeatureSource
+    from predictor.features import FeatureSource, FetchedFeatures
     from predictor.models.registry import LoadedModel
 
 
@@ -41,9 +43,33 @@ async def fill_from_store(rows: Rows, model: LoadedModel, features: FeatureSourc
     if not needed:
         return {}
     names = [columns[j].name for j in needed]
-    fetched = await features.fetch(ids, names, model.feature_defaults)
+    fetched = await _fetch_in_chunks(features, ids, names, model)
     stored = as_columns(fetched.values, [columns[j] for j in needed], ids, features.entity_key, model.matrix)
     block = subset[:, needed]
     subset[:, needed] = np.where(holes[:, needed], stored, block)
     rows.values[positions] = subset
     return {positions[k]: found for k, entity in enumerate(ids) if (found := fetched.filled.get(entity))}
+
+
+FLEET_CHUNK = 1000
+
+
+async def _fetch_in_chunks(
+    features: FeatureSource, ids: list[str], names: list[str], model: LoadedModel
+) -> FetchedFeatures:
+    if len(ids) <= FLEET_CHUNK:
+        return await features.fetch(ids, names, model.feature_defaults)
+    from predictor.features import FetchedFeatures
+
+    parts, missing = [], []
+    for start in range(0, len(ids), FLEET_CHUNK):
+        try:
+            parts.append(await features.fetch(ids[start : start + FLEET_CHUNK], names, model.feature_defaults))
+        except EntityNotFound as exc:  # every unknown id of the fleet is named, not only the first chunk's
+            missing += exc.missing_ids
+    if missing:
+        raise EntityNotFound(features.entity_key, list(dict.fromkeys(missing)))
+    filled = {entity: found for part in parts for entity, found in part.filled.items()}
+    values = [part.values for part in parts]
+    dtype = np.float64 if all(v.dtype == np.float64 for v in values) else object
+    return FetchedFeatures(np.concatenate([v.astype(dtype) for v in values]), filled)

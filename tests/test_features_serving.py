@@ -88,6 +88,22 @@ def test_unknown_ids_are_404_naming_each(server: PredictorProcess) -> None:
     assert "pump-9998" in response.json()["error"] and "fan-9999" in response.json()["error"]
 
 
+def test_a_fleet_of_ids_is_scored_in_chunks_and_every_unknown_id_is_named(server: PredictorProcess, telemetry) -> None:
+    """5,000 ids in one request (the store's healthy machines, over and over): looked up in chunks, the answer equal
+    to the raw rows' row for row; an unknown id in the first chunk and one in the last are both named."""
+    healthy = [i for i in telemetry["equipment_id"] if i not in (STALE_ID, NULL_ID)]
+    fleet = [healthy[k % len(healthy)] for k in range(5000)]
+    by_id = httpx.post(server.http_url + V1, json={"instances": [{"equipment_id": i} for i in fleet]}, timeout=60)
+    assert by_id.status_code == 200, by_id.text
+    raw = httpx.post(server.http_url + V1, json={"instances": raw_rows(telemetry, fleet)}, timeout=60).json()
+    assert by_id.json()["predictions"] == raw["predictions"]
+    np.testing.assert_allclose(by_id.json()["probabilities"], raw["probabilities"])
+    fleet[3], fleet[4990] = "pump-9997", "fan-9996"
+    unknown = httpx.post(server.http_url + V1, json={"instances": [{"equipment_id": i} for i in fleet]}, timeout=60)
+    assert unknown.status_code == 404
+    assert "pump-9997" in unknown.json()["error"] and "fan-9996" in unknown.json()["error"]
+
+
 def test_stale_and_null_features_are_rejected_by_default(server: PredictorProcess) -> None:
     stale = httpx.post(server.http_url + V1, json={"instances": [{"equipment_id": STALE_ID}]})
     assert stale.status_code == 400 and STALE_ID in stale.json()["error"]
