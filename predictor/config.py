@@ -209,6 +209,13 @@ class Settings:
         env="PREDICTOR_MISSING_FEATURE_POLICY",
         choices=("reject", "fill"),
     )
+    feature_cache_s: float = _opt(
+        0.0,
+        "Keep each id's stored features in memory for at most this many seconds (0: off, every request reads the "
+        "store). Never past the feature view's TTL. Safe when features change slower than this (materialized "
+        "every 15 minutes: seconds of caching change nothing a caller could see).",
+        env="PREDICTOR_FEATURE_CACHE_S",
+    )
     # --- model updates and shutdown ---------------------------------------------------------------
     poll_interval_s: float = _opt(
         30.0,

@@ -27,6 +27,7 @@ import asyncio
 import math
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -77,6 +78,88 @@ class FetchedFeatures:
     filled: dict[str, list[str]] = field(default_factory=dict)
 
 
+# One stored feature of one id: its value (None: null), whether the store called it older than the view's TTL,
+# and its event time (epoch seconds); None when the store has nothing for it.
+Cell = tuple[Any, bool, int] | None
+Cells = tuple[Cell, ...]  # per feature, in the order asked
+
+
+def _read(proto: Any, names: Sequence[str], row_of: Mapping[str, int], ids: Sequence[str]) -> dict[str, Cells]:
+    """Each id's cells from a ``get_online_features`` answer (``row_of``: its row there)."""
+    from feast.protos.feast.serving.ServingService_pb2 import FieldStatus
+
+    position = {name: i for i, name in enumerate(proto.metadata.feature_names.val)}
+    vectors = [proto.results[position[name]] for name in names]
+    read: dict[str, Cells] = {}
+    for entity_id in ids:
+        i = row_of[entity_id]
+        cells: list[Cell] = []
+        for vector in vectors:
+            status, stamp = vector.statuses[i], vector.event_timestamps[i].seconds
+            typed = None if status == FieldStatus.NULL_VALUE else _as_python(vector.values[i])
+            if status == FieldStatus.NOT_FOUND or (typed is None and not stamp):
+                cells.append(None)  # Redis answers an unknown id with PRESENT, unset values and no timestamp
+            else:
+                cells.append((typed, status == FieldStatus.OUTSIDE_MAX_AGE, stamp))
+        read[entity_id] = tuple(cells)
+    return read
+
+
+@dataclass
+class _CacheEntry:
+    cells: Cells
+    at: float  # time.monotonic() when read from the store
+    oldest: float  # the oldest event time among its values (epoch seconds; 0: none)
+
+
+class FeatureCache:
+    """Ids' stored features kept for ``max_age_s`` — and never past the feature view's TTL (an entry whose oldest
+    value would be stale is read again, in case the store has a fresher one). Only ids the store knows are kept;
+    at most ``max_entries``, the oldest dropped first. Used on the event loop's thread and the lookup pool's: one
+    lock."""
+
+    def __init__(self, max_age_s: float, ttl_s: float, metrics: Metrics, max_entries: int = 100_000) -> None:
+        self._max_age_s, self._ttl_s, self._max_entries = max_age_s, ttl_s, max_entries
+        self._entries: dict[tuple[tuple[str, ...], str], _CacheEntry] = {}
+        self._lock = threading.Lock()
+        self._hits = metrics.feature_cache_lookups.labels(result="hit")
+        self._misses = metrics.feature_cache_lookups.labels(result="miss")
+        self._age = metrics.feature_cache_age
+
+    def take(self, names: tuple[str, ...], ids: Sequence[str]) -> tuple[dict[str, Cells], list[str]]:
+        """The fresh entries of ``ids``, and the ids still to look up."""
+        now, wall = time.monotonic(), time.time()
+        hits: dict[str, Cells] = {}
+        misses: list[str] = []
+        with self._lock:
+            for entity_id in dict.fromkeys(ids):
+                entry = self._entries.get((names, entity_id))
+                if entry is not None and now - entry.at <= self._max_age_s and self._within_ttl(entry, wall):
+                    hits[entity_id] = entry.cells
+                    self._age.observe(now - entry.at)
+                else:
+                    misses.append(entity_id)
+        self._hits.inc(len(hits))
+        self._misses.inc(len(misses))
+        return hits, misses
+
+    def put(self, names: tuple[str, ...], read: Mapping[str, Cells]) -> None:
+        now = time.monotonic()
+        with self._lock:
+            for entity_id, cells in read.items():
+                if all(cell is None for cell in cells):
+                    continue  # an unknown id: asked again next time (it may be materialized meanwhile)
+                stamps = [cell[2] for cell in cells if cell is not None and cell[2]]
+                key = (names, entity_id)
+                self._entries.pop(key, None)  # re-inserted last: the dict's order is the entries' age
+                self._entries[key] = _CacheEntry(cells, now, min(stamps, default=0))
+            while len(self._entries) > self._max_entries:
+                del self._entries[next(iter(self._entries))]
+
+    def _within_ttl(self, entry: _CacheEntry, wall: float) -> bool:
+        return not self._ttl_s or not entry.oldest or wall - entry.oldest <= self._ttl_s
+
+
 @dataclass
 class _SharedLookup:
     """One ``get_online_features`` call shared by the requests that joined it."""
@@ -120,11 +203,13 @@ class FeastFeatureSource:
         timeout_s: float = 2.0,
         check_timeout_s: float = 1.0,
         retry_after_s: float = 1.0,
+        cache_s: float = 0.0,
     ) -> None:
         """Load the repo's config and registry; the online store is first contacted by a lookup.
 
         ``timeout_s`` bounds one lookup and ``check_timeout_s`` one readiness probe, as seen by the caller
         (the thread finishes on its own: the store's socket timeouts bound it, see feature_store.redis.yaml).
+        ``cache_s`` > 0 keeps each id's stored features that long (``FeatureCache``).
         Raises ``FeatureStoreUnavailable`` if the repo, its registry or the feature view cannot be read.
         """
         if policy not in POLICIES:
@@ -149,6 +234,7 @@ class FeastFeatureSource:
         # per feature set: the lookup gathering ids (not started yet), and the one in flight
         self._gathering: dict[tuple[str, ...], _SharedLookup] = {}
         self._in_flight: dict[tuple[str, ...], asyncio.Future[Any]] = {}
+        self._cache = FeatureCache(cache_s, self._ttl_s, metrics) if cache_s > 0 else None
 
     async def fetch(
         self, ids: Sequence[str], feature_names: Sequence[str], fill_values: Mapping[str, float] | None = None
@@ -161,13 +247,35 @@ class FeastFeatureSource:
             return FetchedFeatures(np.empty((0, len(feature_names))), {})
         if self._failed is not None and time.monotonic() - self._failed_at < self._retry_after_s:
             raise FeatureStoreUnavailable(f"{self._failed} (retrying in under {self._retry_after_s:g} s)")
-        shared = self._join(tuple(feature_names), ids)
-        response = await self._lookup(shared.answer, self._timeout_s)
+        names = tuple(feature_names)
+        stored, wanted = self._cache.take(names, ids) if self._cache is not None else ({}, list(dict.fromkeys(ids)))
         defaults = self._fill_values if fill_values is None else {**self._fill_values, **fill_values}
-        decode = partial(self._decode, response.proto, list(ids), list(feature_names), defaults, shared.row_of)
+        proto, row_of = None, {}
+        if wanted:
+            shared = self._join(names, wanted)
+            proto, row_of = (await self._lookup(shared.answer, self._timeout_s)).proto, shared.row_of
+        decode = partial(self._answer, proto, row_of, wanted, stored, list(ids), list(names), defaults)
         if len(ids) <= DECODE_ON_LOOP_MAX_IDS:
             return decode()
         return await asyncio.get_running_loop().run_in_executor(self._executor, decode)
+
+    def _answer(
+        self,
+        proto: Any,
+        row_of: Mapping[str, int],
+        wanted: list[str],
+        stored: dict[str, Cells],
+        ids: list[str],
+        names: list[str],
+        fill_values: Mapping[str, float],
+    ) -> FetchedFeatures:
+        """The ids looked up read from the shared answer (and cached), with the cached ones: decoded."""
+        if proto is not None:
+            fresh = _read(proto, names, row_of, wanted)
+            if self._cache is not None:
+                self._cache.put(tuple(names), fresh)
+            stored.update(fresh)
+        return self._decode(stored, ids, names, fill_values)
 
     def _join(self, names: tuple[str, ...], ids: Sequence[str]) -> _SharedLookup:
         """The lookup these ids go out with: the one gathering for this feature set, or a new one that starts
@@ -254,32 +362,21 @@ class FeastFeatureSource:
         return self._failed
 
     def _decode(
-        self,
-        proto: Any,
-        ids: list[str],
-        feature_names: list[str],
-        fill_values: Mapping[str, float],
-        row_of: Mapping[str, int],
+        self, stored: Mapping[str, Cells], ids: list[str], feature_names: list[str], fill_values: Mapping[str, float]
     ) -> FetchedFeatures:
-        """This call's ``ids`` read from a shared answer (``row_of``: each id's row in it)."""
-        from feast.protos.feast.serving.ServingService_pb2 import FieldStatus
-
-        position = {name: i for i, name in enumerate(proto.metadata.feature_names.val)}
+        """This call's ``ids`` from their stored cells: unknown ids, nulls and staleness judged, the policy applied."""
         values = np.full((len(ids), len(feature_names)), None, dtype=object)
         found = np.zeros(len(ids), dtype=bool)
         expired: list[tuple[int, int]] = []
         now = time.time()
-        rows = [row_of[entity_id] for entity_id in ids]
-        for column, name in enumerate(feature_names):
-            vector = proto.results[position[name]]
-            cells = ((vector.values[i], vector.statuses[i], vector.event_timestamps[i]) for i in rows)
-            for row, (value, status, stamp) in enumerate(cells):
-                typed = None if status == FieldStatus.NULL_VALUE else _as_python(value)
-                if status == FieldStatus.NOT_FOUND or (typed is None and not stamp.seconds):
-                    continue  # Redis answers an unknown id with PRESENT, unset values and no timestamp
+        for row, entity_id in enumerate(ids):
+            for column, cell in enumerate(stored[entity_id]):
+                if cell is None:
+                    continue
+                typed, outside_max_age, stamp = cell
                 found[row] = True
                 values[row, column] = typed
-                if status == FieldStatus.OUTSIDE_MAX_AGE or self._expired(stamp.seconds, now):
+                if outside_max_age or self._expired(stamp, now):
                     expired.append((row, column))
         missing = list(dict.fromkeys(entity_id for entity_id, hit in zip(ids, found, strict=False) if not hit))
         if missing:

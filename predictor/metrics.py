@@ -40,6 +40,8 @@ class Metrics:
     model_format: Gauge
     batch_rows: Histogram
     feature_lookup_latency: Histogram
+    feature_cache_lookups: Counter
+    feature_cache_age: Histogram
     features_missing: Counter
     predictions_dropped_from_log: Counter
     rate_limited: Counter
@@ -99,6 +101,18 @@ class Metrics:
                 "One batched online-store lookup, in seconds.",
                 ("store",),
                 buckets=LOOKUP_BUCKETS,
+                registry=registry,
+            ),
+            feature_cache_lookups=Counter(
+                "feature_cache_lookups_total",
+                "Ids looked up in the in-process feature cache (--feature_cache_s), by result (hit, miss).",
+                ("result",),
+                registry=registry,
+            ),
+            feature_cache_age=Histogram(
+                "feature_cache_age_seconds",
+                "How old the cached features served were (hits only), in seconds.",
+                buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300),
                 registry=registry,
             ),
             features_missing=Counter(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -52,9 +53,11 @@ def _row(telemetry: pd.DataFrame, entity_id: str, names: tuple[str, ...] | list[
 class Lookup:
     """A source on a fresh metrics registry, used synchronously the way a test reads best."""
 
-    def __init__(self, repo: Path, policy: Policy = "reject", fill_values: dict[str, float] | None = None) -> None:
+    def __init__(
+        self, repo: Path, policy: Policy = "reject", fill_values: dict[str, float] | None = None, cache_s: float = 0
+    ) -> None:
         self.registry = CollectorRegistry()
-        self.source = FeastFeatureSource(repo, Metrics.create(self.registry), policy, fill_values)
+        self.source = FeastFeatureSource(repo, Metrics.create(self.registry), policy, fill_values, cache_s=cache_s)
 
     def fetch(self, *ids: str, names: tuple[str, ...] | list[str] = FEATURE_NAMES) -> FetchedFeatures:
         return asyncio.run(self.source.fetch(list(ids), list(names)))
@@ -150,6 +153,49 @@ def test_concurrent_fetches_share_lookups_and_each_reads_its_own_ids(
         assert isinstance(answer, FetchedFeatures), answer
         assert np.array_equal(answer.values, np.stack([_row(telemetry, entity_id) for entity_id in ids]))
     assert isinstance(unknown, EntityNotFound) and "no-such-pump" in str(unknown) and "pump-0001" not in str(unknown)
+
+
+def _count_store_calls(source: FeastFeatureSource, monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    real = source._store.get_online_features
+    calls: list[list[str]] = []
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        calls.append(list(kwargs["entity_rows"]["equipment_id"]))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(source._store, "get_online_features", spy)
+    return calls
+
+
+def test_the_feature_cache_serves_repeats_from_memory_until_they_age_out(
+    sqlite_repo: Path, telemetry: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cached = Lookup(sqlite_repo, cache_s=0.5)
+    calls = _count_store_calls(cached.source, monkeypatch)
+    try:
+        first = cached.fetch("pump-0001", "fan-0002")
+        again = cached.fetch("fan-0002", "pump-0001", "pump-0003")  # two from memory, one from the store
+        assert calls == [["pump-0001", "fan-0002"], ["pump-0003"]]
+        assert np.array_equal(again.values[:2], first.values[::-1])
+        assert np.array_equal(again.values[2], _row(telemetry, "pump-0003"))
+        assert cached.metric("feature_cache_lookups_total", result="hit") == 2
+        assert cached.metric("feature_cache_lookups_total", result="miss") == 3
+        assert cached.metric("feature_cache_age_seconds_count") == 2
+        time.sleep(0.6)  # past --feature_cache_s: read from the store again
+        cached.fetch("pump-0001")
+        assert calls[-1] == ["pump-0001"]
+        # A stale row never outlives the view's TTL in memory: read again each time (and refused each time).
+        for _ in range(2):
+            with pytest.raises(StaleFeatures):
+                cached.fetch(STALE_ID)
+        assert calls[-2:] == [[STALE_ID], [STALE_ID]]
+        # An unknown id is not remembered either: it may be materialized a moment later.
+        for _ in range(2):
+            with pytest.raises(EntityNotFound):
+                cached.fetch("pump-9999")
+        assert calls[-1] == ["pump-9999"] and calls[-2] == ["pump-9999"]
+    finally:
+        cached.close()
 
 
 def test_lookup_latency_is_recorded_by_store(lookup: Lookup) -> None:
