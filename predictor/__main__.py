@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from predictor.features import FeastFeatureSource
     from predictor.metrics import Metrics
     from predictor.monitoring.challenger import Challenger
+    from predictor.monitoring.payload_events import PayloadLogger
     from predictor.monitoring.prediction_log import PredictionLog
     from predictor.monitoring.tracing import Tracing
     from predictor.serving.access import AccessControl
@@ -49,6 +50,7 @@ def main() -> None:
     challenger = _challenger(settings, prediction_log, on_shutdown)  # shadows the first model
     drift = DriftMetrics.create()
     tracing = _tracing(on_shutdown)
+    payload_logger = _payload_logger(settings, metrics, on_shutdown)
 
     def make_model(spec: ModelSpec, shadowed: bool = False) -> PredictorModel:
         return PredictorModel(
@@ -57,7 +59,22 @@ def main() -> None:
 
     models = [make_model(spec, shadowed=i == 0) for i, spec in enumerate(settings.model_specs)]
     logs.silence_known_warnings()  # again: importing Feast put its "once" filters in front of ours
-    PredictorServer(settings, models, access, make_model, on_shutdown, tls, tracing).start()
+    PredictorServer(settings, models, access, make_model, on_shutdown, tls, tracing, payload_logger).start()
+
+
+def _payload_logger(settings: Settings, metrics: Metrics, on_shutdown: ShutdownActions) -> PayloadLogger | None:
+    if not settings.payload_log_url:
+        return None
+    from predictor.monitoring.payload_events import PayloadLogger
+
+    logger = PayloadLogger(
+        settings.payload_log_url,
+        settings.payload_log_mode,
+        settings.payload_log_spool,
+        on_outcome=lambda outcome, n: metrics.payload_events.labels(outcome=outcome).inc(n),
+    )
+    on_shutdown.insert(0, logger.close)  # after the listeners close: every answered call's events are queued
+    return logger
 
 
 def _tracing(on_shutdown: ShutdownActions) -> Tracing | None:

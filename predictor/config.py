@@ -274,6 +274,24 @@ class Settings:
     prediction_log_sample_rate: float = _opt(
         1.0, "Share of requests written to the prediction log (0..1).", env="PREDICTOR_PREDICTION_LOG_SAMPLE_RATE"
     )
+    payload_log_url: str | None = _opt(
+        None,
+        "Send each inference call's request and response as CloudEvents (binary mode, like KServe's payload "
+        "logger) to this HTTP sink, off the request path.",
+        env="PREDICTOR_PAYLOAD_LOG_URL",
+    )
+    payload_log_mode: str = _opt(
+        "all",
+        "Which payload events to send: all (request and response), request or response.",
+        env="PREDICTOR_PAYLOAD_LOG_MODE",
+        choices=("all", "request", "response"),
+    )
+    payload_log_spool: Path | None = _opt(
+        None,
+        "A directory where payload events wait while the sink is down or slow (sent in order when it answers "
+        "again, also after a restart); without it they wait in memory, and past 10,000 are dropped (counted).",
+        env="PREDICTOR_PAYLOAD_LOG_SPOOL",
+    )
     drift_window_rows: int = _opt(
         2000,
         "Live rows each worker compares with the model's training baseline (drift_baseline.json) for the "

@@ -44,6 +44,7 @@ class Metrics:
     feature_cache_age: Histogram
     features_missing: Counter
     predictions_dropped_from_log: Counter
+    payload_events: Counter
     rate_limited: Counter
     dropped_calls: Counter
     loads: Counter
@@ -119,6 +120,12 @@ class Metrics:
                 "feature_missing_total",
                 "Stored features that were null or stale, by feature and reason.",
                 ("feature", "reason"),
+                registry=registry,
+            ),
+            payload_events=Counter(
+                "payload_events_total",
+                "Payload events (--payload_log_url) by outcome: sent, spooled (waiting for the sink), dropped.",
+                ("outcome",),
                 registry=registry,
             ),
             predictions_dropped_from_log=Counter(

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import uuid
 from collections.abc import Awaitable, Callable
 from concurrent import futures
 from typing import Any
@@ -32,6 +33,7 @@ from predictor import errors
 from predictor.errors import ModelNotReadyError
 from predictor.model import Call, PredictorModel
 from predictor.models.table import ModelTable
+from predictor.monitoring.payload_events import PayloadLogger
 from predictor.monitoring.tracing import TRACERESPONSE, Tracing
 from predictor.protocol import v2
 from predictor.protocol.grpc import GrpcCodec
@@ -47,6 +49,7 @@ log = logging.getLogger(__name__)
 SERVICE = "inference.GRPCInferenceService"
 # What each method needs, exactly as its REST twin: inference and the repository need a token; probes,
 # metadata and health never do (kubelets and load balancers carry none).
+PROTOBUF = "application/x-protobuf"  # a gRPC call's payload events carry its messages
 ACCESS: dict[str, Kind] = {"ModelInfer": "inference", "RepositoryModelLoad": "admin", "RepositoryModelUnload": "admin"}
 
 
@@ -96,6 +99,7 @@ class Servicer(InferenceServicer):
         lifecycle: Lifecycle,
         admission: Admission | None = None,
         tracing: Tracing | None = None,
+        payload_logger: PayloadLogger | None = None,
     ) -> None:
         super().__init__(dataplane, repository)
         self.table = table
@@ -103,6 +107,7 @@ class Servicer(InferenceServicer):
         self.admission = admission or Admission()
         self.codec = GrpcCodec()
         self.tracing = tracing
+        self.payload_logger = payload_logger
 
     async def ServerReady(self, request: pb.ServerReadyRequest, context: Any) -> pb.ServerReadyResponse:
         return pb.ServerReadyResponse(ready=self.lifecycle.not_ready_reason() is None)
@@ -170,7 +175,18 @@ class Servicer(InferenceServicer):
                     "contributions" in decoded.requested, decoded.params, tracing)  # fmt: skip
         result = await model.infer(decoded.rows, serving, call)
         with NO_SPAN if tracing is None else tracing.span("encode"):
-            return self.codec.encode(decoded, result)
+            response = self.codec.encode(decoded, result)
+        if self.payload_logger is not None:  # the protobuf messages, as sent and answered
+            self.payload_logger.submit(
+                call.request_id or response.id or uuid.uuid4().hex,
+                model.name,
+                serving.version,
+                self.codec.name,
+                (request.SerializeToString(), PROTOBUF),
+                (response.SerializeToString(), PROTOBUF),
+                tracing.current_trace_id() if tracing is not None else None,
+            )
+        return response
 
     async def RepositoryModelLoad(
         self, request: pb.RepositoryModelLoadRequest, context: Any

@@ -16,8 +16,10 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import uuid
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import orjson
@@ -27,6 +29,7 @@ from predictor import errors, logs
 from predictor.errors import ModelNotReadyError, PayloadTooLarge, PredictorError, UnsupportedMediaType
 from predictor.model import Call, PredictorModel, Serving
 from predictor.models.table import ModelTable
+from predictor.monitoring.payload_events import PayloadLogger
 from predictor.monitoring.tracing import TRACEPARENT, TRACERESPONSE, TRACESTATE, Tracing
 from predictor.protocol.codec import Reply, RestCodec, RestRequest
 from predictor.serving.access import AccessControl
@@ -62,6 +65,17 @@ CLOSE = (b"connection", b"close")
 NO_SPAN = contextlib.nullcontext()  # tracing off: the phases' "span" (reusable, costs nothing)
 
 
+@dataclass(slots=True)
+class Exchange:
+    """What a payload event of one call needs, filled in as the call goes (it may fail at any step)."""
+
+    body: bytes | None = None
+    content_type: str = ""
+    request_id: str = ""
+    model: str = ""
+    version: str = ""
+
+
 class Disconnected(Exception):
     """The client went away before its body arrived: nobody is left to answer."""
 
@@ -79,6 +93,7 @@ class HttpDoor:
         codecs: Mapping[str, RestCodec] = CODECS,
         matcher: InferenceMatcher | None = None,
         tracing: Tracing | None = None,
+        payload_logger: PayloadLogger | None = None,
     ) -> None:
         self.app = app  # every request that is not an inference call
         self.table = table
@@ -90,6 +105,7 @@ class HttpDoor:
         self.codecs = codecs
         self.matcher = matcher or InferenceMatcher()
         self.tracing = tracing
+        self.payload_logger = payload_logger
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -105,12 +121,14 @@ class HttpDoor:
         for key, value in scope["headers"]:
             if key in READ_HEADERS:
                 headers.setdefault(key.decode("latin-1"), value.decode("latin-1"))
+        exchange = Exchange() if self.payload_logger is not None else None
+        traced = None
         if self.tracing is None:
-            reply = await self._answer(matched, headers, scope, receive)
+            reply = await self._answer(matched, headers, scope, receive, exchange)
         else:
             name = f"POST {matched.endpoint.path}"
             with self.tracing.server_span(name, headers, matched.endpoint.codec or "") as span:
-                reply = await self._answer(matched, headers, scope, receive)
+                reply = await self._answer(matched, headers, scope, receive, exchange)
                 if reply is not None and reply.status >= 400:
                     self.tracing.failed(span, reply.status)
                 traced = self.tracing.traceresponse(span)
@@ -118,6 +136,8 @@ class HttpDoor:
                 reply.headers = (*reply.headers, (TRACERESPONSE, traced))
         if reply is None:
             return  # the client left before its body arrived
+        if exchange is not None and exchange.body is not None:
+            self._log_payload(exchange, reply, matched.endpoint.codec or "", traced)
         raw = list(_encoded(reply.headers))
         if self.draining():  # ask keep-alive clients to reconnect (elsewhere) before the listener closes
             raw.append(CLOSE)
@@ -126,21 +146,39 @@ class HttpDoor:
         await send({"type": "http.response.body", "body": reply.body})
 
     # ------------------------------------------------------------------------------ inference calls
-    async def _answer(self, matched: Match, headers: Headers, scope: Scope, receive: Receive) -> Reply | None:
+    async def _answer(
+        self, matched: Match, headers: Headers, scope: Scope, receive: Receive, exchange: Exchange | None
+    ) -> Reply | None:
         try:
             if self.admission.unlimited and TIMEOUT_HEADER not in headers:  # no limits: nothing to count or time
-                return await self._infer(matched, headers, scope, receive)
-            call = functools.partial(self._infer, matched, headers, scope, receive)
+                return await self._infer(matched, headers, scope, receive, exchange)
+            call = functools.partial(self._infer, matched, headers, scope, receive, exchange)
             return await self.admission.run(call, self.admission.timeout_s(headers.get(TIMEOUT_HEADER)))
         except Disconnected:
             return None
         except Exception as exc:
             return self._error(exc, matched.model_name or headers.get(MODEL_HEADER))
 
+    def _log_payload(self, exchange: Exchange, reply: Reply, protocol: str, traced: str | None) -> None:
+        """The call's request and response as payload events (both with the call's request id)."""
+        assert self.payload_logger is not None and exchange.body is not None
+        response_type = next((value for name, value in reply.headers if name == "content-type"), "application/json")
+        self.payload_logger.submit(
+            exchange.request_id or uuid.uuid4().hex,
+            exchange.model,
+            exchange.version,
+            protocol,
+            (exchange.body, exchange.content_type),
+            (reply.body, response_type),
+            traced.split("-")[1] if traced else None,
+        )
+
     def _phase(self, name: str) -> AbstractContextManager[object]:
         return NO_SPAN if self.tracing is None else self.tracing.span(name)
 
-    async def _infer(self, matched: Match, headers: Headers, scope: Scope, receive: Receive) -> Reply:
+    async def _infer(
+        self, matched: Match, headers: Headers, scope: Scope, receive: Receive, exchange: Exchange | None = None
+    ) -> Reply:
         endpoint = matched.endpoint
         assert endpoint.codec is not None and endpoint.access is not None
         codec = self.codecs[endpoint.codec]
@@ -153,12 +191,20 @@ class HttpDoor:
         )
         check_media_type(codec, headers)
         body = await read_body(headers, receive, self.max_body_bytes)
+        if exchange is not None:  # what a payload event needs, even if the call fails from here on
+            exchange.body, exchange.model = body, model.name
+            exchange.content_type = headers.get("content-type", codec.media_types[0])
+            exchange.request_id = headers.get("x-request-id", "")
         try:
             serving = model.serving_for_request(matched.model_version)  # captured once: a swap changes nothing
         except ModelNotReadyError:  # evicted (--max_loaded_models): loaded again and awaited; else the same 503
             serving = await self.acquire(model, matched.model_version)
+        if exchange is not None:
+            exchange.version = serving.version
         with self._phase("decode"):
             decoded = codec.decode(RestRequest(body, headers), serving.schema, serving.outputs)
+        if exchange is not None and not exchange.request_id and decoded.request_id:
+            exchange.request_id = decoded.request_id  # X-Request-Id first, as KServe's logger; else the body's id
         if self.tracing is not None:
             self.tracing.annotate(model.name, serving.version, decoded.rows.count)
         if endpoint.verb == "explain":

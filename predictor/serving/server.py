@@ -28,6 +28,7 @@ from starlette.types import ASGIApp
 from predictor.config import ModelSpec, Settings
 from predictor.model import PredictorModel
 from predictor.models.table import ModelTable
+from predictor.monitoring.payload_events import PayloadLogger
 from predictor.monitoring.tracing import Tracing
 from predictor.serving.access import AccessControl
 from predictor.serving.admission import Admission
@@ -52,6 +53,7 @@ class PredictorServer(ModelServer):
         on_shutdown: list[Callable[[], object]] | None = None,
         tls: TlsFiles | None = None,
         tracing: Tracing | None = None,
+        payload_logger: PayloadLogger | None = None,
     ) -> None:
         super().__init__(
             http_port=settings.http_port,
@@ -75,6 +77,7 @@ class PredictorServer(ModelServer):
         self.grpc: GrpcServer | None = None
         self.tls = tls
         self.tracing = tracing
+        self.payload_logger = payload_logger
         self._shutdown_task: asyncio.Task[None] | None = None
         self._stop_now_task: asyncio.Task[None] | None = None  # held: the loop keeps only weak references
 
@@ -112,6 +115,7 @@ class PredictorServer(ModelServer):
                     self.lifecycle,
                     self.admission,
                     self.tracing,
+                    self.payload_logger,
                 ),
                 health=Health(self.lifecycle),
                 door=Door(self.access, self.table),
@@ -156,6 +160,7 @@ class PredictorServer(ModelServer):
             self.admission,
             lifecycle.acquire,
             tracing=self.tracing,
+            payload_logger=self.payload_logger,
         )
 
     def _add_exception_handlers(self, app: FastAPI) -> None:

@@ -1,0 +1,202 @@
+"""Payload events (CloudEvents, binary mode, like KServe's logger) to a real HTTP sink this test runs: every door's
+request and response, the same ce-id for both; and a sink taken down under load and brought back loses nothing —
+the events wait in the disk spool and arrive once it answers, also across a restart of the sender.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
+
+from predictor.monitoring.payload_events import REQUEST_TYPE, RESPONSE_TYPE, PayloadLogger
+from tests import model_zoo
+from tests.grpc_calls import stub
+from tests.servers import PredictorProcess, free_port, scrape, start_predictor, total
+
+NAME = "pumps"
+
+
+class Sink:
+    """An HTTP endpoint keeping every event posted to it; ``stop`` and ``start`` take it down and up on one port."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.events: list[tuple[dict[str, str], bytes]] = []
+        self.lock = threading.Lock()
+        self.server: ThreadingHTTPServer | None = None
+
+    def start(self) -> None:
+        events, lock = self.events, self.lock
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                with lock:
+                    events.append(({k.lower(): v for k, v in self.headers.items()}, body))
+                self.send_response(202)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+            self.server = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/events"
+
+    def of(self, request_id: str) -> dict[str, tuple[dict[str, str], bytes]]:
+        with self.lock:
+            return {h["ce-type"]: (h, b) for h, b in self.events if h.get("ce-id") == request_id}
+
+    def wait_for(self, request_ids: list[str], timeout_s: float = 60) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if all(len(self.of(request_id)) == 2 for request_id in request_ids):
+                return
+            time.sleep(0.05)
+        missing = [r for r in request_ids if len(self.of(r)) != 2]
+        raise AssertionError(f"{len(missing)} calls without both events after {timeout_s} s, e.g. {missing[:3]}")
+
+
+@pytest.fixture(scope="module")
+def sink() -> Iterator[Sink]:
+    running = Sink()
+    running.start()
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture(scope="module")
+def server(sink: Sink, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PredictorProcess]:
+    root = tmp_path_factory.mktemp("payloads")
+    model_zoo.zoo_builders()["forest-columns"]().save(root / "model")
+    flags = (
+        "--model_uri", str(root / "model"), "--payload_log_url", sink.url, "--payload_log_spool", str(root / "spool"),
+    )  # fmt: skip
+    process = start_predictor("sqlite:///" + str(root / "unused.db"), root, *flags, model_name=NAME)
+    try:
+        yield process.wait_ready()
+    finally:
+        process.stop()
+
+
+ROWS = model_zoo.training_frame(seed=4).head(2)
+RECORDS = json.loads(ROWS.to_json(orient="records"))
+BODIES = {
+    "v1": (f"/v1/models/{NAME}:predict", {"instances": RECORDS}),
+    "v2": (
+        f"/v2/models/{NAME}/infer",
+        {"inputs": [{"name": c, "datatype": "FP64", "shape": [2], "data": ROWS[c].tolist()} for c in ROWS.columns]},
+    ),
+    "mlflow": ("/invocations", {"dataframe_records": RECORDS}),
+}
+
+
+@pytest.mark.parametrize("protocol", list(BODIES))
+def test_each_rest_call_sends_its_request_and_response_as_cloudevents(
+    protocol: str, server: PredictorProcess, sink: Sink
+) -> None:
+    path, body = BODIES[protocol]
+    sent = json.dumps(body).encode()
+    request_id = f"payload-{protocol}"
+    response = httpx.post(
+        f"{server.http_url}{path}",
+        content=sent,
+        headers={"Content-Type": "application/json", "X-Request-Id": request_id},
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    sink.wait_for([request_id])
+    events = sink.of(request_id)
+    (request_headers, request_body), (response_headers, response_body) = events[REQUEST_TYPE], events[RESPONSE_TYPE]
+    assert request_body == sent and response_body == response.content
+    for headers in (request_headers, response_headers):
+        assert headers["ce-specversion"] == "1.0" and headers["ce-id"] == request_id
+        assert headers["ce-inferenceservicename"] == NAME and headers["ce-modelversion"] == "local"
+        assert headers["ce-endpoint"] == protocol and headers["ce-source"].startswith("predictor/")
+        assert headers["ce-time"].endswith("Z") and headers["content-type"] == "application/json"
+
+
+def test_a_grpc_call_sends_its_messages(server: PredictorProcess, sink: Sink) -> None:
+    tensors = [
+        pb.ModelInferRequest.InferInputTensor(
+            name=c, datatype="FP64", shape=[2], contents=pb.InferTensorContents(fp64_contents=ROWS[c].tolist())
+        )
+        for c in ROWS.columns
+    ]
+    request = pb.ModelInferRequest(model_name=NAME, id="payload-grpc", inputs=tensors)
+    with stub(server.grpc_target) as client:
+        answer = client.ModelInfer(request, timeout=30)
+    sink.wait_for(["payload-grpc"])
+    events = sink.of("payload-grpc")
+    assert pb.ModelInferRequest.FromString(events[REQUEST_TYPE][1]) == request
+    assert pb.ModelInferResponse.FromString(events[RESPONSE_TYPE][1]) == answer
+    assert events[REQUEST_TYPE][0]["content-type"] == "application/x-protobuf"
+
+
+def test_a_sink_outage_under_load_loses_no_event(server: PredictorProcess, sink: Sink) -> None:
+    """The sink goes down; 150 calls from three clients all succeed meanwhile (their events spooled); the sink
+    comes back and receives every one of them, request and response."""
+    sink.stop()
+    request_ids = [f"outage-{client}-{i}" for client in range(3) for i in range(50)]
+    failures: list[str] = []
+
+    def client(ids: list[str]) -> None:
+        with httpx.Client(timeout=30) as http:
+            for request_id in ids:
+                path, body = BODIES["v1"]
+                answer = http.post(f"{server.http_url}{path}", json=body, headers={"X-Request-Id": request_id})
+                if answer.status_code != 200:
+                    failures.append(answer.text)
+
+    threads = [threading.Thread(target=client, args=(request_ids[k::3],)) for k in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert failures == []
+    assert total(scrape(server.http_url), "payload_events_total", outcome="spooled") > 0
+    sink.start()
+    sink.wait_for(request_ids)
+    assert total(scrape(server.http_url), "payload_events_total", outcome="dropped") == 0
+
+
+def test_events_spooled_before_a_restart_are_sent_after_it(tmp_path: Path) -> None:
+    """In process: a sender whose sink is down spools what it accepted and closes; the next one, on the same
+    spool, sends those first once its sink answers — nothing accepted is lost across a restart."""
+    down = f"http://127.0.0.1:{free_port()}/events"
+    outcomes: list[str] = []
+    first = PayloadLogger(down, spool=tmp_path, on_outcome=lambda outcome, n: outcomes.extend([outcome] * n))
+    for i in range(5):
+        first.submit(f"r{i}", NAME, "1", "v1", (b"{}", "application/json"), (b"[]", "application/json"))
+    first.close()
+    assert outcomes.count("spooled") == 10 and len(list(tmp_path.glob("*.event"))) == 10
+    sink = Sink()
+    sink.start()
+    try:
+        second = PayloadLogger(sink.url, spool=tmp_path)
+        sink.wait_for([f"r{i}" for i in range(5)], timeout_s=30)
+        second.close()
+    finally:
+        sink.stop()
+    assert list(tmp_path.glob("*.event")) == []
