@@ -117,6 +117,27 @@ def test_a_call_whose_deadline_passes_while_queued_is_never_computed(model_dir: 
         server.stop()
 
 
+def test_a_caller_that_disconnects_while_queued_drops_its_work(model_dir: Path, tmp_path: Path) -> None:
+    """Under a server-wide deadline, a caller that gives up (its connection closed) while its call waits behind a
+    slow one frees its place: the call is never computed, and the drop is counted."""
+    server = serve(model_dir, tmp_path, "--request_timeout_s", "30")
+    try:
+        path, slow_body = doors(SLOW)["v1"]
+        _, fast_body = doors(FAST)["v1"]
+        slow = threading.Thread(target=lambda: httpx.post(server.http_url + path, json=slow_body, timeout=60))
+        slow.start()
+        try:
+            wait_until(lambda: sample_total(server, "model_batch_rows_count") == 1, 30, 0.05, "the slow call")
+            with pytest.raises(httpx.ReadTimeout):  # the caller gives up and closes its connection
+                httpx.post(server.http_url + path, json=fast_body, timeout=httpx.Timeout(30, read=0.3))
+        finally:
+            slow.join(timeout=60)
+        wait_until(lambda: sample_total(server, "model_dropped_calls_total") == 1, 30, 0.1, "the drop counted")
+        assert sample_total(server, "model_batch_rows_count") == 1  # only the slow call ran
+    finally:
+        server.stop()
+
+
 def test_a_malformed_timeout_header_is_a_400_naming_it(server: PredictorProcess) -> None:
     path, body = doors(FAST)["v1"]
     for bad in ("soon", "0", "-1", "inf"):
