@@ -23,12 +23,22 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from predictor.demo.columns import FEATURE_NAMES
-from predictor.demo.training import EQUIPMENT_TYPES
+from predictor.demo.columns import ENTITY_KEY, FEATURE_NAMES
+from predictor.demo.feast_setup import DEMO_EQUIPMENT
+from predictor.demo.training import EQUIPMENT_TYPES, equipment_ids
 from tests.bench import logged_models, payloads, report, typed_model
 from tests.bench.chart import growth_chart
-from tests.bench.load import HarnessError, HeyResult, parse_hey
-from tests.bench.plan import CONCURRENCY_AXIS, GROWTH_SERVERS, PEERS, ROWS_AXIS, SCENARIO_BY_KEY, Measurement, Start
+from tests.bench.load import HarnessError, HeyCsv, HeyResult, parse_hey, pool, pooled_percentiles, run_hey_each
+from tests.bench.plan import (
+    BY_ID_SERVERS,
+    CONCURRENCY_AXIS,
+    GROWTH_SERVERS,
+    PEERS,
+    ROWS_AXIS,
+    SCENARIO_BY_KEY,
+    Measurement,
+    Start,
+)
 from tests.bench.procs import Memory, descendants, free_port, group_cpu_s
 from tests.bench.registry import MODEL_NAMES, BenchKind, BenchRegistry
 from tests.bench.run import KINDS, Bench, Config, load_config, render
@@ -619,3 +629,123 @@ def test_a_short_run_of_the_floor_restarted_in_place(tmp_path: Path, monkeypatch
     assert measurement.cpu_s is not None and measurement.cpu_s >= 0
     assert "## Against the floor" in text and "100%" in text
     assert data["summaries"][0]["cpu_s_per_1k"] is not None
+
+
+# --- issue 26: predictions by equipment id ------------------------------------------------------------------------
+
+CSV_HEADER = "response-time,DNS+dialup,DNS,Request-write,Response-delay,Response-read,status-code,offset"
+
+
+def _hey_csv(*lines: tuple[float, int, float]) -> str:
+    """(latency s, status, offset s) per answered request, as ``hey -o csv`` prints them."""
+    return "\n".join([CSV_HEADER, *(f"{lat:.4f},0.0000,0.0000,0.0000,{lat:.4f},0.0000,{status},{offset:.4f}"
+                                     for lat, status, offset in lines)])  # fmt: skip
+
+
+def test_several_heys_are_pooled_into_one_result() -> None:
+    first = HeyCsv.parse(_hey_csv((0.010, 200, 0.0), (0.020, 200, 1.0), (0.030, 500, 1.99)))
+    second = HeyCsv.parse(_hey_csv((0.040, 200, 0.5), (0.005, 200, 2.0)))
+    third = HeyCsv.parse(_hey_csv((0.002, 200, 2.1)))
+    result = pool([first, second, third], duration_s=2.0)
+
+    assert first.end_s == pytest.approx(2.02) and second.end_s == pytest.approx(2.005)
+    assert result.status_counts == {200: 5, 500: 1} and result.errors == 1 and result.transport_errors == 0
+    assert result.duration_s == pytest.approx(2.02)  # the median run's length: not stretched by one slow answer
+    # hey's own rule: for p, the first sorted latency at index ceil(p × n / 100)
+    assert result.percentile_ms(50) == pytest.approx(20.0) and result.percentile_ms(99) is None
+    assert pooled_percentiles([i / 1000 for i in range(1, 101)])[99] == pytest.approx(0.1)
+    assert pool([HeyCsv.parse(CSV_HEADER)], 3.0).duration_s == 3.0  # nothing answered
+    with pytest.raises(HarnessError, match="no CSV header"):
+        HeyCsv.parse("Summary:\n  Total: 1.0 secs")
+
+
+def test_by_id_scenarios_run_the_servers_with_feast_against_their_raw_path() -> None:
+    for key, raw in (("byid-1row@50", "1row@50"), ("byid-100row@8", "100row@8")):
+        scenario = SCENARIO_BY_KEY[key]
+        assert scenario.by_id and scenario.kind == "forest" and scenario.raw_key == raw
+        assert [server for server in SERVERS if scenario.runs(server, growth=True)] == list(BY_ID_SERVERS)
+        assert SCENARIO_BY_KEY[raw].runs("ours-serve-at", growth=False)  # its raw path, side by side
+    assert SCENARIO_BY_KEY["1row@50"].raw_key is None
+    for server in BY_ID_SERVERS:  # Feast on, and the bodies are KServe v1
+        assert SERVERS[server].feature_repo and SERVERS[server].protocol == V1 and SERVERS[server].restart_in_place
+
+
+def test_each_worker_names_its_own_ids_of_the_bench_feature_repo(tmp_path: Path) -> None:
+    bench = Bench(Config(1, 1, 0, BY_ID_SERVERS, ("byid-1row@50",), tmp_path), "hey", _context(tmp_path))
+    one = [json.loads(body.read_text()) for body in bench.scenario_bodies(V1, SCENARIO_BY_KEY["byid-1row@50"])]
+    hundred = [json.loads(body.read_text()) for body in bench.scenario_bodies(V1, SCENARIO_BY_KEY["byid-100row@8"])]
+    stored = set(equipment_ids(DEMO_EQUIPMENT))
+
+    assert len(one) == 50 and all(body == {"instances": [{ENTITY_KEY: body["instances"][0][ENTITY_KEY]}]}
+                                  for body in one)  # fmt: skip
+    ids = [body["instances"][0][ENTITY_KEY] for body in one]
+    assert len(set(ids)) == 50 and set(ids) <= stored  # 50 different ids in flight, all materialized
+    assert {entity_id.split("-")[0] for entity_id in ids} == set(EQUIPMENT_TYPES)
+    assert len(hundred) == 8 and len({json.dumps(body) for body in hundred}) == 8
+    assert all(len({row[ENTITY_KEY] for row in body["instances"]}) == 100 for body in hundred)
+    assert {row[ENTITY_KEY] for body in hundred for row in body["instances"]} == stored
+    assert bench.scenario_bodies(V1, SCENARIO_BY_KEY["1row@50"]) == [bench.body(V1, "forest", 1)]
+    with pytest.raises(ValueError, match="holds 200"):
+        payloads.by_id_workers(DEMO_EQUIPMENT + 1, 1)
+
+
+BY_ID_RUN = [
+    *_rounds("ours-serve", "1row@50", (8_000, 5, 10, None), (10_000, 4, 9, None)),
+    *_rounds("ours-serve", "byid-1row@50", (2_000, 20, 40, None), (3_000, 15, 30, None)),
+    *_rounds("ours-serve-at", "1row@50", (9_000, 5, 10, None)),
+    *_rounds("ours-serve-at", "byid-1row@50", (600, 80, 200, None)),
+    Measurement("ours-serve-at", "byid-100row@8", 0, failure="bad response (404: no features stored)"),
+]
+
+
+def test_by_id_is_reported_as_a_share_of_the_same_servers_raw_path(tmp_path: Path) -> None:
+    summaries = report.summarize(BY_ID_RUN)
+    table = report.by_id_table(summaries, {}, list(BY_ID_SERVERS))
+    serve_row = next(line for line in table.splitlines() if line.startswith("| ours-serve "))
+    cells = [cell.strip() for cell in serve_row.strip("|").split("|")]
+
+    assert report.raw_share(summaries, "ours-serve", "byid-1row@50") == pytest.approx(2_500 / 9_000)
+    assert report.raw_share(summaries, "ours-serve-at", "byid-1row@50") == pytest.approx(600 / 9_000)
+    assert report.raw_share(summaries, "ours-serve", "1row@50") is None
+    assert cells == ["ours-serve", "by id 1-row @50", "2,500", "17.5", "35.0", "9,000", "4.5 / 9.5", "27.8%",
+                     "25.0% / 30.0%", "0"]  # fmt: skip
+    assert "6.7%" in table and "bad response (404: no features stored)" in table
+    assert report.by_id_table(report.summarize(FLOOR_RUN), {}, ["ours"]) == ""
+    bench = Bench(Config(1, 2, 0, BY_ID_SERVERS, ("1row@50", "byid-1row@50"), tmp_path), "hey", _context(tmp_path))
+    bench.measurements += BY_ID_RUN
+    text, _ = render({"date": "now", "nproc": 2, "cpu": "cpu", "python": "3", "versions": {}, "mlserver": "no",
+                      "rounds": 2, "duration_s": 1, "warmup_s": 0}, bench)  # fmt: skip
+    assert "## By id (issue 26" in text and "27.8%" in text
+
+
+def test_ours_serve_at_runs_make_serves_command_from_the_revisions_checkout(tmp_path: Path) -> None:
+    context = dataclasses.replace(_context(tmp_path, feature_repo=tmp_path / "repo"), revision_tree=tmp_path / "rev")
+    ports = Ports.pick()
+    here = SERVERS["ours-serve"].launcher(context, "forest", ports)
+    there = SERVERS["ours-serve-at"].launcher(context, "forest", ports)
+
+    assert [word for word in there.argv if word != _flag(there.argv, "--model_cache_dir")] == [
+        word for word in here.argv if word != _flag(here.argv, "--model_cache_dir")]  # fmt: skip
+    assert _flag(there.argv, "--model_cache_dir") != _flag(here.argv, "--model_cache_dir")  # a cache of its own
+    assert there.cwd == tmp_path / "rev" and there.env["PYTHONPATH"] == str(tmp_path / "rev")
+    assert SERVERS["ours-at"].launcher(context, "forest", ports).cwd == tmp_path / "rev"
+    for server in ("ours-at", "ours-serve-at"):
+        with pytest.raises(ServerFailed, match="BENCH_OURS_AT"):
+            SERVERS[server].launcher(_context(tmp_path, feature_repo=tmp_path / "repo"), "forest", ports)
+        with pytest.raises(SystemExit):
+            load_config(["--servers", server], {})
+    assert load_config(["--servers", "ours-serve,ours-serve-at"], {"BENCH_OURS_AT": "HEAD~1"}).at == "HEAD~1"
+
+
+@pytest.mark.skipif(shutil.which("hey") is None, reason="the benchmark's load generator `hey` is not installed")
+def test_one_hey_per_body_sends_each_body_from_its_own_workers(tmp_path: Path) -> None:
+    bodies = [payloads.write_json(tmp_path / f"{k}.json", {"instances": [[float(k)]]}) for k in range(2)]
+    with serve(SERVERS["floor"], _context(tmp_path), "forest", tmp_path / "floor.log") as floor:
+        floor.wait_ready(timeout_s=60)
+        result = run_hey_each(str(shutil.which("hey")), floor.predict_url, bodies, 4, 0.5, log=tmp_path / "hey.txt")
+        with pytest.raises(HarnessError, match="evenly"):
+            run_hey_each(str(shutil.which("hey")), floor.predict_url, bodies, 3, 0.5)
+
+    assert result.ok > 0 and result.errors == 0 and result.percentile_ms(50) is not None
+    assert 0.5 <= result.duration_s < 1.5 and result.client_cpu_s is not None and result.client_cpu_s > 0
+    assert (tmp_path / "hey.txt").read_text().startswith("2 × $ ")

@@ -1,12 +1,17 @@
 # `make bench` (issues 5, 11, 15): our server against the floor and the peers, same models and load, interleaved rounds,
 # on 127.0.0.1. Knobs (environment): BENCH_DURATION=10 BENCH_ROUNDS=2 BENCH_WARMUP=2 BENCH_GROWTH=0 BENCH_OUT=bench-results
 #   BENCH_SERVERS=floor,ours,ours-cached,ours-serve,ours-w2,ours-nodrift,ours-shadow,baseline,mlflow,mlserver
-#     (+ ours-at, only when named: ours at the git revision BENCH_OURS_AT, side by side with ours: no regression)
+#     (+ ours-at, only when named: ours at the git revision BENCH_OURS_AT, side by side with ours: no regression;
+#     ours-serve-at likewise: ours-serve's command, Feast on, at BENCH_OURS_AT, side by side with ours-serve)
 #   BENCH_SCENARIOS=1row@50,100row@8,1row@1,logreg-1row@50,typed-1row@50,typed-100row@8,booster-1row@50,
-#     nosig-1row@50,explain-1row@1 (+ the growth grid 10row@8,1000row@8,1row@8,1row@200). typed-*: issue 11's
-#     ColumnTransformer pipeline with a string column (tests/bench/typed_model.py), ours and the three peers, each sent
-#     typed rows in its protocol. booster-*, nosig-*: issue 25's xgb.train Booster and forest logged without a
-#     signature (tests/bench/logged_models.py), ours and mlflow serve; each against the floor's 1row@50.
+#     nosig-1row@50,byid-1row@50,byid-100row@8,explain-1row@1 (+ the growth grid 10row@8,1000row@8,1row@8,1row@200).
+#     byid-*: issue 26's predictions by equipment id (each worker names its own ids of the bench's Feast repo; one
+#     hey per worker), ours-serve and ours-serve-at, reported as a share of the same server's 1row@50/100row@8,
+#     e.g. BENCH_SERVERS=ours-serve,ours-serve-at BENCH_OURS_AT=HEAD~1 BENCH_SCENARIOS=1row@50,byid-1row@50.
+#     typed-*: issue 11's ColumnTransformer pipeline with a string column (tests/bench/typed_model.py), ours and
+#     the three peers, each sent typed rows in its protocol. booster-*, nosig-*: issue 25's xgb.train Booster and
+#     forest logged without a signature (tests/bench/logged_models.py), ours and mlflow serve; each against the
+#     floor's 1row@50.
 # Issue 15's "p99 in every one of at least 3 rounds" is judged only with BENCH_ROUNDS=3 (~19 min instead of ~13).
 .PHONY: bench bench-growth
 

@@ -2,19 +2,23 @@
 
 Numbers travel as JSON floats: MLflow's schema enforcement rejects an integer where the signature says double
 ("Can not safely convert int64 to float64"), so ``50`` must travel as ``50.0``. The typed model's string column
-travels as JSON strings (v2: a BYTES tensor).
+travels as JSON strings (v2: a BYTES tensor). Rows by id (issue 26) name only their ``equipment_id``, one of the
+ids the bench's Feast repo holds.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import random
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from predictor.demo.training import generate_telemetry
+from predictor.demo.columns import ENTITY_KEY
+from predictor.demo.feast_setup import DEMO_EQUIPMENT
+from predictor.demo.training import equipment_ids, generate_telemetry
 from tests.bench.registry import BenchKind
 from tests.bench.typed_model import typed_frame
 
@@ -68,6 +72,27 @@ def v2_columns_body(frame: pd.DataFrame) -> Body:
 
 
 def write_body(path: Path, build: Callable[[pd.DataFrame], Body], frame: pd.DataFrame) -> Path:
+    return write_json(path, build(frame))
+
+
+def by_id_workers(rows: int, workers: int, seed: int = 7) -> list[list[str]]:
+    """The ids each of ``workers`` concurrent senders names, ``rows`` per request: ids of the bench's Feast repo
+    (``prepare_feature_repo`` materializes the demo's DEMO_EQUIPMENT), shuffled once so that the equipment types mix;
+    worker k starts k/workers of the way round, so no two workers send the same request (at 1 row @50: 50
+    different ids in flight, so a lookup shared by concurrent requests gains nothing from repeated ids)."""
+    ids = equipment_ids(DEMO_EQUIPMENT)
+    if rows > len(ids):
+        raise ValueError(f"{rows} ids per request, but the bench's Feast repo holds {len(ids)}")
+    random.Random(seed).shuffle(ids)
+    return [[ids[(k * len(ids) // workers + i) % len(ids)] for i in range(rows)] for k in range(workers)]
+
+
+def v1_by_id_body(ids: Sequence[str]) -> Body:
+    """KServe v1 instances naming only their entity id: ``{"instances": [{"equipment_id": "pump-0017"}, ...]}``."""
+    return {"instances": [{ENTITY_KEY: entity_id} for entity_id in ids]}
+
+
+def write_json(path: Path, body: Body) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(build(frame)))
+    path.write_text(json.dumps(body))
     return path

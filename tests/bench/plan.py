@@ -18,9 +18,15 @@ PEERS = ("baseline", "mlflow", "mlserver")
 FLOOR = "floor"
 ALL_SERVERS = (FLOOR, *OURS, *MONITORING, *PEERS)
 # Ours at another git revision (BENCH_OURS_AT): no regression, measured side by side in one run. Only when named.
+# ours-at is ours at that revision (its pair: ours); ours-serve-at is ours-serve at that revision, with the same
+# flags (Feast on: its pair for the lookups by id).
 REVISION = "ours-at"
-KNOWN_SERVERS = (*ALL_SERVERS, REVISION)
-FOREST_DEFAULT = (FLOOR, *OURS, *MONITORING, *PEERS, REVISION)
+SERVE_REVISION = "ours-serve-at"
+REVISIONS = (REVISION, SERVE_REVISION)
+KNOWN_SERVERS = (*ALL_SERVERS, *REVISIONS)
+FOREST_DEFAULT = (FLOOR, *OURS, *MONITORING, *PEERS, *REVISIONS)
+# Predictions by equipment id (issue 26): the servers of ours with Feast on (`make serve`'s flags).
+BY_ID_SERVERS = ("ours-serve", SERVE_REVISION)
 TYPED_SERVERS = ("ours", *PEERS)
 # Issue 25's models (a native XGBoost Booster, a forest without a signature), one scenario each: ours and mlflow
 # serve. Not the obvious predictor: it reads the columns from the signature and calls predict_proba, which a
@@ -47,6 +53,9 @@ class Scenario:
     servers: tuple[str, ...]  # who runs it in every run
     growth: bool = False  # a point of the growth grid: GROWTH_SERVERS run it too when growth is on
     verb: str = "predict"  # "explain": the same body to /v1/models/NAME:explain (ours only)
+    # Instances naming only their equipment_id, the server reading the features from Feast; each of the
+    # ``concurrency`` workers sends its own ids (tests/bench/payloads.py: by_id_workers).
+    by_id: bool = False
 
     def runs(self, server: str, growth: bool) -> bool:
         return server in self.servers or (growth and self.growth and server in GROWTH_SERVERS)
@@ -55,6 +64,11 @@ class Scenario:
     def floor_key(self) -> str:
         """The floor's scenario with the same rows and concurrency (it serves no model, so any kind is the same)."""
         return f"{self.rows}row@{self.concurrency}"
+
+    @property
+    def raw_key(self) -> str | None:
+        """A by-id scenario's raw path: the forest with the same rows and concurrency, the features sent."""
+        return f"{self.rows}row@{self.concurrency}" if self.by_id else None
 
 
 def _grid(rows: int, concurrency: int, servers: tuple[str, ...] = ()) -> Scenario:
@@ -77,6 +91,10 @@ SCENARIOS: tuple[Scenario, ...] = (
     # Issue 25: the same 1 row @50 on models logged other ways (tests/bench/logged_models.py); against the floor's.
     Scenario("booster-1row@50", "booster 1-row @50", "booster", 1, 50, LOGGED_SERVERS),
     Scenario("nosig-1row@50", "nosig 1-row @50", "nosig", 1, 50, LOGGED_SERVERS),
+    # Issue 26: the forest fed by id, each request naming only equipment ids that the bench's Feast repo holds,
+    # every worker its own (so that concurrent lookups carry different ids); against the same server's raw path.
+    Scenario("byid-1row@50", "by id 1-row @50", "forest", 1, 50, BY_ID_SERVERS, by_id=True),
+    Scenario("byid-100row@8", "by id 100-row @8", "forest", 100, 8, BY_ID_SERVERS, by_id=True),
     # One explanation at a time: its latency is the cost of explaining one row of the demo forest (TreeSHAP).
     Scenario("explain-1row@1", "explain 1-row @1", "forest", 1, 1, ("ours",), verb="explain"),
     # The rest of the growth grid, run only when growth is on.

@@ -104,6 +104,17 @@ def floor_share(summaries: dict[tuple[str, str], Summary], server: str, scenario
     return ours.req_per_s / floor.req_per_s
 
 
+def raw_share(summaries: dict[tuple[str, str], Summary], server: str, scenario: str) -> float | None:
+    """A by-id scenario's throughput as a fraction of the same server's raw path (the features sent) at the same
+    rows and concurrency; None for other scenarios or without both numbers."""
+    known = SCENARIO_BY_KEY.get(scenario)
+    by_id = summaries.get((server, scenario))
+    raw = summaries.get((server, known.raw_key)) if known and known.raw_key else None
+    if by_id is None or not by_id.req_per_s or raw is None or not raw.req_per_s:
+        return None
+    return by_id.req_per_s / raw.req_per_s
+
+
 @dataclass(frozen=True)
 class StartSummary:
     server: str
@@ -397,6 +408,36 @@ def floor_table(summaries: dict[tuple[str, str], Summary], labels: dict[str, str
     headers = ["server", "scenario", "req/s", "of floor", "req/s min–max", "p50 ms by round", "p99 ms by round",
                "p99 min–max", "CPU s / 1k req", "hey's CPU s / 1k req", "errors", "rounds"]  # fmt: skip
     return markdown_table(headers, rows)
+
+
+def by_id_table(summaries: dict[tuple[str, str], Summary], labels: dict[str, str], servers: Sequence[str]) -> str:
+    """Each by-id scenario against the same server's raw path: req/s, p50 and p99 of both, the share of the
+    medians and, when both ran in every round, the share round by round (both are measured in one start)."""
+    rows = []
+    for scenario in SCENARIOS:
+        if scenario.raw_key is None:
+            continue
+        for server in servers:
+            by_id, raw = summaries.get((server, scenario.key)), summaries.get((server, scenario.raw_key))
+            if by_id is None:
+                continue
+            if by_id.req_per_s is None:
+                rows.append([labels.get(server, server), scenario.label, by_id.failure or "no data", *[""] * 7])
+                continue
+            share = raw_share(summaries, server, scenario.key)
+            raw_rounds = raw.rounds_req_per_s if raw is not None else ()
+            paired = len(raw_rounds) == len(by_id.rounds_req_per_s)
+            rounds = [b / r for b, r in zip(by_id.rounds_req_per_s, raw_rounds, strict=True) if r] if paired else []
+            rows.append([
+                labels.get(server, server), scenario.label, _num(by_id.req_per_s), _num(by_id.p50_ms),
+                _num(by_id.p99_ms), "—" if raw is None else _num(raw.req_per_s),
+                "—" if raw is None else f"{_num(raw.p50_ms)} / {_num(raw.p99_ms)}",
+                "—" if share is None else f"{share:.1%}", " / ".join(f"{value:.1%}" for value in rounds) or "—",
+                f"{by_id.errors} ✗" if by_id.errors else "0",
+            ])  # fmt: skip
+    headers = ["server", "scenario", "by id req/s", "p50 ms", "p99 ms", "raw req/s", "raw p50 / p99 ms",
+               "by id ÷ raw", "÷ raw by round", "errors"]  # fmt: skip
+    return markdown_table(headers, rows) if rows else ""
 
 
 def growth_table(

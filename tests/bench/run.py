@@ -9,11 +9,15 @@ baseline,mlflow,mlserver), BENCH_SCENARIOS (default all: 1row@50,100row@8,1row@1
 typed-100row@8,booster-1row@50,nosig-1row@50,explain-1row@1 and the growth grid's 10row@8,1000row@8,1row@8,
 1row@200, which only run with growth on; typed-* is issue 11's ColumnTransformer pipeline with a string column,
 tests/bench/typed_model.py; booster-* and nosig-* issue 25's xgb.train Booster and forest logged without a
-signature, tests/bench/logged_models.py, run by ours and mlflow serve; the floor's 1row@50 is their reference),
+signature, tests/bench/logged_models.py, run by ours and mlflow serve; the floor's 1row@50 is their reference;
+byid-1row@50 and byid-100row@8, issue 26's predictions by equipment id, each worker naming its own ids of the
+bench's Feast repo, run by ours-serve and ours-serve-at against the same server's 1row@50 and 100row@8),
 BENCH_GROWTH=1 (the growth grid: floor, ours, ours-w2 and the peers at 1/10/100/1000 rows @8 and 1 row
 @1/8/50/200), BENCH_OUT (default bench-results), BENCH_OURS_AT (a git revision: the server ``ours-at`` runs
 ours at that revision from a checkout of its own, for a no-regression comparison in the same run, e.g.
-``BENCH_SERVERS=floor,ours,ours-at BENCH_OURS_AT=HEAD~5``; only run when named).
+``BENCH_SERVERS=floor,ours,ours-at BENCH_OURS_AT=HEAD~5``, and ``ours-serve-at`` ours-serve's command there, Feast
+on, e.g. ``BENCH_SERVERS=ours-serve,ours-serve-at BENCH_OURS_AT=HEAD~1 BENCH_SCENARIOS=1row@50,byid-1row@50``;
+only run when named).
 All traffic goes to 127.0.0.1 on free ports; every server is
 stopped by its process group, also on failure or Ctrl-C. Writes OUT/latest.md and OUT/latest.json, and
 OUT/growth.png when the growth grid was measured.
@@ -42,13 +46,13 @@ from typing import Any
 
 from tests.bench import payloads, report
 from tests.bench.chart import growth_chart
-from tests.bench.load import HarnessError, http, run_hey
+from tests.bench.load import HarnessError, http, run_hey_each
 from tests.bench.mlserver_env import MLSERVER_VERSION, ensure_mlserver
 from tests.bench.plan import (
     ALL_SERVERS,
     KNOWN_SERVERS,
     OURS,
-    REVISION,
+    REVISIONS,
     SCENARIO_BY_KEY,
     SCENARIOS,
     Measurement,
@@ -96,15 +100,16 @@ def load_config(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Confi
     parser.add_argument("--scenarios", default=environ.get("BENCH_SCENARIOS", ",".join(SCENARIO_BY_KEY)))
     parser.add_argument("--out", type=Path, default=Path(environ.get("BENCH_OUT", "bench-results")))
     parser.add_argument("--at", default=environ.get("BENCH_OURS_AT"),
-                        help=f"the git revision {REVISION} runs (BENCH_OURS_AT)")  # fmt: skip
+                        help=f"the git revision {' and '.join(REVISIONS)} run (BENCH_OURS_AT)")  # fmt: skip
     growth = environ.get("BENCH_GROWTH", "0").strip().lower() not in ("", "0", "no", "false")
     parser.add_argument("--growth", action=argparse.BooleanOptionalAction, default=growth)
     args = parser.parse_args(argv)
     if args.duration <= 0 or args.rounds < 1 or args.warmup < 0:
         parser.error("--duration must be > 0, --rounds ≥ 1, --warmup ≥ 0")
     servers = _names(args.servers, KNOWN_SERVERS, "server")
-    if REVISION in servers and not args.at:
-        parser.error(f"{REVISION} runs ours at another git revision: name it, e.g. BENCH_OURS_AT=HEAD~3")
+    at_revision = [server for server in REVISIONS if server in servers]
+    if at_revision and not args.at:
+        parser.error(f"{', '.join(at_revision)}: ours at another git revision; name it, e.g. BENCH_OURS_AT=HEAD~3")
     return Config(args.duration, args.rounds, args.warmup, servers,
                   _names(args.scenarios, tuple(SCENARIO_BY_KEY), "scenario"), args.out.resolve(),
                   args.growth, at=args.at)  # fmt: skip
@@ -117,6 +122,7 @@ class Bench:
     context: Context
     # (protocol, model kind, rows) → body file
     bodies: dict[tuple[Protocol, BenchKind, int], Path] = field(default_factory=dict)
+    by_id_bodies: dict[str, list[Path]] = field(default_factory=dict)  # scenario key → one body per worker
     measurements: list[Measurement] = field(default_factory=list)
     starts: list[Start] = field(default_factory=list)
     harness_errors: int = 0
@@ -127,6 +133,20 @@ class Bench:
             path = self.config.out / "bodies" / f"{protocol.name}-{kind}-{rows}rows.json"
             self.bodies[key] = payloads.write_body(path, protocol.body, payloads.sample(kind, rows))
         return self.bodies[key]
+
+    def scenario_bodies(self, protocol: Protocol, scenario: Scenario) -> list[Path]:
+        """What the scenario's workers send: one body for all, or by id one per worker, each naming its own ids
+        (KServe v1: the by-id servers are ours)."""
+        if not scenario.by_id:
+            return [self.body(protocol, scenario.kind, scenario.rows)]
+        if scenario.key not in self.by_id_bodies:
+            folder = self.config.out / "bodies" / scenario.key
+            workers = payloads.by_id_workers(scenario.rows, scenario.concurrency)
+            self.by_id_bodies[scenario.key] = [
+                payloads.write_json(folder / f"worker{k}.json", payloads.v1_by_id_body(ids))
+                for k, ids in enumerate(workers)
+            ]
+        return self.by_id_bodies[scenario.key]
 
     def run(self) -> None:
         for round_ in range(self.config.rounds):
@@ -161,8 +181,8 @@ class Bench:
             self.measurements += [Measurement(server, s.key, round_, failure=str(exc)) for s in scenarios]
 
     def measure(self, running: RunningServer, scenario: Scenario, round_: int, tag: str) -> Measurement:
-        body = self.body(running.spec.protocol, scenario.kind, scenario.rows)
-        failed = self.sanity_check(running, body)
+        bodies = self.scenario_bodies(running.spec.protocol, scenario)
+        failed = next(filter(None, (self.sanity_check(running, body) for body in bodies)), None)
         if failed:
             print(f"{tag} {scenario.label}: {failed}", flush=True)
             return Measurement(running.spec.name, scenario.key, round_, failure=failed)
@@ -171,10 +191,10 @@ class Bench:
         url = running.predict_url.replace(":predict", f":{scenario.verb}")
         try:
             if self.config.warmup_s > 0:
-                run_hey(self.hey, url, body, scenario.concurrency, self.config.warmup_s)
+                run_hey_each(self.hey, url, bodies, scenario.concurrency, self.config.warmup_s)
             cpu_before = group_cpu_s(running.process.pid)
-            result = run_hey(self.hey, url, body, scenario.concurrency, self.config.duration_s,
-                             log=logs / f"{stem}.hey.txt")  # fmt: skip
+            result = run_hey_each(self.hey, url, bodies, scenario.concurrency, self.config.duration_s,
+                                  log=logs / f"{stem}.hey.txt")  # fmt: skip
             cpu_s = group_cpu_s(running.process.pid) - cpu_before
         except HarnessError as exc:
             self.harness_errors += 1
@@ -261,6 +281,7 @@ def render(meta: dict[str, Any], bench: Bench) -> tuple[str, dict[str, Any]]:
     floor_verdicts = report.judge(results, variants, report.FLOOR_GOALS)
     typed_verdicts = report.judge(results, variants, report.TYPED_GOALS)
     growth = report.growth_tables(summaries, labels, bench.config.servers) if bench.config.growth else ""
+    by_id = report.by_id_table(summaries, labels, bench.config.servers)
     versions = ", ".join(f"{name} {value}" for name, value in meta["versions"].items())
     text = "\n\n".join([
         f"# make bench: {meta['date']}",
@@ -275,6 +296,9 @@ def render(meta: dict[str, Any], bench: Bench) -> tuple[str, dict[str, Any]]:
         "concurrency; CPU = the server's process group, user + system, during the timed run; hey's CPU is what the "
         "load generator took from the same cores)",
         report.floor_table(summaries, labels, bench.config.servers),
+        *(["## By id (issue 26: each instance names only its equipment_id, the features read from Feast; share = "
+           "by id ÷ the same server's raw path, the features sent, at the same rows and concurrency; by round: "
+           "the two runs of one start)", by_id] if by_id else []),
         "## Start and memory (cold start = spawn → first 200 from the readiness route)",
         report.start_table(starts, labels),
         "## Our throughput ÷ each peer's, same scenario",
@@ -355,9 +379,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         except Exception as exc:  # a boundary: the servers that need it report the reason, the others still run
             feature_repo_status = f"no Feast repo ({exc!r:.120})"
     revision_tree = None
-    if REVISION in config.servers and config.at:
+    if set(REVISIONS) & set(config.servers) and config.at:
         revision_tree = checkout_revision(config.at, config.out / "revision")
-        print(f"==> {REVISION}: ours at {config.at} ({revision_tree})", flush=True)
+        print(f"==> {', '.join(s for s in REVISIONS if s in config.servers)}: ours at {config.at} ({revision_tree})",
+              flush=True)  # fmt: skip
     context = Context(Path(sys.executable), registry, config.out, mlserver, mlserver_status,
                       feature_repo, feature_repo_status, revision_tree)  # fmt: skip
     shutil.rmtree(context.model_caches, ignore_errors=True)

@@ -10,6 +10,8 @@
 |             | pointed at the bench's registry and Feast repo, restarted cached     |                            |
 | ours-w2     | ours with ``--workers 2``                                            | KServe v1                  |
 | ours-at     | ours at another git revision (``BENCH_OURS_AT``), its own checkout   | KServe v1                  |
+| ours-serve-at | ours-serve's command (the same flags: Feast on) run from the checkout | KServe v1                  |
+|             | of ``BENCH_OURS_AT``: the other revision of the lookups by id        |                            |
 | ours-nodrift| ours with ``--drift_window_rows 0`` (ours watches drift: the demo    | KServe v1                  |
 |             | carries a baseline) — what drift monitoring costs                    |                            |
 | ours-shadow | ours with ``--shadow_model_uri …@challenger`` scoring every request  | KServe v1                  |
@@ -119,13 +121,18 @@ def _ours(workers: int = 1, kept_cache: str | None = None, extra: tuple[str, ...
     return launch
 
 
-def _ours_at(context: Context, kind: BenchKind, ports: Ports) -> Launch:
-    """Ours at another git revision: its checkout is the working directory, so ``-m predictor`` imports it (the
-    current directory comes before the project's editable install on ``sys.path``); same interpreter and flags."""
-    if context.revision_tree is None:
-        raise ServerFailed("ours-at needs BENCH_OURS_AT=<git revision>")
-    launch = _ours()(context, kind, ports)
-    return Launch(launch.argv, {**launch.env, "PYTHONPATH": str(context.revision_tree)}, context.revision_tree)
+def _at_revision(launcher: Launcher) -> Launcher:
+    """``launcher``'s command at another git revision: its checkout is the working directory, so ``-m predictor``
+    imports it (the current directory comes before the project's editable install on ``sys.path``); same
+    interpreter and flags."""
+
+    def launch(context: Context, kind: BenchKind, ports: Ports) -> Launch:
+        if context.revision_tree is None:
+            raise ServerFailed("needs BENCH_OURS_AT=<git revision>")
+        here = launcher(context, kind, ports)
+        return Launch(here.argv, {**here.env, "PYTHONPATH": str(context.revision_tree)}, context.revision_tree)
+
+    return launch
 
 
 def checkout_revision(revision: str, where: Path) -> Path:
@@ -145,18 +152,23 @@ def _model_cache(context: Context, kind: BenchKind, ports: Ports, kept: str | No
     return context.model_caches / (f"{kept}-{kind}" if kept else f"fresh-{ports.http}")
 
 
-def _make_serve(context: Context, kind: BenchKind, ports: Ports) -> Launch:
+def _make_serve(kept_cache: str = "serve") -> Launcher:
     """`make serve`'s own command, read from ``make -n serve`` so that a flag added there is measured here too;
-    only where it points is ours: the bench's registry, its prepared Feast repo, a model cache kept across starts."""
-    argv = make_serve_argv(context.python, MODEL_NAMES[kind], ports, Path.cwd())
-    if "--feature_store" in argv and context.feature_repo is None:
-        raise ServerFailed(context.feature_repo_status)
-    for flag, value in (("--tracking_uri", context.registry.tracking_uri),
-                        ("--feature_store", str(context.feature_repo)),
-                        ("--model_cache_dir", str(_model_cache(context, kind, ports, "serve")))):  # fmt: skip
-        if flag in argv:
-            argv[argv.index(flag) + 1] = value
-    return Launch(argv, _env(context), Path.cwd())
+    only where it points is ours: the bench's registry, its prepared Feast repo, a model cache kept across starts
+    (``kept_cache`` names it: a revision of its own, so that no start reads another revision's cache)."""
+
+    def launch(context: Context, kind: BenchKind, ports: Ports) -> Launch:
+        argv = make_serve_argv(context.python, MODEL_NAMES[kind], ports, Path.cwd())
+        if "--feature_store" in argv and context.feature_repo is None:
+            raise ServerFailed(context.feature_repo_status)
+        for flag, value in (("--tracking_uri", context.registry.tracking_uri),
+                            ("--feature_store", str(context.feature_repo)),
+                            ("--model_cache_dir", str(_model_cache(context, kind, ports, kept_cache)))):  # fmt: skip
+            if flag in argv:
+                argv[argv.index(flag) + 1] = value
+        return Launch(argv, _env(context), Path.cwd())
+
+    return launch
 
 
 def make_serve_argv(python: Path, model_name: str, ports: Ports, project: Path) -> list[str]:
@@ -228,9 +240,13 @@ SERVERS: dict[str, ServerSpec] = {
         ServerSpec("floor", "floor: bare Starlette", V1, 1, _floor),
         ServerSpec("ours", "ours", V1, 1, _ours()),
         ServerSpec("ours-cached", "ours from its model cache", V1, 1, _ours(kept_cache="cached"), True),
-        ServerSpec("ours-serve", "ours, make serve's flags", V1, 1, _make_serve, True, True),
+        ServerSpec("ours-serve", "ours, make serve's flags", V1, 1, _make_serve(), True, True),
         ServerSpec("ours-w2", "ours --workers 2", V1, 2, _ours(2)),
-        ServerSpec("ours-at", "ours at BENCH_OURS_AT", V1, 1, _ours_at),
+        ServerSpec("ours-at", "ours at BENCH_OURS_AT", V1, 1, _at_revision(_ours())),
+        # make serve's command as read here (not the revision's Makefile): the same flags, only the code differs
+        ServerSpec(
+            "ours-serve-at", "ours-serve at BENCH_OURS_AT", V1, 1, _at_revision(_make_serve("serve-at")), True, True
+        ),
         ServerSpec("ours-nodrift", "ours, drift off", V1, 1, _ours(extra=("--drift_window_rows", "0"))),
         ServerSpec(
             "ours-shadow",
