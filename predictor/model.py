@@ -363,7 +363,7 @@ def _named_outputs(outputs: Outputs, model: registry.LoadedModel) -> dict[str, n
     if isinstance(outputs, dict):
         return outputs
     if model.classes is None:
-        return {"predictions": np.asarray(outputs)}
+        return {model.output_names[0]: np.asarray(outputs)}  # "predictions", or the output schema's name
     return {"predictions": model.classes[np.argmax(outputs, axis=1)], "probabilities": outputs}
 
 

@@ -63,6 +63,7 @@ class ModelCache:
                 adapter,
                 compile_forests,
                 entry.get("example"),
+                entry.get("output_name"),
             )
             return dataclasses.replace(built, drift_baseline=entry.get("drift_baseline"))
         except Exception as exc:  # a cache from another version of the code, a truncated file…
@@ -86,6 +87,7 @@ class ModelCache:
             "layout": FOREST_LAYOUT,
             "drift_baseline": loaded.drift_baseline,
             "example": loaded.example,
+            "output_name": loaded.output_names[0] if not loaded.frame_outputs and loaded.classes is None else None,
         }
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -182,7 +182,16 @@ def load(source: ModelSource, options: LoadOptions) -> LoadedModel:
     example = _example_frame(metadata, local_dir)
     columns, tensor = _input_columns(metadata.signature, example, adapter, source)
     defaults = _feature_defaults(metadata)
-    built = build(source, columns, tensor, defaults, adapter, compile_forests, _first_row(example))
+    built = build(
+        source,
+        columns,
+        tensor,
+        defaults,
+        adapter,
+        compile_forests,
+        _first_row(example),
+        output_name(metadata.signature),
+    )
     baseline = _read_document(local_dir / options.baseline_document) if options.baseline_document else None
     params = params_of(metadata.signature)
     with_params = _with_params(adapter, columns) if params else None
@@ -209,7 +218,9 @@ def build(
     adapter: flavors.Adapter,
     compile_forests: bool = True,
     example: dict[str, Any] | None = None,
+    named: str | None = None,
 ) -> LoadedModel:
+    """``named``: what the output schema calls a one-column answer (its v2 output's name; v1 says predictions)."""
     """Choose the matrix or the DataFrame path by trying both on a typed warm-up row, then wrap the model."""
     typed = Schema(columns, matrix=False)
     row = warm_up_row(columns, defaults, example, flavors.lightgbm_first_categories(adapter))
@@ -223,7 +234,7 @@ def build(
         raise ModelLoadError(
             f"the model cannot predict a typed warm-up row {row.tolist()}: {_first_line(exc)}"
         ) from exc
-    names: tuple[str, ...] = tuple(reference) if isinstance(reference, dict) else ("predictions",)
+    names: tuple[str, ...] = tuple(reference) if isinstance(reference, dict) else (named or "predictions",)
     if adapter.classes is not None:
         names = ("predictions", "probabilities")
     matrix_fn = _matrix_path(adapter, typed, row, reference)
@@ -257,17 +268,27 @@ def build(
         output_names=names,
         frame_outputs=isinstance(reference, dict),
         dict_outputs=isinstance(reference, flavors.DictAnswer),
-        output_types=_output_types(reference, adapter.classes),
+        output_types=_output_types(reference, adapter.classes, names[0]),
         example=example,
     )
 
 
-def _output_types(reference: Outputs, classes: np.ndarray | None) -> dict[str, str]:
+def _output_types(reference: Outputs, classes: np.ndarray | None, name: str) -> dict[str, str]:
     if isinstance(reference, dict):
         return {name: datatype_of(np.asarray(array)) for name, array in reference.items()}
     if classes is not None:
         return {"predictions": datatype_of(classes), "probabilities": "FP64"}
-    return {"predictions": datatype_of(np.asarray(reference))}
+    return {name: datatype_of(np.asarray(reference))}
+
+
+def output_name(signature: Any) -> str | None:
+    """The name an output schema gives a one-column answer (``infer_signature(X, pd.Series(y, name=...))``), which
+    v2 then uses for the output; None for a tensor, several columns, an unnamed one or no schema (``predictions``)."""
+    outputs = getattr(signature, "outputs", None)
+    if outputs is None or outputs.is_tensor_spec() or len(outputs.inputs) != 1:
+        return None
+    name = outputs.inputs[0].name
+    return str(name) if name else None
 
 
 def _matrix_path(

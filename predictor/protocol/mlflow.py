@@ -78,7 +78,7 @@ def encode(outputs: dict[str, np.ndarray], columns: tuple[str, ...] | None, by_c
         return {"predictions": {name: outputs[name].tolist() for name in columns}}
     if columns:
         return {"predictions": v1.records(outputs, columns)}
-    return {"predictions": outputs["predictions"].tolist()}
+    return {"predictions": outputs.get("predictions", next(iter(outputs.values()))).tolist()}
 
 
 def _split_records(body: Any) -> list[Any]:

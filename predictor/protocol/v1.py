@@ -94,6 +94,8 @@ def encode(
         response: dict[str, Any] = {"predictions": records(outputs, frame_columns), **extra}
     else:
         response = {name: array.tolist() for name, array in outputs.items()}
+        if "predictions" not in response and response:  # an output the signature names: v1 says predictions
+            response = {"predictions": response.pop(next(iter(outputs))), **response}
     response["model_name"] = model_name
     response["model_version"] = version
     if filled:

@@ -15,7 +15,6 @@ from predictor.protocol.document import BINARY, BOOLEAN, FEATURE, JSON, STRING, 
 from predictor.protocol.rows import (
     DATATYPES,
     NUMERIC_DATATYPES,
-    OUTPUT_NAMES,
     Tensor,
     V2Request,
     datatype_of,
@@ -401,7 +400,11 @@ def schemas() -> dict[str, Json]:
         ),
         "RequestOutput": obj(
             {
-                "name": {"enum": list(OUTPUT_NAMES)},
+                "name": {
+                    **STRING,
+                    "description": "An output the model's metadata lists: predictions (or the name its output "
+                    "schema gives it), probabilities, contributions, or a DataFrame answer's columns.",
+                },
                 "parameters": {"type": "object", "properties": {"binary_data": BOOLEAN}},
             },
             "name",
