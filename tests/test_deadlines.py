@@ -9,7 +9,7 @@ at once otherwise; no test asserts a duration, only statuses, bodies and counter
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -95,24 +95,31 @@ def sample_total(server: PredictorProcess, metric: str) -> float:
     return total(scrape(server.http_url), metric)
 
 
+def queued_behind_a_slow_call(server: PredictorProcess, call: Callable[[str, dict[str, Any]], None]) -> None:
+    """``call(url, body)`` made while a slow call computes; then: it was never computed, and its drop counted."""
+    path, slow_body = doors(SLOW)["v1"]
+    _, fast_body = doors(FAST)["v1"]
+    slow = threading.Thread(target=lambda: httpx.post(server.http_url + path, json=slow_body, timeout=60))
+    slow.start()
+    try:
+        wait_until(lambda: sample_total(server, "model_batch_rows_count") == 1, 30, 0.05, "the slow call")
+        call(server.http_url + path, fast_body)
+    finally:
+        slow.join(timeout=60)
+    wait_until(lambda: sample_total(server, "model_dropped_calls_total") == 1, 30, 0.1, "the drop counted")
+    assert sample_total(server, "model_batch_rows_count") == 1  # only the slow call ran
+
+
 def test_a_call_whose_deadline_passes_while_queued_is_never_computed(model_dir: Path, tmp_path: Path) -> None:
     # A fresh server: its first model call goes to the model's thread (the micro-batcher has measured nothing
     # yet), so the slow call computes there and the next one queues behind it on the event loop.
     server = serve(model_dir, tmp_path)
+
+    def past_its_deadline(url: str, body: dict[str, Any]) -> None:
+        assert httpx.post(url, json=body, headers={"X-Request-Timeout": "0.3"}, timeout=30).status_code == 504
+
     try:
-        path, slow_body = doors(SLOW)["v1"]
-        _, fast_body = doors(FAST)["v1"]
-        slow = threading.Thread(target=lambda: httpx.post(server.http_url + path, json=slow_body, timeout=60))
-        slow.start()
-        try:
-            wait_until(lambda: sample_total(server, "model_batch_rows_count") == 1, 30, 0.05, "the slow call")
-            headers = {"X-Request-Timeout": "0.3"}
-            queued = httpx.post(server.http_url + path, json=fast_body, headers=headers, timeout=30)
-            assert queued.status_code == 504
-        finally:
-            slow.join(timeout=60)
-        wait_until(lambda: sample_total(server, "model_dropped_calls_total") == 1, 30, 0.1, "the drop counted")
-        assert sample_total(server, "model_batch_rows_count") == 1  # only the slow call ran
+        queued_behind_a_slow_call(server, past_its_deadline)
     finally:
         server.stop()
 
@@ -121,19 +128,13 @@ def test_a_caller_that_disconnects_while_queued_drops_its_work(model_dir: Path, 
     """Under a server-wide deadline, a caller that gives up (its connection closed) while its call waits behind a
     slow one frees its place: the call is never computed, and the drop is counted."""
     server = serve(model_dir, tmp_path, "--request_timeout_s", "30")
+
+    def gives_up(url: str, body: dict[str, Any]) -> None:
+        with pytest.raises(httpx.ReadTimeout):  # the caller stops waiting and closes its connection
+            httpx.post(url, json=body, timeout=httpx.Timeout(30, read=0.3))
+
     try:
-        path, slow_body = doors(SLOW)["v1"]
-        _, fast_body = doors(FAST)["v1"]
-        slow = threading.Thread(target=lambda: httpx.post(server.http_url + path, json=slow_body, timeout=60))
-        slow.start()
-        try:
-            wait_until(lambda: sample_total(server, "model_batch_rows_count") == 1, 30, 0.05, "the slow call")
-            with pytest.raises(httpx.ReadTimeout):  # the caller gives up and closes its connection
-                httpx.post(server.http_url + path, json=fast_body, timeout=httpx.Timeout(30, read=0.3))
-        finally:
-            slow.join(timeout=60)
-        wait_until(lambda: sample_total(server, "model_dropped_calls_total") == 1, 30, 0.1, "the drop counted")
-        assert sample_total(server, "model_batch_rows_count") == 1  # only the slow call ran
+        queued_behind_a_slow_call(server, gives_up)
     finally:
         server.stop()
 
