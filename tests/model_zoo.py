@@ -189,7 +189,9 @@ def _lgb_booster(x: Any, frame: pd.DataFrame) -> Any:
 def _catboost(x: Any, frame: pd.DataFrame) -> Any:
     from catboost import CatBoostClassifier
 
-    return CatBoostClassifier(iterations=10, depth=3, verbose=False, thread_count=1).fit(x, binary_target(frame))
+    # allow_writing_files=False: CatBoost would write a catboost_info directory into the working directory
+    model = CatBoostClassifier(iterations=10, depth=3, verbose=False, thread_count=1, allow_writing_files=False)
+    return model.fit(x, binary_target(frame))
 
 
 def _statsmodels(x: Any, frame: pd.DataFrame) -> Any:
