@@ -165,7 +165,7 @@ class Servicer(InferenceServicer):
             serving = model.serving_for_request(request.model_version or None)
         except ModelNotReadyError:  # evicted (--max_loaded_models): loaded again and awaited; else the same 503
             serving = await self.lifecycle.acquire(model, request.model_version or None)
-        tracing = self.tracing
+        tracing = self.tracing.sampled() if self.tracing is not None else None
         with NO_SPAN if tracing is None else tracing.span("decode"):
             decoded = self.codec.decode(request, serving.schema, serving.outputs)
         if tracing is not None:

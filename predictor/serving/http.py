@@ -175,8 +175,9 @@ class HttpDoor:
             traced.split("-")[1] if traced else None,
         )
 
-    def _phase(self, name: str) -> AbstractContextManager[object]:
-        return NO_SPAN if self.tracing is None else self.tracing.span(name)
+    @staticmethod
+    def _phase(name: str, tracing: Tracing | None) -> AbstractContextManager[object]:
+        return NO_SPAN if tracing is None else tracing.span(name)
 
     async def _infer(
         self, matched: Match, headers: Headers, scope: Scope, receive: Receive, exchange: Exchange | None = None
@@ -203,23 +204,24 @@ class HttpDoor:
             serving = await self.acquire(model, matched.model_version)
         if exchange is not None:
             exchange.version = serving.version
-        with self._phase("decode"):
+        tracing = self.tracing.sampled() if self.tracing is not None else None
+        with self._phase("decode", tracing):
             decoded = codec.decode(RestRequest(body, headers), serving.schema, serving.outputs)
         if exchange is not None and not exchange.request_id and decoded.request_id:
             exchange.request_id = decoded.request_id  # X-Request-Id first, as KServe's logger; else the body's id
-        if self.tracing is not None:
-            self.tracing.annotate(model.name, serving.version, decoded.rows.count)
+        if tracing is not None:
+            tracing.annotate(model.name, serving.version, decoded.rows.count)
         if endpoint.verb == "explain":
             result = await model.explain(decoded.rows, serving)
         else:
             request_id = decoded.request_id or headers.get("x-request-id") or ""
             requested = "contributions" in decoded.requested
-            call = Call(codec.name, request_id, requested, decoded.params, self.tracing)
+            call = Call(codec.name, request_id, requested, decoded.params, tracing)
             if self.admission.unlimited and TIMEOUT_HEADER not in headers:
                 result = await model.infer(decoded.rows, serving, call)
             else:  # calls under a deadline or a limit: a caller that leaves frees its place and drops its work
                 result = await unless_disconnected(model.infer(decoded.rows, serving, call), receive)
-        with self._phase("encode"):
+        with self._phase("encode", tracing):
             return codec.encode(decoded, result)
 
     def _error(self, exc: Exception, model_name: str | None) -> Reply:

@@ -13,7 +13,7 @@ from tests.bench.registry import BenchKind
 OURS = ("ours", "ours-cached", "ours-serve", "ours-w2")
 # What watching costs (issue 13): ours with drift monitoring off (ours has it on: the demo carries a baseline), and
 # ours with a shadow model scoring every request.
-MONITORING = ("ours-nodrift", "ours-shadow")
+MONITORING = ("ours-nodrift", "ours-shadow", "ours-traced")
 PEERS = ("baseline", "mlflow", "mlserver")
 FLOOR = "floor"
 ALL_SERVERS = (FLOOR, *OURS, *MONITORING, *PEERS)

@@ -5,8 +5,9 @@
 Each flag may come from the environment instead: BENCH_DURATION (seconds per timed run, default 10),
 BENCH_ROUNDS (default 2; the tables show medians, the floor table every round), BENCH_WARMUP (seconds,
 default 2), BENCH_SERVERS (default all: floor,ours,ours-cached,ours-serve,ours-w2,ours-nodrift,ours-shadow,
-baseline,mlflow,mlserver), BENCH_SCENARIOS (default all: 1row@50,100row@8,1row@1,logreg-1row@50,typed-1row@50,
-typed-100row@8,booster-1row@50,nosig-1row@50,explain-1row@1 and the growth grid's 10row@8,1000row@8,1row@8,
+ours-traced (OpenTelemetry on, 1% sampled, to a sink of the harness), baseline,mlflow,mlserver),
+BENCH_SCENARIOS (default all: 1row@50,100row@8,1row@1,logreg-1row@50,typed-1row@50,typed-100row@8,
+booster-1row@50,nosig-1row@50,explain-1row@1 and the growth grid's 10row@8,1000row@8,1row@8,
 1row@200, which only run with growth on; typed-* is issue 11's ColumnTransformer pipeline with a string column,
 tests/bench/typed_model.py; booster-* and nosig-* issue 25's xgb.train Booster and forest logged without a
 signature, tests/bench/logged_models.py, run by ours and mlflow serve; the floor's 1row@50 is their reference;

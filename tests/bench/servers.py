@@ -15,6 +15,8 @@
 | ours-nodrift| ours with ``--drift_window_rows 0`` (ours watches drift: the demo    | KServe v1                  |
 |             | carries a baseline) — what drift monitoring costs                    |                            |
 | ours-shadow | ours with ``--shadow_model_uri …@challenger`` scoring every request  | KServe v1                  |
+| ours-traced | ours with OpenTelemetry on, 1% sampled, exported to the harness's    | KServe v1                  |
+|             | own OTLP sink (tests/bench/otlp_sink.py) — what tracing costs        |                            |
 | baseline    | ``baseline_predictor.py``, the obvious KServe predictor              | KServe v1                  |
 | mlflow      | ``mlflow models serve --env-manager local``                          | POST /invocations (split)  |
 | mlserver    | Seldon MLServer + mlserver-mlflow, in its own venv                   | Open Inference Protocol v2 |
@@ -38,6 +40,7 @@ import pandas as pd
 from predictor.demo.training import CHALLENGER_ALIAS
 from tests.bench import payloads
 from tests.bench.load import http
+from tests.bench.otlp_sink import otlp_sink_url
 from tests.bench.procs import Memory, free_port, stop_group
 from tests.bench.registry import MODEL_NAMES, BenchKind, BenchRegistry, local_copy
 
@@ -105,9 +108,20 @@ def _env(context: Context, **extra: str) -> dict[str, str]:
     return env
 
 
-def _ours(workers: int = 1, kept_cache: str | None = None, extra: tuple[str, ...] = ()) -> Launcher:
+# The standard variables a platform team would set for 1% sampling (predictor/monitoring/tracing.py reads them).
+TRACED_ENV = {
+    "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+    "OTEL_TRACES_SAMPLER_ARG": "0.01",
+    "OTEL_SERVICE_NAME": "predictor-bench",
+}
+
+
+def _ours(
+    workers: int = 1, kept_cache: str | None = None, extra: tuple[str, ...] = (), traced: bool = False
+) -> Launcher:
     """``kept_cache``: the name of a model cache that outlives the start (restart in place); else a fresh, empty
-    one per start, so that the cold start measured is a true one."""
+    one per start, so that the cold start measured is a true one. ``traced``: OpenTelemetry on, 1% of the calls
+    sampled (what issue 27 asks tracing to cost at most 3% for), exported to the harness's own OTLP sink."""
 
     def launch(context: Context, kind: BenchKind, ports: Ports) -> Launch:
         argv = [str(context.python), "-m", "predictor", "--model_name", MODEL_NAMES[kind],
@@ -116,7 +130,8 @@ def _ours(workers: int = 1, kept_cache: str | None = None, extra: tuple[str, ...
                 "--model_cache_dir", str(_model_cache(context, kind, ports, kept_cache))]  # fmt: skip
         if workers > 1:
             argv += ["--workers", str(workers)]
-        return Launch([*argv, *extra], _env(context), Path.cwd())
+        tracing = TRACED_ENV | {"OTEL_EXPORTER_OTLP_ENDPOINT": otlp_sink_url()} if traced else {}
+        return Launch([*argv, *extra], _env(context, **tracing), Path.cwd())
 
     return launch
 
@@ -248,6 +263,7 @@ SERVERS: dict[str, ServerSpec] = {
             "ours-serve-at", "ours-serve at BENCH_OURS_AT", V1, 1, _at_revision(_make_serve("serve-at")), True, True
         ),
         ServerSpec("ours-nodrift", "ours, drift off", V1, 1, _ours(extra=("--drift_window_rows", "0"))),
+        ServerSpec("ours-traced", "ours, tracing 1% sampled", V1, 1, _ours(traced=True)),
         ServerSpec(
             "ours-shadow",
             "ours + shadow model",
