@@ -41,3 +41,15 @@ def save_pyfunc(path: Path, predict: Callable[[pd.DataFrame], Any]) -> None:
             input_example=FRAME,
             pip_requirements=["mlflow"],
         )
+
+
+def rest_bodies(model: str, row: dict[str, float]) -> dict[str, tuple[str, Any]]:
+    """The same one-row request to ``model`` in each REST format: (path, JSON body)."""
+    return {
+        "v1": (f"/v1/models/{model}:predict", {"instances": [row]}),
+        "v2": (
+            f"/v2/models/{model}/infer",
+            {"inputs": [{"name": k, "shape": [1], "datatype": "FP64", "data": [v]} for k, v in row.items()]},
+        ),
+        "invocations": ("/invocations", {"dataframe_records": [row]}),
+    }

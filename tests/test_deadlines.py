@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 
 from tests.grpc_calls import infer_request, stub
-from tests.pyfunc_models import save_pyfunc
+from tests.pyfunc_models import rest_bodies, save_pyfunc
 from tests.servers import PredictorProcess, scrape, start_predictor, total, wait_until
 
 NAME = "slow"
@@ -66,14 +66,7 @@ def counted(server: PredictorProcess, error_type: str) -> float:
 
 
 def doors(row: dict[str, float]) -> dict[str, tuple[str, Any]]:
-    return {
-        "v1": (f"/v1/models/{NAME}:predict", {"instances": [row]}),
-        "v2": (
-            f"/v2/models/{NAME}/infer",
-            {"inputs": [{"name": k, "shape": [1], "datatype": "FP64", "data": [v]} for k, v in row.items()]},
-        ),
-        "invocations": ("/invocations", {"dataframe_records": [row]}),
-    }
+    return rest_bodies(NAME, row)
 
 
 @pytest.mark.parametrize("door", ["v1", "v2", "invocations"])

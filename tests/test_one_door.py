@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests import pyfunc_models
 from tests.grpc_calls import bearer, infer_request, stub
 from tests.pyfunc_models import save_pyfunc
 from tests.servers import PredictorProcess, scrape, start_predictor, total
@@ -66,15 +67,8 @@ BAD_ROW = {"temperature": FAILING, "vibration": 0.2}
 
 
 def rest_bodies(row: dict[str, float]) -> dict[str, tuple[str, Any]]:
-    """The same request in each REST format: (path, JSON body)."""
-    return {
-        "v1": (f"/v1/models/{NAME}:predict", {"instances": [row]}),
-        "v2": (
-            f"/v2/models/{NAME}/infer",
-            {"inputs": [{"name": k, "shape": [1], "datatype": "FP64", "data": [v]} for k, v in row.items()]},
-        ),
-        "invocations": ("/invocations", {"dataframe_records": [row]}),
-    }
+    """The same request to this module's model in each REST format: (path, JSON body)."""
+    return pyfunc_models.rest_bodies(NAME, row)
 
 
 def grpc_request(row: dict[str, float], model: str = NAME) -> Any:
