@@ -149,14 +149,13 @@ class Servicer(InferenceServicer):
         if self.tracing is None:
             return await run()
         metadata = {key: value for key, value in (context.invocation_metadata() or ()) if isinstance(value, str)}
-        with self.tracing.server_span(f"{SERVICE}/ModelInfer", metadata, self.codec.name) as span:
-            traced = self.tracing.traceresponse(span)
-            if traced is not None:  # trailing metadata: sent with the answer, or with the error
-                context.set_trailing_metadata(((TRACERESPONSE, traced),))
+        with self.tracing.server_span(f"{SERVICE}/ModelInfer", metadata, self.codec.name) as trace:
+            # trailing metadata: sent with the answer, or with the error
+            context.set_trailing_metadata(((TRACERESPONSE, trace.response),))
             try:
                 return await run()
             except Exception as exc:
-                self.tracing.failed(span, errors.answer(exc).status)
+                self.tracing.failed(trace, errors.answer(exc).status)
                 raise
 
     async def _infer(self, request: pb.ModelInferRequest, context: Any) -> pb.ModelInferResponse:

@@ -129,12 +129,12 @@ class HttpDoor:
             reply = await self._answer(matched, headers, scope, receive, exchange)
         else:
             name = f"POST {matched.endpoint.path}"
-            with self.tracing.server_span(name, headers, matched.endpoint.codec or "") as span:
+            with self.tracing.server_span(name, headers, matched.endpoint.codec or "") as trace:
                 reply = await self._answer(matched, headers, scope, receive, exchange)
                 if reply is not None and reply.status >= 400:
-                    self.tracing.failed(span, reply.status)
-                traced = self.tracing.traceresponse(span)
-            if reply is not None and traced is not None:
+                    self.tracing.failed(trace, reply.status)
+            traced = trace.response
+            if reply is not None:
                 reply.headers = (*reply.headers, (TRACERESPONSE, traced))
         if reply is None:
             return  # the client left before its body arrived

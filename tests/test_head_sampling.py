@@ -1,0 +1,126 @@
+"""Head sampling against the installed OpenTelemetry SDK: the sampler named by OTEL_TRACES_SAMPLER decides before a
+server span exists, a call it leaves out costs no span at all, and a call it keeps is exported with the very trace
+id it was judged by. Spans go to the SDK's own in-memory exporter (in process: no collector needed to count them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import (
+    ALWAYS_ON,
+    ParentBased,
+    Sampler,
+    StaticSampler,
+    TraceIdRatioBased,
+)
+from opentelemetry.sdk.trace.sampling import Decision as SdkDecision
+
+from predictor.monitoring.head_sampling import root_bound
+from predictor.monitoring.tracing import LOW_64_BITS, Tracing
+
+CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+CALLER_SPAN = "00f067aa0ba902b7"
+
+
+def traced(
+    monkeypatch: pytest.MonkeyPatch, sampler: str, arg: str | None = None
+) -> tuple[Tracing, InMemorySpanExporter]:
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", sampler)
+    if arg is not None:
+        monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", arg)
+    exporter = InMemorySpanExporter()
+    return Tracing(exporter), exporter
+
+
+def calls(tracing: Tracing, count: int, carrier: dict[str, str] | None = None) -> Iterator[tuple[str, bool]]:
+    """(traceresponse, recorded) of ``count`` calls, each making one child span as a door does."""
+    for _ in range(count):
+        with tracing.server_span("POST /v1/models/m:predict", carrier or {}, "v1") as call:
+            recorded = tracing.sampled() is not None
+            if recorded:
+                with tracing.span("decode"):
+                    pass
+        yield call.response, recorded
+
+
+def flushed(tracing: Tracing, exporter: InMemorySpanExporter) -> list[tuple[str, str, str | None]]:
+    """(name, trace id, parent span id) of every exported span."""
+    tracing.shutdown()
+    return [
+        (s.name, f"{s.context.trace_id:032x}", f"{s.parent.span_id:016x}" if s.parent else None)
+        for s in exporter.get_finished_spans()
+    ]
+
+
+@pytest.mark.parametrize(
+    ("sampler", "bound"),
+    [
+        (TraceIdRatioBased(0.25), TraceIdRatioBased(0.25).bound),
+        (ParentBased(TraceIdRatioBased(0.01)), TraceIdRatioBased(0.01).bound),
+        (StaticSampler(SdkDecision.DROP), 0),
+        (ALWAYS_ON, None),  # every call is recorded: nothing to decide early
+        (ParentBased(ALWAYS_ON), None),
+    ],
+)
+def test_the_early_drop_rule_is_recognised_only_for_samplers_judging_roots_by_ratio(
+    sampler: Sampler, bound: int | None
+) -> None:
+    assert root_bound(sampler) == bound
+
+
+def test_a_ratio_sampler_keeps_its_share_and_every_kept_call_is_exported_under_the_id_it_was_judged_by(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    tracing, exporter = traced(monkeypatch, "parentbased_traceidratio", "0.25")
+    answered = list(calls(tracing, 4000))
+
+    bound = TraceIdRatioBased(0.25).bound
+    for response, recorded in answered:
+        _, trace_id, _, flags = response.split("-")
+        assert recorded == (int(trace_id, 16) & LOW_64_BITS < bound), response  # the SDK's own rule
+        assert flags == ("03" if recorded else "02")  # sampled or not; the id random (W3C level 2)
+    kept = {response.split("-")[1] for response, recorded in answered if recorded}
+    assert 0.2 < len(kept) / len(answered) < 0.3
+    assert len({response.split("-")[1] for response, _ in answered}) == len(answered)  # no id handed on twice
+
+    spans = flushed(tracing, exporter)
+    servers = {trace_id for name, trace_id, parent in spans if parent is None}
+    assert servers == kept
+    assert sum(name == "decode" for name, _, _ in spans) == len(kept)
+
+
+def test_always_off_records_nothing_and_still_answers_a_traceresponse(monkeypatch: pytest.MonkeyPatch) -> None:
+    tracing, exporter = traced(monkeypatch, "always_off")
+    answered = list(calls(tracing, 50))
+
+    assert not any(recorded for _, recorded in answered)
+    assert all(response.endswith("-02") and len(response) == 55 for response, _ in answered)
+    assert flushed(tracing, exporter) == []
+
+
+def test_a_sampled_caller_is_followed_whatever_the_ratio_and_an_unsampled_one_is_not(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    tracing, exporter = traced(monkeypatch, "parentbased_traceidratio", "0")
+    ((sampled_response, sampled),) = calls(tracing, 1, {"traceparent": f"00-{CALLER_TRACE}-{CALLER_SPAN}-01"})
+    ((dropped_response, dropped),) = calls(tracing, 1, {"traceparent": f"00-{CALLER_TRACE}-{CALLER_SPAN}-00"})
+    ((root_response, root),) = calls(tracing, 1)  # after callers: a root gets a fresh id, not the last caller's
+
+    assert sampled and sampled_response.startswith(f"00-{CALLER_TRACE}-") and sampled_response.endswith("-01")
+    assert not dropped and dropped_response.startswith(f"00-{CALLER_TRACE}-") and dropped_response.endswith("-00")
+    assert not root and CALLER_TRACE not in root_response
+    server, decode = sorted(flushed(tracing, exporter), key=lambda span: span[0] != "POST /v1/models/m:predict")
+    assert server == ("POST /v1/models/m:predict", CALLER_TRACE, CALLER_SPAN)
+    assert decode[1] == CALLER_TRACE and decode[2] == sampled_response.split("-")[2]
+
+
+def test_a_malformed_traceparent_starts_a_new_trace(monkeypatch: pytest.MonkeyPatch) -> None:
+    tracing, exporter = traced(monkeypatch, "always_on")
+    ((response, recorded),) = calls(tracing, 1, {"traceparent": "00-not-a-trace-01"})
+
+    assert recorded and response.endswith("-03")
+    spans = flushed(tracing, exporter)
+    assert ("POST /v1/models/m:predict", response.split("-")[1], None) in spans
