@@ -67,10 +67,13 @@ def _payload_logger(settings: Settings, metrics: Metrics, on_shutdown: ShutdownA
         return None
     from predictor.monitoring.payload_events import PayloadLogger
 
+    spool = settings.payload_log_spool
+    if spool is not None and settings.worker_count > 1:  # one spool each: a worker sends (and counts) only its own
+        spool = spool / f"worker-{settings.worker_index}"
     logger = PayloadLogger(
         settings.payload_log_url,
         settings.payload_log_mode,
-        settings.payload_log_spool,
+        spool,
         on_outcome=lambda outcome, n: metrics.payload_events.labels(outcome=outcome).inc(n),
     )
     on_shutdown.insert(0, logger.close)  # after the listeners close: every answered call's events are queued

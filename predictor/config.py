@@ -289,7 +289,8 @@ class Settings:
     payload_log_spool: Path | None = _opt(
         None,
         "A directory where payload events wait while the sink is down or slow (sent in order when it answers "
-        "again, also after a restart); without it they wait in memory, and past 10,000 are dropped (counted).",
+        "again, also after a restart; with --workers N, one sub-directory worker-I each); without it they wait in "
+        "memory, and past 10,000 are dropped (counted).",
         env="PREDICTOR_PAYLOAD_LOG_SPOOL",
     )
     drift_window_rows: int = _opt(

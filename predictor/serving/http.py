@@ -64,6 +64,7 @@ READ_HEADERS = frozenset(
     )
 )
 CLOSE = (b"connection", b"close")
+TRACERESPONSE_BYTES = TRACERESPONSE.encode("latin-1")
 NO_SPAN = contextlib.nullcontext()  # tracing off: the phases' "span" (reusable, costs nothing)
 
 
@@ -134,13 +135,13 @@ class HttpDoor:
                 if reply is not None and reply.status >= 400:
                     self.tracing.failed(trace, reply.status)
             traced = trace.response
-            if reply is not None:
-                reply.headers = (*reply.headers, (TRACERESPONSE, traced))
         if reply is None:
             return  # the client left before its body arrived
         if exchange is not None and exchange.body is not None:
             self._log_payload(exchange, reply, matched.endpoint.codec or "", traced)
-        raw = list(_encoded(reply.headers))
+        raw = list(_encoded(reply.headers))  # the shared header sets; the call's own traceresponse beside them
+        if traced is not None:
+            raw.append((TRACERESPONSE_BYTES, traced.encode("latin-1")))
         if self.draining():  # ask keep-alive clients to reconnect (elsewhere) before the listener closes
             raw.append(CLOSE)
         raw.append((b"content-length", str(len(reply.body)).encode()))
