@@ -82,6 +82,16 @@ docs: install ## regenerate the README's settings and status tables from the cod
 -include manifests/deploy.mk
 -include tests/bench/bench.mk
 
+# A soak (issue 27): mixed load over every door for MINUTES against a real mlflow server and redis-server with
+# --workers 2, while an alias moves, Redis restarts, the payload sink and the registry are down, a worker is killed,
+# the server restarts from its cache with a challenger, and SIGTERM arrives under load (tests/soak/run.py). Writes
+# report.md, report.json and timeline.png to SOAK_OUT; exits 1 when a goal is missed. One minute of it is in `make test`.
+.PHONY: soak
+MINUTES ?= 10
+SOAK_OUT ?= soak-results
+soak: install tools ## a soak of MINUTES (10) under faults; report and timeline PNG in SOAK_OUT (soak-results/)
+	$(PY) -m tests.soak.run --minutes $(MINUTES) --out $(SOAK_OUT)
+
 # Mutation testing of the pure core (not part of `make test`): mutmut in a copy of the tree, with the fast unit
 # tests the [tool.mutmut] section of pyproject.toml names; prints the share of mutants killed per module.
 # MUTANTS narrows the run to mutant-name globs, e.g. MUTANTS='predictor.protocol.*' (one module group at a time

@@ -62,6 +62,11 @@ def configure(level: str, log_format: str, access_log: bool) -> None:
         named = logging.getLogger(name)
         named.handlers[:] = []
         named.propagate = name != "uvicorn.access" or access_log
+    # httpx logs every request it sends at INFO: a line per payload event (two per call) and per registry call.
+    # Its failures reach our own log lines; at INFO it would drown them.
+    if root.level > logging.DEBUG:
+        for name in ("httpx", "httpcore"):
+            logging.getLogger(name).setLevel(logging.WARNING)
     logging.captureWarnings(True)
 
 

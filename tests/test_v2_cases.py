@@ -11,6 +11,7 @@ import pytest
 
 from predictor.errors import BadRequest, PayloadTooLarge
 from predictor.protocol import v2
+from predictor.protocol.codec import RestRequest
 from predictor.protocol.rows import OUTPUT_NAMES, V2Request
 from predictor.protocol.schema import Column, Schema
 from tests.protocol_schemas import ENTITY, MIXED, NUMERIC, NUMERIC_COLUMNS
@@ -645,3 +646,13 @@ def test_a_binary_request_may_ask_for_outputs_and_get_them_all_as_raw_tensors() 
     body, headers = v2.encode(_request(binary_outputs=True), OUTPUTS, "m", "2")
     length = int(headers["inference-header-content-length"])
     assert body[length:] == np.array([1, 0], dtype="<i8").tobytes() + OUTPUTS["probabilities"].astype("<f8").tobytes()
+
+
+def test_a_body_without_id_takes_the_callers_x_request_id_and_the_bodys_own_id_wins() -> None:
+    """One id per call for the answer, the prediction log and the payload events alike."""
+    codec = v2.V2Codec()
+    without = codec.decode(RestRequest(orjson.dumps({"inputs": [ROW]}), {"x-request-id": "abc"}), NUMERIC, OUTPUT_NAMES)
+    with_id = codec.decode(
+        RestRequest(orjson.dumps({"inputs": [ROW], "id": "own"}), {"x-request-id": "abc"}), NUMERIC, OUTPUT_NAMES
+    )
+    assert (without.request_id, with_id.request_id) == ("abc", "own")

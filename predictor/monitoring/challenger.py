@@ -156,8 +156,15 @@ class Challenger:
     def start(self) -> None:
         threading.Thread(target=self.follower.run, name="shadow-loader", daemon=True).start()
 
+    def stop_following(self) -> None:
+        """Shutdown began: no new challenger is loaded (a SIGTERM that reached its process too must not start
+        another one while the server drains); the one loaded scores the calls still in flight."""
+        self._stopping.set()
+
     def _switch(self, source: registry.ModelSource) -> None:
         """Load ``source`` in a new child process and score with it; the previous one is retired."""
+        if self._stopping.is_set():
+            return
         log.info("shadow: loading challenger %s (version %s) in its own process", source.uri, source.version)
         loaded = ShadowProcess(source, self.load_options)
         with self._lock:

@@ -38,7 +38,8 @@ class V2Codec:
     binary_header: str | None = BINARY_HEADER
 
     def decode(self, raw: RestRequest, schema: Schema, outputs: Sequence[str]) -> Decoded:
-        request = decode(raw.body, raw.headers.get(BINARY_HEADER), schema, outputs)
+        caller_id = raw.headers.get("x-request-id")  # the answer's id, the logs' and the payload events' alike
+        request = decode(raw.body, raw.headers.get(BINARY_HEADER), schema, outputs, caller_id)
         return Decoded(request.rows, request.id, request.requested, request.binary_outputs, request.params)
 
     def encode(self, decoded: Decoded, result: Result) -> Reply:
@@ -59,19 +60,24 @@ class V2Codec:
         return Description(REQUEST_BODY, RESPONSE, schemas(), (header,))
 
 
-def decode(body: bytes, header_length: str | None, schema: Schema, outputs: Sequence[str]) -> V2Request:
+def decode(
+    body: bytes, header_length: str | None, schema: Schema, outputs: Sequence[str], caller_id: str | None = None
+) -> V2Request:
+    """``caller_id``: the request id when the body has none (the caller's X-Request-Id), else a new one."""
     if header_length is None:
-        return _decode_dict(parse_json(body), b"", schema, outputs)
+        return _decode_dict(parse_json(body), b"", schema, outputs, caller_id)
     try:
         json_length = int(header_length)
     except ValueError as exc:
         raise BadRequest(f"Inference-Header-Content-Length must be an integer, got {header_length!r:.40}") from exc
     if not 0 < json_length <= len(body):
         raise BadRequest(f"Inference-Header-Content-Length is {json_length} but the body has {len(body)} bytes")
-    return _decode_dict(parse_json(body[:json_length]), body[json_length:], schema, outputs)
+    return _decode_dict(parse_json(body[:json_length]), body[json_length:], schema, outputs, caller_id)
 
 
-def _decode_dict(payload: Any, raw: bytes, schema: Schema, outputs: Sequence[str]) -> V2Request:
+def _decode_dict(
+    payload: Any, raw: bytes, schema: Schema, outputs: Sequence[str], caller_id: str | None = None
+) -> V2Request:
     if not isinstance(payload, dict):
         raise BadRequest(f'body must be a JSON object with "inputs", got a JSON {kind(payload)}')
     inputs = payload.get("inputs")
@@ -96,7 +102,7 @@ def _decode_dict(payload: Any, raw: bytes, schema: Schema, outputs: Sequence[str
         )
     return V2Request(
         rows=rows_from_tensors(tensors, schema),
-        id=request_id or str(uuid.uuid4()),
+        id=request_id or caller_id or str(uuid.uuid4()),
         binary_outputs=bool(parameters.get("binary_data_output", False)),
         params=parameters or None,
         requested=requested_outputs(payload.get("outputs"), outputs),

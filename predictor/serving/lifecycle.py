@@ -212,6 +212,8 @@ class Lifecycle:
         self.stopping.set()
         for loader in self.loaders.values():
             loader.stop()
+        if self.challenger is not None:
+            self.challenger.stop_following()
 
     def _after_first_load(self) -> None:
         """The first model has loaded (or failed to, the first time): start the challenger now, not sooner. Its

@@ -1,0 +1,282 @@
+"""The soak's verdict: failures per fault window, the prediction log and payload events against the answers, the
+server's memory, descriptors and threads over time, p99 per bucket of time; ``report.md``, ``report.json`` and a
+``timeline.png`` (what a reader would rather look at: load and failures over time with the fault windows shaded).
+
+Goals (issue 27): no failed request outside the fault windows, and inside each only what its fault explains (a
+Redis restart: 503 on by-id calls and nothing else); every answered call in the prediction log and in the payload
+events; memory, descriptors and threads within 10% after warm-up; p99 of every bucket outside the restart and kill
+windows within 2× of the quiet buckets' median. The last two are judged only for runs of 5 minutes or more (in a
+one-minute run warm-up is most of it) and only on a quiet machine mean anything: the suite's run reports them.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from tests.soak.load import DOORS, REFUSED, Outcome
+
+GROWTH_LIMIT = 0.10
+P99_LIMIT = 2.0
+# Faults whose windows latency is not judged in: the server is (partly) away.
+AWAY = ("killed", "restart", "SIGTERM")
+
+
+@dataclass(frozen=True)
+class Window:
+    name: str
+    start: float
+    end: float
+    tolerated: dict[str, set[str]]  # door → statuses its fault explains (besides 200)
+
+    def holds(self, t: float) -> bool:
+        return self.start <= t <= self.end
+
+
+@dataclass(frozen=True)
+class Resources:
+    t: float
+    pid: int
+    rss_mb: float
+    fds: int
+    threads: int
+
+
+@dataclass
+class Report:
+    minutes: float
+    calls: int
+    answered: int
+    by_window: dict[str, dict[str, int]]  # window (or "outside") → status → count
+    unexplained: list[str]  # "t door status request_id" of every failure no window explains
+    missing_log: list[str]
+    missing_events: list[str]
+    growth: dict[str, float]  # rss / fds / threads: last quiet sample over the first after warm-up, per pid group
+    p99_ms: list[tuple[float, float, bool]]  # bucket start, p99, quiet
+    checks: dict[str, bool]
+    windows: list[Window] = field(default_factory=list)
+    resources: list[Resources] = field(default_factory=list)
+    outcomes: list[Outcome] = field(default_factory=list)
+    judged_latency: bool = False
+
+    @property
+    def goals(self) -> dict[str, bool]:
+        goals = {
+            "no failure outside what each fault explains": not self.unexplained,
+            "every answered call in the prediction log": not self.missing_log,
+            "every answered call in the payload events": not self.missing_events,
+            **self.checks,
+        }
+        if self.judged_latency:
+            goals[f"memory, descriptors, threads grow ≤ {GROWTH_LIMIT:.0%}"] = all(
+                g <= GROWTH_LIMIT for g in self.growth.values()
+            )
+            quiet = [p for _, p, q in self.p99_ms if q]
+            ceiling = P99_LIMIT * statistics.median(quiet) if quiet else float("inf")
+            goals[f"p99 of every bucket ≤ {P99_LIMIT:g}× the quiet median"] = all(
+                p <= ceiling for start, p, _ in self.p99_ms if not self._away(start)
+            )
+        return goals
+
+    @property
+    def passed(self) -> bool:
+        return all(self.goals.values())
+
+    def _away(self, start: float) -> bool:
+        return any(
+            any(word in w.name for word in AWAY) and w.start < start + self.bucket_s and w.end > start
+            for w in self.windows
+        )
+
+    @property
+    def bucket_s(self) -> float:
+        return self.p99_ms[1][0] - self.p99_ms[0][0] if len(self.p99_ms) > 1 else 60.0
+
+    def summary(self) -> str:
+        lines = [f"soak of {self.minutes:g} min: {self.calls} calls, {self.answered} answered"]
+        lines += [f"  {'PASS' if ok else 'FAIL'}  {goal}" for goal, ok in self.goals.items()]
+        lines += [f"  unexplained: {u}" for u in self.unexplained[:10]]
+        return "\n".join(lines)
+
+    def write(self, out: Path) -> None:
+        data = {
+            "minutes": self.minutes,
+            "calls": self.calls,
+            "answered": self.answered,
+            "goals": self.goals,
+            "by_window": self.by_window,
+            "unexplained": self.unexplained,
+            "missing_log": self.missing_log[:100],
+            "missing_events": self.missing_events[:100],
+            "growth": self.growth,
+            "p99_ms": self.p99_ms,
+            "windows": [
+                {**asdict(w), "tolerated": {k: sorted(v) for k, v in w.tolerated.items()}} for w in self.windows
+            ],
+            "resources": [asdict(r) for r in self.resources],
+        }
+        (out / "report.json").write_text(json.dumps(data, indent=1))
+        (out / "report.md").write_text(self.markdown())
+        timeline(self, out / "timeline.png")
+
+    def markdown(self) -> str:
+        lines = [f"# Soak report ({self.minutes:g} minutes)", "", f"{self.calls} calls, {self.answered} answered.", ""]
+        lines += [
+            "| goal | |",
+            "|---|---|",
+            *(f"| {g} | {'pass' if ok else '**FAIL**'} |" for g, ok in self.goals.items()),
+        ]
+        lines += ["", "## Answers per window", "", "| window | from s | to s | answers |", "|---|---|---|---|"]
+        spans = {w.name: (w.start, w.end) for w in self.windows}
+        for name, statuses in self.by_window.items():
+            start, end = spans.get(name, (0.0, 0.0))
+            counts = ", ".join(f"{status}: {n}" for status, n in sorted(statuses.items()))
+            lines.append(f"| {name} | {start:.1f} | {end:.1f} | {counts} |")
+        lines += ["", "## Growth after warm-up", "", *(f"- {k}: {v:+.1%}" for k, v in self.growth.items())]
+        lines += ["", "## p99 per bucket", "", "| from s | p99 ms | quiet |", "|---|---|---|"]
+        lines += [f"| {s:.0f} | {p:.1f} | {'yes' if q else ''} |" for s, p, q in self.p99_ms]
+        if self.unexplained:
+            lines += ["", "## Unexplained failures", "", *(f"- {u}" for u in self.unexplained[:50])]
+        return "\n".join(lines) + "\n"
+
+
+def judge(
+    outcomes: Sequence[Outcome],
+    windows: Sequence[Window],
+    resources: Sequence[Resources],
+    prediction_log: Path,
+    events: Sequence[tuple[str, str]],
+    checks: dict[str, bool],
+    bucket_s: float,
+    minutes: float,
+) -> Report:
+    by_window: dict[str, Counter[str]] = defaultdict(Counter)
+    unexplained = []
+    for outcome in outcomes:
+        window = next((w for w in windows if w.holds(outcome.sent)), None)
+        key = "answered" if outcome.ok else f"{outcome.door} {outcome.status}"
+        by_window[window.name if window else "outside"][key] += 1
+        if outcome.ok or (window is not None and outcome.status in window.tolerated.get(outcome.door, set())):
+            continue
+        unexplained.append(f"{outcome.sent:.1f} s {outcome.door} {outcome.status} {outcome.request_id}")
+
+    answered = [o for o in outcomes if o.ok]
+    logged = _logged_request_ids(prediction_log)
+    kinds: dict[str, set[str]] = defaultdict(set)
+    for request_id, kind in events:
+        kinds[request_id].add(kind.rsplit(".", 1)[-1])
+    kill = [w for w in windows if "killed" in w.name]
+
+    def lost_to_kill(o: Outcome) -> bool:  # answered just before SIGKILL: its lines were still in that worker
+        return any(w.start - 2 <= o.sent <= w.start for w in kill)
+
+    missing_log = [o.request_id for o in answered if o.request_id not in logged and not lost_to_kill(o)]
+    missing_events = [
+        o.request_id for o in answered if kinds[o.request_id] != {"request", "response"} and not lost_to_kill(o)
+    ]
+    report = Report(
+        minutes=minutes,
+        calls=len(outcomes),
+        answered=len(answered),
+        by_window={name: dict(counts) for name, counts in by_window.items()},
+        unexplained=unexplained,
+        missing_log=missing_log,
+        missing_events=missing_events,
+        growth=_growth(resources, windows),
+        p99_ms=_p99s(outcomes, windows, bucket_s),
+        checks=checks,
+        windows=list(windows),
+        resources=list(resources),
+        outcomes=list(outcomes),
+        judged_latency=minutes >= 5,
+    )
+    return report
+
+
+def _logged_request_ids(path: Path) -> set[str]:
+    if not path.exists():
+        return set()
+    ids = set()
+    for line in path.read_text().splitlines():
+        entry = json.loads(line)
+        if entry.get("protocol") != "shadow":
+            ids.add(entry["request_id"])
+    return ids
+
+
+def _growth(resources: Sequence[Resources], windows: Sequence[Window]) -> dict[str, float]:
+    """Per server generation (before and after the restart): the sum over its processes of each measure, last
+    sample before the next fault that replaces processes over the first sample after a warm-up of two samples."""
+    restart = next((w.start for w in windows if "restart" in w.name), float("inf"))
+    growth: dict[str, float] = {}
+    for generation, keep in (("before restart", lambda t: t < restart), ("after restart", lambda t: t >= restart)):
+        times = sorted({r.t for r in resources if keep(r.t)})
+        if len(times) < 4:
+            continue
+        first, last = times[2], times[-1]
+        for measure in ("rss_mb", "fds", "threads"):
+            start = sum(getattr(r, measure) for r in resources if r.t == first)
+            end = sum(getattr(r, measure) for r in resources if r.t == last)
+            growth[f"{measure} {generation}"] = (end - start) / start if start else 0.0
+    return growth
+
+
+def _p99s(outcomes: Sequence[Outcome], windows: Sequence[Window], bucket_s: float) -> list[tuple[float, float, bool]]:
+    buckets: dict[int, list[float]] = defaultdict(list)
+    for outcome in outcomes:
+        if outcome.ok:
+            buckets[int(outcome.sent // bucket_s)].append(outcome.latency_ms)
+    rows = []
+    for index in sorted(buckets):
+        start = index * bucket_s
+        latencies = sorted(buckets[index])
+        p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
+        quiet = not any(w.start < start + bucket_s and w.end > start for w in windows)
+        rows.append((start, p99, quiet))
+    return rows
+
+
+def timeline(report: Report, path: Path) -> None:
+    """Calls per second by outcome, p99 per bucket and resident memory, with the fault windows shaded."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (calls, latency, memory) = plt.subplots(3, 1, figsize=(12, 8), sharex=True)
+    seconds = int(max((o.sent for o in report.outcomes), default=0)) + 1
+    series = {"answered": [0] * seconds, "refused": [0] * seconds, "failed": [0] * seconds}
+    for o in report.outcomes:
+        kind = "answered" if o.ok else "refused" if o.status == REFUSED else "failed"
+        series[kind][int(o.sent)] += 1
+    colours = {"answered": "tab:green", "refused": "tab:gray", "failed": "tab:red"}
+    for kind, counts in series.items():
+        calls.plot(range(seconds), counts, label=kind, color=colours[kind], linewidth=1)
+    calls.set_ylabel("calls / s")
+    calls.legend(loc="upper right")
+    latency.step([s for s, _, _ in report.p99_ms], [p for _, p, _ in report.p99_ms], where="post", color="tab:blue")
+    latency.set_ylabel("p99 ms")
+    by_pid: dict[int, list[Resources]] = defaultdict(list)
+    for r in report.resources:
+        by_pid[r.pid].append(r)
+    for pid, samples in by_pid.items():
+        memory.plot([r.t for r in samples], [r.rss_mb for r in samples], linewidth=1, label=str(pid))
+    memory.set_ylabel("RSS MB (per process)")
+    memory.set_xlabel("seconds since the load began")
+    for axis in (calls, latency, memory):
+        for w in report.windows:
+            axis.axvspan(w.start, w.end, color="tab:orange", alpha=0.15)
+    for number, w in enumerate(report.windows, 1):  # numbered on the chart, named below it
+        calls.annotate(str(number), (w.start, 0.98), xycoords=("data", "axes fraction"), va="top", fontsize=8)
+    names = "    ".join(f"{number}: {w.name}" for number, w in enumerate(report.windows, 1))
+    figure.text(0.01, 0.005, names, fontsize=7, wrap=True, va="bottom")
+    figure.suptitle(
+        f"Soak, {report.minutes:g} min, {len(DOORS)} doors: " + ("all goals met" if report.passed else "goals missed")
+    )
+    figure.tight_layout(rect=(0, 0.06, 1, 1))
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
