@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from predictor.config import ModelSpec, Settings
     from predictor.features import FeastFeatureSource
-    from predictor.metrics import Metrics
+    from predictor.metrics import Metrics, ShadowMetrics
     from predictor.monitoring.challenger import Challenger
     from predictor.monitoring.payload_events import PayloadLogger
     from predictor.monitoring.prediction_log import PredictionLog
@@ -47,15 +47,16 @@ def main() -> None:
     features = _feature_source(settings, metrics, on_shutdown)
     access, tls = _access(settings, metrics), _tls(settings)
     prediction_log = _prediction_log(settings, metrics, on_shutdown)
-    challenger = _challenger(settings, prediction_log, on_shutdown)  # shadows the first model
+    shadow_metrics = _shadow_metrics(settings)
+    challenger = _challenger(settings, prediction_log, on_shutdown, shadow_metrics)  # shadows the first model
+    per_model = _AliasChallengers(settings, prediction_log, shadow_metrics, on_shutdown)  # --shadow_alias
     drift = DriftMetrics.create()
     tracing = _tracing(on_shutdown)
     payload_logger = _payload_logger(settings, metrics, on_shutdown)
 
     def make_model(spec: ModelSpec, shadowed: bool = False) -> PredictorModel:
-        return PredictorModel(
-            settings, metrics, features, prediction_log, drift, challenger if shadowed else None, spec
-        )
+        own = challenger if shadowed and challenger is not None else per_model.for_model(spec)
+        return PredictorModel(settings, metrics, features, prediction_log, drift, own, spec)
 
     models = [make_model(spec, shadowed=i == 0) for i, spec in enumerate(settings.model_specs)]
     logs.silence_known_warnings()  # again: importing Feast put its "once" filters in front of ours
@@ -98,6 +99,11 @@ def _settings() -> Settings:
     from predictor.config import load_settings
 
     settings = load_settings()
+    if settings.shadow_model_uri and settings.shadow_alias:
+        sys.exit(
+            "error: --shadow_model_uri and --shadow_alias both name challengers: give one (--shadow_alias "
+            "shadows every registry model by its own alias; --shadow_model_uri the one model by any URI)"
+        )
     try:
         settings.model_specs  # noqa: B018  # checked here, before anything starts: --model must be NAME=URI
     except ValueError as exc:
@@ -107,7 +113,8 @@ def _settings() -> Settings:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(settings.mlflow_request_timeout_s))
-    logs.configure(settings.log_level, settings.log_format, settings.access_log or bool(settings.access_log_format))
+    # --access_log_format writes its own line per request (asgi-logger): uvicorn's would be a second one
+    logs.configure(settings.log_level, settings.log_format, settings.access_log and not settings.access_log_format)
     if settings.model_version is not None and not settings.model_version.isdigit():
         logging.getLogger("predictor").info("deployment label (--model-version): %s", settings.model_version)
     return settings
@@ -168,19 +175,29 @@ def _prediction_log(settings: Settings, metrics: Metrics, on_shutdown: ShutdownA
     return prediction_log
 
 
-def _challenger(
-    settings: Settings, prediction_log: PredictionLog | None, on_shutdown: ShutdownActions
-) -> Challenger | None:
-    if not settings.shadow_model_uri:
+def _shadow_metrics(settings: Settings) -> ShadowMetrics | None:
+    if not (settings.shadow_model_uri or settings.shadow_alias):
         return None
     from predictor.metrics import ShadowMetrics
+
+    return ShadowMetrics.create()  # one set of series for every challenger (labelled by model)
+
+
+def _challenger(
+    settings: Settings,
+    prediction_log: PredictionLog | None,
+    on_shutdown: ShutdownActions,
+    metrics: ShadowMetrics | None,
+) -> Challenger | None:
+    if not settings.shadow_model_uri or metrics is None:
+        return None
     from predictor.model import load_options_of
     from predictor.monitoring.challenger import Challenger
 
     challenger = Challenger(
         settings.shadow_model_uri,
         settings.model_name,
-        ShadowMetrics.create(),
+        metrics,
         load_options_of(settings),
         sample_rate=settings.shadow_sample_rate,
         busy_share=settings.shadow_busy_share,
@@ -189,6 +206,51 @@ def _challenger(
     )
     on_shutdown.insert(0, challenger.close)  # before the log closes: the shadow's last lines go to it
     return challenger
+
+
+class _AliasChallengers:
+    """``--shadow_alias ALIAS``: each registry model served gets a challenger following ``models:/NAME@ALIAS``,
+    optional (most models have none: quietly nothing until the alias names a version)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        prediction_log: PredictionLog | None,
+        metrics: ShadowMetrics | None,
+        on_shutdown: ShutdownActions,
+    ) -> None:
+        self.settings = settings
+        self.prediction_log = prediction_log
+        self.metrics = metrics
+        self.made: list[Challenger] = []
+        on_shutdown.insert(0, self.close)  # before the log closes: the shadows' last lines go to it
+
+    def for_model(self, spec: ModelSpec) -> Challenger | None:
+        from predictor.models.registry import registered_model_name
+
+        alias, name = self.settings.shadow_alias, registered_model_name(spec.uri)
+        if not alias or name is None or self.metrics is None:
+            return None
+        from predictor.model import load_options_of
+        from predictor.monitoring.challenger import Challenger
+
+        challenger = Challenger(
+            f"models:/{name}@{alias}",
+            spec.name,
+            self.metrics,
+            load_options_of(self.settings),
+            sample_rate=self.settings.shadow_sample_rate,
+            busy_share=self.settings.shadow_busy_share,
+            poll_interval_s=self.settings.poll_interval_s,
+            prediction_log=self.prediction_log,
+            optional=True,
+        )
+        self.made.append(challenger)
+        return challenger
+
+    def close(self) -> None:
+        for challenger in self.made:
+            challenger.close()
 
 
 if __name__ == "__main__":

@@ -308,6 +308,13 @@ class Settings:
         "reach clients: model_shadow_* metrics, GET /admin/shadow and the prediction log compare them.",
         env="PREDICTOR_SHADOW_MODEL_URI",
     )
+    shadow_alias: str | None = _opt(
+        None,
+        "Shadow-score each served registry model (models:/NAME… URIs, --registry_alias) by the version of the same "
+        "registered model that holds this alias (e.g. challenger), as --shadow_model_uri does for one model; "
+        "followed like the served model: gaining the alias starts it, losing it stops it.",
+        env="PREDICTOR_SHADOW_ALIAS",
+    )
     shadow_sample_rate: float = _opt(
         1.0, "Share of live requests the shadow model scores (0..1).", env="PREDICTOR_SHADOW_SAMPLE_RATE"
     )

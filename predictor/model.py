@@ -110,6 +110,7 @@ class PredictorModel(Model):
         self.serving: Serving | None = None
         self.previous: Serving | None = None  # kept loaded: rollback is a pointer flip
         self.ready = False
+        self.load_failed: str | None = None  # why the last load failed, as a client may read it (the loader's)
         # A series from the start, so "model not loaded" alerts see a pod that never managed to load.
         metrics.loaded.labels(self.name, "none").set(0)
 
@@ -260,6 +261,11 @@ class PredictorModel(Model):
         if version is not None and self.ready:
             raise ModelNotFoundError(
                 f"version {version!r:.40} of {self.name} is not loaded; loaded: {', '.join(self.versions())}"
+            )
+        if self.load_failed is not None:
+            raise ModelNotReadyError(
+                f"model {self.name} {self.load_failed}; it is retried in the background: "
+                f"GET /v2/models/{self.name}/ready says why"
             )
         raise ModelNotReadyError(
             f"model {self.name} is still loading or its registry is unreachable; "

@@ -172,7 +172,7 @@ NEEDS_PROCESSES = frozenset({"demo_server", "predictors", "tracking_uri", "regis
 STARTS_PROCESSES = re.compile(
     r"start_predictor\(|Popen\(|subprocess\.|wait_ready\(|_server\(|\bmake\(|\brender\(|kubectl\(|run_hey\(|serve\("
     r"|register_demo_model\(|bootstrap\(|\.save\(|save_\w*\(|log_model\(|TestClient\(|\bstart\(|wait_live\("
-    r"|run_shell\("
+    r"|run_shell\(|Soak\("
 )
 
 

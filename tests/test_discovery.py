@@ -15,18 +15,28 @@ import httpx
 import pytest
 
 from predictor.demo.training import register_demo_model
-from tests.servers import SEED_ROWS, PredictorProcess, free_port, mlflow_server, start_predictor, wait_until
+from tests.servers import (
+    SEED_ROWS,
+    PredictorProcess,
+    free_port,
+    mlflow_server,
+    scrape,
+    start_predictor,
+    total,
+    wait_until,
+)
 
 ALIAS = "production"
 
 
-def register(registry_dir: Path, name: str, seed: int) -> str:
+def register(registry_dir: Path, name: str, seed: int, alias: str = ALIAS) -> str:
     registered = register_demo_model(
         f"sqlite:///{registry_dir}/mlflow.db",
         name=name,
         seed=seed,
         n_estimators=10,
         artifact_root=registry_dir / "artifacts",
+        alias=alias,
         stage=None,
     )
     return registered.version
@@ -58,6 +68,7 @@ def server(registry_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
             "name LIKE 'pm_%'",
             "--poll_interval_s",
             "1",
+            *("--shadow_alias", "challenger", "--shadow_busy_share", "0"),
         )
         wait_until(lambda: served(predictor) >= {"pm_pumps", "pm_fans"}, 120, 0.5, "both pm_ models served")
         yield predictor.wait_ready(), tracking
@@ -121,3 +132,35 @@ def test_models_come_and_go_with_the_alias_while_the_others_answer_every_request
         stop.set()
         worker.join(timeout=60)
     assert statuses[200] > 0 and set(statuses) == {200}, statuses
+
+
+def test_with_shadow_alias_a_model_gaining_that_alias_is_shadow_scored_by_it_and_losing_it_stops_that(
+    server: tuple[PredictorProcess, str], registry_dir: Path
+) -> None:
+    """``--shadow_alias challenger``: each served model is shadowed by its own @challenger, when it has one."""
+    predictor, tracking = server
+
+    def shadows() -> dict[str, dict[str, object]]:
+        answer = httpx.get(f"{predictor.http_url}/admin/shadow", timeout=10).json()
+        assert answer["shadow_alias"] == "challenger"
+        return answer["models"]
+
+    wait_until(lambda: shadows().get("pm_pumps", {}).get("absent") is not None, 60, 0.5, "no challenger yet")
+    version = register(registry_dir, "pm_pumps", seed=11, alias="challenger")
+    wait_until(lambda: shadows()["pm_pumps"]["shadow_version"] == version, 90, 0.5, "the challenger loaded")
+    assert shadows()["pm_pumps"]["last_error"] is None and shadows()["pm_pumps"]["absent"] is None
+
+    def scored() -> float:
+        predict(predictor, "pm_pumps")
+        return total(scrape(predictor.http_url), "model_shadow_predictions_total", model_name="pm_pumps")
+
+    wait_until(lambda: scored() > 0, 60, 0.5, "pm_pumps shadow-scored")
+    fans = shadows().get("pm_fans")
+    assert fans is None or (fans["shadow_version"] is None and fans["last_error"] is None)  # no alias: quietly none
+
+    from mlflow import MlflowClient
+
+    MlflowClient(tracking_uri=tracking, registry_uri=tracking).delete_registered_model_alias("pm_pumps", "challenger")
+    wait_until(lambda: shadows()["pm_pumps"]["shadow_version"] is None, 60, 0.5, "the challenger retired")
+    assert shadows()["pm_pumps"]["absent"] is not None
+    assert predict(predictor, "pm_pumps") == 200

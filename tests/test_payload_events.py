@@ -20,7 +20,7 @@ from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from predictor.monitoring.payload_events import REQUEST_TYPE, RESPONSE_TYPE, PayloadLogger
 from tests import model_zoo
 from tests.grpc_calls import stub
-from tests.servers import PredictorProcess, free_port, scrape, start_predictor, total
+from tests.servers import PredictorProcess, free_port, scrape, start_predictor, total, wait_until
 
 NAME = "pumps"
 
@@ -200,3 +200,31 @@ def test_events_spooled_before_a_restart_are_sent_after_it(tmp_path: Path) -> No
     finally:
         sink.stop()
     assert list(tmp_path.glob("*.event")) == []
+
+
+def test_mode_request_sends_only_request_events_and_access_log_format_writes_a_line_per_call(
+    sink: Sink, tmp_path: Path
+) -> None:
+    """``--payload_log_mode request``; and ``--access_log_format`` (KServe's flag), on the same server."""
+    model_zoo.zoo_builders()["forest-columns"]().save(tmp_path / "model")
+    flags = (
+        "--model_uri", str(tmp_path / "model"), "--payload_log_url", sink.url, "--payload_log_mode", "request",
+        "--access_log_format", 'ACCESS %(h)s "%(r)s" %(s)s',
+    )  # fmt: skip
+    process = start_predictor("sqlite:///" + str(tmp_path / "unused.db"), tmp_path, *flags, model_name=NAME)
+    try:
+        process.wait_ready()
+        path, body = BODIES["v1"]
+        for number in range(4):
+            headers = {"X-Request-Id": f"only-requests-{number}"}
+            assert httpx.post(process.http_url + path, json=body, headers=headers, timeout=30).status_code == 200
+        # One sender, in order: once the last call's request event is in, a response event of the calls before it
+        # (queued right behind their requests) would be in too.
+        wait_until(lambda: bool(sink.of("only-requests-3")), 30, 0.05, "the last request event")
+        assert {ce_type for n in range(3) for ce_type in sink.of(f"only-requests-{n}")} == {REQUEST_TYPE}
+        wait_until(lambda: process.log(100_000).count('"POST /v1/models/pumps:predict HTTP/1.1" 200') >= 4, 10, 0.1)
+        calls = [line for line in process.log(100_000).splitlines() if "POST /v1/models/pumps:predict" in line]
+        assert len(calls) == 4 and all(line.startswith("ACCESS 127.0.0.1:") for line in calls)  # one each, as asked
+        assert "uvicorn.access" not in process.log(100_000)  # and not a second one from uvicorn
+    finally:
+        process.stop()

@@ -32,9 +32,12 @@ class AliasFollower:
         interval_s: float,
         stopping: threading.Event,
         what: str = "model",
+        absent: Callable[[], None] | None = None,
     ) -> None:
         """``held``: the version the owner holds now (None: nothing); ``adopt``: load and switch to a source
-        (raising when it cannot: the owner keeps what it holds)."""
+        (raising when it cannot: the owner keeps what it holds). ``absent``: the registry says the reference names
+        nothing (an alias no version holds): the owner lets go of what it holds, and the reference is checked on
+        every poll until it names a version again; without it, that is a failure like any other."""
         self.uri = uri
         self.tracking_uri = tracking_uri
         self.held = held
@@ -43,6 +46,8 @@ class AliasFollower:
         self.stopping = stopping
         self.what = what  # for log lines
         self.last_error: str | None = None
+        self.absent = absent
+        self.absence: str | None = None  # why the reference names nothing, while it does not
         self._named: str | None = None  # the version the reference named at the last good check
         self._lock = threading.Lock()  # one check at a time (poll thread, admin reload, webhook)
         self._wake = threading.Event()
@@ -60,16 +65,28 @@ class AliasFollower:
                 held = self.held()
                 if held is not None and source.version in (held, self._named):
                     # in step, or the registry has not moved since an operator rolled back: keep what is held
-                    self._named, self.last_error = source.version, None
+                    self._named, self.last_error, self.absence = source.version, None, None
                     return held
                 log.info("registry: %s now names version %s; loading the %s", source.uri, source.version, self.what)
                 self.adopt(source)
-                self._named, self.last_error = source.version, None
+                self._named, self.last_error, self.absence = source.version, None, None
                 return source.version
-            except Exception as exc:  # what is held keeps serving
-                self.last_error = str(exc)
-                log.error("registry check for the %s failed, keeping version %s: %s", self.what, self.held(), exc)
+            except registry.NotRegistered as exc:
+                if self.absent is None:
+                    self._failed(exc)
+                    return None
+                if self.absence is None:  # once, not every poll: most models have no challenger
+                    log.info("registry: %s names no version; no %s", self.uri, self.what)
+                self.absence, self.last_error, self._named = str(exc), None, None
+                self.absent()
                 return None
+            except Exception as exc:  # what is held keeps serving
+                self._failed(exc)
+                return None
+
+    def _failed(self, exc: Exception) -> None:
+        self.last_error = str(exc)
+        log.error("registry check for the %s failed, keeping version %s: %s", self.what, self.held(), exc)
 
     def wake(self) -> None:
         """Check now (admin reload, registry webhook) instead of at the next poll."""
@@ -83,7 +100,7 @@ class AliasFollower:
             self._wake.wait(self.interval_s)
             self._wake.clear()
         while not self.stopping.is_set():
-            if self.check() is not None:
+            if self.check() is not None or self.absence is not None:
                 attempt = 0
                 if not self.follows_a_moving_reference or self.interval_s <= 0:
                     return

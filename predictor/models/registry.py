@@ -119,6 +119,24 @@ def import_client() -> None:
     import_modules(*CLIENT_MODULES)
 
 
+class RegistryError(Exception):
+    """The registry could not say which version a URI names (unreachable, or an answer that is not MLflow's).
+    Not a client's error class: a load that fails on it answers ``ModelLoadError`` (``serving/loading.py``)."""
+
+
+class NotRegistered(RegistryError):
+    """The registry answered: no such model, or no version holds that alias (not an outage)."""
+
+
+def _not_registered(exc: Exception) -> bool:
+    """MLflow's answer for a missing model (RESOURCE_DOES_NOT_EXIST) or alias (INVALID_PARAMETER_VALUE "Registered
+    model alias … not found"), from a database store or a tracking server alike."""
+    code, text = getattr(exc, "error_code", None), str(exc).lower()
+    return code == "RESOURCE_DOES_NOT_EXIST" or (
+        code == "INVALID_PARAMETER_VALUE" and "alias" in text and "not found" in text
+    )
+
+
 def resolve(uri: str, tracking_uri: str) -> ModelSource:
     """Ask the registry which version ``uri`` means right now."""
     import_client()
@@ -130,7 +148,8 @@ def resolve(uri: str, tracking_uri: str) -> ModelSource:
         try:
             name, version = get_model_name_and_version(client, uri)
         except Exception as exc:  # MlflowException, connection errors, a model without that alias…
-            raise ModelLoadError(f"cannot resolve {uri} in the registry at {tracking_uri}: {_first_line(exc)}") from exc
+            why = f"cannot resolve {uri} in the registry at {tracking_uri}: {_first_line(exc)}"
+            raise (NotRegistered(why) if _not_registered(exc) else RegistryError(why)) from exc
         return ModelSource(uri, str(version), f"models:/{name}/{version}", registered_name=name)
     if uri.startswith("runs:/"):
         run_id = uri.removeprefix("runs:/").split("/", 1)[0]
@@ -408,3 +427,10 @@ def _read_document(path: Path) -> Any:
     except (OSError, ValueError) as exc:
         log.warning("unreadable %s (%s): loading the model without it", path, exc)
         return None
+
+
+def registered_model_name(uri: str) -> str | None:
+    """NAME of ``models:/NAME@alias``, ``models:/NAME/3`` or ``models:/NAME/Production``; None for other URIs."""
+    if not uri.startswith("models:/"):
+        return None
+    return uri.removeprefix("models:/").split("@", 1)[0].split("/", 1)[0] or None

@@ -47,8 +47,11 @@ class Challenger:
         poll_interval_s: float = 10.0,
         prediction_log: PredictionLog | None = None,
         busy_share: float = BUSY_SHARE,
+        optional: bool = False,
     ) -> None:
-        """``busy_share``: this process's CPU share above which the shadow sheds (0: never)."""
+        """``busy_share``: this process's CPU share above which the shadow sheds (0: never). ``optional``: a
+        reference that names no version (an alias no version holds, --shadow_alias) means no challenger, quietly,
+        until it names one; else it is an error like a registry outage."""
         self.uri = uri
         self.model_name = model_name
         self.metrics = metrics
@@ -66,7 +69,9 @@ class Challenger:
             interval_s=poll_interval_s,
             stopping=self._stopping,
             what="challenger",
+            absent=self._retire if optional else None,
         )
+        self._started = False
         self._scorers: dict[str, ShadowScorer] = {}  # live version -> scorer for the loaded challenger
         self._refused: dict[str, str] = {}  # live version -> why the challenger cannot score its rows
         self._lock = threading.Lock()
@@ -151,9 +156,13 @@ class Challenger:
     def last_error(self) -> str | None:
         if self.follower.last_error is not None:
             return self.follower.last_error
-        return None if self.loaded is not None else f"loading {self.uri}"
+        return None if self.loaded is not None or self.follower.absence else f"loading {self.uri}"
 
     def start(self) -> None:
+        """Follow the reference (once: a model loaded again after an eviction keeps its challenger)."""
+        if self._started:
+            return
+        self._started = True
         threading.Thread(target=self.follower.run, name="shadow-loader", daemon=True).start()
 
     def stop_following(self) -> None:
@@ -181,6 +190,19 @@ class Challenger:
             self.sample_rate * 100,
         )
 
+    def _retire(self) -> None:
+        """The reference names no version (any more): nothing shadows until it names one again."""
+        with self._lock:
+            retired, self._scorers, self._refused = list(self._scorers.values()), {}, {}
+            previous, self.loaded = self.loaded, None
+        for scorer in retired:
+            scorer.close()
+        if previous is not None:
+            previous.close()
+            log.info(
+                "shadow: %s names no version now; challenger version %s retired", self.uri, previous.source.version
+            )
+
     def _held(self) -> str | None:
         loaded = self.loaded
         return loaded.source.version if loaded is not None and loaded.alive else None
@@ -195,6 +217,7 @@ class Challenger:
             "shadow_pid": loaded.pid if loaded else None,
             "sample_rate": self.sample_rate,
             "last_error": self.last_error,
+            "absent": self.follower.absence,
             "refused": dict(self._refused),
             "scorers": [scorer.snapshot() for scorer in list(self._scorers.values())],
         }

@@ -14,6 +14,7 @@ import ssl
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from socket import socket
+from typing import Any
 
 from fastapi import FastAPI
 from kserve.protocol.dataplane import DataPlane
@@ -115,10 +116,11 @@ class HttpServer(RESTServer):
         self.create_application()  # type: ignore[no-untyped-call]  # KServe leaves it unannotated
         served = self._front(import_from_string(FASTAPI_APP))
         if self.access_log_format:  # outermost, so that the front's answers are logged too
-            from asgi_logger import AccessLoggerMiddleware
+            import asgi_logger  # kserve[logging]: KServe's own middleware for this flag
 
             logging.getLogger("uvicorn.access").handlers = []
-            served = AccessLoggerMiddleware(served, format=self.access_log_format)
+            middleware: Any = getattr(asgi_logger, "AccessLoggerMiddleware")  # noqa: B009  # typed for asgiref's app
+            served = middleware(served, format=self.access_log_format)
             logging.getLogger("access").propagate = False
         self.config.app = served  # uvicorn serves an app object as it is (a string it would import)
         await self.uvicorn.serve(sockets=[sock] if sock is not None else None)

@@ -26,6 +26,7 @@ from predictor.serving.loading import ModelLoader, start_thread
 
 if TYPE_CHECKING:
     from predictor.features import FeatureSource
+    from predictor.monitoring.challenger import Challenger
 
 log = logging.getLogger(__name__)
 
@@ -65,11 +66,10 @@ class Lifecycle:
         return self.table.default
 
     def add(self, model: PredictorModel, start: bool = True) -> ModelLoader:
-        first = model is self.table.first() and model.challenger is not None
-        then = self._after_first_load if first else self._mark_if_ready
-
         def after_first_load() -> None:
-            then()
+            self._mark_if_ready()
+            if model.challenger is not None:
+                self._start_challenger(model.challenger)
             self.make_room(keep=model.name)
 
         loader = ModelLoader(self.settings, model, after_first_load)
@@ -141,6 +141,8 @@ class Lifecycle:
         self.table.remove(name)
         if loader is not None:
             loader.unload()
+            if loader.model.challenger is not None:
+                loader.model.challenger.close()
 
     def _discovery(self) -> RegistryDiscovery | None:
         alias = self.settings.registry_alias
@@ -212,16 +214,15 @@ class Lifecycle:
         self.stopping.set()
         for loader in self.loaders.values():
             loader.stop()
-        if self.challenger is not None:
-            self.challenger.stop_following()
+            if loader.model.challenger is not None:
+                loader.model.challenger.stop_following()
 
-    def _after_first_load(self) -> None:
-        """The first model has loaded (or failed to, the first time): start the challenger now, not sooner. Its
-        thread and a loader importing MLflow at once can deadlock MLflow's imports (``models/imports.py``)."""
-        self._mark_if_ready()
+    @staticmethod
+    def _start_challenger(challenger: Challenger) -> None:
+        """Its model has loaded (or failed to, the first time): start the challenger now, not sooner. Its thread
+        and a loader importing MLflow at once can deadlock MLflow's imports (``models/imports.py``)."""
         registry.import_client()
-        if self.challenger is not None:
-            self.challenger.start()
+        challenger.start()
 
     def _mark_if_ready(self) -> None:
         if self.settings.worker_state_dir is None:
@@ -270,10 +271,15 @@ class Lifecycle:
 
     def shadow(self) -> dict[str, Any]:
         """``GET /admin/shadow``: the challenger, or how to configure one."""
+        if self.settings.shadow_alias:  # one challenger per registry model
+            shadowed = {name: loader.model.challenger for name, loader in sorted(self.loaders.items())}
+            models = {name: challenger.status() for name, challenger in shadowed.items() if challenger is not None}
+            return {"shadow_alias": self.settings.shadow_alias, "models": models}
         challenger = self.challenger
         if challenger is None:
             raise ModelNotFoundError(
-                "no shadow model is configured: start with --shadow_model_uri models:/NAME@challenger"
+                "no shadow model is configured: start with --shadow_model_uri models:/NAME@challenger "
+                "(one model) or --shadow_alias challenger (each registry model by its own alias)"
             )
         return challenger.status()
 

@@ -132,7 +132,9 @@ class ModelLoader:
         except Exception as exc:
             metrics.loads.labels(name, "failed").inc()
             self.load_error = f"model load failed: {exc}"
+            self.model.load_failed = _client_reason(exc)
             raise ModelLoadError(f"model {name}: {self.load_error}") from exc
+        self.model.load_failed = None
         metrics.loads.labels(name, "ok").inc()
         metrics.load_seconds.labels(name).observe(time.perf_counter() - started)
         self.load_error = None
@@ -194,3 +196,13 @@ def _freeze_long_lived() -> None:
 
 def start_thread(target: Callable[[], object], name: str) -> None:
     threading.Thread(target=target, name=name, daemon=True).start()
+
+
+def _client_reason(exc: Exception) -> str:
+    """Why a load failed, in words a client may read (the details, which can quote a model's own exception or the
+    server's paths, are for the readiness route and the log)."""
+    if isinstance(exc, registry.NotRegistered):
+        return "is not in its registry under its URI (no such model, or no version holds its alias)"
+    if isinstance(exc, registry.RegistryError):
+        return "cannot be loaded: its registry is unreachable or did not answer as MLflow does"
+    return "failed to load (its files, its flavor, or its warm-up prediction)"

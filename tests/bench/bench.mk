@@ -28,3 +28,6 @@ bench-growth: install ## throughput and p99 as rows and concurrency grow; writes
 .PHONY: drift-chart
 drift-chart: install ## a drift run against a real Prometheus; redraws tests/bench/figures/drift.png from its answers (~2 min)
 	$(PY) -m tests.bench.drift_chart
+.PHONY: bench-many
+bench-many: install ## issue 24's rows: memory of 1 vs 50 models, a cold model's first answer, warm load while others load, --workers 2 PSS (~5 min)
+	$(PY) -m tests.bench.many_models

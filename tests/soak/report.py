@@ -58,6 +58,7 @@ class Report:
     growth: dict[str, float]  # rss / fds / threads: last quiet sample over the first after warm-up, per pid group
     p99_ms: list[tuple[float, float, bool]]  # bucket start, p99, quiet
     checks: dict[str, bool]
+    lost_to_kill: dict[str, int]  # answered just before a SIGKILL, still in the killed worker's memory
     windows: list[Window] = field(default_factory=list)
     resources: list[Resources] = field(default_factory=list)
     outcomes: list[Outcome] = field(default_factory=list)
@@ -113,6 +114,7 @@ class Report:
             "missing_log": self.missing_log[:100],
             "missing_events": self.missing_events[:100],
             "growth": self.growth,
+            "lost_to_kill": self.lost_to_kill,
             "p99_ms": self.p99_ms,
             "windows": [
                 {**asdict(w), "tolerated": {k: sorted(v) for k, v in w.tolerated.items()}} for w in self.windows
@@ -136,7 +138,10 @@ class Report:
             start, end = spans.get(name, (0.0, 0.0))
             counts = ", ".join(f"{status}: {n}" for status, n in sorted(statuses.items()))
             lines.append(f"| {name} | {start:.1f} | {end:.1f} | {counts} |")
-        lines += ["", "## Growth after warm-up", "", *(f"- {k}: {v:+.1%}" for k, v in self.growth.items())]
+        lost = ", ".join(f"{where}: {n}" for where, n in self.lost_to_kill.items())
+        lines += ["", f"Answered in the 2 s before the SIGKILL and lost with the killed worker's memory: {lost}."]
+        lines += ["", "## Growth after warm-up (the largest over the processes, each over its own life)", ""]
+        lines += [f"- {k}: {v:+.1%}" for k, v in self.growth.items()]
         lines += ["", "## p99 per bucket", "", "| from s | p99 ms | quiet |", "|---|---|---|"]
         lines += [f"| {s:.0f} | {p:.1f} | {'yes' if q else ''} |" for s, p, q in self.p99_ms]
         if self.unexplained:
@@ -174,10 +179,11 @@ def judge(
     def lost_to_kill(o: Outcome) -> bool:  # answered just before SIGKILL: its lines were still in that worker
         return any(w.start - 2 <= o.sent <= w.start for w in kill)
 
-    missing_log = [o.request_id for o in answered if o.request_id not in logged and not lost_to_kill(o)]
-    missing_events = [
-        o.request_id for o in answered if kinds[o.request_id] != {"request", "response"} and not lost_to_kill(o)
-    ]
+    unlogged = [o for o in answered if o.request_id not in logged]
+    unsent = [o for o in answered if kinds[o.request_id] != {"request", "response"}]
+    missing_log = [o.request_id for o in unlogged if not lost_to_kill(o)]
+    missing_events = [o.request_id for o in unsent if not lost_to_kill(o)]
+    killed = {"prediction log": sum(map(lost_to_kill, unlogged)), "payload events": sum(map(lost_to_kill, unsent))}
     report = Report(
         minutes=minutes,
         calls=len(outcomes),
@@ -186,9 +192,10 @@ def judge(
         unexplained=unexplained,
         missing_log=missing_log,
         missing_events=missing_events,
-        growth=_growth(resources, windows),
+        growth=_growth(resources),
         p99_ms=_p99s(outcomes, windows, bucket_s),
         checks=checks,
+        lost_to_kill=killed,
         windows=list(windows),
         resources=list(resources),
         outcomes=list(outcomes),
@@ -208,20 +215,23 @@ def _logged_request_ids(path: Path) -> set[str]:
     return ids
 
 
-def _growth(resources: Sequence[Resources], windows: Sequence[Window]) -> dict[str, float]:
-    """Per server generation (before and after the restart): the sum over its processes of each measure, last
-    sample before the next fault that replaces processes over the first sample after a warm-up of two samples."""
-    restart = next((w.start for w in windows if "restart" in w.name), float("inf"))
+def _growth(resources: Sequence[Resources]) -> dict[str, float]:
+    """Per process (the supervisor, each worker, each restarted one): each measure's change from its second sample
+    (after warm-up) to its last; the largest over the processes with at least three samples. A process replaced
+    by a fault (SIGKILL, restart) is judged over its own life, not summed with its successor's."""
+    by_pid: dict[int, list[Resources]] = defaultdict(list)
+    for sample in resources:
+        by_pid[sample.pid].append(sample)
     growth: dict[str, float] = {}
-    for generation, keep in (("before restart", lambda t: t < restart), ("after restart", lambda t: t >= restart)):
-        times = sorted({r.t for r in resources if keep(r.t)})
-        if len(times) < 4:
+    for samples in by_pid.values():
+        if len(samples) < 3:
             continue
-        first, last = times[2], times[-1]
+        samples.sort(key=lambda r: r.t)
+        warm, last = samples[1], samples[-1]
         for measure in ("rss_mb", "fds", "threads"):
-            start = sum(getattr(r, measure) for r in resources if r.t == first)
-            end = sum(getattr(r, measure) for r in resources if r.t == last)
-            growth[f"{measure} {generation}"] = (end - start) / start if start else 0.0
+            start = getattr(warm, measure)
+            change = (getattr(last, measure) - start) / start if start else 0.0
+            growth[measure] = max(growth.get(measure, change), change)
     return growth
 
 

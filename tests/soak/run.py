@@ -332,7 +332,7 @@ class Soak:
         return True
 
     async def sample_resources(self, current: Callable[[], PredictorProcess]) -> None:
-        every_s = max(2.0, self.minutes * 6)
+        every_s = max(2.0, self.minutes * 2)
         while True:
             await asyncio.sleep(every_s)
             try:
