@@ -150,8 +150,8 @@ class Servicer(InferenceServicer):
             return await run()
         metadata = {key: value for key, value in (context.invocation_metadata() or ()) if isinstance(value, str)}
         with self.tracing.server_span(f"{SERVICE}/ModelInfer", metadata, self.codec.name) as trace:
-            # trailing metadata: sent with the answer, or with the error
-            context.set_trailing_metadata(((TRACERESPONSE, trace.response),))
+            if trace.response is not None:  # trailing metadata: sent with the answer, or with the error
+                context.set_trailing_metadata(((TRACERESPONSE, trace.response),))
             try:
                 return await run()
             except Exception as exc:
