@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from kserve.protocol.infer_type import InferResponse
 
 from predictor.demo.columns import FEATURE_NAMES
 from tests.bench.load import run_hey
@@ -83,9 +84,8 @@ def answers(server: PredictorProcess, name: str) -> dict[str, Any]:
             else next(o["data"][0] for o in reply["outputs"] if o["name"] == "predictions")
         )
     with stub(server.grpc_target) as client:
-        reply = client.ModelInfer(infer_request(name, SEED_ROWS[:1]), timeout=30)
-        predictions = next(o for o in reply.outputs if o.name == "predictions")
-        seen["grpc"] = (list(predictions.contents.int64_contents) or list(predictions.contents.fp64_contents))[0]
+        reply = InferResponse.from_grpc(client.ModelInfer(infer_request(name, SEED_ROWS[:1]), timeout=30))
+        seen["grpc"] = next(o for o in reply.outputs if o.name == "predictions").as_numpy().tolist()[0]
     return seen
 
 
