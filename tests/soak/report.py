@@ -245,7 +245,8 @@ def _p99s(outcomes: Sequence[Outcome], windows: Sequence[Window], bucket_s: floa
         start = index * bucket_s
         latencies = sorted(buckets[index])
         p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
-        quiet = not any(w.start < start + bucket_s and w.end > start for w in windows)
+        # the first bucket is warm-up (connections, first batches): never the quiet reference
+        quiet = index > 0 and not any(w.start < start + bucket_s and w.end > start for w in windows)
         rows.append((start, p99, quiet))
     return rows
 
