@@ -7,11 +7,8 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -20,60 +17,10 @@ from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from predictor.monitoring.payload_events import REQUEST_TYPE, RESPONSE_TYPE, PayloadLogger
 from tests import model_zoo
 from tests.grpc_calls import stub
+from tests.payload_sink import Sink
 from tests.servers import PredictorProcess, free_port, scrape, start_predictor, total, wait_until
 
 NAME = "pumps"
-
-
-class Sink:
-    """An HTTP endpoint keeping every event posted to it; ``stop`` and ``start`` take it down and up on one port."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.events: list[tuple[dict[str, str], bytes]] = []
-        self.lock = threading.Lock()
-        self.server: ThreadingHTTPServer | None = None
-
-    def start(self) -> None:
-        events, lock = self.events, self.lock
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                with lock:
-                    events.append(({k.lower(): v for k, v in self.headers.items()}, body))
-                self.send_response(202)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def stop(self) -> None:
-        if self.server is not None:
-            self.server.shutdown()
-            self.server.server_close()
-            self.server = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/events"
-
-    def of(self, request_id: str) -> dict[str, tuple[dict[str, str], bytes]]:
-        with self.lock:
-            return {h["ce-type"]: (h, b) for h, b in self.events if h.get("ce-id") == request_id}
-
-    def wait_for(self, request_ids: list[str], timeout_s: float = 60) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if all(len(self.of(request_id)) == 2 for request_id in request_ids):
-                return
-            time.sleep(0.05)
-        missing = [r for r in request_ids if len(self.of(r)) != 2]
-        raise AssertionError(f"{len(missing)} calls without both events after {timeout_s} s, e.g. {missing[:3]}")
 
 
 @pytest.fixture(scope="module")

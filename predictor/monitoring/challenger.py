@@ -176,13 +176,7 @@ class Challenger:
             return
         log.info("shadow: loading challenger %s (version %s) in its own process", source.uri, source.version)
         loaded = ShadowProcess(source, self.load_options)
-        with self._lock:
-            retired, self._scorers, self._refused = list(self._scorers.values()), {}, {}
-            previous, self.loaded = self.loaded, loaded
-        for scorer in retired:
-            scorer.close()
-        if previous is not None:
-            previous.close()
+        self._replace(loaded)
         log.info(
             "shadow: challenger version %s (process %s) scores %.0f%% of live requests",
             loaded.source.version,
@@ -192,16 +186,22 @@ class Challenger:
 
     def _retire(self) -> None:
         """The reference names no version (any more): nothing shadows until it names one again."""
+        previous = self._replace(None)
+        if previous is not None:
+            log.info(
+                "shadow: %s names no version now; challenger version %s retired", self.uri, previous.source.version
+            )
+
+    def _replace(self, loaded: ShadowProcess | None) -> ShadowProcess | None:
+        """``loaded`` scores from now on; the scorers and the process before it are closed (and returned)."""
         with self._lock:
             retired, self._scorers, self._refused = list(self._scorers.values()), {}, {}
-            previous, self.loaded = self.loaded, None
+            previous, self.loaded = self.loaded, loaded
         for scorer in retired:
             scorer.close()
         if previous is not None:
             previous.close()
-            log.info(
-                "shadow: %s names no version now; challenger version %s retired", self.uri, previous.source.version
-            )
+        return previous
 
     def _held(self) -> str | None:
         loaded = self.loaded

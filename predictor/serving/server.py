@@ -18,6 +18,8 @@ import contextlib
 import logging
 import signal
 import socket
+import struct
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -41,6 +43,8 @@ from predictor.serving.routes import Routes, add_exception_handlers
 from predictor.serving.tls import TlsFiles
 
 log = logging.getLogger(__name__)
+
+MULTIPROCESS_READS = 3  # /metrics with --workers N: reads of the workers' files before giving up
 
 
 class PredictorServer(ModelServer):
@@ -244,7 +248,20 @@ def _metrics_exposition(multiprocess: bool) -> Callable[[], bytes]:
 
     registry = CollectorRegistry()
     MultiProcessCollector(registry)
-    return lambda: generate_latest(registry)
+
+    def exposition() -> bytes:
+        # A worker creating a metric file (its first sample of a kind) leaves it empty for a moment: a scrape that
+        # reads it then fails to unpack it (prometheus_client's multiprocess mode; found by the soak). Read again.
+        for attempt in range(MULTIPROCESS_READS):
+            try:
+                return generate_latest(registry)
+            except (struct.error, ValueError):
+                if attempt == MULTIPROCESS_READS - 1:
+                    raise
+                time.sleep(0.01)
+        raise AssertionError("unreachable")
+
+    return exposition
 
 
 def _feature_names(model: PredictorModel | None) -> tuple[str, ...]:

@@ -23,6 +23,7 @@ from tests.servers import MODEL_NAME, SEED_ROWS
 DOORS = ("v1", "v2", "grpc", "invocations", "by-id")
 REFUSED = "refused"  # no connection: the listener was closed (a restart): never accepted, nothing to lose
 TRANSPORT = "transport"  # accepted, then no answer (a worker killed under it)
+GRPC_DEADLINE_S = 10  # a call the server never answers costs the soak this much
 GRPC_REFUSED = ("failed to connect", "connection refused")
 GRPC_TRANSPORT = ("socket closed", "connection reset", "broken pipe", "recvmsg", "end of tcp stream")
 
@@ -109,7 +110,7 @@ class MixedLoad:
         request: pb.ModelInferRequest = infer_request(MODEL_NAME, SEED_ROWS[:1])
         request.id = request_id
         try:
-            await stub.ModelInfer(request, timeout=30)
+            await stub.ModelInfer(request, timeout=GRPC_DEADLINE_S)
         except grpc.aio.AioRpcError as exc:
             details = (exc.details() or "").lower()
             if exc.code() == grpc.StatusCode.UNAVAILABLE and any(w in details for w in GRPC_REFUSED):
