@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -175,3 +177,38 @@ def test_mode_request_sends_only_request_events_and_access_log_format_writes_a_l
         assert "uvicorn.access" not in process.log(100_000)  # and not a second one from uvicorn
     finally:
         process.stop()
+
+
+def test_a_shutdown_that_runs_out_of_time_spools_what_it_could_not_send(tmp_path: Path) -> None:
+    """In process: a sink too slow to take every event before close()'s time is up — the rest go to the spool (the
+    next run sends them), none is dropped. (The one-minute soak lost events here: a SIGTERM under load with a busy
+    sink left them queued in memory when the process exited.)"""
+    received: list[str] = []
+
+    class SlowSink(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            time.sleep(0.05)
+            received.append(self.headers["ce-id"])
+            self.send_response(202)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    slow = ThreadingHTTPServer(("127.0.0.1", free_port()), SlowSink)
+    threading.Thread(target=slow.serve_forever, daemon=True).start()
+    try:
+        logger = PayloadLogger(f"http://127.0.0.1:{slow.server_address[1]}/events", spool=tmp_path)
+        for i in range(30):
+            logger.submit(f"s{i}", NAME, "1", "v1", (b"{}", "application/json"), (b"[]", "application/json"))
+        logger.close(timeout_s=1.0)
+    finally:
+        slow.shutdown()
+        slow.server_close()
+    spooled = list(tmp_path.glob("*.event"))
+    assert spooled, "the sink took everything: not slow enough to test the shutdown's deadline"
+    assert len(received) + len(spooled) == 60

@@ -83,6 +83,7 @@ class PayloadLogger:
         self._namespace = os.environ.get("POD_NAMESPACE")
         self._sequence = itertools.count()
         self._closed = False
+        self._spool_the_rest = False  # shutdown ran out of time to send: every event left goes to the spool
         self._down_until = 0.0  # while the sink is down: the monotonic time of the next try
         self._failures = 0
         self._spool_files = 0  # events waiting in the spool, and their bytes (counted, not listed, per event)
@@ -150,6 +151,10 @@ class PayloadLogger:
 
     def _deliver(self, event: PayloadEvent) -> None:
         """Send it now, or keep it: in the spool (in order behind what waits there), or retried in memory."""
+        if self._spool_the_rest:
+            assert self.spool is not None
+            self._to_spool(event)
+            return
         if self._spooled() or time.monotonic() < self._down_until:
             if self.spool is not None:
                 self._to_spool(event)
@@ -237,11 +242,15 @@ class PayloadLogger:
 
     # ------------------------------------------------------------------------------ shutdown
     def close(self, timeout_s: float = 10.0) -> None:
-        """Stop accepting; send (or spool) everything accepted, within ``timeout_s``."""
+        """Stop accepting; send everything accepted within ``timeout_s``, then spool what is still queued (the next
+        run sends it): a slow sink at shutdown must not lose the events of calls already answered."""
         self._closed = True
         with contextlib.suppress(queue.Full):
             self._queue.put(None, timeout=timeout_s)
         self._thread.join(timeout_s)
-        if self.spool is not None and not self._thread.is_alive():
+        if self._thread.is_alive() and self.spool is not None:
+            self._spool_the_rest = True  # out of time for the network: the disk takes the rest, in order
+            self._thread.join(timeout_s)
+        elif self.spool is not None and not self._thread.is_alive():
             self._drain_spool()
         self._client.close()

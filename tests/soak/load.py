@@ -25,7 +25,7 @@ REFUSED = "refused"  # no connection: the listener was closed (a restart): never
 TRANSPORT = "transport"  # accepted, then no answer (a worker killed under it)
 GRPC_DEADLINE_S = 10  # a call the server never answers costs the soak this much
 GRPC_REFUSED = ("failed to connect", "connection refused")
-GRPC_TRANSPORT = ("socket closed", "connection reset", "broken pipe", "recvmsg", "end of tcp stream")
+SERVER_SAID = ("model", "feature", "shutting down", "retry")  # words of our own 503 messages
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +115,7 @@ class MixedLoad:
             details = (exc.details() or "").lower()
             if exc.code() == grpc.StatusCode.UNAVAILABLE and any(w in details for w in GRPC_REFUSED):
                 return REFUSED
-            if exc.code() == grpc.StatusCode.UNAVAILABLE and any(w in details for w in GRPC_TRANSPORT):
-                return TRANSPORT
+            if exc.code() == grpc.StatusCode.UNAVAILABLE and not any(w in details for w in SERVER_SAID):
+                return TRANSPORT  # the channel's own failure (socket closed, GOAWAY, ...), not an answer of ours
             return exc.code().name  # the server's own answer (UNAVAILABLE is also its 503)
         return "OK"
