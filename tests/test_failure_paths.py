@@ -121,10 +121,14 @@ def test_a_model_whose_warm_up_fails_is_503_on_every_door_and_its_readiness_says
 
 def test_a_registry_that_answers_garbage_is_503_naming_the_registry_on_every_door(server: PredictorProcess) -> None:
     wait_until(lambda: "cannot resolve" in ready_reason(server, "lost"), 60, 0.5, "the registry failure in readiness")
+    before = errors(server, "lost")
 
-    for door, (status, message) in every_door(server, "lost").items():
+    answers = every_door(server, "lost")
+
+    for door, (status, message) in answers.items():
         assert status in (503, "UNAVAILABLE"), (door, status, message)
         assert "model lost cannot be loaded: its registry is unreachable" in message, (door, message)
+    assert errors(server, "lost") == before + len(answers)
     assert httpx.get(f"{server.http_url}/ready", timeout=10).status_code == 200  # fine serves: the pod stays in
 
 

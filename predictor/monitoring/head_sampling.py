@@ -2,7 +2,7 @@
 starts that span with the decision and trace id already made. Imported only when tracing is on (it needs the SDK).
 
 Through the SDK's public extension points (a ``Sampler`` and an ``IdGenerator`` given to the ``TracerProvider``);
-``tests/test_tracing.py`` checks the hand-over against the installed SDK (ratios, parents, ids).
+``tests/test_head_sampling.py`` checks the hand-over against the installed SDK (ratios, parents, ids).
 """
 
 from __future__ import annotations

@@ -251,6 +251,6 @@ class PayloadLogger:
         if self._thread.is_alive() and self.spool is not None:
             self._spool_the_rest = True  # out of time for the network: the disk takes the rest, in order
             self._thread.join(timeout_s)
-        elif self.spool is not None and not self._thread.is_alive():
+        elif self.spool is not None:  # the sender finished in time: what the spool still holds goes now
             self._drain_spool()
         self._client.close()

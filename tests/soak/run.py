@@ -97,7 +97,8 @@ class Soak:
 
     @property
     def gap_s(self) -> float:
-        """Quiet time before each fault: the soak's length spread over its seven gaps, outages aside."""
+        """Quiet time before each fault: the soak's length, outages aside, spread over its seven gaps and about one more
+        gap's worth taken by the restarts' start-ups."""
         return max(4.0, (self.minutes * 60 - self.registry_outage_s - self.sink_outage_s) / 8)
 
     @property
