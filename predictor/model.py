@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from predictor.features import FeatureSource
     from predictor.monitoring.challenger import Challenger
     from predictor.monitoring.prediction_log import PredictionLog
-    from predictor.monitoring.tracing import Tracing
+    from predictor.monitoring.tracing import SampledCall
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ class Call:
     request_id: str = ""
     contributions: bool = False  # also answer each column's contribution
     params: dict[str, Any] | None = None  # inference parameters as the request sent them (checked here)
-    tracing: Tracing | None = None  # on: the call's spans (feature lookup, batch wait, model call) are recorded
+    tracing: SampledCall | None = None  # kept by the sampler: its phases become spans
 
 
 class PredictorModel(Model):
@@ -308,7 +308,7 @@ class PredictorModel(Model):
         serving: Serving,
         contributions: bool = False,
         params: dict[str, Any] | None = None,
-        tracing: Tracing | None = None,
+        tracing: SampledCall | None = None,
     ) -> dict[str, np.ndarray]:
         """``params``: the request's checked inference parameters. A call with parameters is a model call of its
         own (on the same model thread): requests with other parameters cannot share it. ``tracing``: the wait for
@@ -373,7 +373,7 @@ def _named_outputs(outputs: Outputs, model: registry.LoadedModel) -> dict[str, n
     return {"predictions": model.classes[np.argmax(outputs, axis=1)], "probabilities": outputs}
 
 
-async def _traced_batch(serving: Serving, values: np.ndarray, tracing: Tracing) -> Outputs:
+async def _traced_batch(serving: Serving, values: np.ndarray, tracing: SampledCall) -> Outputs:
     timing: list[int] = []
     queued = time.time_ns()
     answer = await serving.batcher.predict(values, timing)

@@ -39,9 +39,10 @@ def calls(tracing: Tracing, count: int, carrier: dict[str, str] | None = None) -
     """(traceresponse, recorded) of ``count`` calls, each making one child span as a door does."""
     for _ in range(count):
         with tracing.server_span("POST /v1/models/m:predict", carrier or {}, "v1") as call:
-            recorded = tracing.sampled() is not None
-            if recorded:
-                with tracing.span("decode"):
+            kept = tracing.sampled()
+            recorded = kept is not None
+            if kept is not None:
+                with kept.span("decode"):
                     pass
         yield call.response, recorded
 

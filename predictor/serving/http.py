@@ -31,7 +31,7 @@ from predictor.errors import ModelNotReadyError, PayloadTooLarge, PredictorError
 from predictor.model import Call, PredictorModel, Serving
 from predictor.models.table import ModelTable
 from predictor.monitoring.payload_events import PayloadLogger
-from predictor.monitoring.tracing import TRACEPARENT, TRACERESPONSE, TRACESTATE, Tracing
+from predictor.monitoring.tracing import TRACEPARENT, TRACERESPONSE, TRACESTATE, SampledCall, Tracing
 from predictor.protocol.codec import Reply, RestCodec, RestRequest
 from predictor.serving.access import AccessControl
 from predictor.serving.admission import TIMEOUT_HEADER, Admission
@@ -177,7 +177,7 @@ class HttpDoor:
         )
 
     @staticmethod
-    def _phase(name: str, tracing: Tracing | None) -> AbstractContextManager[object]:
+    def _phase(name: str, tracing: SampledCall | None) -> AbstractContextManager[object]:
         return NO_SPAN if tracing is None else tracing.span(name)
 
     async def _infer(
