@@ -8,6 +8,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import (
     ALWAYS_ON,
@@ -18,7 +20,7 @@ from opentelemetry.sdk.trace.sampling import (
 )
 from opentelemetry.sdk.trace.sampling import Decision as SdkDecision
 
-from predictor.monitoring.head_sampling import root_bound
+from predictor.monitoring.head_sampling import StableResource, root_bound
 from predictor.monitoring.tracing import LOW_64_BITS, Tracing
 
 CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -133,3 +135,16 @@ def test_a_malformed_traceparent_starts_a_new_trace(monkeypatch: pytest.MonkeyPa
     assert recorded and response is not None and response.endswith("-03")
     spans = flushed(tracing, exporter)
     assert ("POST /v1/models/m:predict", response.split("-")[1], None) in spans
+
+
+def test_the_resource_hashed_once_is_the_sdks_resource_to_the_exporter(monkeypatch: pytest.MonkeyPatch) -> None:
+    plain = Resource.create({"service.name": "predictor", "plant": "north"})
+    stable = StableResource(plain)
+    assert hash(stable) == hash(plain) and stable == plain and stable.attributes == plain.attributes
+
+    tracing, exporter = traced(monkeypatch, "always_on")
+    list(calls(tracing, 3))
+    tracing.shutdown()
+    exported = encode_spans(exporter.get_finished_spans())
+    (resource_spans,) = exported.resource_spans  # every span under the one resource, as with the SDK's own
+    assert sum(len(scope.spans) for scope in resource_spans.scope_spans) == 6

@@ -128,12 +128,13 @@ class Tracing:
 
     def __init__(self, exporter: Any, resource: Any = None) -> None:
         from opentelemetry import trace
+        from opentelemetry.sdk.resources import Resource
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
         from opentelemetry.sdk.trace.sampling import Decision
         from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-        from predictor.monitoring.head_sampling import Decided, HeadSampler, TraceIds, root_bound
+        from predictor.monitoring.head_sampling import Decided, HeadSampler, StableResource, TraceIds, root_bound
 
         # The sampler OTEL_TRACES_SAMPLER / _ARG name (parent-based always-on by default), as the SDK reads them.
         self._sampler = TracerProvider(shutdown_on_exit=False).sampler
@@ -142,7 +143,9 @@ class Tracing:
         self._decided = Decided()
         self._ids = TraceIds(self._decided)
         self._provider = TracerProvider(
-            sampler=HeadSampler(self._sampler, self._decided), resource=resource, id_generator=self._ids
+            sampler=HeadSampler(self._sampler, self._decided),
+            resource=StableResource(resource if resource is not None else Resource.create()),
+            id_generator=self._ids,
         )
         self._provider.add_span_processor(BatchSpanProcessor(exporter))
         self._tracer = self._provider.get_tracer("predictor")
