@@ -135,9 +135,9 @@ class PredictorModel(Model):
         return True
 
     def adopt(self, loaded: registry.LoadedModel) -> None:
-        """Check, warm up and serve a freshly loaded version, and remember it for the next start."""
-        self.activate(self.prepare(loaded))
-        self.cache.put(loaded)
+        """Remember a freshly loaded version for the next start, then check, warm up and serve it (a compiled
+        forest on its arrays as the cache maps them: shared with every other worker serving it)."""
+        self.activate(self.prepare(self.cache.put(loaded)))
 
     def activate(self, serving: Serving) -> None:
         """Make ``serving`` current; the version it replaces stays loaded as ``previous``."""

@@ -239,8 +239,8 @@ def build(
     example: dict[str, Any] | None = None,
     named: str | None = None,
 ) -> LoadedModel:
-    """``named``: what the output schema calls a one-column answer (its v2 output's name; v1 says predictions)."""
-    """Choose the matrix or the DataFrame path by trying both on a typed warm-up row, then wrap the model."""
+    """Choose the matrix or the DataFrame path by trying both on a typed warm-up row, then wrap the model.
+    ``named``: what the output schema calls a one-column answer (its v2 output's name; v1 says predictions)."""
     typed = Schema(columns, matrix=False)
     row = warm_up_row(columns, defaults, example, flavors.lightgbm_first_categories(adapter))
     try:
