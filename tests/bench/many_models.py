@@ -1,8 +1,9 @@
 """``make bench-many``: issue 24's rows for many models in one process, measured on the real server.
 
-- memory: resident memory of 1 and of 50 demo-size models (the demo forest, each loaded on its own under its own
-  name) → memory per extra model, against the model's packed size (its entry in the local model cache);
-- every one of the 50 answers the same as the first, over v1, v2 JSON, gRPC and ``/invocations``;
+- memory: resident memory of 1 and of 50 demo-size models (50 forests of the demo's size, each trained with its own
+  seed, each under its own name) → memory per extra model, against a model's packed size (its share of the local
+  model cache: entry, packed arrays, pickled estimator);
+- every one of the 50 answers its own prediction, over v1, v2 JSON, gRPC and ``/invocations``;
 - a cold model: with ``--max_loaded_models 5``, a request for a model that is not loaded (LRU miss, from the local
   model cache) — the time to its first answer, for 10 models in turn;
 - warm throughput while others load: ``hey`` on a loaded model alone, then while cold models load one after another;
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 from kserve.protocol.infer_type import InferResponse
 
 from predictor.demo.columns import FEATURE_NAMES
@@ -43,22 +45,40 @@ def say(line: str) -> None:
     print(line, flush=True)
 
 
-def the_model(work: Path) -> tuple[str, Path]:
-    """The demo forest, registered in a fresh SQLite registry and downloaded to a local directory."""
+def the_models(work: Path, count: int) -> tuple[str, list[Path], list[Any]]:
+    """``count`` demo-size forests, each trained with its own seed (distinct trees: the model cache keeps a forest
+    once per content, so copies of one model would share their memory and flatter the figures), saved as MLflow
+    models in local directories the way the demo logs its own (skops, a signature, an input example). Returns
+    each model's own prediction for the bench's row, which every door must answer."""
     import mlflow
+    from mlflow.models import infer_signature
 
-    from predictor.demo.training import register_demo_model
+    from predictor.demo.training import SKOPS_TRUSTED_TYPES, train
 
     tracking = f"sqlite:///{work / 'mlflow.db'}"
-    register_demo_model(tracking, artifact_root=work / "artifacts")
-    mlflow.set_tracking_uri(tracking)
-    mlflow.set_registry_uri(tracking)
-    path = mlflow.artifacts.download_artifacts("models:/predictive_maintenance@production", dst_path=str(work / "m"))
-    return tracking, Path(path)
+    paths, expected = [], []
+    for index in range(count):
+        estimator, features = train("forest", seed=index)
+        example = features.head(5)
+        path = work / "models" / f"m{index:02d}"
+        mlflow.sklearn.save_model(
+            estimator,
+            str(path),
+            signature=infer_signature(example, estimator.predict(example.to_numpy())),
+            input_example=example,
+            serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_SKOPS,
+            skops_trusted_types=SKOPS_TRUSTED_TYPES["forest"],
+            pip_requirements=["scikit-learn"],
+        )
+        paths.append(path)
+        expected.append(estimator.predict(np.asarray(SEED_ROWS[:1]))[0].item())
+        if (index + 1) % 10 == 0:
+            say(f"  {index + 1}/{count} trained and saved")
+    return tracking, paths, expected
 
 
-def serve(tracking: str, work: Path, names: list[str], path: Path, *flags: str) -> PredictorProcess:
-    models = [arg for name in names for arg in ("--model", f"{name}={path}")]
+def serve(tracking: str, work: Path, names: list[str], paths: list[Path], *flags: str) -> PredictorProcess:
+    models = [arg for name, path in zip(names, paths, strict=False) for arg in ("--model", f"{name}={path}")]
     server = start_predictor(tracking, work / "logs", *models, "--model_cache_dir", str(work / "cache"), *flags)
     server.wait_ready(600)
     return server
@@ -89,10 +109,10 @@ def answers(server: PredictorProcess, name: str) -> dict[str, Any]:
     return seen
 
 
-def packed_mb(cache: Path) -> float:
-    """The model's entry in the local model cache (every name serves the same files: one entry)."""
+def packed_mb(cache: Path, count: int) -> float:
+    """A model's share of the local model cache: its entry, its packed arrays and its pickled estimator."""
     files = [p for p in cache.rglob("*") if p.is_file()]
-    return sum(p.stat().st_size for p in files) / 2**20
+    return sum(p.stat().st_size for p in files) / 2**20 / count
 
 
 def pss_mb(pid: int) -> tuple[float, float]:
@@ -112,26 +132,30 @@ def main() -> int:
     hey = shutil.which("hey")
     names = [f"m{i:02d}" for i in range(COUNT)]
     results: dict[str, Any] = {}
-    say("registering the demo forest ...")
-    tracking, path = the_model(work)
+    say(f"training {COUNT} demo-size forests ...")
+    tracking, paths, expected = the_models(work, COUNT)
 
     say("1 model ...")
-    server = serve(tracking, work, names[:1], path)
+    server = serve(tracking, work, names[:1], paths)
     one = settle(server.pid, timeout_s=20)
     server.stop()
     say(f"  {one.total_mb:.0f} MB")
 
     say(f"{COUNT} models ...")
     started = time.monotonic()
-    server = serve(tracking, work, names, path)
+    server = serve(tracking, work, names, paths)
     all_ready(server, names)
     ready_s = time.monotonic() - started
     fifty = settle(server.pid, timeout_s=30)
-    reference = answers(server, names[0])
-    wrong = [name for name in names if answers(server, name) != reference]
+    doors = sorted(answers(server, names[0]))
+    wrong = [
+        name
+        for name, own in zip(names, expected, strict=True)
+        if set(answers(server, name).values()) != {own}  # every door, the model's own answer
+    ]
     server.stop()
     per_model = (fifty.total_mb - one.total_mb) / (COUNT - 1)
-    packed = packed_mb(work / "cache")
+    packed = packed_mb(work / "cache", COUNT)
     results["memory"] = {
         "one_model_mb": one.total_mb,
         "fifty_models_mb": fifty.total_mb,
@@ -139,13 +163,13 @@ def main() -> int:
         "packed_mb": packed,
         "goal_mb": 1.5 * packed + 2,
         "all_ready_s": ready_s,
-        "doors": sorted(reference),
+        "doors": doors,
         "models_answering_differently": wrong,
     }
     say(f"  {fifty.total_mb:.0f} MB: {per_model:.2f} MB per extra model (packed {packed:.2f} MB); wrong: {wrong}")
 
     say(f"{COUNT} models, --max_loaded_models {LOADED}: cold models from the local cache ...")
-    server = serve(tracking, work, names, path, "--max_loaded_models", str(LOADED))
+    server = serve(tracking, work, names, paths, "--max_loaded_models", str(LOADED))
     first_answer_ms = []
     for name in names[LOADED : LOADED + 10]:
         began = time.monotonic()
@@ -191,7 +215,7 @@ def main() -> int:
     server.stop()
 
     say("--workers 2 with 10 models ...")
-    server = serve(tracking, work, names[:10], path, "--workers", "2")
+    server = serve(tracking, work, names[:10], paths, "--workers", "2")
     all_ready(server, names[:10])
     settle(server.pid, timeout_s=20)
     workers = [pid for pid in descendants(server.pid) if pid != server.pid and "predictor" in _cmdline(pid)]
@@ -226,7 +250,7 @@ def markdown(results: dict[str, Any]) -> str:
         f"(all ready in {memory['all_ready_s']:.0f} s) | |",
         f"| per extra model | {memory['per_extra_model_mb']:.2f} MB | ≤ {memory['goal_mb']:.2f} MB "
         f"(1.5 × packed {memory['packed_mb']:.2f} MB + 2) |",
-        f"| models answering like the first over {', '.join(memory['doors'])} | "
+        f"| models answering their own prediction over {', '.join(memory['doors'])} | "
         f"{COUNT - len(memory['models_answering_differently'])} of {COUNT} | all |",
         f"| cold model's first answer (LRU miss, local cache), median of 10 | {cold['median_ms']:.0f} ms "
         f"(max {max(cold['first_answer_ms']):.0f}) | ≤ 300 ms |",
