@@ -76,27 +76,34 @@ def start_redis_process(port: int) -> subprocess.Popen[bytes]:
     )
 
 
-@contextmanager
-def redis_server(wait_s: float = 10.0) -> Iterator[RedisProcess]:
-    """A throw-away ``redis-server`` on a free loopback port, without persistence; stopped by PID on exit."""
+def wait_for_redis(port: int, wait_s: float, process: subprocess.Popen[bytes] | None = None) -> None:
+    """Until the ``redis-server`` on ``port`` answers PING (at most ``wait_s``; at once if ``process`` died)."""
     import redis
     from redis.backoff import NoBackoff
     from redis.retry import Retry
 
-    port = free_port()
-    server = RedisProcess(start_redis_process(port), port)
+    client = redis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0))
+    deadline = time.monotonic() + wait_s
     try:
-        client = redis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0))
-        deadline = time.monotonic() + wait_s
         while True:
             try:
                 client.ping()
-                break
+                return
             except redis.exceptions.ConnectionError:
-                if server.process.poll() is not None or time.monotonic() > deadline:
+                if (process is not None and process.poll() is not None) or time.monotonic() > deadline:
                     raise RuntimeError(f"redis-server did not answer PING on port {port}") from None
                 time.sleep(0.05)
+    finally:
         client.close()
+
+
+@contextmanager
+def redis_server(wait_s: float = 10.0) -> Iterator[RedisProcess]:
+    """A throw-away ``redis-server`` on a free loopback port, without persistence; stopped by PID on exit."""
+    port = free_port()
+    server = RedisProcess(start_redis_process(port), port)
+    try:
+        wait_for_redis(port, wait_s, server.process)
         yield server
     finally:
         server.stop()

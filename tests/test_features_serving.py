@@ -19,6 +19,7 @@ from tests.feast_helpers import (
     RedisProcess,
     demo_telemetry,
     start_redis_process,
+    wait_for_redis,
 )
 from tests.servers import MODEL_NAME, PredictorProcess, free_port, start_predictor, wait_until
 
@@ -149,17 +150,8 @@ def test_fill_policy_fills_from_training_defaults_and_says_so(
 
 def start_redis(port: int) -> RedisProcess:
     redis = RedisProcess(start_redis_process(port), port)
-
-    def answers() -> bool:
-        import redis as client
-
-        try:
-            return bool(client.Redis(host="127.0.0.1", port=port, socket_connect_timeout=0.2).ping())
-        except client.exceptions.ConnectionError:
-            return False
-
     try:
-        wait_until(answers, 10, 0.05, "redis PING")
+        wait_for_redis(port, 10, redis.process)
     except BaseException:
         redis.stop()
         raise

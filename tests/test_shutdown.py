@@ -7,13 +7,17 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
+import grpc
 import httpx
+from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
 
+from tests.grpc_calls import infer_request
 from tests.load import run_load
-from tests.servers import PredictorProcess, wait_until
+from tests.servers import MODEL_NAME, SEED_ROWS, PredictorProcess, wait_until
 
 Start = Callable[..., PredictorProcess]
 
@@ -91,3 +95,57 @@ def test_a_second_sigterm_stops_the_drain_and_exits_at_once(tracking_uri: str, p
     code = server.popen.wait(timeout=30)  # type: ignore[union-attr]
     assert "second SIGTERM: exiting without waiting for requests in flight" in server.log(100_000)
     assert code == 0, server.log()
+
+
+def test_sigterm_under_grpc_load_answers_every_call_ok_or_unavailable_never_cancelled(
+    tracking_uri: str, predictors: Start
+) -> None:
+    """gRPC channels are long-lived: a replica that drains still receives calls until its listener closes. The
+    gRPC core cancels (CANCELLED, which no retry policy retries) the calls it holds but has not handed over when
+    the server stops: about one per concurrent caller before the fix. Now each is answered first: OK while the
+    server drains, else UNAVAILABLE (ours, saying to retry; or the channel's, once the listener is gone). The
+    callers back off 50 ms after an UNAVAILABLE, as a client with a retry policy does."""
+    server = predictors(tracking_uri, "--drain_delay_s", "1", "--grace_period_s", "10")
+    server.wait_ready()
+
+    async def scenario() -> tuple[Counter[str], Counter[str]]:
+        before: Counter[str] = Counter()
+        after: Counter[str] = Counter()
+        stop = asyncio.Event()
+        signalled = asyncio.Event()
+        channel = grpc.aio.insecure_channel(server.grpc_target)
+        stub = GRPCInferenceServiceStub(channel)
+
+        async def caller() -> None:
+            while not stop.is_set():
+                try:
+                    await stub.ModelInfer(infer_request(MODEL_NAME, SEED_ROWS[:1]), timeout=20)
+                    outcome = "OK"
+                except grpc.aio.AioRpcError as exc:
+                    said = "ours" if "shutting down" in (exc.details() or "") else "channel"
+                    outcome = (
+                        f"{exc.code().name} ({said})"
+                        if exc.code() == grpc.StatusCode.UNAVAILABLE
+                        else (f"{exc.code().name}: {exc.details()}")
+                    )
+                    if exc.code() == grpc.StatusCode.UNAVAILABLE:
+                        await asyncio.sleep(0.05)
+                (after if signalled.is_set() else before)[outcome] += 1
+
+        callers = [asyncio.ensure_future(caller()) for _ in range(16)]
+        await asyncio.sleep(2)
+        signalled.set()
+        server.signal(signal.SIGTERM)
+        await asyncio.to_thread(server.popen.wait, 30)  # type: ignore[union-attr]
+        await asyncio.sleep(0.5)  # the callers see the listener gone
+        stop.set()
+        await asyncio.gather(*callers)
+        await channel.close()
+        return before, after
+
+    before, after = asyncio.run(scenario())
+    print(f"before SIGTERM {dict(before)}; after {dict(after)}")
+    assert server.popen.returncode == 0, server.log()  # type: ignore[union-attr]
+    assert set(before) == {"OK"}
+    assert after["OK"] > 0  # served while draining
+    assert set(after) <= {"OK", "UNAVAILABLE (ours)", "UNAVAILABLE (channel)"}, after

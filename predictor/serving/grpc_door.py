@@ -53,10 +53,34 @@ PROTOBUF = "application/x-protobuf"  # a gRPC call's payload events carry its me
 ACCESS: dict[str, Kind] = {"ModelInfer": "inference", "RepositoryModelLoad": "admin", "RepositoryModelUnload": "admin"}
 
 
+# Before the server stops: refuse new calls until none has arrived for QUIET_S (at most QUIET_MOST_S), see quiesce.
+QUIET_S = 0.02
+QUIET_MOST_S = 0.5
+SHUTTING_DOWN = "this replica is shutting down: retry the call (another replica answers it)"
+
+
 class Door(AsyncServerInterceptor):
     def __init__(self, access: AccessControl, table: ModelTable[PredictorModel]) -> None:
         self.access = access
         self.table = table
+        self.refusing = False
+        self.arrivals = 0  # calls seen: quiesce waits until it stops moving
+
+    async def quiesce(self, quiet_s: float = QUIET_S, most_s: float = QUIET_MOST_S) -> None:
+        """Refuse every new call with UNAVAILABLE until none has arrived for ``quiet_s`` (at most ``most_s``).
+
+        When a gRPC server stops, its core cancels the calls it had received but not yet handed to Python
+        (CANCELLED, which no retry policy retries): under load, about one per concurrent caller (measured: 13-14
+        of 16). Answered at once instead, they leave that queue empty, and a client that retries UNAVAILABLE (the
+        usual service-config retry policy) sends them again to a replica that is staying. Calls already running
+        are not affected: they finish within the grace period."""
+        self.refusing = True
+        loop = asyncio.get_running_loop()
+        until = loop.time() + most_s
+        seen = -1
+        while self.arrivals != seen and loop.time() < until:
+            seen = self.arrivals
+            await asyncio.sleep(quiet_s)
 
     async def intercept(
         self,
@@ -66,6 +90,9 @@ class Door(AsyncServerInterceptor):
         method_name: str,
     ) -> Any:
         method_short = method_name.rsplit("/", 1)[-1]
+        self.arrivals += 1
+        if self.refusing:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN)
         try:
             kind = ACCESS.get(method_short)
             if kind is not None:
@@ -275,6 +302,8 @@ class GrpcServer:
     async def stop(self, grace_s: float | None = None) -> None:
         """Refuse new calls; wait for those in flight at most ``grace_s`` (default: the grace period)."""
         if self.server is not None:
+            if grace_s != 0:  # a graceful stop: answer what the core holds first (Door.quiesce)
+                await self.door.quiesce()
             await self.server.stop(grace=self.grace_period_s if grace_s is None else grace_s)
 
 

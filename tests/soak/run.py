@@ -28,7 +28,7 @@ import httpx
 import psutil
 
 from predictor.demo.feast_setup import prepare_feature_store
-from tests.feast_helpers import NULL_ID, REDIS_SERVER, REPO_SOURCE, STALE_ID, demo_telemetry
+from tests.feast_helpers import NULL_ID, REDIS_SERVER, REPO_SOURCE, STALE_ID, demo_telemetry, wait_for_redis
 from tests.payload_sink import Sink
 from tests.servers import (
     MODEL_NAME,
@@ -60,18 +60,8 @@ class Redis:
         return {"type": "redis", "connection_string": f"127.0.0.1:{self.port},retry=null,socket_timeout=0.5"}
 
     def start(self) -> None:
-        import redis
-
         self.process.start()
-        client = redis.Redis(host="127.0.0.1", port=self.port, socket_connect_timeout=0.2)
-
-        def answers() -> bool:
-            try:
-                return bool(client.ping())
-            except redis.exceptions.ConnectionError:
-                return False
-
-        wait_until(answers, 20, 0.05, "redis PING")
+        wait_for_redis(self.port, 20)
 
     def stop(self) -> None:
         self.process.stop(timeout_s=20)
@@ -243,7 +233,9 @@ class Soak:
         every_door = {door: {"refused", "transport"} for door in ("v1", "v2", "grpc", "invocations", "by-id")}
         # Found by this soak, not fixed yet: a gRPC call sent in the last moments of a drain can wait for its
         # deadline instead of failing at once (1 call in 3 one-minute runs). Tolerated here, counted in the report.
-        every_door["grpc"] |= {"DEADLINE_EXCEEDED"}
+        # And a gRPC call that arrives while the server empties the gRPC core's queue before stopping is answered
+        # UNAVAILABLE, "shutting down: retry" (GrpcServer.stop: otherwise the core would cancel it).
+        every_door["grpc"] |= {"DEADLINE_EXCEEDED", "UNAVAILABLE"}
         with self.window("restart from the model cache with a challenger (SIGTERM under load)", every_door):
             await blocking(server.stop, 60)
             server = await blocking(self.start_server, registry, sink)
