@@ -15,6 +15,7 @@ Writes ``BENCH_OUT/many-models.md`` and ``.json`` (``BENCH_OUT`` defaults to ``b
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -138,6 +139,58 @@ def mapped_arrays_mb(pid: int) -> tuple[float, float]:
     return rss / 1024, pss / 1024
 
 
+def discovery_under_load(work: Path, hey: str) -> dict[str, Any]:
+    """``--registry_alias production`` at the default poll interval, a model serving 1 row @50: a new model gains
+    the alias in the registry (trained and registered meanwhile, on the same cores); how long until it answers,
+    and what the other model's callers saw meanwhile."""
+    from predictor.config import Settings
+    from predictor.demo.training import register_demo_model
+
+    say("discovery under load: a model gaining @production while another serves 1 row @50 ...")
+    tracking = f"sqlite:///{work / 'discovery.db'}"
+    artifacts = work / "discovery-artifacts"
+    register_demo_model(tracking, name="pm_line_a", seed=1, artifact_root=artifacts, stage=None)
+    server = start_predictor(tracking, work / "logs", "--registry_alias", "production")
+    try:
+        wait_until(lambda: _answers_200(server, "pm_line_a"), 300, 0.5, "pm_line_a served")
+        body = work / "one-row.json"
+        body.write_text(json.dumps({"instances": SEED_ROWS[:1]}))
+        poll_s = float(next(f.default for f in dataclasses.fields(Settings) if f.name == "poll_interval_s"))
+        outcome: dict[str, Any] = {}
+
+        def load() -> None:
+            url = f"{server.http_url}/v1/models/pm_line_a:predict"
+            outcome["load"] = run_hey(hey, url, body, 50, int(poll_s * 2 + 15))
+
+        loader = threading.Thread(target=load)
+        loader.start()
+        time.sleep(3)
+        register_demo_model(tracking, name="pm_line_b", seed=2, artifact_root=artifacts, stage=None)
+        alias_set = time.monotonic()
+        wait_until(lambda: _answers_200(server, "pm_line_b"), poll_s * 3, 0.2, "pm_line_b served")
+        served_after_s = time.monotonic() - alias_set
+        loader.join()
+        result = outcome["load"]
+        return {
+            "poll_interval_s": poll_s,
+            "served_after_s": served_after_s,
+            "req_s": result.ok_per_s,
+            "p99_ms": result.percentile_ms(99),
+            "errors": result.errors,
+            "statuses": {str(code): count for code, count in result.status_counts.items()},
+        }
+    finally:
+        server.stop()
+
+
+def _answers_200(server: PredictorProcess, name: str) -> bool:
+    url = f"{server.http_url}/v1/models/{name}:predict"
+    try:
+        return httpx.post(url, json={"instances": SEED_ROWS[:1]}, timeout=10).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 def main() -> int:
     out = Path(os.environ.get("BENCH_OUT", "bench-results"))
     work = (out / "many-models").resolve()
@@ -224,9 +277,19 @@ def main() -> int:
         }
         say(
             f"  warm model alone {alone.ok_per_s:.0f} req/s p99 {alone.percentile_ms(99)} ms; while {len(loads)} "
-            f"cold models loaded: {during.ok_per_s:.0f} req/s p99 {during.percentile_ms(99)} ms, {during.errors} errors"
+            f"cold models loaded: {during.ok_per_s:.0f} req/s p99 {during.percentile_ms(99) or 0:.1f} ms, "
+            f"{during.errors} errors"
         )
     server.stop()
+
+    if hey is not None:
+        results["discovery"] = discovery_under_load(work, hey)
+        d = results["discovery"]
+        say(
+            f"  served {d['served_after_s']:.1f} s after the alias was set (poll interval "
+            f"{d['poll_interval_s']:.0f} s); the other model meanwhile: {d['req_s']:.0f} req/s, {d['errors']} errors, "
+            f"statuses {d['statuses']}"
+        )
 
     say("--workers 2 with 10 models ...")
     server = serve(tracking, work, names[:10], paths, "--workers", "2")
@@ -279,8 +342,15 @@ def markdown(results: dict[str, Any]) -> str:
         w = results["warm_while_loading"]
         lines.append(
             f"| warm model 1 row @50 alone / while {w['loads_meanwhile']} others load | {w['alone_req_s']:.0f} / "
-            f"{w['during_req_s']:.0f} req/s, p99 {w['alone_p99_ms']} / {w['during_p99_ms']} ms, "
+            f"{w['during_req_s']:.0f} req/s, p99 {w['alone_p99_ms'] or 0:.1f} / {w['during_p99_ms'] or 0:.1f} ms, "
             f"{w['during_errors']} errors | kept |"
+        )
+    if "discovery" in results:
+        d = results["discovery"]
+        lines.append(
+            f"| a model gaining @production under load (--registry_alias, default poll {d['poll_interval_s']:.0f} s) | "
+            f"served {d['served_after_s']:.1f} s after the alias was set; the other model {d['req_s']:.0f} req/s, "
+            f"{d['errors']} errors | within one poll, zero failed requests |"
         )
     for pid, sizes in results.get("workers", {}).items():
         lines.append(
