@@ -34,7 +34,8 @@ from kserve.errors import InvalidInput, ModelNotFound, ModelNotReady
 
 
 class PredictorError(Exception):
-    """The model failed on a valid request (the base class; also any unexpected failure)."""
+    """The model failed on a valid request, or a stored feature's type disagrees with its signature (the base class;
+    also any unexpected failure)."""
 
     status: HTTPStatus = HTTPStatus.INTERNAL_SERVER_ERROR
     grpc_code: StatusCode = StatusCode.INTERNAL
@@ -242,6 +243,6 @@ def markdown_table() -> str:
     """The README's status table, generated from the classes."""
     rows = ["| HTTP | gRPC | error | when |", "|---|---|---|---|"]
     for cls in error_classes():
-        when = (cls.__doc__ or "").strip()
+        when = " ".join((cls.__doc__ or "").split())  # one table row: the docstring's lines joined
         rows.append(f"| {int(cls.status)} | `{cls.grpc_code.name}` | `{cls.error_type}` | {when} |")
     return "\n".join(rows)

@@ -58,7 +58,7 @@ def test_the_openapi_documents_error_responses_are_the_tables_words() -> None:
     from predictor.serving.openapi import ERRORS
 
     for cls in error_classes():
-        assert (cls.__doc__ or "").strip() in ERRORS[str(int(cls.status))], cls.__name__
+        assert " ".join((cls.__doc__ or "").split()) in ERRORS[str(int(cls.status))], cls.__name__
         assert cls.grpc_code.name in ERRORS[str(int(cls.status))], cls.__name__
 
 
@@ -128,8 +128,8 @@ def test_the_readme_table_has_one_row_per_class_in_the_docstrings_order() -> Non
     lines = errors.markdown_table().splitlines()
     assert lines[:2] == ["| HTTP | gRPC | error | when |", "|---|---|---|---|"]
     assert lines[2] == (
-        "| 500 | `INTERNAL` | `internal` | The model failed on a valid request (the base class; also any "
-        "unexpected failure). |"
+        "| 500 | `INTERNAL` | `internal` | The model failed on a valid request, or a stored feature's type disagrees "
+        "with its signature (the base class; also any unexpected failure). |"
     )
     assert lines[3] == (
         "| 400 | `INVALID_ARGUMENT` | `bad_request` | Malformed body, wrong shape, type or count, bad JSON: the "

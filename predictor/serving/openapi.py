@@ -138,7 +138,7 @@ def _error_descriptions() -> dict[str, str]:
     """Per HTTP status, what errors.py says of every class answered with it (and its gRPC code)."""
     by_status: dict[str, list[str]] = {}
     for cls in errors.error_classes():
-        text = f"{(cls.__doc__ or '').strip()} (`{cls.error_type}`; gRPC {cls.grpc_code.name})"
+        text = f"{' '.join((cls.__doc__ or '').split())} (`{cls.error_type}`; gRPC {cls.grpc_code.name})"
         by_status.setdefault(str(int(cls.status)), []).append(text)
     return {status: " ".join(texts) for status, texts in by_status.items()}
 
