@@ -24,7 +24,6 @@ import pandas as pd
 import pytest
 
 from predictor.demo.columns import ENTITY_KEY, FEATURE_NAMES
-from predictor.demo.feast_setup import DEMO_EQUIPMENT
 from predictor.demo.training import EQUIPMENT_TYPES, equipment_ids
 from tests.bench import logged_models, payloads, report, typed_model
 from tests.bench.chart import growth_chart
@@ -32,6 +31,7 @@ from tests.bench.load import HarnessError, HeyCsv, HeyResult, parse_hey, pool, p
 from tests.bench.plan import (
     BY_ID_SERVERS,
     CONCURRENCY_AXIS,
+    FLEET,
     GROWTH_SERVERS,
     PEERS,
     ROWS_AXIS,
@@ -40,7 +40,7 @@ from tests.bench.plan import (
     Start,
 )
 from tests.bench.procs import Memory, descendants, free_port, group_cpu_s
-from tests.bench.registry import MODEL_NAMES, BenchKind, BenchRegistry
+from tests.bench.registry import BENCH_EQUIPMENT, MODEL_NAMES, BenchKind, BenchRegistry
 from tests.bench.run import KINDS, Bench, Config, load_config, render
 from tests.bench.servers import SERVERS, V1, Context, Launch, Ports, ServerFailed, ServerSpec, make_serve_argv, serve
 from tests.servers import PredictorProcess
@@ -674,7 +674,8 @@ def test_each_worker_names_its_own_ids_of_the_bench_feature_repo(tmp_path: Path)
     bench = Bench(Config(1, 1, 0, BY_ID_SERVERS, ("byid-1row@50",), tmp_path), "hey", _context(tmp_path))
     one = [json.loads(body.read_text()) for body in bench.scenario_bodies(V1, SCENARIO_BY_KEY["byid-1row@50"])]
     hundred = [json.loads(body.read_text()) for body in bench.scenario_bodies(V1, SCENARIO_BY_KEY["byid-100row@8"])]
-    stored = set(equipment_ids(DEMO_EQUIPMENT))
+    fleet = [json.loads(body.read_text()) for body in bench.scenario_bodies(V1, SCENARIO_BY_KEY[FLEET])]
+    stored = set(equipment_ids(BENCH_EQUIPMENT))
 
     assert len(one) == 50 and all(body == {"instances": [{ENTITY_KEY: body["instances"][0][ENTITY_KEY]}]}
                                   for body in one)  # fmt: skip
@@ -683,10 +684,17 @@ def test_each_worker_names_its_own_ids_of_the_bench_feature_repo(tmp_path: Path)
     assert {entity_id.split("-")[0] for entity_id in ids} == set(EQUIPMENT_TYPES)
     assert len(hundred) == 8 and len({json.dumps(body) for body in hundred}) == 8
     assert all(len({row[ENTITY_KEY] for row in body["instances"]}) == 100 for body in hundred)
-    assert {row[ENTITY_KEY] for body in hundred for row in body["instances"]} == stored
+    assert len({row[ENTITY_KEY] for body in hundred for row in body["instances"]}) == 800
+    assert {row[ENTITY_KEY] for body in hundred for row in body["instances"]} <= stored
+    # the fleet: one request naming every one of the 10,000 materialized ids once
+    assert (
+        len(fleet) == 1
+        and len(fleet[0]["instances"]) == 10_000
+        and {row[ENTITY_KEY] for row in fleet[0]["instances"]} == stored
+    )
     assert bench.scenario_bodies(V1, SCENARIO_BY_KEY["1row@50"]) == [bench.body(V1, "forest", 1)]
-    with pytest.raises(ValueError, match="holds 200"):
-        payloads.by_id_workers(DEMO_EQUIPMENT + 1, 1)
+    with pytest.raises(ValueError, match="holds 10000"):
+        payloads.by_id_workers(BENCH_EQUIPMENT + 1, 1)
 
 
 BY_ID_RUN = [
@@ -696,6 +704,19 @@ BY_ID_RUN = [
     *_rounds("ours-serve-at", "byid-1row@50", (600, 80, 200, None)),
     Measurement("ours-serve-at", "byid-100row@8", 0, failure="bad response (404: no features stored)"),
 ]
+
+
+def test_a_fleet_is_reported_in_rows_per_second_against_its_goal() -> None:
+    run = [
+        *_rounds("ours-serve", FLEET, (12, 80, 95, None), (8, 120, 140, None)),  # req/s of 10,000 rows each
+        *_rounds("ours-serve-at", FLEET, (5, 200, 210, None)),
+    ]
+    table = report.fleet_table(report.summarize(run), {}, list(BY_ID_SERVERS))
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.strip("|").split("|")] for line in table.splitlines()}
+
+    assert rows["ours-serve"][1] == "100,000" and rows["ours-serve"][5] == "≥ 100,000 rows/s: met"
+    assert rows["ours-serve-at"][1] == "50,000" and rows["ours-serve-at"][5] == "≥ 100,000 rows/s: not met"
+    assert report.fleet_table(report.summarize(FLOOR_RUN), {}, ["ours"]) == ""
 
 
 def test_by_id_is_reported_as_a_share_of_the_same_servers_raw_path(tmp_path: Path) -> None:

@@ -4,7 +4,8 @@
 #     (+ ours-at, only when named: ours at the git revision BENCH_OURS_AT, side by side with ours: no regression;
 #     ours-serve-at likewise: ours-serve's command, Feast on, at BENCH_OURS_AT, side by side with ours-serve)
 #   BENCH_SCENARIOS=1row@50,100row@8,1row@1,logreg-1row@50,typed-1row@50,typed-100row@8,booster-1row@50,
-#     nosig-1row@50,byid-1row@50,byid-100row@8,explain-1row@1 (+ the growth grid 10row@8,1000row@8,1row@8,1row@200).
+#     nosig-1row@50,byid-1row@50,byid-100row@8,byid-10000row@1,explain-1row@1 (+ the growth grid 10row@8,1000row@8,
+#     1row@8,1row@200). byid-10000row@1: a fleet of 10,000 distinct ids in one request, in rows per second.
 #     byid-*: issue 26's predictions by equipment id (each worker names its own ids of the bench's Feast repo; one
 #     hey per worker), ours-serve and ours-serve-at, reported as a share of the same server's 1row@50/100row@8,
 #     e.g. BENCH_SERVERS=ours-serve,ours-serve-at BENCH_OURS_AT=HEAD~1 BENCH_SCENARIOS=1row@50,byid-1row@50.

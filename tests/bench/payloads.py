@@ -17,9 +17,8 @@ from typing import Any
 import pandas as pd
 
 from predictor.demo.columns import ENTITY_KEY
-from predictor.demo.feast_setup import DEMO_EQUIPMENT
 from predictor.demo.training import equipment_ids, generate_telemetry
-from tests.bench.registry import BenchKind
+from tests.bench.registry import BENCH_EQUIPMENT, BenchKind
 from tests.bench.typed_model import typed_frame
 
 Body = dict[str, Any]
@@ -77,10 +76,10 @@ def write_body(path: Path, build: Callable[[pd.DataFrame], Body], frame: pd.Data
 
 def by_id_workers(rows: int, workers: int, seed: int = 7) -> list[list[str]]:
     """The ids each of ``workers`` concurrent senders names, ``rows`` per request: ids of the bench's Feast repo
-    (``prepare_feature_repo`` materializes the demo's DEMO_EQUIPMENT), shuffled once so that the equipment types mix;
+    (``prepare_feature_repo`` materializes BENCH_EQUIPMENT), shuffled once so that the equipment types mix;
     worker k starts k/workers of the way round, so no two workers send the same request (at 1 row @50: 50
     different ids in flight, so a lookup shared by concurrent requests gains nothing from repeated ids)."""
-    ids = equipment_ids(DEMO_EQUIPMENT)
+    ids = equipment_ids(BENCH_EQUIPMENT)
     if rows > len(ids):
         raise ValueError(f"{rows} ids per request, but the bench's Feast repo holds {len(ids)}")
     random.Random(seed).shuffle(ids)

@@ -27,6 +27,7 @@ KNOWN_SERVERS = (*ALL_SERVERS, *REVISIONS)
 FOREST_DEFAULT = (FLOOR, *OURS, *MONITORING, *PEERS, *REVISIONS)
 # Predictions by equipment id (issue 26): the servers of ours with Feast on (`make serve`'s flags).
 BY_ID_SERVERS = ("ours-serve", SERVE_REVISION)
+FLEET = "byid-10000row@1"
 TYPED_SERVERS = ("ours", *PEERS)
 # Issue 25's models (a native XGBoost Booster, a forest without a signature), one scenario each: ours and mlflow
 # serve. Not the obvious predictor: it reads the columns from the signature and calls predict_proba, which a
@@ -67,8 +68,9 @@ class Scenario:
 
     @property
     def raw_key(self) -> str | None:
-        """A by-id scenario's raw path: the forest with the same rows and concurrency, the features sent."""
-        return f"{self.rows}row@{self.concurrency}" if self.by_id else None
+        """A by-id scenario's raw path: the forest with the same rows and concurrency, the features sent (none
+        for the fleet: judged in rows per second)."""
+        return f"{self.rows}row@{self.concurrency}" if self.by_id and self.key != FLEET else None
 
 
 def _grid(rows: int, concurrency: int, servers: tuple[str, ...] = ()) -> Scenario:
@@ -95,6 +97,8 @@ SCENARIOS: tuple[Scenario, ...] = (
     # every worker its own (so that concurrent lookups carry different ids); against the same server's raw path.
     Scenario("byid-1row@50", "by id 1-row @50", "forest", 1, 50, BY_ID_SERVERS, by_id=True),
     Scenario("byid-100row@8", "by id 100-row @8", "forest", 100, 8, BY_ID_SERVERS, by_id=True),
+    # A fleet: 10,000 distinct ids in one request, one at a time (issue 26's goal is in rows per second).
+    Scenario(FLEET, "by id fleet of 10,000 @1", "forest", 10_000, 1, BY_ID_SERVERS, by_id=True),
     # One explanation at a time: its latency is the cost of explaining one row of the demo forest (TreeSHAP).
     Scenario("explain-1row@1", "explain 1-row @1", "forest", 1, 1, ("ours",), verb="explain"),
     # The rest of the growth grid, run only when growth is on.

@@ -68,14 +68,21 @@ def local_copy(registry: BenchRegistry, kind: BenchKind, destination: Path) -> P
     return Path(mlflow.artifacts.download_artifacts(registry.model_uri(kind), dst_path=str(destination)))
 
 
+BENCH_EQUIPMENT = 10_000  # equipment the bench's Feast repo holds (the demo's own repo: 200)
+
+
 def prepare_feature_repo(target: Path, log: Path) -> Path:
     """The demo Feast repo applied and materialized under ``target`` (SQLite online store), as `make bootstrap`
     prepares ``.data/feature_repo`` for `make serve`; anything there before is replaced. Feast's own progress
     output goes to ``log``, keeping the console for the results."""
     from predictor.demo.bootstrap import FEATURE_REPO_SOURCE
     from predictor.demo.feast_setup import prepare_feature_store
+    from predictor.demo.training import telemetry_with_ids
 
     shutil.rmtree(target, ignore_errors=True)
     log.parent.mkdir(parents=True, exist_ok=True)
+    telemetry = telemetry_with_ids(BENCH_EQUIPMENT)  # a fleet's worth: the fleet scenario names 10,000 distinct ids
     with log.open("w") as out, contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
-        return prepare_feature_store(FEATURE_REPO_SOURCE, target, progress=lambda line: print(line, file=out))
+        return prepare_feature_store(
+            FEATURE_REPO_SOURCE, target, telemetry, progress=lambda line: print(line, file=out)
+        )

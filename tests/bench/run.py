@@ -11,7 +11,8 @@ booster-1row@50,nosig-1row@50,explain-1row@1 and the growth grid's 10row@8,1000r
 1row@200, which only run with growth on; typed-* is issue 11's ColumnTransformer pipeline with a string column,
 tests/bench/typed_model.py; booster-* and nosig-* issue 25's xgb.train Booster and forest logged without a
 signature, tests/bench/logged_models.py, run by ours and mlflow serve; the floor's 1row@50 is their reference;
-byid-1row@50 and byid-100row@8, issue 26's predictions by equipment id, each worker naming its own ids of the
+byid-1row@50, byid-100row@8 and byid-10000row@1 (a fleet of 10,000 distinct ids in one request, judged in rows per
+second), issue 26's predictions by equipment id, each worker naming its own ids of the
 bench's Feast repo, run by ours-serve and ours-serve-at against the same server's 1row@50 and 100row@8),
 BENCH_GROWTH=1 (the growth grid: floor, ours, ours-w2 and the peers at 1/10/100/1000 rows @8 and 1 row
 @1/8/50/200), BENCH_OUT (default bench-results), BENCH_OURS_AT (a git revision: the server ``ours-at`` runs
@@ -283,6 +284,7 @@ def render(meta: dict[str, Any], bench: Bench) -> tuple[str, dict[str, Any]]:
     typed_verdicts = report.judge(results, variants, report.TYPED_GOALS)
     growth = report.growth_tables(summaries, labels, bench.config.servers) if bench.config.growth else ""
     by_id = report.by_id_table(summaries, labels, bench.config.servers)
+    fleet = report.fleet_table(summaries, labels, bench.config.servers)
     versions = ", ".join(f"{name} {value}" for name, value in meta["versions"].items())
     text = "\n\n".join([
         f"# make bench: {meta['date']}",
@@ -300,6 +302,8 @@ def render(meta: dict[str, Any], bench: Bench) -> tuple[str, dict[str, Any]]:
         *(["## By id (issue 26: each instance names only its equipment_id, the features read from Feast; share = "
            "by id ÷ the same server's raw path, the features sent, at the same rows and concurrency; by round: "
            "the two runs of one start)", by_id] if by_id else []),
+        *(["## A fleet by id (issue 26: 10,000 distinct equipment ids in one request, one request at a time)", fleet]
+          if fleet else []),
         "## Start and memory (cold start = spawn → first 200 from the readiness route)",
         report.start_table(starts, labels),
         "## Our throughput ÷ each peer's, same scenario",
