@@ -85,24 +85,31 @@ Cells = tuple[Cell, ...]  # per feature, in the order asked
 
 
 def _read(proto: Any, names: Sequence[str], row_of: Mapping[str, int], ids: Sequence[str]) -> dict[str, Cells]:
-    """Each id's cells from a ``get_online_features`` answer (``row_of``: its row there)."""
+    """Each id's cells from a ``get_online_features`` answer (``row_of``: its row there).
+
+    Column by column: each repeated field of the answer is turned into Python values once, rather than indexed
+    (a message wrapper made) per cell — a fleet of 10,000 ids has 100,000 cells."""
     from feast.protos.feast.serving.ServingService_pb2 import FieldStatus
 
+    if not names:
+        return dict.fromkeys(ids, ())
+    null, not_found, outside = FieldStatus.NULL_VALUE, FieldStatus.NOT_FOUND, FieldStatus.OUTSIDE_MAX_AGE
     position = {name: i for i, name in enumerate(proto.metadata.feature_names.val)}
-    vectors = [proto.results[position[name]] for name in names]
-    read: dict[str, Cells] = {}
-    for entity_id in ids:
-        i = row_of[entity_id]
-        cells: list[Cell] = []
-        for vector in vectors:
-            status, stamp = vector.statuses[i], vector.event_timestamps[i].seconds
-            typed = None if status == FieldStatus.NULL_VALUE else _as_python(vector.values[i])
-            if status == FieldStatus.NOT_FOUND or (typed is None and not stamp):
-                cells.append(None)  # Redis answers an unknown id with PRESENT, unset values and no timestamp
+    rows = [row_of[entity_id] for entity_id in ids]
+    columns: list[list[Cell]] = []
+    for name in names:
+        vector = proto.results[position[name]]
+        statuses, stamps, values = list(vector.statuses), vector.event_timestamps, vector.values
+        column: list[Cell] = []
+        for i in rows:
+            status, stamp = statuses[i], stamps[i].seconds
+            typed = None if status == null else _as_python(values[i])
+            if status == not_found or (typed is None and not stamp):
+                column.append(None)  # Redis answers an unknown id with PRESENT, unset values and no timestamp
             else:
-                cells.append((typed, status == FieldStatus.OUTSIDE_MAX_AGE, stamp))
-        read[entity_id] = tuple(cells)
-    return read
+                column.append((typed, status == outside, stamp))
+        columns.append(column)
+    return {entity_id: cells for entity_id, cells in zip(ids, zip(*columns, strict=True), strict=True)}
 
 
 @dataclass
