@@ -27,6 +27,7 @@ import pickle
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -59,38 +60,11 @@ class ModelCache:
             forest = entry.get("forest") if entry.get("layout") == FOREST_LAYOUT else None  # older: compiled again
             if isinstance(forest, dict):  # its arrays and estimator are shared, under forests/<digest>/
                 content = self.path.parent / "forests" / forest["digest"]
-                if not compile_forests:
-                    entry["estimator"] = (content / ESTIMATOR_FILE).read_bytes()
-                else:
-                    return registry.LoadedModel(
-                        entry["source"],
-                        entry["columns"],
-                        _mapped(content, forest),
-                        entry["classes"],
-                        entry["defaults"],
-                        tensor=entry["tensor"],
-                        flavor=entry["flavor"],
-                        serialization=entry["serialization"],
-                        output_names=("predictions", "probabilities"),
-                        drift_baseline=entry.get("drift_baseline"),
-                        example=entry.get("example"),
-                        load_estimator=functools.partial(_read_estimator, content),
-                    )
-            if isinstance(forest, PackedForest) and compile_forests:
-                return registry.LoadedModel(
-                    entry["source"],
-                    entry["columns"],
-                    forest,
-                    entry["classes"],
-                    entry["defaults"],
-                    tensor=entry["tensor"],
-                    flavor=entry["flavor"],
-                    serialization=entry["serialization"],
-                    output_names=("predictions", "probabilities"),
-                    drift_baseline=entry.get("drift_baseline"),
-                    example=entry.get("example"),
-                    load_estimator=functools.partial(pickle.loads, entry["estimator"]),  # for :explain, if asked
-                )
+                if compile_forests:
+                    return _cached_forest(entry, _mapped(content, forest), functools.partial(_read_estimator, content))
+                entry["estimator"] = (content / ESTIMATOR_FILE).read_bytes()
+            elif isinstance(forest, PackedForest) and compile_forests:  # an entry written before forests/ existed
+                return _cached_forest(entry, forest, functools.partial(pickle.loads, entry["estimator"]))
             estimator = pickle.loads(entry["estimator"])
             adapter = flavors.from_estimator(estimator, entry["flavor"], entry["serialization"])
             built = registry.build(
@@ -150,6 +124,26 @@ class ModelCache:
             log.warning("cannot write the model cache %s: %s (restarts will load from the registry)", self.path, exc)
             return loaded
         return shared
+
+
+def _cached_forest(
+    entry: dict[str, Any], forest: PackedForest, load_estimator: Callable[[], Any]
+) -> registry.LoadedModel:
+    """A cached compiled forest, served without scikit-learn (its estimator loaded only for :explain, if asked)."""
+    return registry.LoadedModel(
+        entry["source"],
+        entry["columns"],
+        forest,
+        entry["classes"],
+        entry["defaults"],
+        tensor=entry["tensor"],
+        flavor=entry["flavor"],
+        serialization=entry["serialization"],
+        output_names=("predictions", "probabilities"),
+        drift_baseline=entry.get("drift_baseline"),
+        example=entry.get("example"),
+        load_estimator=load_estimator,
+    )
 
 
 def _scalars(forest: PackedForest) -> dict[str, Any]:
