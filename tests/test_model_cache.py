@@ -135,10 +135,12 @@ def test_content_no_entry_names_is_removed_a_day_later_and_an_explanation_then_s
 
     day_ago = time.time() - UNNAMED_CONTENT_KEPT_S - 60
     os.utime(first, (day_ago, day_ago))
-    ModelCache(tmp_path, TRACKING, URI).put(forest_model(seed=1, version="2"))
+    ModelCache(tmp_path, TRACKING, URI).put(forest_model(seed=1, version="2"))  # no new content: nothing swept
+    assert first in set((tmp_path / "forests").iterdir())
+    ModelCache(tmp_path, TRACKING, URI).put(forest_model(seed=2, version="3"))  # new content: a sweep
 
-    (kept,) = (tmp_path / "forests").iterdir()
-    assert kept != first
+    kept = set((tmp_path / "forests").iterdir())
+    assert first not in kept and len(kept) == 2  # version 2's (a minute old) and version 3's
     np.testing.assert_array_equal(old.predict_fn(ROWS), forest_model(seed=0).predict_fn(ROWS))  # still mapped
     with pytest.raises(ModelLoadError, match="removed from the model cache"):
         old.the_estimator()

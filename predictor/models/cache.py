@@ -87,10 +87,10 @@ class ModelCache:
         the shared, mapped copy of its arrays (its estimator read back only if an explanation needs it)."""
         if self.path is None or (loaded.estimator is None and loaded.load_estimator is None):
             return loaded
-        shared, forest = loaded, None
+        shared, forest, wrote = loaded, None, False
         try:
             if isinstance(loaded.predict_fn, PackedForest):
-                content = _share(self.path.parent / "forests", loaded.predict_fn, loaded.the_estimator())
+                content, wrote = _share(self.path.parent / "forests", loaded.predict_fn, loaded.the_estimator())
                 forest = {"digest": content.name, **_scalars(loaded.predict_fn)}
                 shared = dataclasses.replace(
                     loaded,
@@ -119,7 +119,8 @@ class ModelCache:
             partial = self.path.with_suffix(f".{os.getpid()}.tmp")
             partial.write_bytes(pickle.dumps(entry, protocol=pickle.HIGHEST_PROTOCOL))
             partial.replace(self.path)  # atomic: a concurrent reader sees the old or the new entry
-            _sweep(self.path.parent)
+            if wrote:  # new content (a new version): what it replaced may be old enough to go
+                _sweep(self.path.parent)
         except OSError as exc:
             log.warning("cannot write the model cache %s: %s (restarts will load from the registry)", self.path, exc)
             return loaded
@@ -150,9 +151,10 @@ def _scalars(forest: PackedForest) -> dict[str, Any]:
     return {"depth": forest.depth, "n_features": forest.n_features, "nan_error": forest.nan_error}
 
 
-def _share(root: Path, forest: PackedForest, estimator: Any) -> Path:
+def _share(root: Path, forest: PackedForest, estimator: Any) -> tuple[Path, bool]:
     """``forest``'s arrays and ``estimator`` under ``root/<digest of the arrays>``, written once: the first process
-    to finish wins, the others find the same bytes there (a directory appears whole, by one rename)."""
+    to finish wins, the others find the same bytes there (a directory appears whole, by one rename). Returns the
+    directory, and whether this call wrote it."""
     digest = hashlib.sha256()
     for name in FOREST_ARRAYS:
         array = np.ascontiguousarray(getattr(forest, name))
@@ -160,7 +162,7 @@ def _share(root: Path, forest: PackedForest, estimator: Any) -> Path:
         digest.update(array.data)
     content = root / digest.hexdigest()[:32]
     if content.is_dir():
-        return content
+        return content, False
     root.mkdir(parents=True, exist_ok=True)
     partial = Path(tempfile.mkdtemp(prefix=".partial-", dir=root))
     try:
@@ -171,9 +173,10 @@ def _share(root: Path, forest: PackedForest, estimator: Any) -> Path:
     except OSError:
         if not content.is_dir():  # not another process's rename first: a real failure
             raise
+        return content, False
     finally:
         shutil.rmtree(partial, ignore_errors=True)
-    return content
+    return content, True
 
 
 def _mapped(content: Path, scalars: dict[str, Any]) -> PackedForest:
@@ -196,7 +199,8 @@ def _read_estimator(content: Path) -> Any:
 
 
 def _sweep(directory: Path) -> None:
-    """Remove shared forests that no entry names any more and that were written more than a day ago."""
+    """Remove shared forests that no entry names any more and that were written more than a day ago. Run when a put
+    wrote new content, not at every put: it reads every entry of the directory."""
     root = directory / "forests"
     if not root.is_dir():
         return
