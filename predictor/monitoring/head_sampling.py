@@ -2,7 +2,8 @@
 starts that span with the decision and trace id already made. Imported only when tracing is on (it needs the SDK).
 
 Through the SDK's public extension points (a ``Sampler`` and an ``IdGenerator`` given to the ``TracerProvider``);
-``tests/test_head_sampling.py`` checks the hand-over against the installed SDK (ratios, parents, ids).
+``tests/test_head_sampling.py`` checks the hand-over against the installed SDK (ratios, parents, ids). Also here,
+as the other piece that leans on the SDK's classes: ``StableResource``, the resource with its hash computed once.
 """
 
 from __future__ import annotations
