@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import httpx
+import psutil
 
 from tests.servers import SEED_ROWS, PredictorProcess, free_port
 
@@ -47,6 +48,12 @@ def test_the_seed_invocation_serves_and_a_clean_session_logs_no_warning_tracebac
             )
             assert answer.status_code == 200, answer.text
         assert answer.json()["model_version"] == "1"  # the registry version, not the --model-version label
+        # --host: the HTTP port listens on that address alone (not on every interface)
+        assert server.popen is not None
+        process = psutil.Process(server.popen.pid)
+        sockets = getattr(process, "net_connections", None) or process.connections  # psutil 6 renamed it
+        listening = {(c.laddr.ip, c.laddr.port) for c in sockets(kind="inet") if c.status == psutil.CONN_LISTEN}
+        assert ("127.0.0.1", port) in listening and ("0.0.0.0", port) not in listening, listening
         server.signal(signal.SIGINT)
         assert server.popen is not None and server.popen.wait(30) == 0
     finally:
