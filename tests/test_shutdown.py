@@ -77,11 +77,17 @@ def test_sigterm_during_load_drops_nothing_and_flushes_the_prediction_log(
 
 def test_ctrl_c_skips_the_drain_delay_and_exits_0(tracking_uri: str, predictors: Start) -> None:
     # A drain delay far beyond the bounded wait: an exit within the wait means SIGINT skipped it.
-    server = predictors(tracking_uri, "--drain_delay_s", "120")
+    server = predictors(tracking_uri, "--drain_delay_s", "120", "--log_format", "json")
     server.wait_ready()
+    httpx.post(f"{server.http_url}/v1/models/{MODEL_NAME}:predict", json={"instances": SEED_ROWS}, timeout=10)
     server.signal(signal.SIGINT)
     assert server.popen.wait(timeout=30) == 0  # type: ignore[union-attr]
-    assert "SIGINT: readiness off; draining for 0.0s" in server.log(100_000)
+    # --log_format json: every line of the whole session, start to exit, is one JSON object
+    events = [json.loads(line) for line in server.log(100_000).splitlines() if line.strip()]
+    assert all({"time", "level", "logger", "message"} <= set(event) for event in events), events[:3]
+    assert "SIGINT: readiness off; draining for 0.0s, then finishing requests in flight" in [
+        event["message"] for event in events
+    ]
 
 
 def test_a_second_sigterm_stops_the_drain_and_exits_at_once(tracking_uri: str, predictors: Start) -> None:
