@@ -16,7 +16,7 @@ import httpx
 import pytest
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 
-from predictor.monitoring.payload_events import REQUEST_TYPE, RESPONSE_TYPE, PayloadLogger
+from predictor.monitoring.payload_events import REQUEST_TYPE, RESPONSE_TYPE, PayloadEvent, PayloadLogger
 from tests import model_zoo
 from tests.grpc_calls import stub
 from tests.payload_sink import Sink
@@ -179,18 +179,15 @@ def test_mode_request_sends_only_request_events_and_access_log_format_writes_a_l
         process.stop()
 
 
-def test_a_shutdown_that_runs_out_of_time_spools_what_it_could_not_send(tmp_path: Path) -> None:
-    """In process: a sink too slow to take every event before close()'s time is up — the rest go to the spool (the
-    next run sends them), none is dropped. (The one-minute soak lost events here: a SIGTERM under load with a busy
-    sink left them queued in memory when the process exited.)"""
-    received: list[str] = []
+def slow_sink(received: list[str], delay_s: float = 0.05) -> ThreadingHTTPServer:
+    """A sink that takes ``delay_s`` per event and notes each event's id; serving on a thread."""
 
     class SlowSink(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
         def do_POST(self) -> None:
             self.rfile.read(int(self.headers["Content-Length"]))
-            time.sleep(0.05)
+            time.sleep(delay_s)
             received.append(self.headers["ce-id"])
             self.send_response(202)
             self.send_header("Content-Length", "0")
@@ -201,6 +198,43 @@ def test_a_shutdown_that_runs_out_of_time_spools_what_it_could_not_send(tmp_path
 
     slow = ThreadingHTTPServer(("127.0.0.1", free_port()), SlowSink)
     threading.Thread(target=slow.serve_forever, daemon=True).start()
+    return slow
+
+
+def test_a_shutdown_while_the_spool_drains_keeps_the_spool_and_the_calls_queued_behind_it(tmp_path: Path) -> None:
+    """In process, as the one-minute soak found it: the sink comes back just as SIGTERM arrives, the sender is
+    draining a spool of the outage, calls answered meanwhile wait in the queue behind that drain. A close() that runs
+    out of time stops the drain (the spool stays for the next run) and spools the queue; before, the drain went on,
+    close() closed the HTTP client under it, the sender died and the queue's events died with the process."""
+    down = f"http://127.0.0.1:{free_port()}/events"
+    outage = PayloadLogger(down, spool=tmp_path)
+    for i in range(30):
+        outage.submit(f"o{i}", NAME, "1", "v1", (b"{}", "application/json"), (b"[]", "application/json"))
+    outage.close()
+    assert len(list(tmp_path.glob("*.event"))) == 60
+    received: list[str] = []
+    slow = slow_sink(received)
+    try:
+        logger = PayloadLogger(f"http://127.0.0.1:{slow.server_address[1]}/events", spool=tmp_path)
+        for i in range(20):  # answered while the spool drains: queued behind it
+            logger.submit(f"q{i}", NAME, "1", "v1", (b"{}", "application/json"), (b"[]", "application/json"))
+        logger.close(timeout_s=0.5)
+        assert not logger._thread.is_alive()  # the sender finished: it did not die mid-drain, nor hang
+    finally:
+        slow.shutdown()
+        slow.server_close()
+    spooled = list(tmp_path.glob("*.event"))
+    assert spooled, "the sink took everything: not slow enough to test the shutdown's deadline"
+    assert len(received) + len(spooled) == 60 + 40  # every event sent or kept for the next run
+    assert {PayloadEvent.decode(path.read_bytes()).headers["ce-id"] for path in spooled} >= {"q19"}
+
+
+def test_a_shutdown_that_runs_out_of_time_spools_what_it_could_not_send(tmp_path: Path) -> None:
+    """In process: a sink too slow to take every event before close()'s time is up — the rest go to the spool (the
+    next run sends them), none is dropped. (The one-minute soak lost events here: a SIGTERM under load with a busy
+    sink left them queued in memory when the process exited.)"""
+    received: list[str] = []
+    slow = slow_sink(received)
     try:
         logger = PayloadLogger(f"http://127.0.0.1:{slow.server_address[1]}/events", spool=tmp_path)
         for i in range(30):

@@ -175,6 +175,8 @@ class PayloadLogger:
             answer = self._client.post(self.url, content=event.body, headers=event.headers)
         except httpx.HTTPError as exc:
             return self._failed(f"{type(exc).__name__}: {exc}")
+        except RuntimeError as exc:  # the client closed under us: close() ran out of time; the spool keeps it
+            return self._failed(f"closed: {exc}")
         if answer.status_code >= 500 or answer.status_code == 429:
             return self._failed(f"HTTP {answer.status_code}")
         if answer.status_code >= 400:  # the sink refuses this event for good: retrying would not change it
@@ -215,10 +217,15 @@ class PayloadLogger:
         self._on_outcome("spooled", 1)
 
     def _drain_spool(self) -> None:
-        """Send what waits in the spool, oldest first, while the sink answers."""
+        """Send what waits in the spool, oldest first, while the sink answers — and until a shutdown runs out of
+        time (``_spool_the_rest``): then the spool stays for the next run, and the events still queued behind this
+        drain are spooled after it instead of lost with the process (found by the soak: a sink back at the very
+        moment of a SIGTERM, a spool of thousands, the queue's 99 events gone)."""
         if self.spool is None or not self._spool_files or time.monotonic() < self._down_until:
             return
         for path in sorted(self.spool.glob(f"*{SUFFIX}")):
+            if self._spool_the_rest:
+                return
             try:
                 raw = path.read_bytes()
                 event = PayloadEvent.decode(raw)
@@ -251,6 +258,12 @@ class PayloadLogger:
         if self._thread.is_alive() and self.spool is not None:
             self._spool_the_rest = True  # out of time for the network: the disk takes the rest, in order
             self._thread.join(timeout_s)
-        elif self.spool is not None:  # the sender finished in time: what the spool still holds goes now
+        elif self.spool is not None:  # the sender finished in time: what the spool still holds goes now, in time
+            deadline = threading.Timer(timeout_s, self._stop_draining)
+            deadline.start()
             self._drain_spool()
+            deadline.cancel()
         self._client.close()
+
+    def _stop_draining(self) -> None:
+        self._spool_the_rest = True
