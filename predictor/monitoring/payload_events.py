@@ -258,12 +258,6 @@ class PayloadLogger:
         if self._thread.is_alive() and self.spool is not None:
             self._spool_the_rest = True  # out of time for the network: the disk takes the rest, in order
             self._thread.join(timeout_s)
-        elif self.spool is not None:  # the sender finished in time: what the spool still holds goes now, in time
-            deadline = threading.Timer(timeout_s, self._stop_draining)
-            deadline.start()
+        elif self.spool is not None:  # the sender finished in time: what the spool still holds goes now
             self._drain_spool()
-            deadline.cancel()
         self._client.close()
-
-    def _stop_draining(self) -> None:
-        self._spool_the_rest = True
