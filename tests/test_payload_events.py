@@ -5,6 +5,8 @@ the events wait in the disk spool and arrive once it answers, also across a rest
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
 import threading
 import time
@@ -227,6 +229,69 @@ def test_a_shutdown_while_the_spool_drains_keeps_the_spool_and_the_calls_queued_
     assert spooled, "the sink took everything: not slow enough to test the shutdown's deadline"
     assert len(received) + len(spooled) == 60 + 40  # every event sent or kept for the next run
     assert {PayloadEvent.decode(path.read_bytes()).headers["ce-id"] for path in spooled} >= {"q19"}
+
+
+def test_under_steady_load_a_returning_sink_drains_the_spool_and_calls_answered_meanwhile_wait_on_disk(
+    tmp_path: Path,
+) -> None:
+    """In process, as the one-minute soak found it: calls never pause for half a second, the sink comes back after an
+    outage. The spool drains at once (before, only in a lull: 33 s late), and the events of calls answered while it
+    drains go to disk behind it, not to memory (before, a worker SIGKILLed 22 s into such a drain lost them all)."""
+    sink = Sink()  # down: its port is reserved, nothing listens yet
+    logger = PayloadLogger(sink.url, spool=tmp_path)
+    for i in range(30):  # the outage
+        logger.submit(f"o{i}", NAME, "1", "v1", (b"{}", "application/json"), (b"[]", "application/json"))
+    wait_until(lambda: len(list(tmp_path.glob("*.event"))) == 60, 10, 0.01, "the outage's events spooled")
+    stop = threading.Event()
+
+    def steady_load() -> None:  # an event every 10 ms: no lull
+        for i in itertools.count():
+            if stop.wait(0.01):
+                return
+            logger.submit(f"s{i}", NAME, "1", "v1", (b"{}", "application/json"), (b"[]", "application/json"))
+
+    load = threading.Thread(target=steady_load)
+    load.start()
+    try:
+        sink.start()
+        wait_until(lambda: len(sink.of("o29")) == 2, 20, 0.05, "the outage's events sent while the load goes on")
+    finally:
+        stop.set()
+        load.join(10)
+    logger.close()
+    sink.stop()
+    received = {headers["ce-id"] for headers, _ in sink.events}
+    assert {f"o{i}" for i in range(30)} <= received and not list(tmp_path.glob("*.event"))
+
+
+def test_events_accepted_while_the_spool_drains_are_on_disk_not_in_memory(tmp_path: Path) -> None:
+    """A slow sink drains a spool of 60 events (50 ms each); 20 calls answered meanwhile are in the spool within a
+    moment, long before the drain ends: a worker killed now would lose none of them."""
+    down = PayloadLogger(f"http://127.0.0.1:{free_port()}/events", spool=tmp_path)
+    for i in range(30):
+        down.submit(f"o{i}", NAME, "1", "v1", (b"{}", "application/json"), (b"[]", "application/json"))
+    down.close()
+    received: list[str] = []
+    slow = slow_sink(received)
+    try:
+        logger = PayloadLogger(f"http://127.0.0.1:{slow.server_address[1]}/events", spool=tmp_path)
+        wait_until(lambda: bool(received), 10, 0.01, "the drain begun")
+        for i in range(20):
+            logger.submit(f"q{i}", NAME, "1", "v1", (b"{}", "application/json"), (b"[]", "application/json"))
+
+        def spooled() -> set[str]:
+            ids = set()
+            for path in tmp_path.glob("*.event"):
+                with contextlib.suppress(FileNotFoundError):  # sent and removed by the drain since the listing
+                    ids.add(PayloadEvent.decode(path.read_bytes()).headers["ce-id"])
+            return ids
+
+        wait_until(lambda: {f"q{i}" for i in range(20)} <= spooled(), 5, 0.01, "the calls' events on disk")
+        assert "o29" not in received  # still draining: the events went to disk while it did
+        logger.close(timeout_s=0.5)
+    finally:
+        slow.shutdown()
+        slow.server_close()
 
 
 def test_a_shutdown_that_runs_out_of_time_spools_what_it_could_not_send(tmp_path: Path) -> None:

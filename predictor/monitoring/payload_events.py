@@ -84,6 +84,7 @@ class PayloadLogger:
         self._sequence = itertools.count()
         self._closed = False
         self._spool_the_rest = False  # shutdown ran out of time to send: every event left goes to the spool
+        self._stop_seen = False  # close()'s end-of-queue mark was taken off the queue by a spool drain
         self._down_until = 0.0  # while the sink is down: the monotonic time of the next try
         self._failures = 0
         self._spool_files = 0  # events waiting in the spool, and their bytes (counted, not listed, per event)
@@ -138,12 +139,13 @@ class PayloadLogger:
 
     # ------------------------------------------------------------------------------ the sender
     def _run(self) -> None:
-        self._drain_spool()
         while True:
+            self._drain_spool()  # after each event, not only in a lull: steady load never pauses for half a second
+            if self._stop_seen:  # the drain took close()'s mark off the queue
+                return
             try:
                 event = self._queue.get(timeout=0.5)
             except queue.Empty:
-                self._drain_spool()
                 continue
             if event is None:
                 return
@@ -220,12 +222,17 @@ class PayloadLogger:
         """Send what waits in the spool, oldest first, while the sink answers — and until a shutdown runs out of
         time (``_spool_the_rest``): then the spool stays for the next run, and the events still queued behind this
         drain are spooled after it instead of lost with the process (found by the soak: a sink back at the very
-        moment of a SIGTERM, a spool of thousands, the queue's 99 events gone)."""
+        moment of a SIGTERM, a spool of thousands, the queue's 99 events gone).
+
+        Events accepted while the spool drains wait on disk behind it, not in memory: a drain of thousands takes
+        seconds to minutes, and a worker killed meanwhile (SIGKILL, OOM) would take a queue of them along (found by
+        the soak: 22 s of events lost with a worker killed while its spool of a sink outage drained)."""
         if self.spool is None or not self._spool_files or time.monotonic() < self._down_until:
             return
         for path in sorted(self.spool.glob(f"*{SUFFIX}")):
             if self._spool_the_rest:
                 return
+            self._spool_queued()
             try:
                 raw = path.read_bytes()
                 event = PayloadEvent.decode(raw)
@@ -237,6 +244,18 @@ class PayloadLogger:
             if not self._send(event):
                 return
             self._unspool(path, len(raw))
+
+    def _spool_queued(self) -> None:
+        """Move what the queue holds to the spool (behind the events already there), up to close()'s mark."""
+        while not self._stop_seen:
+            try:
+                event = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if event is None:
+                self._stop_seen = True
+                return
+            self._to_spool(event)
 
     def _unspool(self, path: Path, size: int) -> None:
         path.unlink(missing_ok=True)

@@ -57,7 +57,7 @@ class Report:
     answered: int
     by_window: dict[str, dict[str, int]]  # window (or "outside") → status → count
     unexplained: list[str]  # "t door status request_id" of every failure no window explains
-    missing_log: list[str]
+    missing_log: list[str]  # "t door request_id (window; what arrived)" of each answered call not logged / not sent
     missing_events: list[str]
     growth: dict[str, float]  # rss / fds / threads: last quiet sample over the first after warm-up, per pid group
     p99_ms: list[tuple[float, float, bool]]  # bucket start, p99, quiet
@@ -67,6 +67,7 @@ class Report:
     resources: list[Resources] = field(default_factory=list)
     outcomes: list[Outcome] = field(default_factory=list)
     judged_latency: bool = False
+    server_notes: list[str] = field(default_factory=list)  # the servers' payload and log warnings, for a failed run
 
     @property
     def goals(self) -> dict[str, bool]:
@@ -105,6 +106,15 @@ class Report:
         lines = [f"soak of {self.minutes:g} min: {self.calls} calls, {self.answered} answered"]
         lines += [f"  {'PASS' if ok else 'FAIL'}  {goal}" for goal, ok in self.goals.items()]
         lines += [f"  unexplained: {u}" for u in self.unexplained[:10]]
+        # what a CI log needs to tell a lost event from a judging flaw: the run's directory is gone by then
+        gaps = (("not in the prediction log", self.missing_log), ("not in the payload events", self.missing_events))
+        for name, missing in gaps:
+            if missing:
+                lines.append(f"  {len(missing)} answered calls {name}, e.g.:")
+                lines += [f"    {m}" for m in missing[:10]]
+        lines.append(f"  answered just before the SIGKILL (not judged): {self.lost_to_kill}")
+        if not self.passed:
+            lines += [f"  server: {note}" for note in self.server_notes[-30:]]
         return "\n".join(lines)
 
     def write(self, out: Path) -> None:
@@ -183,10 +193,14 @@ def judge(
     def lost_to_kill(o: Outcome) -> bool:  # answered shortly before SIGKILL: its lines were still in that worker
         return any(w.start - KILL_LOOKBACK_S <= o.sent <= w.start for w in kill)
 
+    def described(o: Outcome) -> str:
+        window = next((w.name for w in windows if w.holds(o)), "outside")
+        return f"{o.sent:.1f} s {o.door} {o.request_id} ({window}; events: {sorted(kinds[o.request_id]) or 'none'})"
+
     unlogged = [o for o in answered if o.request_id not in logged]
     unsent = [o for o in answered if kinds[o.request_id] != {"request", "response"}]
-    missing_log = [o.request_id for o in unlogged if not lost_to_kill(o)]
-    missing_events = [o.request_id for o in unsent if not lost_to_kill(o)]
+    missing_log = [described(o) for o in unlogged if not lost_to_kill(o)]
+    missing_events = [described(o) for o in unsent if not lost_to_kill(o)]
     killed = {"prediction log": sum(map(lost_to_kill, unlogged)), "payload events": sum(map(lost_to_kill, unsent))}
     report = Report(
         minutes=minutes,

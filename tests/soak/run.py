@@ -167,7 +167,7 @@ class Soak:
             self.say("waiting for the last payload events ...")
             wait_until(lambda: not any((self.work / "payload-spool").rglob("*.event")), 30, 0.5, "spool drained")
             time.sleep(1)
-            return judge(
+            report = judge(
                 load.outcomes,
                 self.windows,
                 self.resources,
@@ -177,6 +177,8 @@ class Soak:
                 bucket_s=max(10.0, self.minutes * 6),
                 minutes=self.minutes,
             )
+            report.server_notes = self.server_notes()
+            return report
         finally:
             for started in self.started:
                 started.stop(30)
@@ -255,6 +257,15 @@ class Soak:
         return server
 
     # ------------------------------------------------------------------------------ helpers
+    def server_notes(self) -> list[str]:
+        """The predictors' warnings and errors, and every line about payload events, in the order of their logs."""
+        notes = []
+        for log_file in sorted(self.logs.glob("predictor-*.log"), key=lambda path: path.stat().st_mtime):
+            for line in log_file.read_text(errors="replace").splitlines():
+                if "payload" in line or " WARNING " in line or " ERROR " in line:
+                    notes.append(f"{log_file.name}: {line[:300]}")
+        return notes
+
     def move_alias(self, registry: Process, version: str) -> None:
         from mlflow import MlflowClient
 
