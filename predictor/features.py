@@ -1,11 +1,11 @@
 """Online features by entity id, from Feast, behind a small interface the model calls.
 
-Lookups batch like predictions: concurrent ``fetch`` calls that ask for the same features share one
-``get_online_features`` call for the union of their ids, run off the event loop. One lookup per feature set is
-in flight at a time; the calls that arrive meanwhile form the next one, so under load each lookup carries the
-ids of every request that arrived during the previous one (the Feast SDK's cost is mostly per call, not per id).
-Each call then reads its own ids from the shared answer, so an unknown id or a stale feature fails only the
-request that named it. What can go wrong, and what the caller sees:
+Lookups batch like predictions: concurrent ``fetch`` calls that ask for the same features share one read of the
+online store (``feast_online.OnlineReader``: the store's own ``online_read``) for the union of their ids, run and
+decoded off the event loop. One lookup per feature set is in flight at a time; the calls that arrive meanwhile
+form the next one, so under load each lookup carries the ids of every request that arrived during the previous
+one (a read's cost is mostly per call, not per id). Each call then takes its own ids from the shared answer, so
+an unknown id or a stale feature fails only the request that named it. What can go wrong, and what the caller sees:
 
 - an id with no stored row → ``EntityNotFound`` naming every missing id (never a partial answer);
 - a stored feature that is null, or whose reading is older than the feature view's TTL → ``StaleFeatures``
@@ -14,17 +14,14 @@ request that named it. What can go wrong, and what the caller sees:
 - the online store cannot be reached (Redis down, SQLite file unreadable, a lookup over its timeout) →
   ``FeatureStoreUnavailable``.
 
-Feast 0.67's local provider marks a found row ``PRESENT`` even when a value is null or older than the TTL
-(it only sets ``NOT_FOUND``, and the Redis store not even that: an unknown id comes back ``PRESENT`` with
-unset values and a zero timestamp). So an id is missing when no value of it is set nor timestamped, a null
-is an unset value, and staleness compares each value's event timestamp with the view's TTL;
-``NULL_VALUE``/``OUTSIDE_MAX_AGE`` statuses are honoured too, for stores (e.g. the remote one) that set them.
+An online store answers an unknown id with nothing (SQLite) or with unset values and a zero timestamp (Redis),
+and never judges a value's age. So an id is missing when no value of it is set nor timestamped, a null is an
+unset value, and staleness compares each row's event timestamp with the view's TTL.
 """
 
 from __future__ import annotations
 
 import asyncio
-import math
 import os
 import sqlite3
 import threading
@@ -41,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from predictor.errors import BadRequest, EntityNotFound, FeatureStoreUnavailable, PredictorError, StaleFeatures
+from predictor.feast_online import Cells, OnlineReader
 from predictor.metrics import Metrics
 from predictor.protocol.schema import Column, coerce
 
@@ -76,40 +74,6 @@ class FetchedFeatures:
     values: np.ndarray
     #: equipment id → names of the features filled by policy (only ids that had any)
     filled: dict[str, list[str]] = field(default_factory=dict)
-
-
-# One stored feature of one id: its value (None: null), whether the store called it older than the view's TTL,
-# and its event time (epoch seconds); None when the store has nothing for it.
-Cell = tuple[Any, bool, int] | None
-Cells = tuple[Cell, ...]  # per feature, in the order asked
-
-
-def _read(proto: Any, names: Sequence[str], row_of: Mapping[str, int], ids: Sequence[str]) -> dict[str, Cells]:
-    """Each id's cells from a ``get_online_features`` answer (``row_of``: its row there).
-
-    Column by column: each repeated field of the answer is turned into Python values once, rather than indexed
-    (a message wrapper made) per cell — a fleet of 10,000 ids has 100,000 cells."""
-    from feast.protos.feast.serving.ServingService_pb2 import FieldStatus
-
-    if not names:
-        return dict.fromkeys(ids, ())
-    null, not_found, outside = FieldStatus.NULL_VALUE, FieldStatus.NOT_FOUND, FieldStatus.OUTSIDE_MAX_AGE
-    position = {name: i for i, name in enumerate(proto.metadata.feature_names.val)}
-    rows = [row_of[entity_id] for entity_id in ids]
-    columns: list[list[Cell]] = []
-    for name in names:
-        vector = proto.results[position[name]]
-        statuses, stamps, values = list(vector.statuses), vector.event_timestamps, vector.values
-        column: list[Cell] = []
-        for i in rows:
-            status, stamp = statuses[i], stamps[i].seconds
-            typed = None if status == null else _as_python(values[i])
-            if status == not_found or (typed is None and not stamp):
-                column.append(None)  # Redis answers an unknown id with PRESENT, unset values and no timestamp
-            else:
-                column.append((typed, status == outside, stamp))
-        columns.append(column)
-    return {entity_id: cells for entity_id, cells in zip(ids, zip(*columns, strict=True), strict=True)}
 
 
 @dataclass
@@ -169,10 +133,10 @@ class FeatureCache:
 
 @dataclass
 class _SharedLookup:
-    """One ``get_online_features`` call shared by the requests that joined it."""
+    """One read of the online store shared by the requests that joined it; its answer: each id's cells."""
 
-    answer: asyncio.Future[Any]
-    row_of: dict[str, int] = field(default_factory=dict)  # each id's row in the answer (ids asked once)
+    answer: asyncio.Future[dict[str, Cells]]
+    ids: dict[str, None] = field(default_factory=dict)  # every id its callers named, once each, in order
 
 
 @dataclass
@@ -228,19 +192,20 @@ class FeastFeatureSource:
         self._check_timeout_s = check_timeout_s
         self._retry_after_s = retry_after_s
         self._errors = _connection_errors()
-        self._store, view = _open_store(repo_path, feature_view)
-        self.store_type = _store_label(self._store.config.online_store)
+        store, view = _open_store(repo_path, feature_view)
+        self._reader = OnlineReader(store, view)
+        self.store_type = _store_label(store.config.online_store)
         self._view = view.name
         self.feature_names: tuple[str, ...] = tuple(f.name for f in view.features)
-        self.entity_key: str = view.entity_columns[0].name
+        self.entity_key: str = self._reader.entity_key
         self._ttl_s = view.ttl.total_seconds() if isinstance(view.ttl, timedelta) else 0.0
         self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="feast-lookup")
-        self._probe: asyncio.Future[Any] | None = None
+        self._probe: asyncio.Future[dict[str, Cells]] | None = None
         self._failed: FeatureStoreUnavailable | None = None
         self._failed_at = 0.0
         # per feature set: the lookup gathering ids (not started yet), and the one in flight
         self._gathering: dict[tuple[str, ...], _SharedLookup] = {}
-        self._in_flight: dict[tuple[str, ...], asyncio.Future[Any]] = {}
+        self._in_flight: dict[tuple[str, ...], asyncio.Future[dict[str, Cells]]] = {}
         self._cache = FeatureCache(cache_s, self._ttl_s, metrics) if cache_s > 0 else None
 
     async def fetch(
@@ -257,32 +222,13 @@ class FeastFeatureSource:
         names = tuple(feature_names)
         stored, wanted = self._cache.take(names, ids) if self._cache is not None else ({}, list(dict.fromkeys(ids)))
         defaults = self._fill_values if fill_values is None else {**self._fill_values, **fill_values}
-        proto, row_of = None, {}
         if wanted:
-            shared = self._join(names, wanted)
-            proto, row_of = (await self._lookup(shared.answer, self._timeout_s)).proto, shared.row_of
-        decode = partial(self._answer, proto, row_of, wanted, stored, list(ids), list(names), defaults)
+            answer = await self._lookup(self._join(names, wanted).answer, self._timeout_s)
+            stored.update((entity_id, answer[entity_id]) for entity_id in wanted)
+        decode = partial(self._decode, stored, list(ids), list(names), defaults)
         if len(ids) <= DECODE_ON_LOOP_MAX_IDS:
             return decode()
         return await asyncio.get_running_loop().run_in_executor(self._executor, decode)
-
-    def _answer(
-        self,
-        proto: Any,
-        row_of: Mapping[str, int],
-        wanted: list[str],
-        stored: dict[str, Cells],
-        ids: list[str],
-        names: list[str],
-        fill_values: Mapping[str, float],
-    ) -> FetchedFeatures:
-        """The ids looked up read from the shared answer (and cached), with the cached ones: decoded."""
-        if proto is not None:
-            fresh = _read(proto, names, row_of, wanted)
-            if self._cache is not None:
-                self._cache.put(tuple(names), fresh)
-            stored.update(fresh)
-        return self._decode(stored, ids, names, fill_values)
 
     def _join(self, names: tuple[str, ...], ids: Sequence[str]) -> _SharedLookup:
         """The lookup these ids go out with: the one gathering for this feature set, or a new one that starts
@@ -298,25 +244,23 @@ class FeastFeatureSource:
                 previous.add_done_callback(lambda _: self._send(names, shared))
                 # A lookup that hangs past the timeout must not hold the next one back for good.
                 loop.call_later(self._timeout_s, self._send, names, shared)
-        for entity_id in ids:
-            shared.row_of.setdefault(entity_id, len(shared.row_of))
+        shared.ids.update(dict.fromkeys(ids))
         return shared
 
     def _send(self, names: tuple[str, ...], shared: _SharedLookup) -> None:
-        """Start the gathered lookup (once): one ``get_online_features`` for every id its callers named."""
+        """Start the gathered lookup (once): one read for every id its callers named."""
         if self._gathering.get(names) is not shared:
             return  # sent already
         del self._gathering[names]
-        refs = [f"{self._view}:{name}" for name in names]
         started = time.perf_counter()
         try:
-            lookup = self._start(refs, list(shared.row_of))
+            lookup = self._start(names, list(shared.ids))
         except RuntimeError as exc:  # the lookup pool is shut down: the server is stopping
             shared.answer.set_exception(FeatureStoreUnavailable(f"feature store closed: {exc}"))
             return
         self._in_flight[names] = lookup
 
-        def done(finished: asyncio.Future[Any]) -> None:
+        def done(finished: asyncio.Future[dict[str, Cells]]) -> None:
             self._metrics.feature_lookup_latency.labels(store=self.store_type).observe(time.perf_counter() - started)
             if finished.cancelled():
                 shared.answer.cancel()
@@ -334,7 +278,7 @@ class FeastFeatureSource:
                 f"feature store unreachable: the previous {self.store_type} probe has not returned after "
                 f"{self._check_timeout_s:g} s — check that the online store is up and reachable"
             )
-        self._probe = self._start([f"{self._view}:{self.feature_names[0]}"], [PROBE_ID])
+        self._probe = self._start(self.feature_names[:1], [PROBE_ID])
         await self._lookup(self._probe, self._check_timeout_s)
         self._failed = None
 
@@ -342,12 +286,17 @@ class FeastFeatureSource:
         """Stop the lookup threads (a lookup still waiting on the store is abandoned)."""
         self._executor.shutdown(wait=False, cancel_futures=True)
 
-    def _start(self, refs: list[str], ids: list[str]) -> asyncio.Future[Any]:
-        """One ``get_online_features`` call for all ``ids``, on the lookup pool."""
-        call = partial(self._store.get_online_features, features=refs, entity_rows={self.entity_key: ids})
-        return asyncio.get_running_loop().run_in_executor(self._executor, call)
+    def _start(self, names: tuple[str, ...], ids: list[str]) -> asyncio.Future[dict[str, Cells]]:
+        """One read of the online store for all ``ids``, decoded (and cached) on the lookup pool."""
+        return asyncio.get_running_loop().run_in_executor(self._executor, self._read, names, ids)
 
-    async def _lookup(self, future: asyncio.Future[Any], timeout_s: float) -> Any:
+    def _read(self, names: tuple[str, ...], ids: list[str]) -> dict[str, Cells]:
+        cells = self._reader.read(ids, names)
+        if self._cache is not None:
+            self._cache.put(names, cells)
+        return cells
+
+    async def _lookup(self, future: asyncio.Future[dict[str, Cells]], timeout_s: float) -> dict[str, Cells]:
         """Await a started lookup; translate timeouts and connection errors (and remember the failure)."""
         try:
             return await asyncio.wait_for(asyncio.shield(future), timeout_s)
@@ -476,15 +425,6 @@ def as_columns(
 def _consume(future: asyncio.Future[Any]) -> None:
     if not future.cancelled():
         future.exception()
-
-
-def _as_python(value: Any) -> Any:
-    """A Feast ``Value`` as the Python value it holds (str, int, float, bool, bytes); unset (null) as None."""
-    kind = value.WhichOneof("val")
-    if kind is None or kind == "null_val":
-        return None
-    typed = getattr(value, kind)
-    return None if isinstance(typed, float) and math.isnan(typed) else typed
 
 
 def _numbers_as_float(values: np.ndarray) -> np.ndarray:

@@ -109,19 +109,11 @@ def test_fetch_returns_the_stored_rows_in_the_order_asked(lookup: Lookup, teleme
     assert lookup.source.feature_names == FEATURE_NAMES
 
 
-def test_one_get_online_features_call_per_fetch(lookup: Lookup, monkeypatch: pytest.MonkeyPatch) -> None:
-    store = lookup.source._store
-    real = store.get_online_features
-    calls: list[Any] = []
-
-    def spy(*args: Any, **kwargs: Any) -> Any:
-        calls.append(kwargs["entity_rows"])
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(store, "get_online_features", spy)
+def test_one_online_read_per_fetch(lookup: Lookup, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = _count_store_calls(lookup.source, monkeypatch)
     ids = [f"pump-{i:04d}" for i in range(5)]
     assert lookup.fetch(*ids).values.shape == (5, len(FEATURE_NAMES))
-    assert calls == [{"equipment_id": ids}]
+    assert calls == [ids]
 
 
 def test_concurrent_fetches_share_lookups_and_each_reads_its_own_ids(
@@ -130,15 +122,7 @@ def test_concurrent_fetches_share_lookups_and_each_reads_its_own_ids(
     """Forty requests at once: far fewer online reads than requests (one in flight, the rest gathering), each
     request answered its own rows in its own order, an id asked twice looked up once, and an unknown id failing
     only the request that named it."""
-    store = lookup.source._store
-    real = store.get_online_features
-    calls: list[list[str]] = []
-
-    def spy(*args: Any, **kwargs: Any) -> Any:
-        calls.append(list(kwargs["entity_rows"]["equipment_id"]))
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(store, "get_online_features", spy)
+    calls = _count_store_calls(lookup.source, monkeypatch)
     requests = [[f"pump-{i % 5:04d}", f"fan-{(i + 2) % 5:04d}"] for i in range(40)]
 
     async def all_at_once() -> list[Any]:
@@ -156,14 +140,16 @@ def test_concurrent_fetches_share_lookups_and_each_reads_its_own_ids(
 
 
 def _count_store_calls(source: FeastFeatureSource, monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
-    real = source._store.get_online_features
+    """The ids of each read of the online store, in order."""
+    reader = source._reader
+    real = reader.read
     calls: list[list[str]] = []
 
-    def spy(*args: Any, **kwargs: Any) -> Any:
-        calls.append(list(kwargs["entity_rows"]["equipment_id"]))
-        return real(*args, **kwargs)
+    def spy(ids: list[str], names: list[str]) -> Any:
+        calls.append(list(ids))
+        return real(ids, names)
 
-    monkeypatch.setattr(source._store, "get_online_features", spy)
+    monkeypatch.setattr(reader, "read", spy)
     return calls
 
 
