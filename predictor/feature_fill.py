@@ -32,22 +32,26 @@ async def fill_from_store(rows: Rows, model: LoadedModel, features: FeatureSourc
         )
     columns = model.columns
     gaps = np.asarray(pd.isna(rows.values), dtype=bool)  # NaN (matrix) or None (typed rows)
-    gaps[:, [not c.required for c in columns]] = False  # an optional column may stay empty
-    positions = [i for i, entity in enumerate(rows.entity_ids) if entity is not None]
-    if len(positions) != rows.count and np.delete(gaps, positions, axis=0).any():
+    optional = [j for j, column in enumerate(columns) if not column.required]
+    if optional:
+        gaps[:, optional] = False  # an optional column may stay empty
+    every_row = None not in rows.entity_ids  # the usual request: no fancy indexing (copies) needed
+    positions = list(range(rows.count)) if every_row else [i for i, e in enumerate(rows.entity_ids) if e is not None]
+    if not every_row and np.delete(gaps, positions, axis=0).any():
         raise BadRequest("a row without an entity id is missing features")
     ids = [entity for entity in rows.entity_ids if entity is not None]
-    subset, holes = rows.values[positions], gaps[positions]
+    subset, holes = (rows.values, gaps) if every_row else (rows.values[positions], gaps[positions])
     # Ask only for what some caller left out: features the caller sent override the stored ones.
-    needed = [j for j in range(subset.shape[1]) if holes[:, j].any()]
+    needed = np.flatnonzero(holes.any(axis=0)).tolist()
     if not needed:
         return {}
     names = [columns[j].name for j in needed]
     fetched = await _fetch_in_chunks(features, ids, names, model)
     stored = as_columns(fetched.values, [columns[j] for j in needed], ids, features.entity_key, model.matrix)
-    block = subset[:, needed]
-    subset[:, needed] = np.where(holes[:, needed], stored, block)
-    rows.values[positions] = subset
+    wanted = holes[:, needed]
+    subset[:, needed] = stored if wanted.all() else np.where(wanted, stored, subset[:, needed])
+    if not every_row:
+        rows.values[positions] = subset
     return {positions[k]: found for k, entity in enumerate(ids) if (found := fetched.filled.get(entity))}
 
 

@@ -35,7 +35,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
-import pandas as pd
 
 from predictor.errors import BadRequest, EntityNotFound, FeatureStoreUnavailable, PredictorError, StaleFeatures
 from predictor.feast_online import Cells, OnlineReader
@@ -322,28 +321,32 @@ class FeastFeatureSource:
     ) -> FetchedFeatures:
         """This call's ``ids`` from their stored cells: unknown ids, nulls and staleness judged, the policy applied."""
         values = np.full((len(ids), len(feature_names)), None, dtype=object)
-        found = np.zeros(len(ids), dtype=bool)
+        found = [False] * len(ids)
+        # no value: null, or not found for an id that has other features (a row written before a schema change)
+        empty: list[tuple[int, int]] = []
         expired: list[tuple[int, int]] = []
         now = time.time()
         for row, entity_id in enumerate(ids):
             for column, cell in enumerate(stored[entity_id]):
                 if cell is None:
+                    empty.append((row, column))
                     continue
                 typed, outside_max_age, stamp = cell
                 found[row] = True
+                if typed is None:
+                    empty.append((row, column))
+                    continue
                 values[row, column] = typed
                 if outside_max_age or self._expired(stamp, now):
                     expired.append((row, column))
-        missing = list(dict.fromkeys(entity_id for entity_id, hit in zip(ids, found, strict=False) if not hit))
+        missing = list(dict.fromkeys(entity_id for entity_id, hit in zip(ids, found, strict=True) if not hit))
         if missing:
             raise EntityNotFound(self.entity_key, missing)
         problems = _Problems()
-        # None: null, or not found for an id that has other features (a row written before a schema change).
-        for row, column in zip(*np.nonzero(pd.isna(values)), strict=False):
+        for row, column in empty:
             problems.add("null", ids[row], feature_names[column])
         for row, column in expired:
-            if not pd.isna(values[row, column]):
-                problems.add("stale", ids[row], feature_names[column])
+            problems.add("stale", ids[row], feature_names[column])
         filled: dict[str, list[str]] = {}
         if problems:
             self._count(problems)
