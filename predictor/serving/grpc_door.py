@@ -91,9 +91,9 @@ class Door(AsyncServerInterceptor):
     ) -> Any:
         method_short = method_name.rsplit("/", 1)[-1]
         self.arrivals += 1
-        if self.refusing:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN)
         try:
+            if self.refusing:  # typed like every other refusal: the same code, message and error counter
+                raise ModelNotReadyError(SHUTTING_DOWN)
             kind = ACCESS.get(method_short)
             if kind is not None:
                 metadata = {
