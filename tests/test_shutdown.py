@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
+import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -97,10 +99,24 @@ def test_a_second_sigterm_stops_the_drain_and_exits_at_once(tracking_uri: str, p
     wait_until(lambda: httpx.get(server.http_url + "/ready").status_code == 503, 30, 0.1, "readiness off")
     assert server.alive()  # still draining: the first SIGTERM alone keeps serving for 120 s
     assert httpx.get(server.http_url + "/health").status_code == 200
+    time.sleep(1.1)  # the same signal again within a second is one delivery reaching the process twice (below)
     server.signal(signal.SIGTERM)
     code = server.popen.wait(timeout=30)  # type: ignore[union-attr]
     assert "second SIGTERM: exiting without waiting for requests in flight" in server.log(100_000)
     assert code == 0, server.log()
+
+
+def test_sigterm_to_the_process_group_of_two_workers_drains_each_once(tracking_uri: str, predictors: Start) -> None:
+    """``kill -- -PID`` (or a terminal's Ctrl-C) reaches each worker twice: from the group and as the supervisor's
+    forward. Both copies are one signal: every worker drains and finishes its requests, none exits at once (found by
+    the soak: a worker cut short left its payload events in the spool)."""
+    server = predictors(tracking_uri, "--workers", "2", "--drain_delay_s", "1")
+    server.wait_ready(120)
+    os.killpg(server.pid, signal.SIGTERM)
+    assert server.popen.wait(timeout=60) == 0, server.log()  # type: ignore[union-attr]
+    log = server.log(100_000)
+    assert log.count("SIGTERM: readiness off; draining for 1.0s") == 2, log
+    assert "second SIGTERM" not in log, log
 
 
 def test_sigterm_under_grpc_load_answers_every_call_ok_or_unavailable_never_cancelled(

@@ -84,6 +84,7 @@ class PredictorServer(ModelServer):
         self.payload_logger = payload_logger
         self._shutdown_task: asyncio.Task[None] | None = None
         self._stop_now_task: asyncio.Task[None] | None = None  # held: the loop keeps only weak references
+        self._first_signal: tuple[int, float] | None = None  # which, and when (the loop's clock)
 
     # ------------------------------------------------------------------------------ start
     def start(self, models: list[Any] | None = None) -> None:
@@ -185,6 +186,13 @@ class PredictorServer(ModelServer):
 
     # ------------------------------------------------------------------------------ stop
     def _on_signal(self, sig: int) -> None:
+        now = asyncio.get_running_loop().time()
+        if self._first_signal is not None and self._first_signal[0] == sig and now - self._first_signal[1] < 1.0:
+            # One signal reaching us twice: a worker of --workers N gets the one sent to the process group (a
+            # terminal's Ctrl-C, `kill -- -PID`) and the supervisor's forward of it. Not a second signal: the
+            # drain goes on (found by the soak: both copies cut a worker's drain short, its payload events spooled).
+            return
+        self._first_signal = self._first_signal or (sig, now)
         if self._shutdown_task is not None:  # a second signal: stop draining and waiting, on both ports
             log.warning("second %s: exiting without waiting for requests in flight", signal.Signals(sig).name)
             self._shutdown_task.cancel()
