@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from feast import FeatureStore, FeatureView
 
-# One stored feature of one id: its value (None: null), whether the store called it older than the view's TTL,
-# and its event time (epoch seconds); None when the store has nothing for it.
-Cell = tuple[Any, bool, int] | None
+# One stored feature of one id: its value (None: null) and its event time (epoch seconds; the server judges its
+# age against the view's TTL: an online store never does); None when the store has nothing for it.
+Cell = tuple[Any, int] | None
 Cells = tuple[Cell, ...]  # per feature, in the order asked
 
 
@@ -55,7 +55,7 @@ class OnlineReader:
                 value = found.get(name)
                 typed = None if value is None else as_python(value)
                 # Redis answers an unknown id with every value unset and a zero timestamp
-                row.append(None if value is None or (typed is None and not seconds) else (typed, False, seconds))
+                row.append(None if value is None or (typed is None and not seconds) else (typed, seconds))
             cells[entity_id] = tuple(row)
         return cells
 

@@ -126,7 +126,7 @@ class FeatureCache:
             for entity_id, cells in read.items():
                 if all(cell is None for cell in cells):
                     continue  # an unknown id: asked again next time (it may be materialized meanwhile)
-                stamps = [cell[2] for cell in cells if cell is not None and cell[2]]
+                stamps = [cell[1] for cell in cells if cell is not None and cell[1]]
                 key = (names, entity_id)
                 self._entries.pop(key, None)  # re-inserted last: the dict's order is the entries' age
                 self._entries[key] = _CacheEntry(cells, now, min(stamps, default=0))
@@ -347,13 +347,13 @@ class FeastFeatureSource:
                 if cell is None:
                     empty.append((row, column))
                     continue
-                typed, outside_max_age, stamp = cell
+                typed, stamp = cell
                 found[row] = True
                 if typed is None:
                     empty.append((row, column))
                     continue
                 values[row, column] = typed
-                if outside_max_age or self._expired(stamp, now):
+                if self._expired(stamp, now):
                     expired.append((row, column))
         missing = list(dict.fromkeys(entity_id for entity_id, hit in zip(ids, found, strict=True) if not hit))
         if missing:

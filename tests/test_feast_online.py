@@ -44,7 +44,7 @@ def _sdk_cells(store: Any, ids: list[str], names: list[str]) -> dict[str, Cells]
         for name in names:
             vector = answer.results[position[name]]
             typed, stamp = as_python(vector.values[row]), vector.event_timestamps[row].seconds
-            found.append(None if typed is None and not stamp else (typed, False, stamp))
+            found.append(None if typed is None and not stamp else (typed, stamp))
         cells[entity_id] = tuple(found)
     return cells
 
@@ -64,9 +64,9 @@ def test_the_direct_read_answers_what_get_online_features_answers(repo: Path) ->
     assert direct == _sdk_cells(store, ids, names)
     assert direct[UNKNOWN_ID] == (None,) * len(names)
     null_cell = direct[NULL_ID][names.index(NULL_FEATURE)]
-    assert null_cell is not None and null_cell[0] is None and null_cell[2] > 0  # a stored null: no value, a time
+    assert null_cell is not None and null_cell[0] is None and null_cell[1] > 0  # a stored null: no value, a time
     stale, fresh = direct[STALE_ID][0], direct[known[0]][0]
-    assert stale is not None and fresh is not None and stale[2] < fresh[2]  # the old reading keeps its old time
+    assert stale is not None and fresh is not None and stale[1] < fresh[1]  # the old reading keeps its old time
     assert all(isinstance(cell[0], float) for cell in direct[known[0]] if cell is not None)
     # a subset of features, in the order asked
     assert reader.read(known[:1], names[::-1])[known[0]] == direct[known[0]][::-1]
