@@ -238,8 +238,11 @@ class Soak:
         # Found by this soak, not fixed yet: a gRPC call sent in the last moments of a drain can wait for its
         # deadline instead of failing at once (1 call in 3 one-minute runs). Tolerated here, counted in the report.
         # And a gRPC call that arrives while the server empties the gRPC core's queue before stopping is answered
-        # UNAVAILABLE, "shutting down: retry" (GrpcServer.stop: otherwise the core would cancel it).
-        every_door["grpc"] |= {"DEADLINE_EXCEEDED", "UNAVAILABLE"}
+        # UNAVAILABLE, "shutting down: retry" (GrpcServer.stop: otherwise the core would cancel it). That emptying
+        # ends after 20 ms without a new call, and this load sends one every 50 ms: a call reaching the core in the
+        # instant the listener closes is still cancelled by it (1 CANCELLED in 4 suite runs, once the workers drained
+        # instead of exiting at once). The README's "Shutdown" says so; tolerated here, counted in the report.
+        every_door["grpc"] |= {"DEADLINE_EXCEEDED", "UNAVAILABLE", "CANCELLED"}
         with self.window("restart from the model cache with a challenger (SIGTERM under load)", every_door):
             await blocking(server.stop, 60)
             server = await blocking(self.start_server, registry, sink)
