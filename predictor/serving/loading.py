@@ -150,7 +150,10 @@ class ModelLoader:
                     fresh = self._attempt()
                 _freeze_long_lived()
                 if not fresh:
-                    self.follower.check()  # served from the local cache: has the registry moved on?
+                    # Served from the local cache: ready now (a cold start is a user's first request), then ask
+                    # whether the registry has moved on (importing MLflow takes a second or two).
+                    self._first_attempt_done()
+                    self.follower.check()
                     # That check imported MLflow (~1M objects, a cached start has not imported it before):
                     # unfrozen, every full collection walked them (200-300 ms pauses under load, measured).
                     _freeze_long_lived()
@@ -163,18 +166,20 @@ class ModelLoader:
                     self.load_error,
                     delay,
                 )
-                if attempt == 0:
-                    self.attempted.set()
-                    self.after_first_load()
+                self._first_attempt_done()
                 attempt += 1
                 self.stopping.wait(delay)
-        if not self.attempted.is_set():
-            self.attempted.set()
-            self.after_first_load()
+        self._first_attempt_done()
         if self.stopping.is_set():
             return
         if self.settings.poll_interval_s > 0 and self.follower.follows_a_moving_reference:
             self.follower.run(check_first=False)
+
+    def _first_attempt_done(self) -> None:
+        """Readiness may answer now; the challenger starts (once)."""
+        if not self.attempted.is_set():
+            self.attempted.set()
+            self.after_first_load()
 
     def _adopt(self, source: registry.ModelSource) -> None:
         """The registry names another version: serve it (a pointer flip when it is the one held as previous)."""
