@@ -133,6 +133,7 @@ def _feature_source(settings: Settings, metrics: Metrics, on_shutdown: ShutdownA
             policy=settings.missing_feature_policy,  # type: ignore[arg-type]  # a choice of the flag
             feature_view=settings.feature_view,
             cache_s=settings.feature_cache_s,
+            record_dir=settings.model_cache_dir,
         )
     except FeatureStoreUnavailable as exc:
         sys.exit(

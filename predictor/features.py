@@ -1,7 +1,8 @@
 """Online features by entity id, from Feast, behind a small interface the model calls.
 
 Lookups batch like predictions: concurrent ``fetch`` calls that ask for the same features share one read of the
-online store (``feast_online.OnlineReader``: the store's own ``online_read``) for the union of their ids, run and
+online store for the union of their ids (``feast_direct``: a SQLite store's table, read without importing Feast;
+otherwise ``feast_online.OnlineReader``: the store's own ``online_read``), run and
 decoded off the event loop (a small read of a local SQLite file excepted: ``INLINE_READ_MAX_IDS``). One lookup per
 feature set is in flight at a time; the calls that arrive meanwhile form the next one, so under load each lookup
 carries the ids of every request that arrived during the previous one (a read's cost is mostly per call, not per
@@ -23,6 +24,7 @@ unset value, and staleness compares each row's event timestamp with the view's T
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import sqlite3
 import threading
@@ -37,7 +39,9 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 
+from predictor import feast_direct
 from predictor.errors import BadRequest, EntityNotFound, FeatureStoreUnavailable, PredictorError, StaleFeatures
+from predictor.feast_direct import DirectSqliteReader
 from predictor.feast_online import Cells, OnlineReader
 from predictor.metrics import Metrics
 from predictor.protocol.schema import Column, coerce
@@ -47,6 +51,7 @@ if TYPE_CHECKING:
 
 Policy = Literal["reject", "fill"]
 POLICIES: tuple[Policy, ...] = ("reject", "fill")
+log = logging.getLogger(__name__)
 DEFAULT_FEATURE_VIEW = "equipment_telemetry"  # the demo's (feature_repo/definitions.py); --feature_view for others
 PROBE_ID = "__readiness_probe__"
 # A call with more ids than this reads them from the answer on the lookup pool, not on the event loop: 10,000 ids
@@ -181,12 +186,15 @@ class FeastFeatureSource:
         check_timeout_s: float = 1.0,
         retry_after_s: float = 1.0,
         cache_s: float = 0.0,
+        record_dir: Path | None = None,
     ) -> None:
         """Load the repo's config and registry; the online store is first contacted by a lookup.
 
         ``timeout_s`` bounds one lookup and ``check_timeout_s`` one readiness probe, as seen by the caller
         (the thread finishes on its own: the store's socket timeouts bound it, see feature_store.redis.yaml).
         ``cache_s`` > 0 keeps each id's stored features that long (``FeatureCache``).
+        ``record_dir`` (the local model cache): where a start records the view so that the next one reads a
+        SQLite store without importing Feast (``feast_direct``).
         Raises ``FeatureStoreUnavailable`` if the repo, its registry or the feature view cannot be read.
         """
         if policy not in POLICIES:
@@ -198,13 +206,24 @@ class FeastFeatureSource:
         self._check_timeout_s = check_timeout_s
         self._retry_after_s = retry_after_s
         self._errors = _connection_errors()
-        store, view = _open_store(repo_path, feature_view)
-        self._reader = OnlineReader(store, view)
-        self.store_type = _store_label(store.config.online_store)
-        self._view = view.name
-        self.feature_names: tuple[str, ...] = tuple(f.name for f in view.features)
+        self._reader: OnlineReader | DirectSqliteReader
+        direct = feast_direct.recorded(repo_path, feature_view, record_dir)
+        if direct is not None:  # the repo is as a start that imported Feast recorded it: no Feast import
+            self._reader, self.store_type = direct.reader(), "sqlite"
+            self.feature_names: tuple[str, ...] = direct.features
+            self._ttl_s = direct.ttl_s
+            log.info(
+                "feature view %s: reading %s directly (as an earlier start recorded it)", feature_view, direct.db_path
+            )
+        else:
+            store, view = _open_store(repo_path, feature_view)
+            described = feast_direct.record(store, view, repo_path, record_dir)
+            self._reader = described.reader() if described is not None else OnlineReader(store, view)
+            self.store_type = _store_label(store.config.online_store)
+            self.feature_names = tuple(f.name for f in view.features)
+            self._ttl_s = view.ttl.total_seconds() if isinstance(view.ttl, timedelta) else 0.0
+        self._view = feature_view
         self.entity_key: str = self._reader.entity_key
-        self._ttl_s = view.ttl.total_seconds() if isinstance(view.ttl, timedelta) else 0.0
         self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="feast-lookup")
         self._probe: asyncio.Future[dict[str, Cells]] | None = None
         self._failed: FeatureStoreUnavailable | None = None

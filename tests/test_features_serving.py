@@ -80,6 +80,34 @@ def test_caller_features_override_stored_ones(server: PredictorProcess, telemetr
     assert httpx.post(server.http_url + V1, json={"instances": [override_null]}).status_code == 200
 
 
+def test_a_restart_reads_the_store_without_importing_feast(
+    tracking_uri: str, sqlite_repo: Path, tmp_path: Path, telemetry
+) -> None:
+    """The first start imports Feast and records the view in the model cache; a restart with the repo unchanged
+    reads the SQLite store directly (its imports, as Python reports them, hold no Feast) and answers the same."""
+    flags = ("--feature_store", str(sqlite_repo), "--model_cache_dir", str(tmp_path / "cache"))
+    first = start_predictor(tracking_uri, tmp_path / "first", *flags)
+    try:
+        first.wait_ready()
+        by_id_first = httpx.post(first.http_url + V1, json={"instances": [{"equipment_id": i} for i in IDS]}).json()
+    finally:
+        first.stop()
+    assert "as an earlier start recorded it" not in first.log(100_000)
+    second = start_predictor(tracking_uri, tmp_path / "second", *flags, env={"PYTHONPROFILEIMPORTTIME": "1"})
+    try:
+        second.wait_ready()
+        by_id = httpx.post(second.http_url + V1, json={"instances": [{"equipment_id": i} for i in IDS]}).json()
+        raw = httpx.post(second.http_url + V1, json={"instances": raw_rows(telemetry, IDS)}).json()
+        unknown = httpx.post(second.http_url + V1, json={"instances": [{"equipment_id": "pump-9999"}]})
+    finally:
+        second.stop()
+    log = second.log(10_000_000)
+    assert f"reading {sqlite_repo / 'data' / 'online_store.db'} directly (as an earlier start recorded it)" in log
+    assert "import time:" in log and not [line for line in log.splitlines() if line.endswith("| feast")]
+    assert by_id == raw == by_id_first
+    assert unknown.status_code == 404 and "pump-9999" in unknown.text
+
+
 def test_unknown_ids_are_404_naming_each(server: PredictorProcess) -> None:
     response = httpx.post(
         server.http_url + V1,

@@ -1,0 +1,155 @@
+"""The Feast-free read (``predictor.feast_direct``) against the installed Feast, on a real repo in tmp_path.
+
+What the module knows of Feast's storage format is checked here, not assumed: the entity keys it serialises equal
+Feast's ``serialize_entity_key``, every scalar ``Value`` it decodes equals Feast's own message read as the server
+reads it, and on the demo repo (SQLite, materialized by Feast) it answers exactly what ``OnlineReader`` (Feast's
+``online_read``) answers for a known id, an unknown one, a stored null and a stale reading. A recorded view is used
+only while the repo's files are unchanged; what it cannot read (a Redis store) keeps to Feast.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from predictor.demo.columns import FEATURE_NAMES
+from predictor.demo.feast_setup import prepare_feature_store
+from predictor.feast_direct import DirectView, decode_value, record, recorded
+from predictor.feast_online import OnlineReader, as_python
+from tests.feast_helpers import NULL_FEATURE, NULL_ID, REPO_SOURCE, STALE_ID, demo_telemetry
+
+VIEW = "equipment_telemetry"
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    target = tmp_path_factory.mktemp("feast-direct")
+    return prepare_feature_store(REPO_SOURCE, target, demo_telemetry(30), progress=lambda message: None)
+
+
+def _store_and_view(repo: Path) -> tuple[Any, Any]:
+    from feast import FeatureStore
+
+    store = FeatureStore(repo_path=str(repo))
+    return store, store.get_feature_view(VIEW)
+
+
+def test_the_direct_read_answers_what_feasts_online_read_answers(repo: Path, tmp_path: Path) -> None:
+    store, view = _store_and_view(repo)
+    direct_view = record(store, view, repo, tmp_path)
+    assert direct_view is not None
+    direct, feast = direct_view.reader(), OnlineReader(store, view)
+    known = list(demo_telemetry(30)["equipment_id"].unique()[:5])
+    ids = [*known, NULL_ID, STALE_ID, "no-such-pump"]
+    names = list(FEATURE_NAMES)
+
+    answer = direct.read(ids, names)
+
+    assert answer == feast.read(ids, names)
+    assert direct.entity_key == feast.entity_key == "equipment_id"
+    assert answer["no-such-pump"] == (None,) * len(names)
+    null_cell = answer[NULL_ID][names.index(NULL_FEATURE)]
+    assert null_cell is not None and null_cell[0] is None and null_cell[1] > 0
+    stale, fresh = answer[STALE_ID][0], answer[known[0]][0]
+    assert stale is not None and fresh is not None and stale[1] < fresh[1]
+    assert direct.read(known[:1], names[::-1])[known[0]] == answer[known[0]][::-1]  # a subset, in the order asked
+    many = [f"{kind}-{i:04d}" for kind in ("pump", "fan") for i in range(1000)]  # past one query's 900 ids
+    assert direct.read(many, names[:3]) == feast.read(many, names[:3])
+
+
+def test_a_recorded_view_serves_until_the_repo_changes(repo: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "repo"
+    shutil.copytree(repo, copy)
+    cache = tmp_path / "cache"
+    store, view = _store_and_view(copy)
+    assert recorded(copy, VIEW, cache) is None  # nothing recorded yet
+    written = record(store, view, copy, cache)
+    again = recorded(copy, VIEW, cache)
+    assert again == written and isinstance(again, DirectView)
+    assert again.ttl_s == 2 * 86400 and again.features == tuple(FEATURE_NAMES)
+    assert recorded(copy, VIEW, None) is None and recorded(copy, "another_view", cache) is None
+    registry = copy / "data" / "registry.db"
+    registry.write_bytes(registry.read_bytes() + b"\0")  # what `feast apply` does: another registry
+    assert recorded(copy, VIEW, cache) is None
+
+
+def test_a_store_it_cannot_read_keeps_to_feast(repo: Path, tmp_path: Path) -> None:
+    """A Redis store is read through Feast's online_read: nothing is recorded for it."""
+    copy = tmp_path / "repo"
+    shutil.copytree(repo, copy)
+    config = copy / "feature_store.yaml"
+    config.write_text(
+        config.read_text()
+        .replace("type: sqlite", "type: redis\n  connection_string: 127.0.0.1:1")
+        .replace("  path: data/online_store.db\n", "")
+    )
+    store, view = _store_and_view(copy)
+    assert store.config.online_store.type == "redis"
+    assert record(store, view, copy, tmp_path / "cache") is None
+    assert not (tmp_path / "cache").exists()
+
+
+def test_an_unreadable_store_raises_sqlites_error(repo: Path, tmp_path: Path) -> None:
+    """What the server turns into 503 and readiness off; the file is never created by the read."""
+    store, view = _store_and_view(repo)
+    described = record(store, view, repo, None)
+    assert described is not None
+    missing = DirectView(**{**described.__dict__, "db_path": str(tmp_path / "gone.db")})
+    with pytest.raises(sqlite3.Error):
+        missing.reader().read(["pump-0000"], ["temperature_c"])
+    assert not (tmp_path / "gone.db").exists()
+
+
+@pytest.mark.parametrize("key_type", ["STRING", "INT64", "INT32"])
+def test_entity_keys_are_serialised_as_feast_serialises_them(key_type: str) -> None:
+    from feast.infra.key_encoding_utils import serialize_entity_key
+    from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+    from feast.protos.feast.types.Value_pb2 import Value
+
+    view = DirectView("f", VIEW, "machine_id", key_type, ("x",), 0.0, "/nowhere.db", "t")
+    reader = view.reader()
+    samples = ["pump-0001", "", "ünïcode"] if key_type == "STRING" else ["0", "7", "-3", "2147483647"]
+    for sample in samples:
+        if key_type == "STRING":
+            value = Value(string_val=sample)
+        elif key_type == "INT64":
+            value = Value(int64_val=int(sample))
+        else:
+            value = Value(int32_val=int(sample))
+        expected = serialize_entity_key(EntityKey(join_keys=["machine_id"], entity_values=[value]), 3)
+        assert reader.key(sample) == expected, sample
+    if key_type != "STRING":  # an id that is no number of the key's type is stored under no key
+        assert reader.key("pump-1") == b"" and reader.key(str(2**70)) == b""
+
+
+def test_every_scalar_value_decodes_as_feast_reads_it() -> None:
+    from feast.protos.feast.types.Value_pb2 import Null, Value
+
+    values = [
+        Value(double_val=71.25),
+        Value(double_val=0.0),
+        Value(double_val=-1e300),
+        Value(double_val=float("nan")),
+        Value(float_val=0.5),
+        Value(float_val=float("nan")),
+        Value(int64_val=-(2**63)),
+        Value(int64_val=2**63 - 1),
+        Value(int64_val=0),
+        Value(int32_val=-7),
+        Value(int32_val=300),
+        Value(bool_val=True),
+        Value(bool_val=False),
+        Value(string_val="Bochum plant ⚙"),
+        Value(string_val=""),
+        Value(bytes_val=b"\x00\xff"),
+        Value(unix_timestamp_val=1_700_000_000),
+        Value(null_val=Null.NULL),
+        Value(),
+    ]
+    for value in values:
+        expected, got = as_python(value), decode_value(value.SerializeToString())
+        assert got == expected and type(got) is type(expected), value
