@@ -6,6 +6,7 @@ Feast, and each worker pays only for what its settings switch on.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import sys
@@ -34,6 +35,7 @@ def main() -> None:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         sys.exit(workers.supervise(count, sys.argv[1:]))
     settings = _settings()
+    _import_scipy_first_for_skops(settings)
     from prometheus_client import disable_created_metrics
 
     from predictor import logs
@@ -61,6 +63,22 @@ def main() -> None:
     models = [make_model(spec, shadowed=i == 0) for i, spec in enumerate(settings.model_specs)]
     logs.silence_known_warnings()  # again: importing Feast put its "once" filters in front of ours
     PredictorServer(settings, models, access, make_model, on_shutdown, tls, tracing, payload_logger).start()
+
+
+def _import_scipy_first_for_skops(settings: Settings) -> None:
+    """Importing skops (scikit-learn's safe format) looks up the module of every SciPy ufunc by walking
+    ``sys.modules`` in import order; with SciPy imported after KServe and MLflow that walk passes ~3,000 modules per
+    ufunc: 3.2 s instead of 0.9 (measured). A start that will load a model from the registry imports
+    ``scipy.special`` (0.45 s, which scikit-learn imports anyway) before them; one served from the local model cache
+    imports neither."""
+    from predictor.models.cache_paths import entry_path
+
+    directory = settings.model_cache_dir
+    from_cache = directory is not None and not settings.registry_alias
+    if from_cache and directory is not None:
+        from_cache = all(entry_path(directory, settings.tracking_uri, s.uri).exists() for s in settings.model_specs)
+    if not from_cache:
+        importlib.import_module("scipy.special")
 
 
 def _payload_logger(settings: Settings, metrics: Metrics, on_shutdown: ShutdownActions) -> PayloadLogger | None:

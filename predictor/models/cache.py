@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from predictor.errors import ModelLoadError
-from predictor.models import flavors, registry
+from predictor.models import cache_paths, flavors, registry
 from predictor.models.forest import LAYOUT as FOREST_LAYOUT
 from predictor.models.forest import PackedForest
 
@@ -49,8 +49,7 @@ class ModelCache:
     def __init__(self, directory: Path | None, tracking_uri: str, model_uri: str) -> None:
         self.path: Path | None = None
         if directory is not None:
-            key = hashlib.sha256(f"{tracking_uri}\n{model_uri}".encode()).hexdigest()[:16]
-            self.path = directory / f"{key}.pickle"
+            self.path = cache_paths.entry_path(directory, tracking_uri, model_uri)
 
     def get(self, compile_forests: bool) -> registry.LoadedModel | None:
         if self.path is None or not self.path.exists():
