@@ -20,9 +20,15 @@ from predictor.demo.columns import FEATURE_NAMES
 from predictor.demo.feast_setup import prepare_feature_store
 from predictor.feast_direct import DirectView, decode_value, record, recorded
 from predictor.feast_online import OnlineReader, as_python
+from predictor.features import import_feast
 from tests.feast_helpers import NULL_FEATURE, NULL_ID, REPO_SOURCE, STALE_ID, demo_telemetry
 
 VIEW = "equipment_telemetry"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _feast_imported() -> None:
+    import_feast()  # the server's way: without typeguard's recompiling (6 s of a plain `import feast`)
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -333,3 +336,32 @@ def test_a_stopped_redis_is_unavailable(redis_repo: Path, redis: RedisProcess) -
         lookup.fetch("pump-0000")  # fails fast for a moment instead of queueing another lookup
     with pytest.raises(FeatureStoreUnavailable, match="feature store unreachable"):
         lookup.check()
+
+
+def test_feast_is_imported_without_typeguards_instrumentation_and_the_decorator_is_put_back(tmp_path: Path) -> None:
+    """``import_feast`` against the installed Feast and typeguard, in a fresh interpreter: Feast's classes are as
+    written (typeguard recompiles a decorated method with calls into ``typeguard`` in it), and a class decorated
+    after the import is instrumented again."""
+    script = """
+import json, typeguard
+from predictor.features import import_feast
+import_feast()
+import feast
+
+@typeguard.typechecked
+class Later:
+    def method(self, x: int) -> int:
+        return x
+
+def instrumented(function):
+    return any("typeguard" in name or "TypeCheck" in name for name in function.__code__.co_names)
+
+print(json.dumps([instrumented(feast.FeatureView.__init__), instrumented(feast.Entity.__init__),
+                  instrumented(Later.method)]))
+"""
+    probe = tmp_path / "probe.py"  # a file: typeguard reads the source of what it instruments
+    probe.write_text(script)
+    done = subprocess.run([sys.executable, str(probe)], capture_output=True, text=True, timeout=120, check=True)
+    feature_view, entity, later = json.loads(done.stdout.strip().splitlines()[-1])
+    assert not feature_view and not entity, "Feast's classes were recompiled by typeguard"
+    assert later, "typeguard's decorator was not put back"
