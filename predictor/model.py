@@ -124,9 +124,8 @@ class PredictorModel(Model):
             cached = None  # cached before --allow_pickle false: the registry's copy is refused the same way
         if cached is not None:
             log.info("serving version %s from the local model cache; checking the registry next", cached.version)
-            # That check needs MLflow's client, never imported on this path so far: ~0.8 s of imports holding the
-            # GIL, paid here, before readiness, rather than by the first requests' latency.
-            registry.import_client()
+            # That check imports MLflow's client (never imported on this path so far): after readiness, as a
+            # scaled-to-zero service's first request waits for readiness, not for the registry.
             self.activate(self.prepare(cached))
             return False
         source = registry.resolve(self.uri, self.settings.tracking_uri)
