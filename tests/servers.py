@@ -174,6 +174,9 @@ def start_predictor(
     http_port, grpc_port = free_port(), free_port()
     if "--model_cache_dir" not in extra:  # never the default .data/ of the source tree
         extra = ("--model_cache_dir", str(log_dir / f"cache-{http_port}"), *extra)
+    # A stop waits no drain delay (3 s each, over a hundred stops) unless the test sets one: a flag or the variable
+    # it passes overrides this (tests/test_shutdown.py, the soak and the k8s grace test do).
+    env = {"PREDICTOR_DRAIN_DELAY_S": "0", **(env or {})}
     args = [
         sys.executable,
         "-m",
@@ -191,7 +194,7 @@ def start_predictor(
     process = PredictorProcess(
         args,
         log_dir / f"predictor-{http_port}.log",
-        env=env or {},
+        env=env,
         http_port=http_port,
         grpc_port=grpc_port,
         model_name=model_name,
