@@ -42,7 +42,8 @@ KEY_TYPES = {"STRING": 2, "INT32": 3, "INT64": 4}
 # Feature types whose stored Value holds one scalar field (lists and maps keep to Feast's own read)
 SCALAR_TYPES = frozenset({"BYTES", "STRING", "INT32", "INT64", "DOUBLE", "FLOAT", "BOOL", "UNIX_TIMESTAMP"})
 _DOUBLE = struct.Struct("<d").unpack_from
-IDS_PER_QUERY = 900  # under SQLite's oldest limit of 999 bound parameters, with room for the feature names
+# A fleet's chunk of 1,000 ids in one query where SQLite allows 32,766 bound parameters (3.32 on), else under 999
+IDS_PER_QUERY = 1000 if sqlite3.sqlite_version_info >= (3, 32) else 900
 
 
 @dataclass(frozen=True)
@@ -161,7 +162,7 @@ def describe(store: FeatureStore, view: FeatureView, repo_path: Path) -> DirectV
 
 
 class DirectSqliteReader:
-    """Each id's cells for some features of the view, by one query per 900 ids of the store's table."""
+    """Each id's cells for some features of the view, by one query per ``IDS_PER_QUERY`` ids of the store's table."""
 
     def __init__(self, view: DirectView) -> None:
         self.entity_key = view.entity_key

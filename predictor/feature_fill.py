@@ -31,7 +31,8 @@ async def fill_from_store(rows: Rows, model: LoadedModel, features: FeatureSourc
             "--feature_store PATH to look them up by id"
         )
     columns = model.columns
-    gaps = np.asarray(pd.isna(rows.values), dtype=bool)  # NaN (matrix) or None (typed rows)
+    # NaN (a float matrix: NumPy's own test, a tenth of pandas' cost per request) or None/NaN (typed rows)
+    gaps = np.isnan(rows.values) if rows.values.dtype.kind == "f" else np.asarray(pd.isna(rows.values), dtype=bool)
     optional = [j for j, column in enumerate(columns) if not column.required]
     if optional:
         gaps[:, optional] = False  # an optional column may stay empty

@@ -63,7 +63,7 @@ def test_the_direct_read_answers_what_feasts_online_read_answers(repo: Path, tmp
     stale, fresh = answer[STALE_ID][0], answer[known[0]][0]
     assert stale is not None and fresh is not None and stale[1] < fresh[1]
     assert direct.read(known[:1], names[::-1])[known[0]] == answer[known[0]][::-1]  # a subset, in the order asked
-    many = [f"{kind}-{i:04d}" for kind in ("pump", "fan") for i in range(1000)]  # past one query's 900 ids
+    many = [f"{kind}-{i:04d}" for kind in ("pump", "fan") for i in range(1000)]  # more than one query's ids
     assert direct.read(many, names[:3]) == feast.read(many, names[:3])
 
 
