@@ -24,6 +24,7 @@ import struct
 import threading
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -173,33 +174,37 @@ class DirectSqliteReader:
         self._key_type = view.key_type
         self._local = threading.local()  # a connection per thread: SQLite's own locking, no shared cursor
         table = view.table.replace('"', '""')
-        self._query = (
-            # Feast writes the event time as epoch seconds (an ISO text before 0.4x: still read)
-            "SELECT entity_key, feature_name, value, CASE typeof(event_ts) WHEN 'integer' THEN event_ts "
-            "ELSE CAST(strftime('%s', event_ts) AS INTEGER) END "
-            f'FROM "{table}" WHERE entity_key IN ({{keys}}) AND feature_name IN ({{names}})'
-        )
+        # every feature of an id is one row; asked for all of them (the usual by-id prediction), no name filter
+        self._query = f'SELECT entity_key, feature_name, value, event_ts FROM "{table}" WHERE entity_key IN ({{keys}})'
+        self._named_query = self._query + " AND feature_name IN ({names})"
 
     def read(self, ids: Sequence[str], names: Sequence[str]) -> dict[str, Cells]:
         """Raises ``sqlite3.Error`` when the store cannot be read (no file, no table: not materialised)."""
         keys = {self.key(entity_id): entity_id for entity_id in ids}
         column = {name: i for i, name in enumerate(names)}
+        every = set(names) >= set(self._view.features)
         found: dict[str, list[Cell]] = {}
         connection = self._connection()
         listed = list(keys)
         for start in range(0, len(listed), IDS_PER_QUERY):
             chunk = listed[start : start + IDS_PER_QUERY]
-            query = self._query.format(keys=",".join("?" * len(chunk)), names=",".join("?" * len(names)))
-            for key, feature, value, seconds in connection.execute(query, (*chunk, *names)):
+            marks, named = ",".join("?" * len(chunk)), ",".join("?" * len(names))
+            query = self._query.format(keys=marks) if every else self._named_query.format(keys=marks, names=named)
+            for key, feature, value, stamp in connection.execute(query, chunk if every else (*chunk, *names)):
+                position = column.get(feature)
+                if position is None:  # a feature stored but not in the view (written before a schema change)
+                    continue
                 entity_id = keys[key]
                 row = found.get(entity_id)
                 if row is None:
                     row = found[entity_id] = [None] * len(names)
+                # Feast writes the event time as epoch seconds (ISO text before 0.40: still read)
+                seconds = stamp if type(stamp) is int else _epoch_seconds(stamp)
                 if value is not None and len(value) == 9 and value[0] == 0x29:  # a double: decode_value's first case
                     number = _DOUBLE(value, 1)[0]
-                    row[column[feature]] = (None if number != number else number, seconds or 0)
+                    row[position] = (None if number != number else number, seconds)
                 else:
-                    row[column[feature]] = (decode_value(value), seconds or 0)
+                    row[position] = (decode_value(value), seconds)
         empty: Cells = (None,) * len(names)
         return {entity_id: tuple(found[entity_id]) if entity_id in found else empty for entity_id in ids}
 
@@ -270,6 +275,18 @@ def decode_value(blob: bytes | None) -> Any:
         else:
             raise ValueError(f"not a Feast scalar Value (wire type {wire})")
     return None if isinstance(value, float) and math.isnan(value) else value
+
+
+def _epoch_seconds(stamp: object) -> int:
+    """An event time stored as ISO text (naive: UTC, as Feast wrote it) or a number, as whole epoch seconds."""
+    if isinstance(stamp, int | float):
+        return int(stamp)
+    if isinstance(stamp, bytes):
+        stamp = stamp.decode()
+    if not isinstance(stamp, str) or not stamp:
+        return 0
+    moment = datetime.fromisoformat(stamp)
+    return int((moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp())
 
 
 def _varint(blob: bytes, position: int) -> tuple[int, int]:

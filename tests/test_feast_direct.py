@@ -159,3 +159,20 @@ def test_every_scalar_value_decodes_as_feast_reads_it() -> None:
     for value in values:
         expected, got = as_python(value), decode_value(value.SerializeToString())
         assert got == expected and type(got) is type(expected), value
+
+
+def test_an_event_time_stored_as_iso_text_is_read_as_the_same_moment(repo: Path, tmp_path: Path) -> None:
+    """Feast before 0.40 wrote the event time as ISO text; 0.67 writes epoch seconds. Both read the same."""
+    store, view = _store_and_view(repo)
+    described = record(store, view, repo, None)
+    assert described is not None
+    copy = tmp_path / "online.db"
+    shutil.copyfile(described.db_path, copy)
+    as_text = DirectView(**{**described.__dict__, "db_path": str(copy)})
+    names = list(FEATURE_NAMES)
+    before = as_text.reader().read(["pump-0001"], names)
+    with sqlite3.connect(copy) as connection:
+        table = described.table.replace('"', '""')
+        connection.execute(f"UPDATE \"{table}\" SET event_ts = datetime(event_ts, 'unixepoch')")
+        assert connection.execute(f'SELECT typeof(event_ts) FROM "{table}" LIMIT 1').fetchone() == ("text",)
+    assert as_text.reader().read(["pump-0001"], names) == before
