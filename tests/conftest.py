@@ -184,8 +184,7 @@ def _starts_processes(function: Callable[..., object]) -> bool:
         return False
 
 
-# `make test` hands whole files to its two workers in collection order (`--no-loadscope-reorder`: xdist would put the
-# files with the most tests first, and the one-test soak last); these take minutes each (the last run's
+# `make test` hands whole files to its two workers in collection order; these take minutes each (the last run's
 # `--durations`), so they go first and the workers end together instead of one finishing the soak alone.
 SLOWEST_FILES = ("test_soak.py", "test_registry_outage.py", "test_hot_swap.py", "test_discovery.py", "test_shutdown.py")
 
