@@ -184,18 +184,7 @@ def _starts_processes(function: Callable[..., object]) -> bool:
         return False
 
 
-# `make test` hands whole files to its two workers in collection order; these take minutes each (the last run's
-# `--durations`), so they go first and the workers end together instead of one finishing the soak alone.
-SLOWEST_FILES = ("test_soak.py", "test_registry_outage.py", "test_hot_swap.py", "test_discovery.py", "test_shutdown.py")
-
-
-def _slowest_first(item: pytest.Item) -> int:
-    name = item.path.name
-    return SLOWEST_FILES.index(name) if name in SLOWEST_FILES else len(SLOWEST_FILES)
-
-
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    items.sort(key=_slowest_first)  # stable: the order within and among the other files stays
     for item in items:
         if not isinstance(item, pytest.Function):
             continue
