@@ -74,9 +74,11 @@ def _import_scipy_first_for_skops(settings: Settings) -> None:
     from predictor.models.cache_paths import entry_path
 
     directory = settings.model_cache_dir
-    from_cache = directory is not None and not settings.registry_alias
-    if from_cache and directory is not None:
-        from_cache = all(entry_path(directory, settings.tracking_uri, s.uri).exists() for s in settings.model_specs)
+    from_cache = (
+        directory is not None
+        and not settings.registry_alias
+        and all(entry_path(directory, settings.tracking_uri, s.uri).exists() for s in settings.model_specs)
+    )
     if not from_cache:
         importlib.import_module("scipy.special")
 

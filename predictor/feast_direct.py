@@ -172,6 +172,7 @@ class DirectSqliteReader:
         # version 3: the number of join keys, then each key's type, length and name, then each value's
         self._prefix = struct.pack("<III", 1, KEY_TYPES["STRING"], len(name)) + name
         self._key_type = view.key_type
+        self._features = frozenset(view.features)
         self._local = threading.local()  # a connection per thread: SQLite's own locking, no shared cursor
         table = view.table.replace('"', '""')
         # every feature of an id is one row; asked for all of them (the usual by-id prediction), no name filter
@@ -182,7 +183,7 @@ class DirectSqliteReader:
         """Raises ``sqlite3.Error`` when the store cannot be read (no file, no table: not materialised)."""
         keys = {self.key(entity_id): entity_id for entity_id in ids}
         column = {name: i for i, name in enumerate(names)}
-        every = set(names) >= set(self._view.features)
+        every = self._features.issubset(names)
         found: dict[str, list[Cell]] = {}
         connection = self._connection()
         listed = list(keys)
@@ -200,7 +201,8 @@ class DirectSqliteReader:
                     row = found[entity_id] = [None] * len(names)
                 # Feast writes the event time as epoch seconds (ISO text before 0.40: still read)
                 seconds = stamp if type(stamp) is int else _epoch_seconds(stamp)
-                if value is not None and len(value) == 9 and value[0] == 0x29:  # a double: decode_value's first case
+                # a double_val alone (field 5, 64-bit; the usual sensor reading), read here without a call
+                if value is not None and len(value) == 9 and value[0] == 0x29:
                     number = _DOUBLE(value, 1)[0]
                     row[position] = (None if number != number else number, seconds)
                 else:
@@ -239,10 +241,6 @@ def decode_value(blob: bytes | None) -> Any:
     ``feast_online.as_python`` gives it."""
     if not blob:
         return None
-    head = blob[0]
-    if head == 0x29 and len(blob) == 9:  # double_val (field 5, 64-bit): the usual sensor reading
-        number: float = struct.unpack_from("<d", blob, 1)[0]
-        return None if math.isnan(number) else number
     value: Any = None
     position = 0
     while position < len(blob):
@@ -258,7 +256,7 @@ def decode_value(blob: bytes | None) -> Any:
                 value = None
         elif wire == 1:
             if field == 5:
-                value = struct.unpack_from("<d", blob, position)[0]
+                value = _DOUBLE(blob, position)[0]
             position += 8
         elif wire == 5:
             if field == 6:  # float_val
