@@ -7,6 +7,8 @@ shared with whatever other requests arrive meanwhile, so a fleet never holds the
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -19,6 +21,7 @@ from predictor.protocol.rows import Rows
 if TYPE_CHECKING:
     from predictor.features import FeatureSource, FetchedFeatures
     from predictor.models.registry import LoadedModel
+    from predictor.protocol.schema import Column
 
 
 async def fill_from_store(rows: Rows, model: LoadedModel, features: FeatureSource | None) -> dict[int, list[str]]:
@@ -31,11 +34,11 @@ async def fill_from_store(rows: Rows, model: LoadedModel, features: FeatureSourc
             "--feature_store PATH to look them up by id"
         )
     columns = model.columns
+    layout = _layout(columns)
     # NaN (a float matrix: NumPy's own test, a tenth of pandas' cost per request) or None/NaN (typed rows)
     gaps = np.isnan(rows.values) if rows.values.dtype.kind == "f" else np.asarray(pd.isna(rows.values), dtype=bool)
-    optional = [j for j, column in enumerate(columns) if not column.required]
-    if optional:
-        gaps[:, optional] = False  # an optional column may stay empty
+    if layout.optional:
+        gaps[:, layout.optional] = False  # an optional column may stay empty
     every_row = None not in rows.entity_ids  # the usual request: no fancy indexing (copies) needed
     positions = list(range(rows.count)) if every_row else [i for i, e in enumerate(rows.entity_ids) if e is not None]
     if not every_row and np.delete(gaps, positions, axis=0).any():
@@ -43,17 +46,33 @@ async def fill_from_store(rows: Rows, model: LoadedModel, features: FeatureSourc
     ids = [entity for entity in rows.entity_ids if entity is not None]
     subset, holes = (rows.values, gaps) if every_row else (rows.values[positions], gaps[positions])
     # Ask only for what some caller left out: features the caller sent override the stored ones.
-    needed = np.flatnonzero(holes.any(axis=0)).tolist()
-    if not needed:
-        return {}
-    names = [columns[j].name for j in needed]
-    fetched = await _fetch_in_chunks(features, ids, names, model)
-    stored = as_columns(fetched.values, [columns[j] for j in needed], ids, features.entity_key, model.matrix)
-    wanted = holes[:, needed]
-    subset[:, needed] = stored if wanted.all() else np.where(wanted, stored, subset[:, needed])
+    if holes.all():  # the usual request: ids alone, every column looked up, no caller's value to keep
+        fetched = await _fetch_in_chunks(features, ids, layout.names, model)
+        subset[:] = as_columns(fetched.values, columns, ids, features.entity_key, model.matrix)
+    else:
+        needed = np.flatnonzero(holes.any(axis=0)).tolist()
+        if not needed:
+            return {}
+        names = [columns[j].name for j in needed]
+        fetched = await _fetch_in_chunks(features, ids, names, model)
+        stored = as_columns(fetched.values, [columns[j] for j in needed], ids, features.entity_key, model.matrix)
+        wanted = holes[:, needed]
+        subset[:, needed] = stored if wanted.all() else np.where(wanted, stored, subset[:, needed])
     if not every_row:
         rows.values[positions] = subset
     return {positions[k]: found for k, entity in enumerate(ids) if (found := fetched.filled.get(entity))}
+
+
+@dataclass(frozen=True)
+class _Layout:
+    names: list[str]  # every column's, in order
+    optional: list[int]  # the positions of the columns a row may leave empty
+
+
+@lru_cache(maxsize=128)
+def _layout(columns: tuple[Column, ...]) -> _Layout:
+    """Per model (a few at a time), not per request."""
+    return _Layout([c.name for c in columns], [j for j, c in enumerate(columns) if not c.required])
 
 
 FLEET_CHUNK = 1000

@@ -248,7 +248,9 @@ class FeastFeatureSource:
         stored, wanted = self._cache.take(names, ids) if self._cache is not None else ({}, list(dict.fromkeys(ids)))
         defaults = self._fill_values if fill_values is None else {**self._fill_values, **fill_values}
         if wanted:
-            answer = await self._lookup(self._join(names, wanted).answer, self._timeout_s)
+            # shielded: a caller that goes away must not cancel the lookup the others share (its deadline is the
+            # lookup's own: _join)
+            answer = await asyncio.shield(self._join(names, wanted).answer)
             stored.update((entity_id, answer[entity_id]) for entity_id in wanted)
         decode = partial(self._decode, stored, list(ids), list(names), defaults)
         if len(ids) <= DECODE_ON_LOOP_MAX_IDS:
@@ -262,6 +264,9 @@ class FeastFeatureSource:
         if shared is None:
             loop = asyncio.get_running_loop()
             shared = self._gathering[names] = _SharedLookup(loop.create_future())
+            # One deadline per lookup, not one wait_for per caller (a tenth of a by-id request's CPU).
+            deadline = loop.call_later(self._timeout_s, self._time_out, shared)
+            shared.answer.add_done_callback(lambda _: deadline.cancel())
             previous = self._in_flight.get(names)
             if previous is None or previous.done():
                 loop.call_soon(self._send, names, shared)  # after this turn's other calls have joined
@@ -287,10 +292,12 @@ class FeastFeatureSource:
 
         def done(finished: asyncio.Future[dict[str, Cells]]) -> None:
             self._metrics.feature_lookup_latency.labels(store=self.store_type).observe(time.perf_counter() - started)
-            if finished.cancelled():
+            if shared.answer.done():  # timed out already (_time_out): the late result or error is dropped
+                _consume(finished)
+            elif finished.cancelled():
                 shared.answer.cancel()
             elif (error := finished.exception()) is not None:
-                shared.answer.set_exception(error)
+                shared.answer.set_exception(self._translated(error))
             else:
                 shared.answer.set_result(finished.result())
 
@@ -336,15 +343,31 @@ class FeastFeatureSource:
             return await asyncio.wait_for(asyncio.shield(future), timeout_s)
         except TimeoutError as exc:
             future.add_done_callback(_consume)  # the late result or error of the abandoned thread is dropped
-            raise self._unavailable(
-                f"the {self.store_type} online store did not answer within {timeout_s:g} s — check that it is "
-                "up and reachable"
-            ) from exc
+            raise self._late(timeout_s) from exc
         except self._errors as exc:
-            raise self._unavailable(
-                f"{type(exc).__name__}: {exc} — check the {self.store_type} online store named in the repo's "
-                "feature_store.yaml (is it running, is the address right?)"
-            ) from exc
+            raise self._translated(exc) from exc
+
+    def _time_out(self, shared: _SharedLookup) -> None:
+        """A shared lookup's deadline: its callers get 503 (the read, if it ever returns, is dropped: ``_send``)."""
+        if not shared.answer.done():
+            shared.answer.set_exception(self._late(self._timeout_s))
+
+    def _late(self, timeout_s: float) -> FeatureStoreUnavailable:
+        return self._unavailable(
+            f"the {self.store_type} online store did not answer within {timeout_s:g} s — check that it is "
+            "up and reachable"
+        )
+
+    def _translated(self, error: BaseException) -> BaseException:
+        """A connection error of the store as 503 (remembered: ``fetch`` fails fast for a while); others as is."""
+        if not isinstance(error, self._errors):
+            return error
+        failure = self._unavailable(
+            f"{type(error).__name__}: {error} — check the {self.store_type} online store named in the repo's "
+            "feature_store.yaml (is it running, is the address right?)"
+        )
+        failure.__cause__ = error
+        return failure
 
     def _unavailable(self, detail: str) -> FeatureStoreUnavailable:
         self._failed = FeatureStoreUnavailable(f"feature store unreachable: {detail}")
@@ -355,6 +378,9 @@ class FeastFeatureSource:
         self, stored: Mapping[str, Cells], ids: list[str], feature_names: list[str], fill_values: Mapping[str, float]
     ) -> FetchedFeatures:
         """This call's ``ids`` from their stored cells: unknown ids, nulls and staleness judged, the policy applied."""
+        numbers = self._fresh_numbers(stored, ids)
+        if numbers is not None:
+            return FetchedFeatures(numbers, {})
         values = np.full((len(ids), len(feature_names)), None, dtype=object)
         found = [False] * len(ids)
         # no value: null, or not found for an id that has other features (a row written before a schema change)
@@ -387,6 +413,25 @@ class FeastFeatureSource:
             self._count(problems)
             filled = self._fill(values, ids, feature_names, problems, fill_values)
         return FetchedFeatures(_numbers_as_float(values), filled)
+
+    def _fresh_numbers(self, stored: Mapping[str, Cells], ids: list[str]) -> np.ndarray | None:
+        """The usual answer in one pass (a third of ``_decode``'s cost): every cell a number within the TTL, as the
+        float64 matrix; None when any cell is empty, stale, a bool or not a number (``_decode`` judges it)."""
+        fresh_since = time.time() - self._ttl_s if self._ttl_s else None
+        rows = []
+        for entity_id in ids:
+            row = []
+            for cell in stored[entity_id]:
+                if cell is None:
+                    return None
+                typed, stamp = cell
+                if type(typed) is not float and type(typed) is not int:  # also None, and bool (an int's subclass)
+                    return None
+                if fresh_since is not None and 0 < stamp < fresh_since:  # as _expired
+                    return None
+                row.append(typed)
+            rows.append(row)
+        return np.array(rows, dtype=np.float64)
 
     def _expired(self, event_seconds: int, now: float) -> bool:
         return bool(self._ttl_s) and event_seconds > 0 and now - event_seconds > self._ttl_s

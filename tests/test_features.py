@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -320,6 +322,39 @@ def test_redis_chosen_by_the_shipped_yaml_and_an_env_var(
     shutil.copyfile(REPO_SOURCE / "feature_store.redis.yaml", repo / "feature_store.yaml")
     monkeypatch.setenv("REDIS_CONNECTION_STRING", redis.connection_string)
     assert np.array_equal(Lookup(repo).fetch("pump-0004").values[0], _row(telemetry, "pump-0004"))
+
+
+def test_a_hung_store_fails_every_request_of_the_shared_lookup_at_its_deadline(
+    redis_repo: Path, redis: RedisProcess
+) -> None:
+    """Redis paused (SIGSTOP: it holds the connection and never answers). Ten requests joined to one lookup are all
+    answered 503 at the lookup's deadline (0.2 s, before the client's own 0.5 s socket timeout); the read's late
+    failure is dropped; once Redis runs again and the breaker's second has passed, a lookup answers. One event
+    loop throughout, as in the server."""
+    source = FeastFeatureSource(redis_repo, Metrics.create(CollectorRegistry()), timeout_s=0.2, retry_after_s=1.0)
+    names = list(FEATURE_NAMES)
+
+    async def session() -> tuple[list[Any], FetchedFeatures]:
+        await source.fetch(["pump-0000"], names)  # connected
+        os.kill(redis.process.pid, signal.SIGSTOP)
+        try:
+            answers = await asyncio.gather(*(source.fetch([f"pump-{i:04d}"], names) for i in range(10)),
+                                           return_exceptions=True)  # fmt: skip
+        finally:
+            os.kill(redis.process.pid, signal.SIGCONT)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                return answers, await source.fetch(["pump-0001"], names)
+            except FeatureStoreUnavailable:  # the breaker's second, then the store answers again
+                assert time.monotonic() < deadline, "the store never answered again after SIGCONT"
+                await asyncio.sleep(0.2)
+
+    answers, fetched = asyncio.run(session())
+    assert all(isinstance(answer, FeatureStoreUnavailable) for answer in answers), answers
+    assert all("did not answer within 0.2 s" in str(answer) for answer in answers), answers
+    assert fetched.values.shape == (1, len(FEATURE_NAMES))
+    source.close()
 
 
 def test_a_stopped_redis_is_unavailable(redis_repo: Path, redis: RedisProcess) -> None:

@@ -141,11 +141,10 @@ def _keyed_row(instance: dict[str, Any], schema: Schema, out: np.ndarray, where:
     if unknown:
         hint = f" or {key}" if key else ""
         raise BadRequest(f"{where} has unknown keys {unknown}; expected {schema.expected()}{hint}")
-    for j, column in enumerate(schema.columns):
-        if column.name in instance:
-            value = coerce(instance[column.name], column, where)
-            if value is not None:
-                out[j] = value
+    for name, given in instance.items():  # the row's keys, not every column: a by-id row names one
+        j = schema.index.get(name)
+        if j is not None and (value := coerce(given, schema.columns[j], where)) is not None:
+            out[j] = value
     entity_id = instance.get(key) if key else None
     if entity_id is not None:
         if not isinstance(entity_id, str) or not entity_id or len(entity_id) > 256:
