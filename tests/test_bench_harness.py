@@ -8,13 +8,16 @@ Nothing is timed: the benchmark's numbers are read from its report, never assert
 from __future__ import annotations
 
 import dataclasses
+import http.server
 import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +30,7 @@ from predictor.demo.columns import ENTITY_KEY, FEATURE_NAMES
 from predictor.demo.training import EQUIPMENT_TYPES, equipment_ids
 from tests.bench import logged_models, payloads, report, typed_model
 from tests.bench.chart import growth_chart
-from tests.bench.load import HarnessError, HeyCsv, HeyResult, parse_hey, pool, pooled_percentiles, run_hey_each
+from tests.bench.load import HarnessError, LoadResult, parse_hey, parse_wrk, run_wrk
 from tests.bench.plan import (
     BY_ID_SERVERS,
     CONCURRENCY_AXIS,
@@ -127,9 +130,9 @@ def test_output_without_a_summary_is_a_harness_error() -> None:
         parse_hey("flag provided but not defined: -zz\nUsage: hey [options...] <url>")
 
 
-def _run(rate: float, p99_s: float = 0.02, errors: int = 0, seconds: float = 10.0) -> HeyResult:
+def _run(rate: float, p99_s: float = 0.02, errors: int = 0, seconds: float = 10.0) -> LoadResult:
     statuses = {200: round(rate * seconds)} | ({500: errors} if errors else {})
-    return HeyResult(seconds, statuses, 0, {50: p99_s / 2, 95: p99_s * 0.9, 99: p99_s})
+    return LoadResult(seconds, statuses, 0, {50: p99_s / 2, 95: p99_s * 0.9, 99: p99_s})
 
 
 def _measure(server: str, scenario: str, *rates: float, errors: int = 0) -> list[Measurement]:
@@ -291,8 +294,8 @@ def test_a_server_that_exits_is_reported_and_its_group_stopped(tmp_path: Path) -
 # --- issue 15: the floor, CPU per request, every round, growth --------------------------------------------------
 
 
-def _round(rate: float, p50_ms: float, p99_ms: float, cpu_s: float | None, seconds: float = 10.0) -> HeyResult:
-    return HeyResult(seconds, {200: round(rate * seconds)}, 0, {50: p50_ms / 1000, 99: p99_ms / 1000})
+def _round(rate: float, p50_ms: float, p99_ms: float, cpu_s: float | None, seconds: float = 10.0) -> LoadResult:
+    return LoadResult(seconds, {200: round(rate * seconds)}, 0, {50: p50_ms / 1000, 99: p99_ms / 1000})
 
 
 def _rounds(server: str, scenario: str, *rounds: tuple[float, float, float, float | None]) -> list[Measurement]:
@@ -324,7 +327,7 @@ def test_shares_of_the_floor_spread_and_cpu_per_request() -> None:
 
 
 def test_floor_table_shows_every_round_and_flags_errors() -> None:
-    failing = [Measurement("baseline", "1row@50", 0, HeyResult(10, {200: 1000, 503: 4}, 1, {50: 0.05, 99: 0.2}))]
+    failing = [Measurement("baseline", "1row@50", 0, LoadResult(10, {200: 1000, 503: 4}, 1, {50: 0.05, 99: 0.2}))]
     summaries = report.summarize([*FLOOR_RUN, *failing])
     table = report.floor_table(summaries, {"floor": "the floor"}, ["floor", "ours", "baseline"])
     ours = next(line for line in table.splitlines() if line.startswith("| ours ") and "1-row @50" in line)
@@ -357,8 +360,8 @@ def test_goals_of_issue_15() -> None:
 
 def test_the_workers_verdict_says_what_hey_on_the_same_cores_leaves() -> None:
     # One worker: 800 req/s at 1.25 CPU-s per 1k (one core). Two: 1,000 req/s at 1.8, hey 0.25 per 1k.
-    one = HeyResult(10, {200: 8_000}, 0, {99: 0.02}, client_cpu_s=1.6)
-    two = HeyResult(10, {200: 10_000}, 0, {99: 0.02}, client_cpu_s=2.5)
+    one = LoadResult(10, {200: 8_000}, 0, {99: 0.02}, client_cpu_s=1.6)
+    two = LoadResult(10, {200: 10_000}, 0, {99: 0.02}, client_cpu_s=2.5)
     run = [Measurement("ours", "100row@8", 0, one, cpu_s=10.0), Measurement("ours-w2", "100row@8", 0, two, cpu_s=18.0)]
     results = report.Results(report.summarize(run), {}, {"ours-w2": 2}, cores=2)
 
@@ -508,7 +511,7 @@ def test_growth_chart_is_a_png(tmp_path: Path) -> None:
     assert chart == tmp_path / "out" / "growth.png"
     assert chart.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
     # Runs so short that hey gave no p99 at all: the latency panels are empty, the chart is still drawn.
-    untimed = [Measurement("mlflow", key, 0, HeyResult(1.0, {200: 20})) for key in ("1row@1", "1row@50")]
+    untimed = [Measurement("mlflow", key, 0, LoadResult(1.0, {200: 20})) for key in ("1row@1", "1row@50")]
     assert growth_chart(report.summarize(untimed), {}, ["mlflow"], tmp_path / "untimed.png") is not None
     assert growth_chart(report.summarize(FLOOR_RUN), {}, ["ours"], tmp_path / "none.png") is None
     assert not (tmp_path / "none.png").exists()
@@ -633,39 +636,36 @@ def test_a_short_run_of_the_floor_restarted_in_place(tmp_path: Path, monkeypatch
 
 # --- issue 26: predictions by equipment id ------------------------------------------------------------------------
 
-CSV_HEADER = "response-time,DNS+dialup,DNS,Request-write,Response-delay,Response-read,status-code,offset"
+WRK_LINE = (
+    '{"wrk": 1, "duration_us": 8014421, "responses": 29465, "non_2xx_3xx": 5, "connect": 0, "read": 2, '
+    '"write": 0, "timeout": 1, "percentiles_us": {"10": 9620, "50": 13628, "99": 19713}}'
+)
 
 
-def _hey_csv(*lines: tuple[float, int, float]) -> str:
-    """(latency s, status, offset s) per answered request, as ``hey -o csv`` prints them."""
-    return "\n".join([CSV_HEADER, *(f"{lat:.4f},0.0000,0.0000,0.0000,{lat:.4f},0.0000,{status},{offset:.4f}"
-                                     for lat, status, offset in lines)])  # fmt: skip
+def test_wrks_summary_line_is_parsed_and_throughput_counts_2xx_only() -> None:
+    result = parse_wrk("Running 8s test @ http://127.0.0.1:1/\n  1 threads and 50 connections\n" + WRK_LINE + "\n")
 
-
-def test_several_heys_are_pooled_into_one_result() -> None:
-    first = HeyCsv.parse(_hey_csv((0.010, 200, 0.0), (0.020, 200, 1.0), (0.030, 500, 1.99)))
-    second = HeyCsv.parse(_hey_csv((0.040, 200, 0.5), (0.005, 200, 2.0)))
-    third = HeyCsv.parse(_hey_csv((0.002, 200, 2.1)))
-    result = pool([first, second, third], duration_s=2.0)
-
-    assert first.end_s == pytest.approx(2.02) and second.end_s == pytest.approx(2.005)
-    assert result.status_counts == {200: 5, 500: 1} and result.errors == 1 and result.transport_errors == 0
-    assert result.duration_s == pytest.approx(2.02)  # the median run's length: not stretched by one slow answer
-    # hey's own rule: for p, the first sorted latency at index ceil(p × n / 100)
-    assert result.percentile_ms(50) == pytest.approx(20.0) and result.percentile_ms(99) is None
-    assert pooled_percentiles([i / 1000 for i in range(1, 101)])[99] == pytest.approx(0.1)
-    assert pool([HeyCsv.parse(CSV_HEADER)], 3.0).duration_s == 3.0  # nothing answered
-    with pytest.raises(HarnessError, match="no CSV header"):
-        HeyCsv.parse("Summary:\n  Total: 1.0 secs")
+    assert result.duration_s == pytest.approx(8.014421)
+    assert result.ok == 29_460 and result.status_counts == {200: 29_460, 500: 5}
+    assert result.transport_errors == 3 and result.errors == 8  # 5 answers that are not 2xx/3xx, 3 socket errors
+    assert result.ok_per_s == pytest.approx(29_460 / 8.014421)
+    assert result.percentile_ms(50) == pytest.approx(13.628) and result.percentile_ms(99) == pytest.approx(19.713)
+    with pytest.raises(HarnessError, match="no summary line"):
+        parse_wrk("unable to connect to 127.0.0.1:1 Connection refused")
 
 
 def test_by_id_scenarios_run_the_servers_with_feast_against_their_raw_path() -> None:
-    for key, raw in (("byid-1row@50", "1row@50"), ("byid-100row@8", "100row@8")):
-        scenario = SCENARIO_BY_KEY[key]
+    for key, raw in (("byid-1row@50", "raw-1row@50"), ("byid-100row@8", "raw-100row@8")):
+        scenario, twin = SCENARIO_BY_KEY[key], SCENARIO_BY_KEY[raw]
         assert scenario.by_id and scenario.kind == "forest" and scenario.raw_key == raw
         assert [server for server in SERVERS if scenario.runs(server, growth=True)] == list(BY_ID_SERVERS)
-        assert SCENARIO_BY_KEY[raw].runs("ours-serve-at", growth=False)  # its raw path, side by side
-    assert SCENARIO_BY_KEY["1row@50"].raw_key is None
+        # its raw path, side by side: the same server, rows and concurrency, the features sent, by the same client
+        assert [server for server in SERVERS if twin.runs(server, growth=True)] == list(BY_ID_SERVERS)
+        assert not twin.by_id and (twin.kind, twin.rows, twin.concurrency) == ("forest", scenario.rows,
+                                                                               scenario.concurrency)  # fmt: skip
+        assert scenario.load == twin.load == "wrk"
+    assert SCENARIO_BY_KEY[FLEET].load == "wrk" and SCENARIO_BY_KEY[FLEET].raw_key is None
+    assert SCENARIO_BY_KEY["1row@50"].raw_key is None and SCENARIO_BY_KEY["1row@50"].load == "hey"
     for server in BY_ID_SERVERS:  # Feast on, and the bodies are KServe v1
         assert SERVERS[server].feature_repo and SERVERS[server].protocol == V1 and SERVERS[server].restart_in_place
 
@@ -692,15 +692,15 @@ def test_each_worker_names_its_own_ids_of_the_bench_feature_repo(tmp_path: Path)
         and len(fleet[0]["instances"]) == 10_000
         and {row[ENTITY_KEY] for row in fleet[0]["instances"]} == stored
     )
-    assert bench.scenario_bodies(V1, SCENARIO_BY_KEY["1row@50"]) == [bench.body(V1, "forest", 1)]
+    assert bench.scenario_bodies(V1, SCENARIO_BY_KEY["raw-1row@50"]) == [bench.body(V1, "forest", 1)]
     with pytest.raises(ValueError, match="holds 10000"):
         payloads.by_id_workers(BENCH_EQUIPMENT + 1, 1)
 
 
 BY_ID_RUN = [
-    *_rounds("ours-serve", "1row@50", (8_000, 5, 10, None), (10_000, 4, 9, None)),
+    *_rounds("ours-serve", "raw-1row@50", (8_000, 5, 10, None), (10_000, 4, 9, None)),
     *_rounds("ours-serve", "byid-1row@50", (2_000, 20, 40, None), (3_000, 15, 30, None)),
-    *_rounds("ours-serve-at", "1row@50", (9_000, 5, 10, None)),
+    *_rounds("ours-serve-at", "raw-1row@50", (9_000, 5, 10, None)),
     *_rounds("ours-serve-at", "byid-1row@50", (600, 80, 200, None)),
     Measurement("ours-serve-at", "byid-100row@8", 0, failure="bad response (404: no features stored)"),
 ]
@@ -727,12 +727,12 @@ def test_by_id_is_reported_as_a_share_of_the_same_servers_raw_path(tmp_path: Pat
 
     assert report.raw_share(summaries, "ours-serve", "byid-1row@50") == pytest.approx(2_500 / 9_000)
     assert report.raw_share(summaries, "ours-serve-at", "byid-1row@50") == pytest.approx(600 / 9_000)
-    assert report.raw_share(summaries, "ours-serve", "1row@50") is None
+    assert report.raw_share(summaries, "ours-serve", "raw-1row@50") is None
     assert cells == ["ours-serve", "by id 1-row @50", "2,500", "17.5", "35.0", "9,000", "4.5 / 9.5", "27.8%",
                      "25.0% / 30.0%", "0"]  # fmt: skip
     assert "6.7%" in table and "bad response (404: no features stored)" in table
     assert report.by_id_table(report.summarize(FLOOR_RUN), {}, ["ours"]) == ""
-    bench = Bench(Config(1, 2, 0, BY_ID_SERVERS, ("1row@50", "byid-1row@50"), tmp_path), "hey", _context(tmp_path))
+    bench = Bench(Config(1, 2, 0, BY_ID_SERVERS, ("raw-1row@50", "byid-1row@50"), tmp_path), "hey", _context(tmp_path))
     bench.measurements += BY_ID_RUN
     text, _ = render({"date": "now", "nproc": 2, "cpu": "cpu", "python": "3", "versions": {}, "mlserver": "no",
                       "rounds": 2, "duration_s": 1, "warmup_s": 0}, bench)  # fmt: skip
@@ -758,15 +758,42 @@ def test_ours_serve_at_runs_make_serves_command_from_the_revisions_checkout(tmp_
     assert load_config(["--servers", "ours-serve,ours-serve-at"], {"BENCH_OURS_AT": "HEAD~1"}).at == "HEAD~1"
 
 
-@pytest.mark.skipif(shutil.which("hey") is None, reason="the benchmark's load generator `hey` is not installed")
-def test_one_hey_per_body_sends_each_body_from_its_own_workers(tmp_path: Path) -> None:
-    bodies = [payloads.write_json(tmp_path / f"{k}.json", {"instances": [[float(k)]]}) for k in range(2)]
-    with serve(SERVERS["floor"], _context(tmp_path), "forest", tmp_path / "floor.log") as floor:
-        floor.wait_ready(timeout_s=60)
-        result = run_hey_each(str(shutil.which("hey")), floor.predict_url, bodies, 4, 0.5, log=tmp_path / "hey.txt")
-        with pytest.raises(HarnessError, match="evenly"):
-            run_hey_each(str(shutil.which("hey")), floor.predict_url, bodies, 3, 0.5)
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="the by-id rows' load generator `wrk` is not installed")
+def test_wrk_sends_the_bodies_in_turn(tmp_path: Path) -> None:
+    """Against a real HTTP server of this test that keeps what it receives: every body arrives, as often as the
+    others (request k carries body k mod n), and the result has what the tables need."""
+    bodies = [payloads.write_json(tmp_path / f"{k}.json", {"instances": [{"equipment_id": f"pump-{k}"}]})
+              for k in range(3)]  # fmt: skip
+    received: list[bytes] = []
 
+    class Keep(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, as wrk expects
+
+        def do_POST(self) -> None:
+            received.append(self.rfile.read(int(self.headers["Content-Length"])))
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Keep)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/v1/models/m:predict"
+        result = run_wrk(str(shutil.which("wrk")), url, bodies, 3, 0.5, log=tmp_path / "wrk.txt")  # 1 s: whole
+        with pytest.raises(HarnessError, match="at least one body"):
+            run_wrk(str(shutil.which("wrk")), url, [], 3, 0.5)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+    counts = Counter(received)
+    assert set(counts) == {body.read_bytes() for body in bodies}
+    assert max(counts.values()) - min(counts.values()) <= 3  # in turn: at most one round apart (plus in flight)
     assert result.ok > 0 and result.errors == 0 and result.percentile_ms(50) is not None
-    assert 0.5 <= result.duration_s < 1.5 and result.client_cpu_s is not None and result.client_cpu_s > 0
-    assert (tmp_path / "hey.txt").read_text().startswith("2 × $ ")
+    assert 1 <= result.duration_s < 3 and result.client_cpu_s is not None and result.client_cpu_s > 0
+    assert (tmp_path / "wrk.txt").read_text().startswith(f"$ {shutil.which('wrk')} -t 1 -c 3 -d 1s")

@@ -18,8 +18,8 @@ from tests.servers import PROJECT_ROOT
 BIN = Path(sys.executable).parent
 TOOLS_SH = PROJECT_ROOT / "tests" / "tools.sh"
 # What tools.sh installs when every Debian-provided program is missing (its table, read independently here).
-DEBIAN_PACKAGES = ["redis-server", "prometheus", "hey", "curl", "procps"]
-DEBIAN_PROGRAMS = ["redis-server", "prometheus", "promtool", "hey", "curl", "ps"]
+DEBIAN_PACKAGES = ["redis-server", "prometheus", "hey", "wrk", "curl", "procps"]
+DEBIAN_PROGRAMS = ["redis-server", "prometheus", "promtool", "hey", "wrk", "curl", "ps"]
 
 
 def uv() -> str:
@@ -197,7 +197,8 @@ def test_tools_as_root_installs_the_missing_debian_packages_once(tmp_path: Path)
     assert result.returncode == 0, result.stdout + result.stderr
     installs = [c for c in calls(tmp_path) if " install " in c]
     assert len(installs) == 1, calls(tmp_path)
-    assert installs[0].split("--no-install-recommends ")[1].split() == ["redis-server", "prometheus", "hey", "procps"]
+    wanted = ["redis-server", "prometheus", "hey", "wrk", "procps"]
+    assert installs[0].split("--no-install-recommends ")[1].split() == wanted
     assert "DEBIAN_FRONTEND=noninteractive" in result.stdout
     assert len([c for c in calls(tmp_path) if c.startswith("apt-get") and " update" in c]) <= 1
     assert [c for c in calls(tmp_path) if c.startswith("service")] == [

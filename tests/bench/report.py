@@ -10,7 +10,7 @@ import statistics
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from tests.bench.load import HeyResult
+from tests.bench.load import LoadResult
 from tests.bench.plan import (
     CONCURRENCY_AXIS,
     FLEET,
@@ -50,7 +50,7 @@ class Summary:
     rounds_p50_ms: tuple[float, ...] = ()
     rounds_p99_ms: tuple[float, ...] = ()
     cpu_s_per_1k: float | None = None  # server CPU-seconds per 1,000 answered requests, median over rounds
-    client_cpu_s_per_1k: float | None = None  # the load generator's (hey's), likewise
+    client_cpu_s_per_1k: float | None = None  # the load generator's (hey's or wrk's), likewise
     attempts: int = 0  # rounds tried, successful or not
 
 
@@ -89,7 +89,7 @@ def _summary(key: tuple[str, str], runs: list[Measurement]) -> Summary:
     )  # fmt: skip
 
 
-def _cpu_per_1k(cpu_s: float | None, result: HeyResult | None) -> float | None:
+def _cpu_per_1k(cpu_s: float | None, result: LoadResult | None) -> float | None:
     """CPU-seconds per 1,000 answered requests (any status: the server spent the time on each)."""
     answered = sum(result.status_counts.values()) if result else 0
     return None if cpu_s is None or not answered else cpu_s / answered * 1000
@@ -407,7 +407,7 @@ def floor_table(summaries: dict[tuple[str, str], Summary], labels: dict[str, str
                                                           else f" ✗ ({summary.failure})"),
             ])  # fmt: skip
     headers = ["server", "scenario", "req/s", "of floor", "req/s min–max", "p50 ms by round", "p99 ms by round",
-               "p99 min–max", "CPU s / 1k req", "hey's CPU s / 1k req", "errors", "rounds"]  # fmt: skip
+               "p99 min–max", "CPU s / 1k req", "load's CPU s / 1k req", "errors", "rounds"]  # fmt: skip
     return markdown_table(headers, rows)
 
 

@@ -12,8 +12,9 @@ booster-1row@50,nosig-1row@50,explain-1row@1 and the growth grid's 10row@8,1000r
 tests/bench/typed_model.py; booster-* and nosig-* issue 25's xgb.train Booster and forest logged without a
 signature, tests/bench/logged_models.py, run by ours and mlflow serve; the floor's 1row@50 is their reference;
 byid-1row@50, byid-100row@8 and byid-10000row@1 (a fleet of 10,000 distinct ids in one request, judged in rows per
-second), issue 26's predictions by equipment id, each worker naming its own ids of the
-bench's Feast repo, run by ours-serve and ours-serve-at against the same server's 1row@50 and 100row@8),
+second), issue 26's predictions by equipment id, each connection naming its own ids of the
+bench's Feast repo, run by ours-serve and ours-serve-at against the same server's raw twins raw-1row@50 and
+raw-100row@8: these five are driven by ``wrk``, the others by ``hey``),
 BENCH_GROWTH=1 (the growth grid: floor, ours, ours-w2 and the peers at 1/10/100/1000 rows @8 and 1 row
 @1/8/50/200), BENCH_OUT (default bench-results), BENCH_OURS_AT (a git revision: the server ``ours-at`` runs
 ours at that revision from a checkout of its own, for a no-regression comparison in the same run, e.g.
@@ -25,7 +26,8 @@ stopped by its process group, also on failure or Ctrl-C. Writes OUT/latest.md an
 OUT/growth.png when the growth grid was measured.
 
 Exits 0 whenever the tables could be produced, whatever the numbers say; 2 when the harness cannot run
-(``hey`` missing, the registry could not be built, a bad flag), 1 when some measurement was lost to the harness.
+(``hey`` or a needed ``wrk`` missing, the registry could not be built, a bad flag), 1 when some measurement was
+lost to the harness.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ from typing import Any
 
 from tests.bench import payloads, report
 from tests.bench.chart import growth_chart
-from tests.bench.load import HarnessError, http, run_hey_each
+from tests.bench.load import HarnessError, LoadResult, http, run_hey, run_wrk
 from tests.bench.mlserver_env import MLSERVER_VERSION, ensure_mlserver
 from tests.bench.plan import (
     ALL_SERVERS,
@@ -122,6 +124,7 @@ class Bench:
     config: Config
     hey: str
     context: Context
+    wrk: str | None = None  # only needed by the scenarios that use it (Scenario.load)
     # (protocol, model kind, rows) → body file
     bodies: dict[tuple[Protocol, BenchKind, int], Path] = field(default_factory=dict)
     by_id_bodies: dict[str, list[Path]] = field(default_factory=dict)  # scenario key → one body per worker
@@ -193,10 +196,9 @@ class Bench:
         url = running.predict_url.replace(":predict", f":{scenario.verb}")
         try:
             if self.config.warmup_s > 0:
-                run_hey_each(self.hey, url, bodies, scenario.concurrency, self.config.warmup_s)
+                self.load(scenario, url, bodies, self.config.warmup_s)
             cpu_before = group_cpu_s(running.process.pid)
-            result = run_hey_each(self.hey, url, bodies, scenario.concurrency, self.config.duration_s,
-                                  log=logs / f"{stem}.hey.txt")  # fmt: skip
+            result = self.load(scenario, url, bodies, self.config.duration_s, logs / f"{stem}.{scenario.load}.txt")
             cpu_s = group_cpu_s(running.process.pid) - cpu_before
         except HarnessError as exc:
             self.harness_errors += 1
@@ -206,12 +208,23 @@ class Bench:
         crashed = running.process.poll()
         print(f"{tag} {scenario.label}: {result.ok_per_s:.1f} req/s, p50 {result.percentile_ms(50) or 0:.1f} ms, "
               f"p99 {result.percentile_ms(99) or 0:.1f} ms, {result.errors} errors, {cpu_s:.1f} CPU s "
-              f"(hey {result.client_cpu_s or 0:.1f})",
+              f"({scenario.load} {result.client_cpu_s or 0:.1f})",
               flush=True)  # fmt: skip
         failure = None if crashed is None else f"exited during the run ({crashed})"
         # A group whose processes died mid-run lost their CPU time with them: no charge rather than a wrong one.
         cpu = cpu_s if crashed is None and cpu_s >= 0 else None
         return Measurement(running.spec.name, scenario.key, round_, result, memory.total_mb, failure, cpu)
+
+    def load(
+        self, scenario: Scenario, url: str, bodies: list[Path], duration_s: float, log: Path | None = None
+    ) -> LoadResult:
+        if scenario.load == "hey":
+            if len(bodies) != 1:
+                raise HarnessError(f"hey sends one body; {scenario.key} has {len(bodies)} (use wrk)")
+            return run_hey(self.hey, url, bodies[0], scenario.concurrency, duration_s, log)
+        if self.wrk is None:
+            raise HarnessError("`wrk` not found on PATH (Debian/Ubuntu: apt-get install wrk)")
+        return run_wrk(self.wrk, url, bodies, scenario.concurrency, duration_s, log)
 
     @staticmethod
     def sanity_check(running: RunningServer, body: Path) -> str | None:
@@ -290,18 +303,20 @@ def render(meta: dict[str, Any], bench: Bench) -> tuple[str, dict[str, Any]]:
         f"# make bench: {meta['date']}",
         f"{meta['nproc']} cores (nproc), {meta['cpu']}; Python {meta['python']}; {versions}; "
         f"MLServer {meta['mlserver']}. {meta['rounds']} round(s) of {meta['duration_s']:g} s per run after a "
-        f"{meta['warmup_s']:g} s warm-up, servers interleaved; medians shown. Load: hey, keep-alive, 127.0.0.1.",
+        f"{meta['warmup_s']:g} s warm-up, servers interleaved; medians shown. Load: hey (wrk for the rows by id and "
+        f"their raw twins), keep-alive, 127.0.0.1.",
         "## Load (RandomForest-100 unless logreg; typed = OneHotEncoder on a string column + the same forest in a "
         "Pipeline; booster = XGBoost xgb.train, 100 rounds of depth 6; nosig = the forest logged without a signature; "
         "req/s counts 2xx only; RSS = whole process tree after the run)",
         report.load_table(summaries, labels, bench.config.servers),
         "## Against the floor, round by round (issue 15; share = median req/s ÷ the floor's at the same rows and "
-        "concurrency; CPU = the server's process group, user + system, during the timed run; hey's CPU is what the "
-        "load generator took from the same cores)",
+        "concurrency; CPU = the server's process group, user + system, during the timed run; the load generator's "
+        "CPU is what it took from the same cores)",
         report.floor_table(summaries, labels, bench.config.servers),
         *(["## By id (issue 26: each instance names only its equipment_id, the features read from Feast; share = "
-           "by id ÷ the same server's raw path, the features sent, at the same rows and concurrency; by round: "
-           "the two runs of one start)", by_id] if by_id else []),
+           "by id ÷ the same server's raw path, the features sent, at the same rows and concurrency, both driven by "
+           "one wrk (its bodies in turn: every connection its own ids); by round: the two runs of one start)",
+           by_id] if by_id else []),
         *(["## A fleet by id (issue 26: 10,000 distinct equipment ids in one request, one request at a time)", fleet]
           if fleet else []),
         "## Start and memory (cold start = spawn → first 200 from the readiness route)",
@@ -354,9 +369,15 @@ def _interrupt(signum: int, _frame: FrameType | None) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     config = load_config(argv, os.environ)
-    hey = shutil.which("hey")
+    hey, wrk = shutil.which("hey"), shutil.which("wrk")
     if hey is None:
         print("error: `hey` not found on PATH (Debian/Ubuntu: apt-get install hey)", file=sys.stderr)
+        return 2
+    by_wrk = [s.key for s in SCENARIOS if s.load == "wrk" and s.key in config.scenarios
+              and any(s.runs(server, config.growth) for server in config.servers)]  # fmt: skip
+    if wrk is None and by_wrk:
+        print(f"error: `wrk` not found on PATH, needed by {', '.join(by_wrk)} (Debian/Ubuntu: apt-get install wrk)",
+              file=sys.stderr)  # fmt: skip
         return 2
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _interrupt)
@@ -391,7 +412,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     context = Context(Path(sys.executable), registry, config.out, mlserver, mlserver_status,
                       feature_repo, feature_repo_status, revision_tree)  # fmt: skip
     shutil.rmtree(context.model_caches, ignore_errors=True)
-    bench = Bench(config, hey, context)
+    bench = Bench(config, hey, context, wrk)
     meta = machine(config, mlserver_status)
     interrupted = 0
     try:
