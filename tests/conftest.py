@@ -164,13 +164,23 @@ def leak_check() -> Iterator[None]:
 import_feast()
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # `make mutation`: mutmut runs each mutant's tests in a process forked from one that ran them before. Feast's
+    # materialize computes on dask's threaded scheduler, whose pool threads stay in the parent: a forked child
+    # would wait on them forever (every mutant of a module whose tests prepare a Feast repo read as a timeout).
+    if "MUTANT_UNDER_TEST" in os.environ:
+        import dask
+
+        dask.config.set(scheduler="synchronous")
+
+
 # ------------------------------------------------------------------------------------ make test-fast
 # `make test-fast` runs only the tests that start nothing (`-m "not servers"`): the in-process half of the suite,
 # for feedback in under a minute. A test is marked `servers` when it, or any fixture it uses, starts a process or
 # needs the demo registry: read from their source, so a new test is classified without anyone marking it.
 NEEDS_PROCESSES = frozenset({"demo_server", "predictors", "tracking_uri", "registry_dir"})
 STARTS_PROCESSES = re.compile(
-    r"start_predictor\(|Popen\(|subprocess\.|wait_ready\(|_server\(|\bmake\(|\brender\(|kubectl\(|run_hey\(|serve\("
+    r"start_predictor\(|Popen\(|subprocess\.|wait_ready\(|_server\(|\bmake\(|\brender\(|kubectl\(|run_(hey|wrk)\(|redis_feature_repo\(|serve\("
     r"|register_demo_model\(|bootstrap\(|\.save\(|save_\w*\(|log_model\(|TestClient\(|\bstart\(|wait_live\("
     r"|run_shell\(|Soak\("
 )

@@ -7,12 +7,15 @@ Nothing is timed: the benchmark's numbers are read from its report, never assert
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import http.server
 import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -25,10 +28,14 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
+from prometheus_client import CollectorRegistry
 
 from predictor.demo.columns import ENTITY_KEY, FEATURE_NAMES
 from predictor.demo.training import EQUIPMENT_TYPES, equipment_ids
+from predictor.features import FeastFeatureSource
+from predictor.metrics import Metrics
 from tests.bench import logged_models, payloads, report, typed_model
+from tests.bench import registry as registry_module
 from tests.bench.chart import growth_chart
 from tests.bench.load import HarnessError, LoadResult, parse_hey, parse_wrk, run_wrk
 from tests.bench.plan import (
@@ -39,13 +46,15 @@ from tests.bench.plan import (
     PEERS,
     ROWS_AXIS,
     SCENARIO_BY_KEY,
+    SCENARIOS,
     Measurement,
     Start,
 )
 from tests.bench.procs import Memory, descendants, free_port, group_cpu_s
 from tests.bench.registry import BENCH_EQUIPMENT, MODEL_NAMES, BenchKind, BenchRegistry
-from tests.bench.run import KINDS, Bench, Config, load_config, render
+from tests.bench.run import KINDS, Bench, Config, load_config, prepare_redis_feature_repo, render
 from tests.bench.servers import SERVERS, V1, Context, Launch, Ports, ServerFailed, ServerSpec, make_serve_argv, serve
+from tests.feast_helpers import REDIS_SERVER
 from tests.servers import PredictorProcess
 
 HEY_OK = """
@@ -737,6 +746,46 @@ def test_by_id_is_reported_as_a_share_of_the_same_servers_raw_path(tmp_path: Pat
     text, _ = render({"date": "now", "nproc": 2, "cpu": "cpu", "python": "3", "versions": {}, "mlserver": "no",
                       "rounds": 2, "duration_s": 1, "warmup_s": 0}, bench)  # fmt: skip
     assert "## By id (issue 26" in text and "27.8%" in text
+
+
+def test_ours_serve_redis_runs_make_serves_command_on_the_repo_whose_store_is_redis(tmp_path: Path) -> None:
+    context = dataclasses.replace(_context(tmp_path, feature_repo=tmp_path / "repo"),
+                                  redis_feature_repo=tmp_path / "repo-redis")  # fmt: skip
+    ports = Ports.pick()
+    sqlite = SERVERS["ours-serve"].launcher(context, "forest", ports).argv
+    redis = SERVERS["ours-serve-redis"].launcher(context, "forest", ports).argv
+
+    assert _flag(sqlite, "--feature_store") == str(tmp_path / "repo")
+    assert _flag(redis, "--feature_store") == str(tmp_path / "repo-redis")
+    assert _flag(redis, "--model_cache_dir") != _flag(sqlite, "--model_cache_dir")  # a cache of its own
+    others = ("--feature_store", "--model_cache_dir")
+    assert [w for w in redis if w not in (_flag(redis, f) for f in others)] == [
+        w for w in sqlite if w not in (_flag(sqlite, f) for f in others)]  # fmt: skip
+    with pytest.raises(ServerFailed, match="no Redis here"):
+        no_redis = dataclasses.replace(context, redis_feature_repo=None, redis_feature_repo_status="no Redis here")
+        SERVERS["ours-serve-redis"].launcher(no_redis, "forest", ports)
+    # the rows by id and their raw twins only: its other rows would be ours-serve's
+    assert sorted(s.key for s in SCENARIOS if s.runs("ours-serve-redis", growth=True)) == sorted(
+        s.key for s in SCENARIOS if s.by_id or s.key.startswith("raw-"))  # fmt: skip
+
+
+@pytest.mark.skipif(not Path(REDIS_SERVER).exists(), reason="redis-server is not installed")
+def test_the_runs_redis_serves_the_bench_repo_and_stops_with_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A real redis-server and a real Feast repo on it (10 ids instead of the bench's 10,000)."""
+    monkeypatch.setattr(registry_module, "BENCH_EQUIPMENT", 10)
+    with contextlib.ExitStack() as stack:
+        repo, status = prepare_redis_feature_repo(tmp_path, stack)
+        assert repo is not None, status
+        port = int(status.rsplit(" ", 1)[1].rstrip(")"))
+        assert "type: redis" in (repo / "feature_store.yaml").read_text()
+        source = FeastFeatureSource(repo, Metrics.create(CollectorRegistry()))
+        fetched = asyncio.run(source.fetch(equipment_ids(10)[:3], list(FEATURE_NAMES)))
+        source.close()
+        assert fetched.values.shape == (3, len(FEATURE_NAMES))
+    with pytest.raises(OSError):  # stopped with the run
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
 
 
 def test_ours_serve_at_runs_make_serves_command_from_the_revisions_checkout(tmp_path: Path) -> None:

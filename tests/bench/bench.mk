@@ -1,14 +1,15 @@
 # `make bench` (issues 5, 11, 15): our server against the floor and the peers, same models and load, interleaved rounds,
 # on 127.0.0.1. Knobs (environment): BENCH_DURATION=10 BENCH_ROUNDS=2 BENCH_WARMUP=2 BENCH_GROWTH=0 BENCH_OUT=bench-results
-#   BENCH_SERVERS=floor,ours,ours-cached,ours-serve,ours-w2,ours-nodrift,ours-shadow,baseline,mlflow,mlserver
+#   BENCH_SERVERS=floor,ours,ours-cached,ours-serve,ours-serve-redis,ours-w2,ours-nodrift,ours-shadow,baseline,
+#     mlflow,mlserver (ours-serve-redis: ours-serve with the Feast repo on a redis-server the run starts; by id only)
 #     (+ ours-at, only when named: ours at the git revision BENCH_OURS_AT, side by side with ours: no regression;
 #     ours-serve-at likewise: ours-serve's command, Feast on, at BENCH_OURS_AT, side by side with ours-serve)
 #   BENCH_SCENARIOS=1row@50,100row@8,1row@1,logreg-1row@50,typed-1row@50,typed-100row@8,booster-1row@50,
 #     nosig-1row@50,byid-1row@50,raw-1row@50,byid-100row@8,raw-100row@8,byid-10000row@1,explain-1row@1 (+ the growth
 #     grid 10row@8,1000row@8,1row@8,1row@200). byid-10000row@1: a fleet of 10,000 distinct ids in one request, in
 #     rows per second. byid-*: issue 26's predictions by equipment id (each connection names its own ids of the
-#     bench's Feast repo; one wrk sends them in turn), ours-serve and ours-serve-at, reported as a share of the same
-#     server's raw twin raw-1row@50/raw-100row@8 (the features sent, by the same wrk), e.g.
+#     bench's Feast repo; one wrk sends them in turn), ours-serve, ours-serve-redis and ours-serve-at, reported as
+#     a share of the same server's raw twin raw-1row@50/raw-100row@8 (the features sent, by the same wrk), e.g.
 #     BENCH_SERVERS=ours-serve,ours-serve-at BENCH_OURS_AT=HEAD~1 BENCH_SCENARIOS=raw-1row@50,byid-1row@50.
 #     typed-*: issue 11's ColumnTransformer pipeline with a string column (tests/bench/typed_model.py), ours and
 #     the three peers, each sent typed rows in its protocol. booster-*, nosig-*: issue 25's xgb.train Booster and

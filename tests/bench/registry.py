@@ -6,9 +6,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from predictor.demo.training import ModelKind, register_challenger, register_demo_model
 from tests.bench.logged_models import register_booster, register_unsigned_forest
@@ -71,10 +72,10 @@ def local_copy(registry: BenchRegistry, kind: BenchKind, destination: Path) -> P
 BENCH_EQUIPMENT = 10_000  # equipment the bench's Feast repo holds (the demo's own repo: 200)
 
 
-def prepare_feature_repo(target: Path, log: Path) -> Path:
-    """The demo Feast repo applied and materialized under ``target`` (SQLite online store), as `make bootstrap`
-    prepares ``.data/feature_repo`` for `make serve`; anything there before is replaced. Feast's own progress
-    output goes to ``log``, keeping the console for the results."""
+def prepare_feature_repo(target: Path, log: Path, online_store: Mapping[str, Any] | None = None) -> Path:
+    """The demo Feast repo applied and materialized under ``target`` (SQLite online store, or ``online_store``), as
+    `make bootstrap` prepares ``.data/feature_repo`` for `make serve`; anything there before is replaced. Feast's
+    own progress output goes to ``log``, keeping the console for the results."""
     from predictor.demo.bootstrap import FEATURE_REPO_SOURCE
     from predictor.demo.feast_setup import prepare_feature_store
     from predictor.demo.training import telemetry_with_ids
@@ -84,5 +85,5 @@ def prepare_feature_repo(target: Path, log: Path) -> Path:
     telemetry = telemetry_with_ids(BENCH_EQUIPMENT)  # a fleet's worth: the fleet scenario names 10,000 distinct ids
     with log.open("w") as out, contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
         return prepare_feature_store(
-            FEATURE_REPO_SOURCE, target, telemetry, progress=lambda line: print(line, file=out)
+            FEATURE_REPO_SOURCE, target, telemetry, online_store, progress=lambda line: print(line, file=out)
         )

@@ -4,7 +4,8 @@
 
 Each flag may come from the environment instead: BENCH_DURATION (seconds per timed run, default 10),
 BENCH_ROUNDS (default 2; the tables show medians, the floor table every round), BENCH_WARMUP (seconds,
-default 2), BENCH_SERVERS (default all: floor,ours,ours-cached,ours-serve,ours-w2,ours-nodrift,ours-shadow,
+default 2), BENCH_SERVERS (default all: floor,ours,ours-cached,ours-serve,ours-serve-redis (ours-serve with the
+Feast repo on a redis-server of the run: the rows by id only),ours-w2,ours-nodrift,ours-shadow,
 ours-traced (OpenTelemetry on, 1% sampled, to a sink of the harness), baseline,mlflow,mlserver),
 BENCH_SCENARIOS (default all: 1row@50,100row@8,1row@1,logreg-1row@50,typed-1row@50,typed-100row@8,
 booster-1row@50,nosig-1row@50,explain-1row@1 and the growth grid's 10row@8,1000row@8,1row@8,
@@ -13,8 +14,8 @@ tests/bench/typed_model.py; booster-* and nosig-* issue 25's xgb.train Booster a
 signature, tests/bench/logged_models.py, run by ours and mlflow serve; the floor's 1row@50 is their reference;
 byid-1row@50, byid-100row@8 and byid-10000row@1 (a fleet of 10,000 distinct ids in one request, judged in rows per
 second), issue 26's predictions by equipment id, each connection naming its own ids of the
-bench's Feast repo, run by ours-serve and ours-serve-at against the same server's raw twins raw-1row@50 and
-raw-100row@8: these five are driven by ``wrk``, the others by ``hey``),
+bench's Feast repo, run by ours-serve, ours-serve-redis and ours-serve-at against the same server's raw twins
+raw-1row@50 and raw-100row@8: these five are driven by ``wrk``, the others by ``hey``),
 BENCH_GROWTH=1 (the growth grid: floor, ours, ours-w2 and the peers at 1/10/100/1000 rows @8 and 1 row
 @1/8/50/200), BENCH_OUT (default bench-results), BENCH_OURS_AT (a git revision: the server ``ours-at`` runs
 ours at that revision from a checkout of its own, for a no-regression comparison in the same run, e.g.
@@ -33,6 +34,7 @@ lost to the harness.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -59,6 +61,7 @@ from tests.bench.plan import (
     REVISIONS,
     SCENARIO_BY_KEY,
     SCENARIOS,
+    SERVE_REDIS,
     Measurement,
     Scenario,
     Start,
@@ -66,6 +69,7 @@ from tests.bench.plan import (
 from tests.bench.procs import group_cpu_s, settle
 from tests.bench.registry import BenchKind, prepare_feature_repo, prepare_registry
 from tests.bench.servers import SERVERS, Context, Protocol, RunningServer, ServerFailed, checkout_revision, serve
+from tests.feast_helpers import redis_server
 
 KINDS: tuple[BenchKind, ...] = ("forest", "logreg", "typed", "booster", "nosig")
 
@@ -367,6 +371,20 @@ def _interrupt(signum: int, _frame: FrameType | None) -> None:
     raise Interrupted(signum)
 
 
+def prepare_redis_feature_repo(out: Path, stack: contextlib.ExitStack) -> tuple[Path | None, str]:
+    """The bench's Feast repo with its online store on a redis-server of this run (``stack`` stops it, by PID);
+    None and the reason when it cannot be had (the other servers still run)."""
+    print(f"==> starting a redis-server and preparing the demo Feast repo on it under {out / 'feature_repo_redis'}",
+          flush=True)  # fmt: skip
+    try:
+        server = stack.enter_context(redis_server())
+        store = {"type": "redis", "connection_string": server.connection_string}
+        repo = prepare_feature_repo(out / "feature_repo_redis", out / "logs" / "feast-prepare-redis.log", store)
+    except Exception as exc:  # a boundary, as for the SQLite repo
+        return None, f"no Feast repo on Redis ({exc!r:.120})"
+    return repo, f"prepared (redis-server on port {server.port})"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     config = load_config(argv, os.environ)
     hey, wrk = shutil.which("hey"), shutil.which("wrk")
@@ -409,17 +427,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         revision_tree = checkout_revision(config.at, config.out / "revision")
         print(f"==> {', '.join(s for s in REVISIONS if s in config.servers)}: ours at {config.at} ({revision_tree})",
               flush=True)  # fmt: skip
-    context = Context(Path(sys.executable), registry, config.out, mlserver, mlserver_status,
-                      feature_repo, feature_repo_status, revision_tree)  # fmt: skip
-    shutil.rmtree(context.model_caches, ignore_errors=True)
-    bench = Bench(config, hey, context, wrk)
-    meta = machine(config, mlserver_status)
-    interrupted = 0
-    try:
-        bench.run()
-    except (KeyboardInterrupt, Interrupted) as exc:
-        interrupted = 128 + (exc.signum if isinstance(exc, Interrupted) else signal.SIGINT)
-        print("\ninterrupted: every server was stopped; the tables below are partial", flush=True)
+    with contextlib.ExitStack() as redis:  # a redis-server for ours-serve-redis, stopped by PID when the run ends
+        redis_repo, redis_repo_status = (None, "not requested")
+        if SERVE_REDIS in config.servers:
+            redis_repo, redis_repo_status = prepare_redis_feature_repo(config.out, redis)
+        context = Context(Path(sys.executable), registry, config.out, mlserver, mlserver_status,
+                          feature_repo, feature_repo_status, redis_repo, redis_repo_status, revision_tree)  # fmt: skip
+        shutil.rmtree(context.model_caches, ignore_errors=True)
+        bench = Bench(config, hey, context, wrk)
+        meta = machine(config, mlserver_status)
+        interrupted = 0
+        try:
+            bench.run()
+        except (KeyboardInterrupt, Interrupted) as exc:
+            interrupted = 128 + (exc.signum if isinstance(exc, Interrupted) else signal.SIGINT)
+            print("\ninterrupted: every server was stopped; the tables below are partial", flush=True)
     meta["elapsed_s"] = round(time.monotonic() - started, 1)
     text, data = render(meta, bench)
     (config.out / "latest.md").write_text(text)

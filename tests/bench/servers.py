@@ -83,6 +83,8 @@ class Context:
     mlserver_status: str  # why it is None
     feature_repo: Path | None = None  # a prepared Feast repo, for `make serve`'s flags
     feature_repo_status: str = "not requested"  # why it is None
+    redis_feature_repo: Path | None = None  # the same repo on a Redis online store (a redis-server of the run)
+    redis_feature_repo_status: str = "not requested"
     revision_tree: Path | None = None  # a checkout of BENCH_OURS_AT, for ours-at
 
     @property
@@ -167,17 +169,20 @@ def _model_cache(context: Context, kind: BenchKind, ports: Ports, kept: str | No
     return context.model_caches / (f"{kept}-{kind}" if kept else f"fresh-{ports.http}")
 
 
-def _make_serve(kept_cache: str = "serve") -> Launcher:
+def _make_serve(kept_cache: str = "serve", redis: bool = False) -> Launcher:
     """`make serve`'s own command, read from ``make -n serve`` so that a flag added there is measured here too;
-    only where it points is ours: the bench's registry, its prepared Feast repo, a model cache kept across starts
-    (``kept_cache`` names it: a revision of its own, so that no start reads another revision's cache)."""
+    only where it points is ours: the bench's registry, its prepared Feast repo (``redis``: the one on Redis), a
+    model cache kept across starts (``kept_cache`` names it: a revision of its own, so that no start reads another
+    revision's cache)."""
 
     def launch(context: Context, kind: BenchKind, ports: Ports) -> Launch:
         argv = make_serve_argv(context.python, MODEL_NAMES[kind], ports, Path.cwd())
-        if "--feature_store" in argv and context.feature_repo is None:
-            raise ServerFailed(context.feature_repo_status)
+        repo, status = ((context.redis_feature_repo, context.redis_feature_repo_status) if redis
+                        else (context.feature_repo, context.feature_repo_status))  # fmt: skip
+        if "--feature_store" in argv and repo is None:
+            raise ServerFailed(status)
         for flag, value in (("--tracking_uri", context.registry.tracking_uri),
-                            ("--feature_store", str(context.feature_repo)),
+                            ("--feature_store", str(repo)),
                             ("--model_cache_dir", str(_model_cache(context, kind, ports, kept_cache)))):  # fmt: skip
             if flag in argv:
                 argv[argv.index(flag) + 1] = value
@@ -256,6 +261,9 @@ SERVERS: dict[str, ServerSpec] = {
         ServerSpec("ours", "ours", V1, 1, _ours()),
         ServerSpec("ours-cached", "ours from its model cache", V1, 1, _ours(kept_cache="cached"), True),
         ServerSpec("ours-serve", "ours, make serve's flags", V1, 1, _make_serve(), True, True),
+        ServerSpec(
+            "ours-serve-redis", "ours-serve, Feast on Redis", V1, 1, _make_serve("serve-redis", redis=True), True, True
+        ),
         ServerSpec("ours-w2", "ours --workers 2", V1, 2, _ours(2)),
         ServerSpec("ours-at", "ours at BENCH_OURS_AT", V1, 1, _at_revision(_ours())),
         # make serve's command as read here (not the revision's Makefile): the same flags, only the code differs
