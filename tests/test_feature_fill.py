@@ -7,6 +7,7 @@ the same rules end to end over HTTP are in tests/test_features_serving.py."""
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -118,13 +119,17 @@ def test_rows_without_ids_are_left_as_sent(store: Reads, telemetry: pd.DataFrame
 def test_a_row_without_an_id_and_with_gaps_is_the_callers_fault(store: Reads) -> None:
     rows = Rows(np.vstack([gaps(1)[0], np.arange(WIDTH, dtype=np.float64)]), ["pump-0000", None])
     rows.values[1, 2] = np.nan
-    with pytest.raises(BadRequest, match="a row without an entity id is missing features"):
+    with pytest.raises(BadRequest, match=r"^a row without an entity id is missing features$"):
         fill(rows, model(), store)
     assert store.reads == []
 
 
 def test_ids_without_a_feature_store_say_how_to_start_one() -> None:
-    with pytest.raises(BadRequest, match="--feature_store PATH"):
+    said = (
+        "this server has no feature store: send all features, or start it with --feature_store PATH to look them "
+        "up by id"
+    )
+    with pytest.raises(BadRequest, match=f"^{re.escape(said)}$"):
         fill(Rows(gaps(1), ["pump-0000"]), model(), None)
     assert fill(Rows(gaps(1)), model(), None) == {}  # no id: no store needed
 
@@ -176,11 +181,47 @@ def test_a_fleet_is_read_in_chunks_and_every_unknown_id_is_named(
     with pytest.raises(EntityNotFound) as caught:
         fill(Rows(gaps(len(fleet)), fleet), model(), store)
     assert caught.value.missing_ids == ["ghost-1", "ghost-2"]  # each once, in order, whichever chunk held it
+    assert str(caught.value).startswith("no features stored for equipment_id ghost-1, ghost-2:")
     assert len(store.reads) == 4  # every chunk was read, not only up to the first unknown id
 
 
-def test_a_stored_value_that_does_not_fit_the_models_column_is_a_server_fault(store: Reads) -> None:
-    columns = tuple(Column(name, "long") for name in FEATURE_NAMES)  # the view stores doubles like 0.43
+def test_exactly_one_chunk_of_ids_is_one_read(
+    store: Reads, telemetry: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(feature_fill, "FLEET_CHUNK", 3)
+    ids = ["pump-0000", "fan-0001", "pump-0003"]
+    fill(Rows(gaps(3), list(ids)), model(), store)
+    assert [read for read, _ in store.reads] == [ids]
+
+
+def test_a_fleet_in_chunks_keeps_the_models_defaults_and_says_what_fell_back(
+    repo: Path, telemetry: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(feature_fill, "FLEET_CHUNK", 2)
+    source = Reads(repo, policy="fill")
+    defaults = {name: 1000.0 + j for j, name in enumerate(FEATURE_NAMES)}
+    ids = ["pump-0000", "fan-0001", NULL_ID]  # the null one in the second chunk
+    rows = Rows(gaps(3), list(ids))
+    try:
+        filled = fill(rows, model(defaults=defaults), source)
+    finally:
+        source.close()
+    assert len(source.reads) == 2 and filled == {2: [NULL_FEATURE]}
+    assert rows.values[2, FEATURE_NAMES.index(NULL_FEATURE)] == defaults[NULL_FEATURE]
+    assert np.array_equal(rows.values[:2], stored(telemetry, "pump-0000", "fan-0001"))
+
+
+@pytest.mark.parametrize("caller_sends_one", [False, True], ids=["ids alone", "a caller's value beside"])
+def test_a_stored_value_that_does_not_fit_the_models_column_is_a_server_fault(
+    store: Reads, caller_sends_one: bool
+) -> None:
+    """Whether the row names only its id or brings a value of its own, the fault names the feature, the entity and
+    the fix."""
+    columns = tuple(Column(name, "long") for name in FEATURE_NAMES)  # the view stores doubles like 67.93
+    rows = Rows(np.full((1, WIDTH), None, dtype=object), ["pump-0000"])
+    if caller_sends_one:
+        rows.values[0, 3] = 7
     with pytest.raises(PredictorError, match="does not match the model's signature") as caught:
-        fill(Rows(np.full((1, WIDTH), None, dtype=object), ["pump-0000"]), model(*columns, matrix=False), store)
+        fill(rows, model(*columns, matrix=False), store)
     assert not isinstance(caught.value, BadRequest)
+    assert "of equipment_id pump-0000" in str(caught.value) and "align the Feast schema" in str(caught.value)
