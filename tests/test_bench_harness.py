@@ -765,8 +765,15 @@ def test_ours_serve_redis_runs_make_serves_command_on_the_repo_whose_store_is_re
         no_redis = dataclasses.replace(context, redis_feature_repo=None, redis_feature_repo_status="no Redis here")
         SERVERS["ours-serve-redis"].launcher(no_redis, "forest", ports)
     # the rows by id and their raw twins only: its other rows would be ours-serve's
-    assert sorted(s.key for s in SCENARIOS if s.runs("ours-serve-redis", growth=True)) == sorted(
-        s.key for s in SCENARIOS if s.by_id or s.key.startswith("raw-"))  # fmt: skip
+    for server in ("ours-serve-redis", "ours-serve-fcache"):
+        assert sorted(s.key for s in SCENARIOS if s.runs(server, growth=True)) == sorted(
+            s.key for s in SCENARIOS if s.by_id or s.key.startswith("raw-"))  # fmt: skip
+    cached = SERVERS["ours-serve-fcache"].launcher(context, "forest", ports).argv
+    assert cached[-2:] == ["--feature_cache_s", "5"] and _flag(cached, "--feature_store") == str(tmp_path / "repo")
+    assert _flag(cached, "--model_cache_dir") not in (
+        _flag(sqlite, "--model_cache_dir"),
+        _flag(redis, "--model_cache_dir"),
+    )
 
 
 @pytest.mark.skipif(not Path(REDIS_SERVER).exists(), reason="redis-server is not installed")

@@ -1,7 +1,8 @@
 # `make bench` (issues 5, 11, 15): our server against the floor and the peers, same models and load, interleaved rounds,
 # on 127.0.0.1. Knobs (environment): BENCH_DURATION=10 BENCH_ROUNDS=2 BENCH_WARMUP=2 BENCH_GROWTH=0 BENCH_OUT=bench-results
-#   BENCH_SERVERS=floor,ours,ours-cached,ours-serve,ours-serve-redis,ours-w2,ours-nodrift,ours-shadow,baseline,
-#     mlflow,mlserver (ours-serve-redis: ours-serve with the Feast repo on a redis-server the run starts; by id only)
+#   BENCH_SERVERS=floor,ours,ours-cached,ours-serve,ours-serve-redis,ours-serve-fcache,ours-w2,ours-nodrift,ours-shadow,baseline,
+#     mlflow,mlserver (ours-serve-redis: ours-serve with the Feast repo on a redis-server the run starts;
+#     ours-serve-fcache: ours-serve with --feature_cache_s 5; both by id only)
 #     (+ ours-at, only when named: ours at the git revision BENCH_OURS_AT, side by side with ours: no regression;
 #     ours-serve-at likewise: ours-serve's command, Feast on, at BENCH_OURS_AT, side by side with ours-serve)
 #   BENCH_SCENARIOS=1row@50,100row@8,1row@1,logreg-1row@50,typed-1row@50,typed-100row@8,booster-1row@50,

@@ -15,12 +15,14 @@ OURS = ("ours", "ours-cached", "ours-serve", "ours-w2")
 # ours-serve with the Feast repo's online store on Redis (a redis-server the run starts): only the rows by id and
 # their raw twins (issue 26 asks for both stores); its other rows would be ours-serve's.
 SERVE_REDIS = "ours-serve-redis"
+# ours-serve with its in-process feature cache on (--feature_cache_s 5): what a cache hit saves, by id only.
+SERVE_FEATURE_CACHE = "ours-serve-fcache"
 # What watching costs (issue 13): ours with drift monitoring off (ours has it on: the demo carries a baseline), and
 # ours with a shadow model scoring every request.
 MONITORING = ("ours-nodrift", "ours-shadow", "ours-traced")
 PEERS = ("baseline", "mlflow", "mlserver")
 FLOOR = "floor"
-ALL_SERVERS = (FLOOR, *OURS, SERVE_REDIS, *MONITORING, *PEERS)
+ALL_SERVERS = (FLOOR, *OURS, SERVE_REDIS, SERVE_FEATURE_CACHE, *MONITORING, *PEERS)
 # Ours at another git revision (BENCH_OURS_AT): no regression, measured side by side in one run. Only when named.
 # ours-at is ours at that revision (its pair: ours); ours-serve-at is ours-serve at that revision, with the same
 # flags (Feast on: its pair for the lookups by id).
@@ -30,8 +32,8 @@ REVISIONS = (REVISION, SERVE_REVISION)
 KNOWN_SERVERS = (*ALL_SERVERS, *REVISIONS)
 FOREST_DEFAULT = (FLOOR, *OURS, *MONITORING, *PEERS, *REVISIONS)
 # Predictions by equipment id (issue 26): the servers of ours with Feast on (`make serve`'s flags; the same with
-# the repo's online store on a redis-server of the run, the production store).
-BY_ID_SERVERS = ("ours-serve", SERVE_REDIS, SERVE_REVISION)
+# the repo's online store on a redis-server of the run, the production store; the same with the feature cache on).
+BY_ID_SERVERS = ("ours-serve", SERVE_REDIS, SERVE_FEATURE_CACHE, SERVE_REVISION)
 FLEET = "byid-10000row@1"
 TYPED_SERVERS = ("ours", *PEERS)
 # Issue 25's models (a native XGBoost Booster, a forest without a signature), one scenario each: ours and mlflow

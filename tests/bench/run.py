@@ -5,7 +5,8 @@
 Each flag may come from the environment instead: BENCH_DURATION (seconds per timed run, default 10),
 BENCH_ROUNDS (default 2; the tables show medians, the floor table every round), BENCH_WARMUP (seconds,
 default 2), BENCH_SERVERS (default all: floor,ours,ours-cached,ours-serve,ours-serve-redis (ours-serve with the
-Feast repo on a redis-server of the run: the rows by id only),ours-w2,ours-nodrift,ours-shadow,
+Feast repo on a redis-server of the run: the rows by id only),ours-serve-fcache (ours-serve with
+--feature_cache_s 5: the rows by id only),ours-w2,ours-nodrift,ours-shadow,
 ours-traced (OpenTelemetry on, 1% sampled, to a sink of the harness), baseline,mlflow,mlserver),
 BENCH_SCENARIOS (default all: 1row@50,100row@8,1row@1,logreg-1row@50,typed-1row@50,typed-100row@8,
 booster-1row@50,nosig-1row@50,explain-1row@1 and the growth grid's 10row@8,1000row@8,1row@8,
@@ -14,8 +15,8 @@ tests/bench/typed_model.py; booster-* and nosig-* issue 25's xgb.train Booster a
 signature, tests/bench/logged_models.py, run by ours and mlflow serve; the floor's 1row@50 is their reference;
 byid-1row@50, byid-100row@8 and byid-10000row@1 (a fleet of 10,000 distinct ids in one request, judged in rows per
 second), issue 26's predictions by equipment id, each connection naming its own ids of the
-bench's Feast repo, run by ours-serve, ours-serve-redis and ours-serve-at against the same server's raw twins
-raw-1row@50 and raw-100row@8: these five are driven by ``wrk``, the others by ``hey``),
+bench's Feast repo, run by ours-serve, ours-serve-redis, ours-serve-fcache and ours-serve-at against the same
+server's raw twins raw-1row@50 and raw-100row@8: these five are driven by ``wrk``, the others by ``hey``),
 BENCH_GROWTH=1 (the growth grid: floor, ours, ours-w2 and the peers at 1/10/100/1000 rows @8 and 1 row
 @1/8/50/200), BENCH_OUT (default bench-results), BENCH_OURS_AT (a git revision: the server ``ours-at`` runs
 ours at that revision from a checkout of its own, for a no-regression comparison in the same run, e.g.

@@ -169,11 +169,11 @@ def _model_cache(context: Context, kind: BenchKind, ports: Ports, kept: str | No
     return context.model_caches / (f"{kept}-{kind}" if kept else f"fresh-{ports.http}")
 
 
-def _make_serve(kept_cache: str = "serve", redis: bool = False) -> Launcher:
+def _make_serve(kept_cache: str = "serve", redis: bool = False, extra: tuple[str, ...] = ()) -> Launcher:
     """`make serve`'s own command, read from ``make -n serve`` so that a flag added there is measured here too;
     only where it points is ours: the bench's registry, its prepared Feast repo (``redis``: the one on Redis), a
     model cache kept across starts (``kept_cache`` names it: a revision of its own, so that no start reads another
-    revision's cache)."""
+    revision's cache); ``extra`` flags appended."""
 
     def launch(context: Context, kind: BenchKind, ports: Ports) -> Launch:
         argv = make_serve_argv(context.python, MODEL_NAMES[kind], ports, Path.cwd())
@@ -186,7 +186,7 @@ def _make_serve(kept_cache: str = "serve", redis: bool = False) -> Launcher:
                             ("--model_cache_dir", str(_model_cache(context, kind, ports, kept_cache)))):  # fmt: skip
             if flag in argv:
                 argv[argv.index(flag) + 1] = value
-        return Launch(argv, _env(context), Path.cwd())
+        return Launch([*argv, *extra], _env(context), Path.cwd())
 
     return launch
 
@@ -263,6 +263,15 @@ SERVERS: dict[str, ServerSpec] = {
         ServerSpec("ours-serve", "ours, make serve's flags", V1, 1, _make_serve(), True, True),
         ServerSpec(
             "ours-serve-redis", "ours-serve, Feast on Redis", V1, 1, _make_serve("serve-redis", redis=True), True, True
+        ),
+        ServerSpec(
+            "ours-serve-fcache",
+            "ours-serve, --feature_cache_s 5",
+            V1,
+            1,
+            _make_serve("serve-fcache", extra=("--feature_cache_s", "5")),
+            True,
+            True,
         ),
         ServerSpec("ours-w2", "ours --workers 2", V1, 2, _ours(2)),
         ServerSpec("ours-at", "ours at BENCH_OURS_AT", V1, 1, _at_revision(_ours())),
