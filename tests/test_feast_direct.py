@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from predictor import feast_direct
 from predictor.demo.columns import FEATURE_NAMES
 from predictor.demo.feast_setup import prepare_feature_store
 from predictor.feast_direct import DirectView, decode_value, record, recorded
@@ -176,3 +177,61 @@ def test_an_event_time_stored_as_iso_text_is_read_as_the_same_moment(repo: Path,
         connection.execute(f"UPDATE \"{table}\" SET event_ts = datetime(event_ts, 'unixepoch')")
         assert connection.execute(f'SELECT typeof(event_ts) FROM "{table}" LIMIT 1').fetchone() == ("text",)
     assert as_text.reader().read(["pump-0001"], names) == before
+
+
+def _copy_of(repo: Path, where: Path, yaml: str | None = None) -> Path:
+    copy = Path(shutil.copytree(repo, where))
+    if yaml is not None:
+        (copy / "feature_store.yaml").write_text(yaml)
+    return copy
+
+
+def test_the_fingerprint_follows_what_a_recorded_view_depends_on(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same files at the same place: the same digest. Another place, view, record version or registry: another.
+    A registry Feast reads some other way, or a configuration that reads the environment: no digest (Feast judges)."""
+    plain = "project: demo\nprovider: local\nonline_store: {type: sqlite, path: data/online_store.db}\n"
+    base = _copy_of(repo, tmp_path / "base", plain + "registry: data/registry.db\n")
+    digest = feast_direct.fingerprint(base, VIEW)
+    assert digest is not None and digest == feast_direct.fingerprint(base, VIEW)
+    assert digest != feast_direct.fingerprint(_copy_of(base, tmp_path / "elsewhere"), VIEW)  # the repo's path
+    assert digest != feast_direct.fingerprint(base, "another_view")
+    # the registry's default path, and its long form, are read as Feast reads them
+    assert feast_direct.fingerprint(_copy_of(base, tmp_path / "default", plain), VIEW) is not None
+    long_form = plain + "registry: {registry_type: file, path: data/registry.db}\n"
+    assert feast_direct.fingerprint(_copy_of(base, tmp_path / "long", long_form), VIEW) is not None
+    for unjudged in ("registry: {registry_type: sql, path: 'postgresql://feast@db/feast'}\n",
+                     "registry: s3://bucket/registry.pb\n", "registry: {registry_type: file}\n"):  # fmt: skip
+        assert feast_direct.fingerprint(_copy_of(base, tmp_path / str(hash(unjudged)), plain + unjudged), VIEW) is None
+    environment = plain.replace("data/online_store.db", "${ONLINE_DB}") + "registry: data/registry.db\n"
+    assert feast_direct.fingerprint(_copy_of(base, tmp_path / "env", environment), VIEW) is None
+    # a changed registry file, and a new record format, each give another digest
+    (base / "data" / "registry.db").write_bytes((base / "data" / "registry.db").read_bytes() + b"\0")
+    changed = feast_direct.fingerprint(base, VIEW)
+    assert changed not in (None, digest)
+    monkeypatch.setattr(feast_direct, "RECORD_VERSION", feast_direct.RECORD_VERSION + 1)
+    assert feast_direct.fingerprint(base, VIEW) not in (None, changed)
+
+
+def test_a_record_whose_store_file_is_gone_is_not_used(repo: Path, tmp_path: Path) -> None:
+    copy = _copy_of(repo, tmp_path / "repo")
+    store, view = _store_and_view(copy)
+    assert record(store, view, copy, tmp_path / "cache") is not None
+    assert recorded(copy, VIEW, tmp_path / "cache") is not None
+    (copy / "data" / "online_store.db").unlink()
+    assert recorded(copy, VIEW, tmp_path / "cache") is None  # Feast says what is wrong, not a direct read
+
+
+def test_a_cache_it_cannot_write_costs_only_the_next_start_and_says_where(
+    repo: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    blocked = tmp_path / "cache"
+    blocked.write_text("a file where the cache directory should be")
+    store, view = _store_and_view(repo)
+    with caplog.at_level("WARNING", logger="predictor.feast_direct"):
+        described = record(store, view, repo, blocked)
+    assert described is not None and recorded(repo, VIEW, blocked) is None
+    [warning] = [r for r in caplog.records if r.name == "predictor.feast_direct"]
+    assert warning.getMessage().startswith(f"could not record the feature view for a fast start in {blocked}/")
+    assert "Errno" in warning.getMessage()
