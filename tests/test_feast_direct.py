@@ -235,3 +235,16 @@ def test_a_cache_it_cannot_write_costs_only_the_next_start_and_says_where(
     [warning] = [r for r in caplog.records if r.name == "predictor.feast_direct"]
     assert warning.getMessage().startswith(f"could not record the feature view for a fast start in {blocked}/")
     assert "Errno" in warning.getMessage()
+
+
+def test_a_sqlite_store_named_by_its_class_is_read_directly_too(repo: Path, tmp_path: Path) -> None:
+    """Feast accepts an online store's full class path for its type: the same SQLite store, the same record."""
+    yaml = (repo / "feature_store.yaml").read_text()
+    assert "  type: sqlite\n" in yaml
+    by_class = yaml.replace("  type: sqlite\n", "  type: feast.infra.online_stores.sqlite.SqliteOnlineStore\n")
+    copy = _copy_of(repo, tmp_path / "repo", by_class)
+    described = feast_direct.describe(*_store_and_view(copy), copy)
+    plain = feast_direct.describe(*_store_and_view(repo), repo)
+    assert described is not None and plain is not None
+    assert (described.table, described.features, described.key_type) == (plain.table, plain.features, plain.key_type)
+    assert described.db_path == str((copy / "data" / "online_store.db").resolve())
