@@ -21,6 +21,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,7 @@ from tests.bench.procs import Memory, descendants, free_port, group_cpu_s
 from tests.bench.registry import BENCH_EQUIPMENT, MODEL_NAMES, BenchKind, BenchRegistry
 from tests.bench.run import KINDS, Bench, Config, load_config, prepare_redis_feature_repo, render
 from tests.bench.servers import SERVERS, V1, Context, Launch, Ports, ServerFailed, ServerSpec, make_serve_argv, serve
+from tests.bench.startup import milestones
 from tests.feast_helpers import REDIS_SERVER
 from tests.servers import PredictorProcess
 
@@ -853,3 +855,30 @@ def test_wrk_sends_the_bodies_in_turn(tmp_path: Path) -> None:
     assert result.ok > 0 and result.errors == 0 and result.percentile_ms(50) is not None
     assert 1 <= result.duration_s < 3 and result.client_cpu_s is not None and result.client_cpu_s > 0
     assert (tmp_path / "wrk.txt").read_text().startswith(f"$ {shutil.which('wrk')} -t 1 -c 3 -d 1s")
+
+
+OUR_START_LOG = """$ python -m predictor --model_name predictive_maintenance ...
+2026-12-07 21:27:28,976 INFO predictor.features: feature view equipment_telemetry: reading ... directly
+2026-12-07 21:27:29,093 INFO predictor.model: serving version 1 from the local model cache; checking the registry next
+2026-12-07 21:27:29,112 INFO predictor.model: model predictive_maintenance version 1 is serving (flavor sklearn, ...)
+2026-12-07 21:27:29,293 INFO uvicorn.error: Uvicorn running on http://0.0.0.0:60365 (Press CTRL+C to quit)
+2026-12-07 21:27:40,000 INFO predictor.model: model predictive_maintenance version 2 is serving (flavor sklearn, ...)
+"""
+
+
+def test_a_cold_starts_milestones_are_read_from_our_servers_log() -> None:
+    spawned = datetime.strptime("2026-12-07 21:27:27,000", "%Y-%m-%d %H:%M:%S,%f").timestamp()  # local, as logged
+    steps = milestones(OUR_START_LOG, spawned, ready_after_s=2.4)
+
+    assert steps == {"first log line": 1.976, "model serving": 2.112, "HTTP listening": 2.293, "ready": 2.4}
+    assert list(steps) == ["first log line", "model serving", "HTTP listening", "ready"]  # in start order
+    peer_log = "INFO:     Started server process [1]\nUvicorn running on http://0.0.0.0:1\n"
+    assert milestones(peer_log, spawned, 3.0) == {}  # no timestamped line: a peer
+
+    starts = [Start("ours-serve", "forest", r, 2.4, milestones=milestones(OUR_START_LOG, spawned - r, 2.4 + r))
+              for r in range(3)] + [Start("mlflow", "forest", 0, 9.0)]  # fmt: skip
+    table = report.milestones_table(report.summarize_starts(starts), {})
+    [row] = [line for line in table.splitlines() if line.startswith("| ours-serve ")]
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    assert cells == ["ours-serve", "forest", "3.0", "3.1", "3.3", "3.4"]  # the medians of the three starts
+    assert "mlflow" not in table and report.milestones_table(report.summarize_starts(starts[-1:]), {}) == ""

@@ -158,6 +158,7 @@ class Start:
     after_load: Memory | None = None  # once ready and settled, before any traffic
     after_run: Memory | None = None  # after its last scenario
     failure: str | None = None
+    milestones: dict[str, float] | None = None  # seconds after the spawn, from its log (tests/bench/startup.py)
 
 
 ROWS_AXIS = tuple(f"{rows}row@{GROWTH_ROWS_CONCURRENCY}" for rows in GROWTH_ROWS)

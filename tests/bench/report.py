@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from tests.bench.load import LoadResult
 from tests.bench.plan import (
@@ -127,6 +127,7 @@ class StartSummary:
     largest_mb: float | None = None  # biggest single process seen
     processes: int = 0
     failure: str | None = None
+    milestones: dict[str, float] = field(default_factory=dict)  # median seconds after the spawn, per milestone
 
 
 def summarize_starts(starts: Sequence[Start]) -> dict[tuple[str, str], StartSummary]:
@@ -145,8 +146,14 @@ def summarize_starts(starts: Sequence[Start]) -> dict[tuple[str, str], StartSumm
             largest_mb=max((memory.largest_mb for memory in memories), default=None),
             processes=max((memory.processes for memory in memories), default=0),
             failure=None if ok else next((start.failure for start in group if start.failure), "no data"),
+            milestones=_median_milestones([start.milestones for start in ok if start.milestones]),
         )  # fmt: skip
     return summaries
+
+
+def _median_milestones(runs: Sequence[dict[str, float]]) -> dict[str, float]:
+    names = list(dict.fromkeys(name for run in runs for name in run))  # in start order
+    return {name: median for name in names if (median := _median(run.get(name) for run in runs)) is not None}
 
 
 def ratio(summaries: dict[tuple[str, str], Summary], server: str, peer: str, scenarios: Sequence[str]) -> float | None:
@@ -503,6 +510,14 @@ def start_table(starts: dict[tuple[str, str], StartSummary], labels: dict[str, s
     headers = ["server", "model", "cold start s", "RSS after load MB", "RSS after run MB", "largest process MB",
                "processes"]  # fmt: skip
     return markdown_table(headers, rows)
+
+
+def milestones_table(starts: dict[tuple[str, str], StartSummary], labels: dict[str, str]) -> str:
+    """Each start's milestones as columns (empty when no start had any: only peers ran)."""
+    names = list(dict.fromkeys(name for start in starts.values() for name in start.milestones))
+    rows = [[labels.get(server, server), kind, *[_num(start.milestones.get(name)) for name in names]]
+            for (server, kind), start in starts.items() if start.milestones]  # fmt: skip
+    return markdown_table(["server", "model", *[f"{name} s" for name in names]], rows) if rows else ""
 
 
 def ratio_table(summaries: dict[tuple[str, str], Summary], labels: dict[str, str]) -> str:

@@ -70,6 +70,7 @@ from tests.bench.plan import (
 from tests.bench.procs import group_cpu_s, settle
 from tests.bench.registry import BenchKind, prepare_feature_repo, prepare_registry
 from tests.bench.servers import SERVERS, Context, Protocol, RunningServer, ServerFailed, checkout_revision, serve
+from tests.bench.startup import milestones
 from tests.feast_helpers import redis_server
 
 KINDS: tuple[BenchKind, ...] = ("forest", "logreg", "typed", "booster", "nosig")
@@ -180,11 +181,13 @@ class Bench:
                           f"{first.wait_ready(self.config.ready_timeout_s):.1f} s; restarting", flush=True)  # fmt: skip
             with serve(spec, self.context, kind, log) as running:
                 cold_start = running.wait_ready(self.config.ready_timeout_s)
+                steps = milestones(log.read_text(errors="replace"), running.spawned_wall, cold_start)
                 after_load = settle(running.process.pid)
                 print(f"{tag}: ready in {cold_start:.1f} s, {after_load.total_mb:.0f} MB", flush=True)
                 for scenario in scenarios:
                     self.measurements.append(self.measure(running, scenario, round_, tag))
-                self.starts.append(Start(server, kind, round_, cold_start, after_load, running.memory()))
+                self.starts.append(Start(server, kind, round_, cold_start, after_load, running.memory(),
+                                         milestones=steps or None))  # fmt: skip
         except ServerFailed as exc:
             print(f"{tag}: {exc}; log: {log}{_last_line(log)}", flush=True)
             self.starts.append(Start(server, kind, round_, failure=str(exc)))
@@ -326,6 +329,9 @@ def render(meta: dict[str, Any], bench: Bench) -> tuple[str, dict[str, Any]]:
           if fleet else []),
         "## Start and memory (cold start = spawn → first 200 from the readiness route)",
         report.start_table(starts, labels),
+        *(["## Where a cold start's seconds go (ours: seconds after the spawn of each milestone in its log, median of "
+           "starts; tests/bench/startup.py)", steps_table] if (steps_table := report.milestones_table(starts, labels))
+          else []),
         "## Our throughput ÷ each peer's, same scenario",
         report.ratio_table(summaries, labels),
         "## Targets (issue 5)",

@@ -306,6 +306,8 @@ class RunningServer:
     ports: Ports
     process: subprocess.Popen[bytes]
     spawned_at: float  # time.monotonic()
+    spawned_wall: float = 0.0  # time.time() at the spawn: against the server log's timestamps (startup.py)
+    log: Path | None = None  # its stdout and stderr
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.ports.http}{path.format(model=self.model)}"
@@ -340,7 +342,7 @@ def serve(spec: ServerSpec, context: Context, kind: BenchKind, log: Path) -> Ite
     with log.open("wb") as out:
         out.write(f"$ {' '.join(launch.argv)}\n".encode())
         out.flush()
-        spawned_at = time.monotonic()
+        spawned_at, spawned_wall = time.monotonic(), time.time()
         try:
             process = subprocess.Popen(
                 launch.argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -349,6 +351,6 @@ def serve(spec: ServerSpec, context: Context, kind: BenchKind, log: Path) -> Ite
         except OSError as exc:
             raise ServerFailed(f"failed to start ({exc.strerror})") from exc
         try:
-            yield RunningServer(spec, MODEL_NAMES[kind], ports, process, spawned_at)
+            yield RunningServer(spec, MODEL_NAMES[kind], ports, process, spawned_at, spawned_wall, log)
         finally:
             stop_group(process)
