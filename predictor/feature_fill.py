@@ -7,8 +7,6 @@ shared with whatever other requests arrive meanwhile, so a fleet never holds the
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from functools import lru_cache
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -19,9 +17,10 @@ from predictor.features import as_columns
 from predictor.protocol.rows import Rows
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from predictor.features import FeatureSource, FetchedFeatures
     from predictor.models.registry import LoadedModel
-    from predictor.protocol.schema import Column
 
 
 async def fill_from_store(rows: Rows, model: LoadedModel, features: FeatureSource | None) -> dict[int, list[str]]:
@@ -34,11 +33,10 @@ async def fill_from_store(rows: Rows, model: LoadedModel, features: FeatureSourc
             "--feature_store PATH to look them up by id"
         )
     columns = model.columns
-    layout = _layout(columns)
     # NaN (a float matrix: NumPy's own test, a tenth of pandas' cost per request) or None/NaN (typed rows)
     gaps = np.isnan(rows.values) if rows.values.dtype.kind == "f" else np.asarray(pd.isna(rows.values), dtype=bool)
-    if layout.optional:
-        gaps[:, layout.optional] = False  # an optional column may stay empty
+    if model.optional_positions:
+        gaps[:, model.optional_positions] = False  # an optional column may stay empty
     every_row = None not in rows.entity_ids  # the usual request: no fancy indexing (copies) needed
     positions = list(range(rows.count)) if every_row else [i for i, e in enumerate(rows.entity_ids) if e is not None]
     if not every_row and np.delete(gaps, positions, axis=0).any():
@@ -47,7 +45,7 @@ async def fill_from_store(rows: Rows, model: LoadedModel, features: FeatureSourc
     subset, holes = (rows.values, gaps) if every_row else (rows.values[positions], gaps[positions])
     # Ask only for what some caller left out: features the caller sent override the stored ones.
     if holes.all():  # the usual request: ids alone, every column looked up, no caller's value to keep
-        fetched = await _fetch_in_chunks(features, ids, layout.names, model)
+        fetched = await _fetch_in_chunks(features, ids, model.feature_names, model)
         subset[:] = as_columns(fetched.values, columns, ids, features.entity_key, model.matrix)
     else:
         needed = np.flatnonzero(holes.any(axis=0)).tolist()
@@ -63,23 +61,11 @@ async def fill_from_store(rows: Rows, model: LoadedModel, features: FeatureSourc
     return {positions[k]: found for k, entity in enumerate(ids) if (found := fetched.filled.get(entity))}
 
 
-@dataclass(frozen=True)
-class _Layout:
-    names: list[str]  # every column's, in order
-    optional: list[int]  # the positions of the columns a row may leave empty
-
-
-@lru_cache(maxsize=128)
-def _layout(columns: tuple[Column, ...]) -> _Layout:
-    """Per model (a few at a time), not per request."""
-    return _Layout([c.name for c in columns], [j for j, c in enumerate(columns) if not c.required])
-
-
 FLEET_CHUNK = 1000
 
 
 async def _fetch_in_chunks(
-    features: FeatureSource, ids: list[str], names: list[str], model: LoadedModel
+    features: FeatureSource, ids: list[str], names: Sequence[str], model: LoadedModel
 ) -> FetchedFeatures:
     if len(ids) <= FLEET_CHUNK:
         return await features.fetch(ids, names, model.feature_defaults)

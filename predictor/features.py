@@ -386,7 +386,7 @@ class FeastFeatureSource:
         # no value: null, or not found for an id that has other features (a row written before a schema change)
         empty: list[tuple[int, int]] = []
         expired: list[tuple[int, int]] = []
-        now = time.time()
+        fresh_since = self._fresh_since()
         for row, entity_id in enumerate(ids):
             for column, cell in enumerate(stored[entity_id]):
                 if cell is None:
@@ -398,7 +398,7 @@ class FeastFeatureSource:
                     empty.append((row, column))
                     continue
                 values[row, column] = typed
-                if self._expired(stamp, now):
+                if _stale(stamp, fresh_since):
                     expired.append((row, column))
         missing = list(dict.fromkeys(entity_id for entity_id, hit in zip(ids, found, strict=True) if not hit))
         if missing:
@@ -417,7 +417,7 @@ class FeastFeatureSource:
     def _fresh_numbers(self, stored: Mapping[str, Cells], ids: list[str]) -> np.ndarray | None:
         """The usual answer in one pass (a third of ``_decode``'s cost): every cell a number within the TTL, as the
         float64 matrix; None when any cell is empty, stale, a bool or not a number (``_decode`` judges it)."""
-        fresh_since = time.time() - self._ttl_s if self._ttl_s else None
+        fresh_since = self._fresh_since()
         rows = []
         for entity_id in ids:
             row = []
@@ -427,14 +427,15 @@ class FeastFeatureSource:
                 typed, stamp = cell
                 if type(typed) is not float and type(typed) is not int:  # also None, and bool (an int's subclass)
                     return None
-                if fresh_since is not None and 0 < stamp < fresh_since:  # as _expired
+                if _stale(stamp, fresh_since):
                     return None
                 row.append(typed)
             rows.append(row)
         return np.array(rows, dtype=np.float64)
 
-    def _expired(self, event_seconds: int, now: float) -> bool:
-        return bool(self._ttl_s) and event_seconds > 0 and now - event_seconds > self._ttl_s
+    def _fresh_since(self) -> float | None:
+        """The oldest event time still within the view's TTL (None: no TTL, nothing goes stale)."""
+        return time.time() - self._ttl_s if self._ttl_s else None
 
     def _count(self, problems: _Problems) -> None:
         for reason, by_id in (("null", problems.null), ("stale", problems.stale)):
@@ -503,6 +504,11 @@ def as_columns(
                     f"({column.type}); align the Feast schema with the model"
                 ) from exc
     return out
+
+
+def _stale(event_seconds: int, fresh_since: float | None) -> bool:
+    """Older than the TTL allows (an event time of 0: unknown, never stale)."""
+    return fresh_since is not None and 0 < event_seconds < fresh_since
 
 
 def _consume(future: asyncio.Future[Any]) -> None:

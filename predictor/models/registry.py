@@ -12,6 +12,7 @@ import logging
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -88,9 +89,14 @@ class LoadedModel:
             return "float64 matrix"
         return "compiled pipeline" if isinstance(self.predict_fn, CompiledPipeline) else "typed DataFrame"
 
-    @property
+    @cached_property
     def feature_names(self) -> tuple[str, ...]:
         return tuple(c.name for c in self.columns)
+
+    @cached_property
+    def optional_positions(self) -> tuple[int, ...]:
+        """The columns a row may leave empty (per model, not per request: the by-id fill asks on every one)."""
+        return tuple(j for j, c in enumerate(self.columns) if not c.required)
 
     @property
     def has_probabilities(self) -> bool:
