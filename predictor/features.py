@@ -1,8 +1,8 @@
 """Online features by entity id, from Feast, behind a small interface the model calls.
 
 Lookups batch like predictions: concurrent ``fetch`` calls that ask for the same features share one read of the
-online store for the union of their ids (``feast_direct``: a SQLite store's table, read without importing Feast;
-otherwise ``feast_online.OnlineReader``: the store's own ``online_read``), run and
+online store for the union of their ids (``feast_direct``: a SQLite store's table or a Redis store's hashes, read
+without importing Feast; otherwise ``feast_online.OnlineReader``: the store's own ``online_read``), run and
 decoded off the event loop (a small read of a local SQLite file excepted: ``INLINE_READ_MAX_IDS``). One lookup per
 feature set is in flight at a time; the calls that arrive meanwhile form the next one, so under load each lookup
 carries the ids of every request that arrived during the previous one (a read's cost is mostly per call, not per
@@ -41,7 +41,7 @@ import numpy as np
 
 from predictor import feast_direct
 from predictor.errors import BadRequest, EntityNotFound, FeatureStoreUnavailable, PredictorError, StaleFeatures
-from predictor.feast_direct import DirectSqliteReader
+from predictor.feast_direct import DirectRedisReader, DirectSqliteReader
 from predictor.feast_online import Cells, OnlineReader
 from predictor.metrics import Metrics
 from predictor.protocol.schema import Column, coerce
@@ -205,15 +205,14 @@ class FeastFeatureSource:
         self._timeout_s = timeout_s
         self._check_timeout_s = check_timeout_s
         self._retry_after_s = retry_after_s
-        self._reader: OnlineReader | DirectSqliteReader
+        self._reader: OnlineReader | DirectSqliteReader | DirectRedisReader
         direct = feast_direct.recorded(repo_path, feature_view, record_dir)
         if direct is not None:  # the repo is as a start that imported Feast recorded it: no Feast import
-            self._reader, self.store_type = direct.reader(), "sqlite"
+            self._reader, self.store_type = direct.reader(), direct.store
             self.feature_names: tuple[str, ...] = direct.features
             self._ttl_s = direct.ttl_s
-            log.info(
-                "feature view %s: reading %s directly (as an earlier start recorded it)", feature_view, direct.db_path
-            )
+            where = direct.db_path if direct.store == "sqlite" else "its Redis store"
+            log.info("feature view %s: reading %s directly (as an earlier start recorded it)", feature_view, where)
         else:
             store, view = _open_store(repo_path, feature_view)
             described = feast_direct.record(store, view, repo_path, record_dir)

@@ -2,15 +2,17 @@
 
 What the module knows of Feast's storage format is checked here, not assumed: the entity keys it serialises equal
 Feast's ``serialize_entity_key``, every scalar ``Value`` it decodes equals Feast's own message read as the server
-reads it, and on the demo repo (SQLite, materialized by Feast) it answers exactly what ``OnlineReader`` (Feast's
-``online_read``) answers for a known id, an unknown one, a stored null and a stale reading. A recorded view is used
-only while the repo's files are unchanged; what it cannot read (a Redis store) keeps to Feast.
+reads it, and on the demo repo (SQLite, and Redis on a real redis-server, materialized by Feast) it answers exactly
+what ``OnlineReader`` (Feast's ``online_read``) answers for a known id, an unknown one, a stored null and a stale
+reading. A recorded view is used only while the repo's files are unchanged; what it cannot read (a Redis cluster)
+keeps to Feast.
 """
 
 from __future__ import annotations
 
 import shutil
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +21,10 @@ import pytest
 from predictor import feast_direct
 from predictor.demo.columns import FEATURE_NAMES
 from predictor.demo.feast_setup import prepare_feature_store
-from predictor.feast_direct import DirectView, decode_value, record, recorded
+from predictor.feast_direct import DirectRedisReader, DirectView, decode_value, record, recorded, redis_arguments
 from predictor.feast_online import OnlineReader, as_python
 from predictor.features import import_feast
-from tests.feast_helpers import NULL_FEATURE, NULL_ID, REPO_SOURCE, STALE_ID, demo_telemetry
+from tests.feast_helpers import NULL_FEATURE, NULL_ID, REPO_SOURCE, STALE_ID, RedisProcess, demo_telemetry, redis_server
 
 VIEW = "equipment_telemetry"
 
@@ -36,6 +38,19 @@ def _feast_imported() -> None:
 def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     target = tmp_path_factory.mktemp("feast-direct")
     return prepare_feature_store(REPO_SOURCE, target, demo_telemetry(30), progress=lambda message: None)
+
+
+@pytest.fixture(scope="module")
+def redis() -> Iterator[RedisProcess]:
+    with redis_server() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def redis_repo(redis: RedisProcess, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    target = tmp_path_factory.mktemp("feast-direct-redis")
+    online = {"type": "redis", "connection_string": redis.connection_string}
+    return prepare_feature_store(REPO_SOURCE, target, demo_telemetry(30), online_store=online, progress=lambda m: None)
 
 
 def _store_and_view(repo: Path) -> tuple[Any, Any]:
@@ -84,20 +99,114 @@ def test_a_recorded_view_serves_until_the_repo_changes(repo: Path, tmp_path: Pat
     assert recorded(copy, VIEW, cache) is None
 
 
+def test_the_direct_read_of_redis_answers_what_feasts_online_read_answers(redis_repo: Path, tmp_path: Path) -> None:
+    store, view = _store_and_view(redis_repo)
+    direct_view = record(store, view, redis_repo, tmp_path)
+    assert direct_view is not None and direct_view.store == "redis"
+    direct, feast = direct_view.reader(), OnlineReader(store, view)
+    assert isinstance(direct, DirectRedisReader)
+    known = list(demo_telemetry(30)["equipment_id"].unique()[:5])
+    ids = [*known, NULL_ID, STALE_ID, "no-such-pump"]
+    names = list(FEATURE_NAMES)
+
+    answer = direct.read(ids, names)
+
+    assert answer == feast.read(ids, names)
+    assert direct.entity_key == feast.entity_key == "equipment_id"
+    assert answer["no-such-pump"] == (None,) * len(names)
+    null_cell = answer[NULL_ID][names.index(NULL_FEATURE)]
+    assert null_cell is not None and null_cell[0] is None and null_cell[1] > 0
+    stale, fresh = answer[STALE_ID][0], answer[known[0]][0]
+    assert stale is not None and fresh is not None and stale[1] < fresh[1]
+    assert direct.read(known[:1], names[::-1])[known[0]] == answer[known[0]][::-1]  # a subset, in the order asked
+    many = [f"{kind}-{i:04d}" for kind in ("pump", "fan") for i in range(300)]
+    assert direct.read(many, names[:3]) == feast.read(many, names[:3])
+    assert direct.read([], names) == {}
+
+
+def test_a_redis_record_holds_no_connection_string_and_a_restart_reads_todays(
+    redis_repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The connection string may carry a password: it is read from the repo's configuration at every start (with
+    the environment expanded, as Feast does), never written into the model cache, and changing it alone keeps the
+    record."""
+    yaml = (redis_repo / "feature_store.yaml").read_text()
+    [connection] = [line.split(":", 1)[1].strip() for line in yaml.splitlines() if "connection_string:" in line]
+    monkeypatch.setenv("FEAST_TEST_REDIS", connection)
+    copy = _copy_of(redis_repo, tmp_path / "repo", yaml.replace(connection, "${FEAST_TEST_REDIS}"))
+    cache = tmp_path / "cache"
+    written = record(*_store_and_view(copy), copy, cache)
+    assert written is not None and written.connection_string == connection
+    [file] = (cache / feast_direct.SUBDIR).iterdir()
+    assert "connection_string" not in file.read_text() and connection not in file.read_text()
+    assert connection not in repr(written)
+    again = recorded(copy, VIEW, cache)
+    assert again == written and again is not None and again.connection_string == connection
+    monkeypatch.setenv("FEAST_TEST_REDIS", connection + ",db=0")
+    moved = recorded(copy, VIEW, cache)
+    assert moved is not None and moved.connection_string == connection + ",db=0"
+    assert moved.reader().read(["pump-0001"], ["temperature_c"])["pump-0001"][0] is not None
+    monkeypatch.setenv("FEAST_TEST_REDIS", "redis-a:6379,redis-b:6379")  # not one host:port: Feast judges
+    assert recorded(copy, VIEW, cache) is None
+
+
 def test_a_store_it_cannot_read_keeps_to_feast(repo: Path, tmp_path: Path) -> None:
-    """A Redis store is read through Feast's online_read: nothing is recorded for it."""
-    copy = tmp_path / "repo"
-    shutil.copytree(repo, copy)
-    config = copy / "feature_store.yaml"
-    config.write_text(
-        config.read_text()
-        .replace("type: sqlite", "type: redis\n  connection_string: 127.0.0.1:1")
-        .replace("  path: data/online_store.db\n", "")
+    """A Redis cluster or sentinel is read through Feast's online_read: nothing is recorded for it."""
+    for kind in ("redis_cluster", "redis_sentinel"):
+        copy = tmp_path / kind
+        shutil.copytree(repo, copy)
+        config = copy / "feature_store.yaml"
+        config.write_text(
+            config.read_text()
+            .replace("type: sqlite", f"type: redis\n  redis_type: {kind}\n  connection_string: 127.0.0.1:1")
+            .replace("  path: data/online_store.db\n", "")
+        )
+        store, view = _store_and_view(copy)
+        assert store.config.online_store.type == "redis"
+        assert record(store, view, copy, tmp_path / "cache") is None
+        assert not (tmp_path / "cache").exists()
+
+
+@pytest.mark.parametrize(
+    "connection",
+    [
+        "localhost:6379",
+        "redis.feast:6379,db=0,password=s3cret,retry=null,socket_timeout=0.5,socket_connect_timeout=0.5",
+        "10.0.0.7:7000,ssl=true,username=feast,password=a=b",
+        "host:6379,client_name=not json",
+    ],
+)
+def test_a_connection_string_is_read_as_feast_reads_it(connection: str) -> None:
+    from feast.infra.online_stores.redis import RedisOnlineStore
+
+    nodes, params = RedisOnlineStore._parse_connection_string(connection)
+    assert redis_arguments(connection) == (nodes[0]["host"], nodes[0]["port"], params)
+
+
+def test_a_connection_string_naming_no_single_host_and_port_is_left_to_feast() -> None:
+    for connection in ("redis-a:6379,redis-b:6379", "redis", "db=0", "host:port", "[::1]:6379"):
+        assert redis_arguments(connection) is None, connection
+
+
+def test_an_unreachable_redis_raises_redis_pys_error(redis_repo: Path) -> None:
+    """What the server turns into 503 and readiness off, as for Feast's own read."""
+    import redis as redis_py
+
+    described = record(*_store_and_view(redis_repo), redis_repo, None)
+    assert described is not None
+    gone = DirectView(
+        **{**described.__dict__, "connection_string": "127.0.0.1:1,retry=null,socket_connect_timeout=0.5"}
     )
-    store, view = _store_and_view(copy)
-    assert store.config.online_store.type == "redis"
-    assert record(store, view, copy, tmp_path / "cache") is None
-    assert not (tmp_path / "cache").exists()
+    with pytest.raises(redis_py.exceptions.ConnectionError):
+        gone.reader().read(["pump-0000"], ["temperature_c"])
+
+
+def test_an_event_time_decodes_as_feasts_timestamp() -> None:
+    from google.protobuf.timestamp_pb2 import Timestamp
+
+    for seconds, nanos in ((1_700_000_000, 0), (1_700_000_000, 999_999_000), (0, 5), (-86_400, 0), (2**40, 1)):
+        blob = Timestamp(seconds=seconds, nanos=nanos).SerializeToString()
+        assert feast_direct._timestamp_seconds(blob) == seconds, (seconds, nanos)
 
 
 def test_an_unreadable_store_raises_sqlites_error(repo: Path, tmp_path: Path) -> None:
@@ -189,8 +298,8 @@ def _copy_of(repo: Path, where: Path, yaml: str | None = None) -> Path:
 def test_the_fingerprint_follows_what_a_recorded_view_depends_on(
     repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The same files at the same place: the same digest. Another place, view, record version or registry: another.
-    A registry Feast reads some other way, or a configuration that reads the environment: no digest (Feast judges)."""
+    """The same files at the same place: the same digest. Another place, view, record version, registry or
+    configuration (environment variables expanded): another. A registry Feast reads some other way: no digest."""
     plain = "project: demo\nprovider: local\nonline_store: {type: sqlite, path: data/online_store.db}\n"
     base = _copy_of(repo, tmp_path / "base", plain + "registry: data/registry.db\n")
     digest = feast_direct.fingerprint(base, VIEW)
@@ -204,8 +313,13 @@ def test_the_fingerprint_follows_what_a_recorded_view_depends_on(
     for unjudged in ("registry: {registry_type: sql, path: 'postgresql://feast@db/feast'}\n",
                      "registry: s3://bucket/registry.pb\n", "registry: {registry_type: file}\n"):  # fmt: skip
         assert feast_direct.fingerprint(_copy_of(base, tmp_path / str(hash(unjudged)), plain + unjudged), VIEW) is None
+    # a configuration that reads the environment is judged as Feast reads it: with the variables expanded
     environment = plain.replace("data/online_store.db", "${ONLINE_DB}") + "registry: data/registry.db\n"
-    assert feast_direct.fingerprint(_copy_of(base, tmp_path / "env", environment), VIEW) is None
+    from_environment = _copy_of(base, tmp_path / "env", environment)
+    monkeypatch.setenv("ONLINE_DB", "data/online_store.db")
+    expanded = feast_direct.fingerprint(from_environment, VIEW)
+    monkeypatch.setenv("ONLINE_DB", "data/elsewhere.db")
+    assert expanded is not None and feast_direct.fingerprint(from_environment, VIEW) not in (None, expanded)
     # a changed registry file, and a new record format, each give another digest
     (base / "data" / "registry.db").write_bytes((base / "data" / "registry.db").read_bytes() + b"\0")
     changed = feast_direct.fingerprint(base, VIEW)

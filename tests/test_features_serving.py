@@ -88,10 +88,6 @@ def test_a_restart_reads_the_store_without_importing_feast(
     flags = ("--feature_store", str(sqlite_repo), "--model_cache_dir", str(tmp_path / "cache"))
     importtime = {"PYTHONPROFILEIMPORTTIME": "1"}
 
-    def feast_imports(log: str) -> list[str]:  # "import time: self | cumulative |   feast.x" (indented by depth)
-        names = [line.rsplit("|", 1)[-1].strip() for line in log.splitlines() if line.startswith("import time:")]
-        return [name for name in names if name == "feast" or name.startswith("feast.")]
-
     first = start_predictor(tracking_uri, tmp_path / "first", *flags, env=importtime)
     try:
         first.wait_ready()
@@ -183,6 +179,13 @@ def test_fill_policy_fills_from_training_defaults_and_says_so(
         process.stop()
 
 
+def feast_imports(log: str) -> list[str]:
+    """The Feast modules a server's log shows imported, with ``PYTHONPROFILEIMPORTTIME`` set ("import time: self |
+    cumulative |   feast.x", indented by depth)."""
+    names = [line.rsplit("|", 1)[-1].strip() for line in log.splitlines() if line.startswith("import time:")]
+    return [name for name in names if name == "feast" or name.startswith("feast.")]
+
+
 def start_redis(port: int) -> RedisProcess:
     redis = RedisProcess(start_redis_process(port), port)
     try:
@@ -196,18 +199,34 @@ def start_redis(port: int) -> RedisProcess:
 def test_redis_online_store_outage_turns_readiness_off_not_the_process(
     tracking_uri: str, tmp_path: Path, telemetry
 ) -> None:
+    """A restart with the repo unchanged reads Redis without importing Feast (recorded by the first start) and
+    answers the same; then an outage of Redis: 503 and readiness off, the process alive, back when Redis is."""
     port = free_port()
     redis = start_redis(port)
     process = None
+    flags = ("--model_cache_dir", str(tmp_path / "cache"))
     try:
         online = {"type": "redis", "connection_string": redis.connection_string}
         repo = prepare_feature_store(
             REPO_SOURCE, tmp_path / "repo", telemetry=telemetry, online_store=online, progress=lambda line: None
         )
-        process = start_predictor(tracking_uri, tmp_path, "--feature_store", str(repo)).wait_ready()
+        process = start_predictor(tracking_uri, tmp_path, "--feature_store", str(repo), *flags).wait_ready()
         by_id = {"instances": [{"equipment_id": i} for i in IDS]}
         expected = httpx.post(process.http_url + V1, json={"instances": raw_rows(telemetry, IDS)}).json()
         assert httpx.post(process.http_url + V1, json=by_id).json() == expected
+        process.stop()
+
+        importtime = {"PYTHONPROFILEIMPORTTIME": "1"}
+        process = start_predictor(
+            tracking_uri, tmp_path / "again", "--feature_store", str(repo), *flags, env=importtime
+        )
+        process.wait_ready()
+        assert httpx.post(process.http_url + V1, json=by_id).json() == expected
+        unknown = httpx.post(process.http_url + V1, json={"instances": [{"equipment_id": "pump-9999"}]})
+        assert unknown.status_code == 404 and "pump-9999" in unknown.text
+        log = process.log(10_000_000)
+        assert "reading its Redis store directly (as an earlier start recorded it)" in log
+        assert "import time:" in log and not feast_imports(log)
 
         redis.stop()
         outage = httpx.post(process.http_url + V1, json=by_id, timeout=10)
