@@ -808,7 +808,16 @@ def test_ours_serve_at_runs_make_serves_command_from_the_revisions_checkout(tmp_
     assert _flag(there.argv, "--model_cache_dir") != _flag(here.argv, "--model_cache_dir")  # a cache of its own
     assert there.cwd == tmp_path / "rev" and there.env["PYTHONPATH"] == str(tmp_path / "rev")
     assert SERVERS["ours-at"].launcher(context, "forest", ports).cwd == tmp_path / "rev"
-    for server in ("ours-at", "ours-serve-at"):
+    on_redis = dataclasses.replace(context, redis_feature_repo=tmp_path / "redis-repo")
+    redis_there = SERVERS["ours-serve-redis-at"].launcher(on_redis, "forest", ports)
+    redis_here = SERVERS["ours-serve-redis"].launcher(on_redis, "forest", ports)
+    assert (
+        _flag(redis_there.argv, "--feature_store")
+        == _flag(redis_here.argv, "--feature_store")
+        == str(tmp_path / "redis-repo")
+    )
+    assert redis_there.cwd == tmp_path / "rev"
+    for server in ("ours-at", "ours-serve-at", "ours-serve-redis-at"):
         with pytest.raises(ServerFailed, match="BENCH_OURS_AT"):
             SERVERS[server].launcher(_context(tmp_path, feature_repo=tmp_path / "repo"), "forest", ports)
         with pytest.raises(SystemExit):

@@ -4,7 +4,8 @@
 #     mlflow,mlserver (ours-serve-redis: ours-serve with the Feast repo on a redis-server the run starts;
 #     ours-serve-fcache: ours-serve with --feature_cache_s 5; both by id only)
 #     (+ ours-at, only when named: ours at the git revision BENCH_OURS_AT, side by side with ours: no regression;
-#     ours-serve-at likewise: ours-serve's command, Feast on, at BENCH_OURS_AT, side by side with ours-serve)
+#     ours-serve-at likewise: ours-serve's command, Feast on, at BENCH_OURS_AT, side by side with ours-serve;
+#     ours-serve-redis-at the same on Redis, beside ours-serve-redis)
 #   BENCH_SCENARIOS=1row@50,100row@8,1row@1,logreg-1row@50,typed-1row@50,typed-100row@8,booster-1row@50,
 #     nosig-1row@50,byid-1row@50,raw-1row@50,byid-100row@8,raw-100row@8,byid-10000row@1,explain-1row@1 (+ the growth
 #     grid 10row@8,1000row@8,1row@8,1row@200). byid-10000row@1: a fleet of 10,000 distinct ids in one request, in

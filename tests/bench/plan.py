@@ -25,15 +25,17 @@ FLOOR = "floor"
 ALL_SERVERS = (FLOOR, *OURS, SERVE_REDIS, SERVE_FEATURE_CACHE, *MONITORING, *PEERS)
 # Ours at another git revision (BENCH_OURS_AT): no regression, measured side by side in one run. Only when named.
 # ours-at is ours at that revision (its pair: ours); ours-serve-at is ours-serve at that revision, with the same
-# flags (Feast on: its pair for the lookups by id).
+# flags (Feast on: its pair for the lookups by id); ours-serve-redis-at the same on the Redis online store.
 REVISION = "ours-at"
 SERVE_REVISION = "ours-serve-at"
-REVISIONS = (REVISION, SERVE_REVISION)
+SERVE_REDIS_REVISION = "ours-serve-redis-at"
+REVISIONS = (REVISION, SERVE_REVISION, SERVE_REDIS_REVISION)
 KNOWN_SERVERS = (*ALL_SERVERS, *REVISIONS)
 FOREST_DEFAULT = (FLOOR, *OURS, *MONITORING, *PEERS, *REVISIONS)
 # Predictions by equipment id (issue 26): the servers of ours with Feast on (`make serve`'s flags; the same with
 # the repo's online store on a redis-server of the run, the production store; the same with the feature cache on).
-BY_ID_SERVERS = ("ours-serve", SERVE_REDIS, SERVE_FEATURE_CACHE, SERVE_REVISION)
+BY_ID_SERVERS = ("ours-serve", SERVE_REDIS, SERVE_FEATURE_CACHE, SERVE_REVISION, SERVE_REDIS_REVISION)
+REDIS_SERVERS = (SERVE_REDIS, SERVE_REDIS_REVISION)  # the run starts a redis-server for these
 FLEET = "byid-10000row@1"
 TYPED_SERVERS = ("ours", *PEERS)
 # Issue 25's models (a native XGBoost Booster, a forest without a signature), one scenario each: ours and mlflow

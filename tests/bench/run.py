@@ -14,14 +14,15 @@ booster-1row@50,nosig-1row@50,explain-1row@1 and the growth grid's 10row@8,1000r
 tests/bench/typed_model.py; booster-* and nosig-* issue 25's xgb.train Booster and forest logged without a
 signature, tests/bench/logged_models.py, run by ours and mlflow serve; the floor's 1row@50 is their reference;
 byid-1row@50, byid-100row@8 and byid-10000row@1 (a fleet of 10,000 distinct ids in one request, judged in rows per
-second), issue 26's predictions by equipment id, each connection naming its own ids of the
-bench's Feast repo, run by ours-serve, ours-serve-redis, ours-serve-fcache and ours-serve-at against the same
-server's raw twins raw-1row@50 and raw-100row@8: these five are driven by ``wrk``, the others by ``hey``),
+second), issue 26's predictions by equipment id, each connection naming its own ids of the bench's Feast repo, run
+by ours-serve, ours-serve-redis, ours-serve-fcache, ours-serve-at and ours-serve-redis-at against the same server's
+raw twins raw-1row@50 and raw-100row@8: these five are driven by ``wrk``, the others by ``hey``),
 BENCH_GROWTH=1 (the growth grid: floor, ours, ours-w2 and the peers at 1/10/100/1000 rows @8 and 1 row
 @1/8/50/200), BENCH_OUT (default bench-results), BENCH_OURS_AT (a git revision: the server ``ours-at`` runs
 ours at that revision from a checkout of its own, for a no-regression comparison in the same run, e.g.
 ``BENCH_SERVERS=floor,ours,ours-at BENCH_OURS_AT=HEAD~5``, and ``ours-serve-at`` ours-serve's command there, Feast
-on, e.g. ``BENCH_SERVERS=ours-serve,ours-serve-at BENCH_OURS_AT=HEAD~1 BENCH_SCENARIOS=1row@50,byid-1row@50``;
+on, e.g. ``BENCH_SERVERS=ours-serve,ours-serve-at BENCH_OURS_AT=HEAD~1 BENCH_SCENARIOS=1row@50,byid-1row@50``, and
+``ours-serve-redis-at`` the same on the Redis online store of ``ours-serve-redis``;
 only run when named).
 All traffic goes to 127.0.0.1 on free ports; every server is
 stopped by its process group, also on failure or Ctrl-C. Writes OUT/latest.md and OUT/latest.json, and
@@ -59,10 +60,10 @@ from tests.bench.plan import (
     ALL_SERVERS,
     KNOWN_SERVERS,
     OURS,
+    REDIS_SERVERS,
     REVISIONS,
     SCENARIO_BY_KEY,
     SCENARIOS,
-    SERVE_REDIS,
     Measurement,
     Scenario,
     Start,
@@ -434,9 +435,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         revision_tree = checkout_revision(config.at, config.out / "revision")
         print(f"==> {', '.join(s for s in REVISIONS if s in config.servers)}: ours at {config.at} ({revision_tree})",
               flush=True)  # fmt: skip
-    with contextlib.ExitStack() as redis:  # a redis-server for ours-serve-redis, stopped by PID when the run ends
+    with contextlib.ExitStack() as redis:  # a redis-server for ours-serve-redis(-at), stopped by PID at the run's end
         redis_repo, redis_repo_status = (None, "not requested")
-        if SERVE_REDIS in config.servers:
+        if set(REDIS_SERVERS) & set(config.servers):
             redis_repo, redis_repo_status = prepare_redis_feature_repo(config.out, redis)
         context = Context(Path(sys.executable), registry, config.out, mlserver, mlserver_status,
                           feature_repo, feature_repo_status, redis_repo, redis_repo_status, revision_tree)  # fmt: skip

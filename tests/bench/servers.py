@@ -12,6 +12,7 @@
 | ours-at     | ours at another git revision (``BENCH_OURS_AT``), its own checkout   | KServe v1                  |
 | ours-serve-at | ours-serve's command (the same flags: Feast on) run from the checkout | KServe v1                  |
 |             | of ``BENCH_OURS_AT``: the other revision of the lookups by id        |                            |
+| ours-serve-redis-at | the same on the Redis online store of ours-serve-redis       | KServe v1                  |
 | ours-nodrift| ours with ``--drift_window_rows 0`` (ours watches drift: the demo    | KServe v1                  |
 |             | carries a baseline) — what drift monitoring costs                    |                            |
 | ours-shadow | ours with ``--shadow_model_uri …@challenger`` scoring every request  | KServe v1                  |
@@ -278,6 +279,15 @@ SERVERS: dict[str, ServerSpec] = {
         # make serve's command as read here (not the revision's Makefile): the same flags, only the code differs
         ServerSpec(
             "ours-serve-at", "ours-serve at BENCH_OURS_AT", V1, 1, _at_revision(_make_serve("serve-at")), True, True
+        ),
+        ServerSpec(
+            "ours-serve-redis-at",
+            "ours-serve-redis at BENCH_OURS_AT",
+            V1,
+            1,
+            _at_revision(_make_serve("serve-redis-at", redis=True)),
+            True,
+            True,
         ),
         ServerSpec("ours-nodrift", "ours, drift off", V1, 1, _ours(extra=("--drift_window_rows", "0"))),
         ServerSpec("ours-traced", "ours, tracing 1% sampled", V1, 1, _ours(traced=True)),
