@@ -55,7 +55,7 @@ IDS_PER_QUERY = 1000 if sqlite3.sqlite_version_info >= (3, 32) else 900
 class DirectView:
     """What a direct read of one feature view needs; recorded from Feast's own objects."""
 
-    fingerprint: str
+    fingerprint: str  # "" when a later start could not judge the repo unchanged (never recorded)
     view: str
     entity_key: str
     key_type: str  # a KEY_TYPES name
@@ -142,9 +142,10 @@ def recorded(repo_path: Path, feature_view: str, cache_dir: Path | None) -> Dire
 
 def record(store: FeatureStore, view: FeatureView, repo_path: Path, cache_dir: Path | None) -> DirectView | None:
     """Record ``view`` for the next start (best effort: a cache that cannot be written only costs the next start
-    its Feast import). None when the view is not one this module reads."""
+    its Feast import) and return it for this one. None when the view is not one this module reads; read directly
+    but not recorded when the repo has no fingerprint (a registry that is not a local file)."""
     described = describe(store, view, repo_path)
-    if described is None or cache_dir is None:
+    if described is None or cache_dir is None or not described.fingerprint:
         return described
     target = cache_dir / SUBDIR / f"{described.fingerprint}.json"
     try:
@@ -165,8 +166,7 @@ def describe(store: FeatureStore, view: FeatureView, repo_path: Path) -> DirectV
     from feast.infra.online_stores.helpers import _mmh3, compute_table_id, compute_versioned_name
 
     config = store.config
-    digest = fingerprint(repo_path, view.name)
-    if digest is None or config.entity_key_serialization_version != 3:
+    if config.entity_key_serialization_version != 3:
         return None
     kind = str(config.online_store.type)
     is_sqlite = kind == "sqlite" or kind.endswith(".SqliteOnlineStore")
@@ -181,6 +181,9 @@ def describe(store: FeatureStore, view: FeatureView, repo_path: Path) -> DirectV
     versioned = bool(getattr(config.registry, "enable_online_feature_view_versioning", False))
     ttl = view.ttl.total_seconds() if view.ttl is not None else 0.0
     features = tuple(feature.name for feature in view.features)
+    # A repo whose registry Feast reads some other way (a SQL registry, as in production) is still read directly by
+    # this start, which imported Feast; only a later start cannot tell whether it changed: nothing is recorded.
+    digest = fingerprint(repo_path, view.name) or ""
     if is_redis:
         stored_as = compute_versioned_name(view, versioned)  # as Feast's RedisOnlineStore names its fields
         return DirectView(

@@ -328,6 +328,23 @@ def test_the_fingerprint_follows_what_a_recorded_view_depends_on(
     assert feast_direct.fingerprint(base, VIEW) not in (None, changed)
 
 
+def test_a_repo_without_a_fingerprint_is_read_directly_but_never_recorded(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Production's SQL registry (PostgreSQL, see manifests/components/feast) cannot be fingerprinted without Feast:
+    the start that imported Feast still reads the store directly; only the next one cannot skip Feast. (The registry
+    is stood in for by fingerprint's answer for it, None, which the test above checks for such registries.)"""
+    store, view = _store_and_view(repo)
+    monkeypatch.setattr(feast_direct, "fingerprint", lambda *args, **kwargs: None)
+    described = record(store, view, repo, tmp_path / "cache")
+    assert described is not None and described.fingerprint == ""
+    names = list(FEATURE_NAMES)
+    assert described.reader().read(["pump-0001", "no-such-pump"], names) == OnlineReader(store, view).read(
+        ["pump-0001", "no-such-pump"], names
+    )
+    assert not (tmp_path / "cache").exists()
+
+
 def test_a_record_whose_store_file_is_gone_is_not_used(repo: Path, tmp_path: Path) -> None:
     copy = _copy_of(repo, tmp_path / "repo")
     store, view = _store_and_view(copy)
