@@ -69,7 +69,7 @@ check: install ## lint, format and strict types: ruff check, ruff format --check
 	$(VENV)/bin/mypy
 
 test: install tools check ## make check, then the whole test suite (starts real servers on loopback ports)
-	$(WITH_VENV) $(PY) -m pytest --numprocesses $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS); status=$$?; \
+	$(WITH_VENV) $(PY) -m pytest --numprocesses $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS); status=$$?; \
 	if [ $$status -eq 5 ]; then echo "error: pytest collected no tests"; exit 1; fi; exit $$status
 
 test-fast: install ## the in-process tests only (no servers, no registry): feedback in under a minute
