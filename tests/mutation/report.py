@@ -2,7 +2,8 @@
 
 ``make mutation`` calls it; it reads mutmut's own result files (``mutants/<path>.meta``) and counts a timeout
 as a kill (the mutant made the tests hang: they noticed), as mutmut's own score does. With ``--survivors`` it
-also lists the surviving mutants' names (``mutmut show NAME`` prints one's diff).
+also lists the surviving mutants' names (``mutmut show NAME`` prints one's diff). Exits 1 when a module is below
+``GOAL`` (naming each), so that ``make mutation`` fails.
 """
 
 from __future__ import annotations
@@ -42,6 +43,14 @@ def main(argv: list[str]) -> int:
     if "--survivors" in argv:
         print("\nsurvivors (`mutmut show NAME` in the mutation tree shows one):")
         print("\n".join(f"  {name}" for name in sorted(survivors)))
+    below = [module for module, killed, total, _ in rows if 100 * killed / total < GOAL]
+    if below:
+        print(
+            f"\nerror: below the goal of {GOAL:.0f}% killed: {', '.join(below)} — add tests that fail for their "
+            "survivors (SURVIVORS=1 lists them), or say in tests/mutation/RESULTS.md why a survivor is equivalent",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
