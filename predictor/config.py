@@ -454,6 +454,11 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[kserve_parser],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    _add_ours(parser)
+    return parser
+
+
+def _add_ours(parser: argparse.ArgumentParser) -> None:
     ours = parser.add_argument_group("predictor options")
     for spec in fields(Settings):
         if spec.name in _KSERVE_OWNED or not spec.metadata["flag"]:
@@ -474,17 +479,35 @@ def build_parser() -> argparse.ArgumentParser:
     aliases = parser.add_argument_group("aliases (the flags of the seed's Flask server)")
     for alias, name in SEED_ALIASES.items():
         aliases.add_argument(alias, dest=name, type=_flag_type(name), default=None, help=f"same as --{name}")
-    return parser
 
 
 def load_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
     """CLI flags, then environment variables, then defaults."""
-    environ = os.environ if environ is None else environ
     # KServe's parser has defaults of its own (--model_name "model"): pre-setting its fields to None in the
     # namespace keeps argparse from filling them in, so None means "not given" for every flag alike.
     namespace = build_parser().parse_args(
         sys.argv[1:] if argv is None else argv, namespace=argparse.Namespace(**dict.fromkeys(_KSERVE_OWNED))
     )
+    return _settings_from(namespace, os.environ if environ is None else environ)
+
+
+def peek_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> Settings | None:
+    """The settings as far as they can be read without importing KServe (whose parser defines ``--model_name``
+    and its other flags): ours, and ``--model_name`` as text; None when that does not parse. A guess, for choices
+    that cost only time when wrong (which modules a start imports first); ``load_settings`` is the answer."""
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    parser.add_argument("--model_name", default=None)
+    _add_ours(parser)
+    try:
+        namespace, _ = parser.parse_known_args(
+            sys.argv[1:] if argv is None else argv, namespace=argparse.Namespace(**dict.fromkeys(_KSERVE_OWNED))
+        )
+        return _settings_from(namespace, os.environ if environ is None else environ)
+    except (SystemExit, ValueError, TypeError):  # argparse exits on a bad value: load_settings will say so
+        return None
+
+
+def _settings_from(namespace: argparse.Namespace, environ: Mapping[str, str]) -> Settings:
     values: dict[str, Any] = {}
     for spec in fields(Settings):
         given = getattr(namespace, spec.name, None)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from predictor.config import DEFAULT_MODEL_NAME, load_settings
@@ -86,3 +88,60 @@ def test_the_registry_timeout_reaches_mlflow_rounded_up_to_whole_seconds(flag: s
     settings = load_settings(["--registry_timeout_s", flag], {})
     assert settings.registry_timeout_s == float(flag)
     assert settings.mlflow_request_timeout_s == whole_seconds
+
+
+@pytest.mark.parametrize(
+    ("argv", "environ"),
+    [
+        ([], {}),
+        (["--model_name", "pumps", "--model_cache_dir", "/srv/cache", "--tracking_uri", "http://mlflow:5000"], {}),
+        (["--model", "a=models:/a@production,b=runs:/0a1b/model", "--http_port", "9000", "--workers", "1"], {}),
+        (["--registry_alias", "production"], {"PREDICTOR_MODEL_CACHE_DIR": ""}),
+        (["--model-uri", "models:/pm/Production", "--port", "9000", "--host", "127.0.0.1"], {}),
+    ],
+)
+def test_the_settings_peeked_without_kserve_are_the_settings(argv: list[str], environ: dict[str, str]) -> None:
+    """What a start reads before KServe is imported (to choose its first imports) agrees with the real reading on
+    every setting but KServe's own flags (the peek reads --model_name of them)."""
+    import dataclasses
+
+    from predictor.config import _KSERVE_OWNED, peek_settings
+
+    peeked, loaded = peek_settings(argv, environ), load_settings(argv, environ)
+    assert peeked is not None
+    kserves = _KSERVE_OWNED - {"model_name"}
+    assert {f.name: getattr(peeked, f.name) for f in dataclasses.fields(loaded) if f.name not in kserves} == {
+        f.name: getattr(loaded, f.name) for f in dataclasses.fields(loaded) if f.name not in kserves
+    }
+
+
+def test_a_peek_at_flags_that_do_not_parse_is_no_answer() -> None:
+    from predictor.config import peek_settings
+
+    assert peek_settings(["--poll_interval_s", "eighty"], {}) is None
+    assert peek_settings(["--model_cache_dir"], {}) is None
+
+
+def test_a_registry_start_imports_scipy_before_kserve_and_a_cached_one_neither(tmp_path: Path) -> None:
+    """skops' import walks sys.modules once per SciPy ufunc: SciPy first makes the walk short (2.0 → 0.2 s). The
+    choice is made before the settings are read, from a peek that imports no KServe; a start from the local model
+    cache imports no SciPy at all."""
+    import subprocess
+    import sys
+
+    from predictor.models.cache_paths import entry_path
+
+    probe = (
+        "import sys; from predictor.__main__ import _import_scipy_first_for_skops; _import_scipy_first_for_skops(); "
+        "print('kserve' in sys.modules, 'scipy.special' in sys.modules)"
+    )
+    flags = ["--tracking_uri", "sqlite:///nowhere.db", "--model_cache_dir", str(tmp_path)]
+
+    def imported(*extra: str) -> str:
+        argv = [sys.executable, "-c", probe, *flags, *extra]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=True).stdout.strip()
+
+    assert imported() == "False True"  # nothing cached: the registry it is
+    entry_path(tmp_path, "sqlite:///nowhere.db", "models:/predictive_maintenance@production").write_bytes(b"")
+    assert imported() == "False False"
+    assert imported("--registry_alias", "production") == "False True"  # discovery asks the registry
