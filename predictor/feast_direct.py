@@ -183,16 +183,18 @@ def describe(store: FeatureStore, view: FeatureView, repo_path: Path) -> DirectV
     features = tuple(feature.name for feature in view.features)
     # A repo whose registry Feast reads some other way (a SQL registry, as in production) is still read directly by
     # this start, which imported Feast; only a later start cannot tell whether it changed: nothing is recorded.
-    digest = fingerprint(repo_path, view.name) or ""
+    common = DirectView(
+        fingerprint=fingerprint(repo_path, view.name) or "",
+        view=view.name,
+        entity_key=entity.name,
+        key_type=key_type,
+        features=features,
+        ttl_s=ttl,
+    )
     if is_redis:
         stored_as = compute_versioned_name(view, versioned)  # as Feast's RedisOnlineStore names its fields
-        return DirectView(
-            fingerprint=digest,
-            view=view.name,
-            entity_key=entity.name,
-            key_type=key_type,
-            features=features,
-            ttl_s=ttl,
+        return replace(
+            common,
             store="redis",
             key_suffix=config.project,
             fields=(*(_mmh3(f"{stored_as}:{name}").hex() for name in features), f"_ts:{stored_as}".encode().hex()),
@@ -200,13 +202,8 @@ def describe(store: FeatureStore, view: FeatureView, repo_path: Path) -> DirectV
         )
     from feast.infra.online_stores.sqlite import SqliteOnlineStore
 
-    return DirectView(
-        fingerprint=digest,
-        view=view.name,
-        entity_key=entity.name,
-        key_type=key_type,
-        features=features,
-        ttl_s=ttl,
+    return replace(
+        common,
         db_path=str(Path(SqliteOnlineStore._get_db_path(config)).resolve()),  # Feast's own rule
         table=compute_table_id(config.project, view, versioned),
     )

@@ -60,11 +60,16 @@ def _store_and_view(repo: Path) -> tuple[Any, Any]:
     return store, store.get_feature_view(VIEW)
 
 
-def test_the_direct_read_answers_what_feasts_online_read_answers(repo: Path, tmp_path: Path) -> None:
-    store, view = _store_and_view(repo)
-    direct_view = record(store, view, repo, tmp_path)
-    assert direct_view is not None
-    direct, feast = direct_view.reader(), OnlineReader(store, view)
+@pytest.mark.parametrize("store", ["sqlite", "redis"])
+def test_the_direct_read_answers_what_feasts_online_read_answers(
+    store: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    repo: Path = request.getfixturevalue("repo" if store == "sqlite" else "redis_repo")
+    feast_store, view = _store_and_view(repo)
+    direct_view = record(feast_store, view, repo, tmp_path)
+    assert direct_view is not None and direct_view.store == store
+    direct, feast = direct_view.reader(), OnlineReader(feast_store, view)
+    assert isinstance(direct, DirectRedisReader) == (store == "redis")
     known = list(demo_telemetry(30)["equipment_id"].unique()[:5])
     ids = [*known, NULL_ID, STALE_ID, "no-such-pump"]
     names = list(FEATURE_NAMES)
@@ -79,8 +84,9 @@ def test_the_direct_read_answers_what_feasts_online_read_answers(repo: Path, tmp
     stale, fresh = answer[STALE_ID][0], answer[known[0]][0]
     assert stale is not None and fresh is not None and stale[1] < fresh[1]
     assert direct.read(known[:1], names[::-1])[known[0]] == answer[known[0]][::-1]  # a subset, in the order asked
-    many = [f"{kind}-{i:04d}" for kind in ("pump", "fan") for i in range(1000)]  # more than one query's ids
+    many = [f"{kind}-{i:04d}" for kind in ("pump", "fan") for i in range(1000)]  # more than one SQLite query's ids
     assert direct.read(many, names[:3]) == feast.read(many, names[:3])
+    assert direct.read([], names) == {}
 
 
 def test_a_recorded_view_serves_until_the_repo_changes(repo: Path, tmp_path: Path) -> None:
@@ -97,31 +103,6 @@ def test_a_recorded_view_serves_until_the_repo_changes(repo: Path, tmp_path: Pat
     registry = copy / "data" / "registry.db"
     registry.write_bytes(registry.read_bytes() + b"\0")  # what `feast apply` does: another registry
     assert recorded(copy, VIEW, cache) is None
-
-
-def test_the_direct_read_of_redis_answers_what_feasts_online_read_answers(redis_repo: Path, tmp_path: Path) -> None:
-    store, view = _store_and_view(redis_repo)
-    direct_view = record(store, view, redis_repo, tmp_path)
-    assert direct_view is not None and direct_view.store == "redis"
-    direct, feast = direct_view.reader(), OnlineReader(store, view)
-    assert isinstance(direct, DirectRedisReader)
-    known = list(demo_telemetry(30)["equipment_id"].unique()[:5])
-    ids = [*known, NULL_ID, STALE_ID, "no-such-pump"]
-    names = list(FEATURE_NAMES)
-
-    answer = direct.read(ids, names)
-
-    assert answer == feast.read(ids, names)
-    assert direct.entity_key == feast.entity_key == "equipment_id"
-    assert answer["no-such-pump"] == (None,) * len(names)
-    null_cell = answer[NULL_ID][names.index(NULL_FEATURE)]
-    assert null_cell is not None and null_cell[0] is None and null_cell[1] > 0
-    stale, fresh = answer[STALE_ID][0], answer[known[0]][0]
-    assert stale is not None and fresh is not None and stale[1] < fresh[1]
-    assert direct.read(known[:1], names[::-1])[known[0]] == answer[known[0]][::-1]  # a subset, in the order asked
-    many = [f"{kind}-{i:04d}" for kind in ("pump", "fan") for i in range(300)]
-    assert direct.read(many, names[:3]) == feast.read(many, names[:3])
-    assert direct.read([], names) == {}
 
 
 def test_a_redis_record_holds_no_connection_string_and_a_restart_reads_todays(
