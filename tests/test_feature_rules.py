@@ -6,6 +6,8 @@ where one is needed; the end-to-end lookups are tests/test_features.py's."""
 from __future__ import annotations
 
 import asyncio
+import gc
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,6 +90,14 @@ def test_unknown_ids_are_skipped_not_the_rest_of_the_read(clock: Clock) -> None:
     assert cache.take(NAMES, ["nope", "pump-1", "pump-2"]) == ({"pump-1": _cells(), "pump-2": _cells()}, ["nope"])
 
 
+def test_a_row_without_event_times_or_with_gaps_is_kept_and_judged_by_what_it_has(clock: Clock) -> None:
+    cache, _ = _cache(max_age_s=1e9, ttl_s=3600.0)
+    untimed: Cells = ((71.5, 0), (2.5, 0))  # no event time: nothing to judge stale
+    gappy: Cells = (None, (2.5, FRESH))  # one feature not stored, the other fresh
+    cache.put(NAMES, {"pump-1": untimed, "pump-2": gappy})
+    assert cache.take(NAMES, ["pump-1", "pump-2"]) == ({"pump-1": untimed, "pump-2": gappy}, [])
+
+
 def test_the_cache_keeps_exactly_its_limit_dropping_the_oldest(clock: Clock) -> None:
     cache, _ = _cache(max_entries=2)
     cache.put(NAMES, {"a": _cells(), "b": _cells()})
@@ -144,6 +154,17 @@ def test_fill_without_a_value_for_a_feature_names_the_features_it_lacks(source: 
     assert str(caught.value) == (
         f"stored features unusable for equipment_id {STALE_ID} ({', '.join(FEATURE_NAMES)}: older than the 2 days "
         f"TTL), and no fill value for {lacking}: send these features in the request or re-materialize them"
+    )
+
+
+def test_each_ids_unusable_features_are_listed_together(source: FeastFeatureSource) -> None:
+    problems = features._Problems()
+    for feature in ("temperature_c", "vibration_mm_s"):
+        problems.add("null", "pump-1", feature)
+        problems.add("stale", "pump-2", feature)
+    assert source._stale_message(problems, []).startswith(
+        "stored features unusable for equipment_id pump-1 (temperature_c, vibration_mm_s: null); pump-2 "
+        "(temperature_c, vibration_mm_s: older than the 2 days TTL): "
     )
 
 
@@ -206,25 +227,67 @@ def test_a_probe_still_running_fails_the_next_one_at_once(source: FeastFeatureSo
     asyncio.run(two_probes())
 
 
-def test_a_lookup_over_its_deadline_is_unavailable_and_its_late_answer_is_dropped(
+def test_a_lookup_over_its_deadline_is_unavailable_and_its_late_answer_is_dropped_quietly(
     source: FeastFeatureSource,
 ) -> None:
+    """The abandoned read's late error is retrieved (by ``_consume``): the loop reports nothing, not even when the
+    future is collected ("exception was never retrieved")."""
+    reported: list[dict[str, object]] = []
+
     async def late() -> None:
         loop = asyncio.get_running_loop()
+        loop.set_exception_handler(lambda _, context: reported.append(context))
         slow: asyncio.Future[dict[str, Cells]] = loop.create_future()
         with pytest.raises(FeatureStoreUnavailable, match=r"did not answer within 0\.05 s"):
             await source._lookup(slow, 0.05)
-        slow.set_exception(OSError("too late"))  # consumed: no "exception was never retrieved"
-        await asyncio.sleep(0)
+        slow.set_exception(OSError("too late"))
+        await asyncio.sleep(0)  # the done callbacks run
+        del slow
+        gc.collect()
 
     asyncio.run(late())
+    assert reported == []
 
 
-def test_closing_stops_the_lookup_threads(repo: Path) -> None:
+def test_a_probe_that_does_not_answer_in_time_is_unavailable(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    made = FeastFeatureSource(repo, Metrics.create(CollectorRegistry()), "reject", check_timeout_s=0.05)
+    release = threading.Event()
+    monkeypatch.setattr(made._reader, "read", lambda ids, names: release.wait(5) and {})
+    monkeypatch.setattr(made, "store_type", "remote")  # a store read on the lookup threads, as Redis is
+    try:
+        with pytest.raises(FeatureStoreUnavailable, match=r"remote online store did not answer within 0\.05 s"):
+            asyncio.run(made.check())
+    finally:
+        release.set()
+        made.close()
+
+
+def test_closing_abandons_reads_in_progress_and_cancels_those_waiting(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stopping the server does not wait for a store that hangs: close() returns while a read is still blocked, and
+    the reads queued behind the four lookup threads never start."""
     made = FeastFeatureSource(repo, Metrics.create(CollectorRegistry()), "reject")
-    made.close()
-    with pytest.raises(RuntimeError):
-        made._executor.submit(print)
+    release, started = threading.Event(), threading.Semaphore(0)
+
+    def blocked(ids: list[str], names: tuple[str, ...]) -> dict[str, Cells]:
+        started.release()
+        release.wait(10)
+        return {}
+
+    monkeypatch.setattr(made._reader, "read", blocked)
+    try:
+        running = [made._executor.submit(made._read, NAMES, ["pump-1"]) for _ in range(4)]
+        for _ in running:
+            assert started.acquire(timeout=10)  # all four threads busy
+        waiting = made._executor.submit(made._read, NAMES, ["pump-2"])
+        made.close()
+        assert not any(read.done() for read in running)  # returned without waiting for them
+        assert waiting.cancelled()
+        with pytest.raises(RuntimeError):
+            made._executor.submit(print)
+    finally:
+        release.set()
 
 
 # --- stored values against the model's columns ------------------------------------------------------------------
