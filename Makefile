@@ -99,7 +99,7 @@ soak: install tools ## a soak of MINUTES (10) under faults; report and timeline 
 .PHONY: mutation
 MUTATION_DIR ?= $(or $(TMPDIR),/tmp)/predictor-mutation
 MUTANTS ?=
-mutation: install ## mutation testing of the protocol decoders, errors, access/security, batching, forest, the Feast read, fill and lookups (mutmut; fails below 85% killed)
+mutation: install ## mutation testing of the protocol decoders, errors, access/security, batching, forest, the model's lifecycle, the Feast read, fill and lookups (mutmut; fails below 85% killed)
 	@rm -rf $(MUTATION_DIR) && mkdir -p $(MUTATION_DIR)
 	@cp -r predictor tests pyproject.toml $(MUTATION_DIR)/
 	cd $(MUTATION_DIR) && $(CURDIR)/$(VENV)/bin/mutmut run --max-children 2 $(foreach m,$(MUTANTS),'$(m)') \
