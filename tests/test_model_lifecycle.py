@@ -250,3 +250,56 @@ def test_outputs_are_named_as_the_model_answers_them(scene: Scene) -> None:
     assert _named_outputs([3.5, 7.0], regressor)["hours_left"].tolist() == [3.5, 7.0]
     frame = {"score": np.array([1.0])}
     assert _named_outputs(frame, classifier) is frame
+
+
+# --- explanations, ids and traces ------------------------------------------------------------------------------
+
+
+def test_contributions_are_the_explanations_base_value_then_each_column(scene: Scene) -> None:
+    scene.model.load()
+    serving = scene.model.serving_for_request(None)
+    result = asyncio.run(scene.model.explain(Rows(np.array([ROW])), serving))
+    [explained] = result.explanations or []
+    names = serving.model.feature_names
+    assert set(explained["contributions"]) == set(names)
+    call = Call("v1", contributions=True)
+    outputs = asyncio.run(scene.model.infer(Rows(np.array([ROW, ROW])), serving, call)).outputs
+    expected = [explained["base_value"], *(explained["contributions"][name] for name in names)]
+    assert outputs["contributions"].shape == (2, 1 + len(names))
+    assert np.allclose(outputs["contributions"][0], expected) and np.allclose(outputs["contributions"][1], expected)
+
+
+def test_rows_naming_ids_need_a_feature_store(scene: Scene) -> None:
+    scene.model.load()
+    serving = scene.model.serving_for_request(None)
+    rows = Rows(np.full((1, len(ROW)), np.nan), entity_ids=["pump-0001"])
+    with pytest.raises(BadRequest) as caught:
+        asyncio.run(scene.model.infer(rows, serving, Call("v1")))
+    assert str(caught.value) == (
+        "this server has no feature store: send all features, or start it with --feature_store PATH to look them "
+        "up by id"
+    )
+
+
+def test_a_sampled_call_records_its_wait_for_a_batch_and_the_model_call(
+    scene: Scene, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With tracing on (the real SDK, spans kept in memory): the rows' batch wait and model call become spans."""
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from predictor.monitoring.tracing import Tracing
+
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "always_on")
+    exporter = InMemorySpanExporter()
+    tracing = Tracing(exporter)
+    scene.model.load()
+    serving = scene.model.serving_for_request(None)
+    with tracing.server_span("POST /v1/models/pm:predict", {}, "v1"):
+        kept = tracing.sampled()
+        assert kept is not None
+        asyncio.run(scene.model.infer(Rows(np.array([ROW, ROW])), serving, Call("v1", tracing=kept)))
+    tracing.shutdown()
+    spans = {span.name: span for span in exporter.get_finished_spans()}
+    assert {"batch wait", "model call"} <= spans.keys()
+    assert spans["model call"].attributes is not None and spans["model call"].attributes["batch.rows"] == 2
+    assert spans["batch wait"].end_time <= spans["model call"].start_time
