@@ -20,7 +20,9 @@ from predictor.errors import BadRequest, ModelNotFoundError, ModelNotReadyError,
 from predictor.metrics import Metrics
 from predictor.model import Call, PredictorModel, Serving, _named_outputs
 from predictor.models import registry
+from predictor.monitoring.prediction_log import PredictionLog
 from predictor.protocol.rows import Rows
+from predictor.protocol.schema import Column
 
 NAME = "pm"
 ROW = [70.0, 2.5, 120.0, 35.0, 1200.0, 30.0, 1.0, 0.0, 0.0, 18.0]  # a reading of the demo's ten columns
@@ -38,7 +40,7 @@ def tracking_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
 class Scene:
     """A model of one name on its own metrics registry."""
 
-    def __init__(self, tracking_uri: str, cache: Path | None, *flags: str) -> None:
+    def __init__(self, tracking_uri: str, cache: Path | None, *flags: str, log: PredictionLog | None = None) -> None:
         self.registry = CollectorRegistry()
         cache_flag = ("--model_cache_dir", str(cache) if cache else "")
         settings = load_settings(
@@ -54,7 +56,7 @@ class Scene:
             ],
             {},
         )
-        self.model = PredictorModel(settings, Metrics.create(self.registry))
+        self.model = PredictorModel(settings, Metrics.create(self.registry), prediction_log=log)
 
     def version(self, number: str) -> registry.LoadedModel:
         options = self.model.load_options
@@ -195,12 +197,14 @@ def test_unloading_drops_every_version_and_turns_readiness_off(scene: Scene) -> 
 def test_a_version_expecting_other_columns_is_refused_naming_both(scene: Scene) -> None:
     scene.model.load()
     fewer = scene.version("2")
-    fewer = dataclasses.replace(fewer, columns=fewer.columns[:2])
+    optional = Column(fewer.columns[2].name, fewer.columns[2].type, required=False)
+    fewer = dataclasses.replace(fewer, columns=(*fewer.columns[:2], optional))
     with pytest.raises(PredictorError) as caught:
         scene.model.prepare(fewer)
     served = scene.model.serving_for_request(None).model.columns
+    wanted = [f"{c.name} ({c.type})" for c in served[:2]] + [f"{served[2].name} ({served[2].type}, optional)"]
     assert str(caught.value) == (
-        f"version 2 expects columns {[f'{c.name} ({c.type})' for c in served[:2]]}, but clients send "
+        f"version 2 expects columns {wanted}, but clients send "
         f"{[f'{c.name} ({c.type})' for c in served]}: not swapping (deploy it under a new model name instead)"
     )
     assert scene.model.versions() == ["1"]
@@ -259,14 +263,21 @@ def test_contributions_are_the_explanations_base_value_then_each_column(scene: S
     scene.model.load()
     serving = scene.model.serving_for_request(None)
     result = asyncio.run(scene.model.explain(Rows(np.array([ROW])), serving))
+    assert (result.model_name, result.version) == (NAME, "1")
     [explained] = result.explanations or []
     names = serving.model.feature_names
     assert set(explained["contributions"]) == set(names)
     call = Call("v1", contributions=True)
-    outputs = asyncio.run(scene.model.infer(Rows(np.array([ROW, ROW])), serving, call)).outputs
+
+    async def asked_and_not() -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:  # one loop: the batcher's
+        asked = await scene.model.infer(Rows(np.array([ROW, ROW])), serving, call)
+        return asked.outputs, await scene.model.predict(Rows(np.array([ROW])), serving)
+
+    outputs, plain = asyncio.run(asked_and_not())
     expected = [explained["base_value"], *(explained["contributions"][name] for name in names)]
     assert outputs["contributions"].shape == (2, 1 + len(names))
     assert np.allclose(outputs["contributions"][0], expected) and np.allclose(outputs["contributions"][1], expected)
+    assert set(plain) == {"predictions", "probabilities"}  # none unless asked for
 
 
 def test_rows_naming_ids_need_a_feature_store(scene: Scene) -> None:
@@ -302,4 +313,51 @@ def test_a_sampled_call_records_its_wait_for_a_batch_and_the_model_call(
     spans = {span.name: span for span in exporter.get_finished_spans()}
     assert {"batch wait", "model call"} <= spans.keys()
     assert spans["model call"].attributes is not None and spans["model call"].attributes["batch.rows"] == 2
-    assert spans["batch wait"].end_time <= spans["model call"].start_time
+    wait, call = spans["batch wait"], spans["model call"]
+    assert wait.start_time is not None and wait.end_time is not None and call.start_time is not None
+    assert wait.start_time <= wait.end_time == call.start_time <= (call.end_time or 0)  # queued, began, ended
+
+
+def test_each_answer_is_logged_with_its_version_protocol_request_and_trace(
+    tracking_uri: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The taps get what the model served: the prediction log's lines (a real log, a file in tmp_path)."""
+    import json
+
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from predictor.monitoring.tracing import Tracing
+
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "always_on")
+    tracing = Tracing(InMemorySpanExporter())
+    log = PredictionLog(str(tmp_path / "predictions.jsonl"), flush_interval_s=0)
+    scene = Scene(tracking_uri, tmp_path / "cache", log=log)
+    scene.model.load()
+    serving = scene.model.serving_for_request(None)
+    with tracing.server_span("POST /v1/models/pm:predict", {}, "v1"):
+        kept = tracing.sampled()
+        assert kept is not None
+        trace_id = kept.current_trace_id()
+        call = Call("grpc", request_id="req-7", tracing=kept)
+        result = asyncio.run(scene.model.infer(Rows(np.array([ROW, ROW])), serving, call))
+    tracing.shutdown()
+    log.close()
+    lines = [json.loads(line) for line in (tmp_path / "predictions.jsonl").read_text().splitlines()]
+    assert [(line["row"], line["model_version"], line["protocol"], line["request_id"]) for line in lines] == [
+        (0, "1", "grpc", "req-7"),
+        (1, "1", "grpc", "req-7"),
+    ]
+    assert {line["trace_id"] for line in lines} == {trace_id}
+    assert lines[0]["features"] == dict(zip(serving.model.feature_names, ROW, strict=True))
+    assert result.filled == {} and result.frame_columns is None and result.dict_answer is False
+
+
+def test_a_frame_answer_keeps_its_columns_and_errors_are_counted_against_the_version_serving(scene: Scene) -> None:
+    scene.model.load()
+    loaded = scene.model.serving_for_request(None).model
+    framed = dataclasses.replace(loaded, frame_outputs=True, dict_outputs=True)
+    serving = scene.model.prepare(framed)
+    result = asyncio.run(scene.model.infer(Rows(np.array([ROW])), serving, Call("invocations")))
+    assert result.frame_columns == loaded.output_names and result.dict_answer is True
+    scene.model.count_error("bad_request")
+    assert scene.gauge("model_prediction_errors_total", model_version="1", error_type="bad_request") == 1
