@@ -308,7 +308,7 @@ class DirectSqliteReader:
                     row = found[entity_id] = [None] * len(names)
                 # Feast writes the event time as epoch seconds (ISO text before 0.40: still read)
                 seconds = stamp if type(stamp) is int else _epoch_seconds(stamp)
-                # a double_val alone (field 5, 64-bit; the usual sensor reading), read here without a call
+                # decode_value's first case (a double_val alone), inlined: this loop is the hot path
                 if value is not None and len(value) == 9 and value[0] == 0x29:
                     number = _DOUBLE(value, 1)[0]
                     row[position] = (None if number != number else number, seconds)
@@ -362,11 +362,7 @@ class DirectRedisReader:
             seconds = _timestamp_seconds(stamp) if stamp else 0
             row: list[Cell] = []
             for value in values:
-                if value is not None and len(value) == 9 and value[0] == 0x29:  # a double_val alone, as below
-                    number = _DOUBLE(value, 1)[0]
-                    typed = None if number != number else number
-                else:
-                    typed = decode_value(value)
+                typed = decode_value(value)
                 # no value nor time: an id Redis has no hash for (Feast reads it as every value unset, time zero)
                 row.append(None if typed is None and not seconds else (typed, seconds))
             found[entity_id] = tuple(row)
@@ -378,6 +374,9 @@ def decode_value(blob: bytes | None) -> Any:
     ``feast_online.as_python`` gives it."""
     if not blob:
         return None
+    if len(blob) == 9 and blob[0] == 0x29:  # a double_val alone (field 5, 64-bit): the usual sensor reading
+        number = _DOUBLE(blob, 1)[0]
+        return None if number != number else number
     value: Any = None
     position = 0
     while position < len(blob):
